@@ -1,0 +1,27 @@
+//! The protocol model every Agora protocol is written against.
+//!
+//! A protocol is a deterministic, sans-IO state machine: it is handed events
+//! (start, message, timer, input) together with an [`Io`] context, and answers
+//! by pushing [`Command`]s (send, set/cancel timer, emit output, count a
+//! metric) into it. It never touches a socket, a clock, a thread or a global
+//! random number generator: time and randomness come from the driver through
+//! [`Io`]. The same protocol value therefore runs unchanged in the
+//! deterministic simulator (`agora-sim`) and on the tokio TCP runtime
+//! (`agora-net`).
+//!
+//! Messages cross the wire with one compact, versioned encoding: see [`wire`].
+
+pub mod duration_str;
+mod id;
+mod io;
+mod protocol;
+mod time;
+pub mod wire;
+
+pub use id::NodeId;
+pub use io::{Command, Io};
+pub use protocol::{Message, Protocol};
+pub use time::Time;
+
+/// Re-exported so protocol crates name the same RNG traits as the drivers.
+pub use rand;

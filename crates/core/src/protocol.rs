@@ -1,0 +1,51 @@
+use crate::{Io, NodeId};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::fmt::Debug;
+use std::hash::Hash;
+
+/// A protocol message: a serde type that crosses the wire (see [`crate::wire`])
+/// and names its kind for per-kind statistics.
+pub trait Message: Clone + Debug + Serialize + DeserializeOwned + Send + 'static {
+    /// A short, static name of the message's kind ("data", "ack", …), used
+    /// for message counts by kind in the simulator and in `/metrics`.
+    fn kind(&self) -> &'static str;
+}
+
+/// A deterministic, sans-IO protocol state machine: one value per node.
+///
+/// Drivers call the `on_*` methods one at a time; everything the protocol
+/// wants to happen is pushed into the [`Io`] it is handed. A handler must not
+/// block, and must derive every random choice from [`Io::rng`], so that the
+/// simulator can replay a run exactly from its seed.
+pub trait Protocol: Send + 'static {
+    type Msg: Message;
+    /// Typed timers: setting a timer that is already pending re-arms it, so a
+    /// timer value names one logical timer of the node.
+    type Timer: Clone + Debug + Eq + Hash + Send + 'static;
+    /// What the outside world hands a node (inject a token, a client request).
+    type Input: Debug + DeserializeOwned + Send + 'static;
+    /// What a node reports to the outside world (delivered, committed, formed).
+    type Output: Clone + Debug + Serialize + Send + 'static;
+
+    /// The node starts for the first time, or restarts after losing its memory.
+    fn on_start(&mut self, io: &mut Io<'_, Self>);
+    /// A message from `from` arrived.
+    fn on_message(&mut self, from: NodeId, msg: Self::Msg, io: &mut Io<'_, Self>);
+    /// A timer set earlier fired (and was not cancelled or re-armed since).
+    fn on_timer(&mut self, timer: Self::Timer, io: &mut Io<'_, Self>);
+    /// The outside world hands the node an input.
+    fn on_input(&mut self, input: Self::Input, io: &mut Io<'_, Self>) {
+        let _ = (input, io);
+    }
+    /// The node recovers from a crash with its memory intact. Its timers were
+    /// lost with the crash; by default it starts over as [`Protocol::on_start`]
+    /// does, which must then be safe to call on a node with state.
+    fn on_recover(&mut self, io: &mut Io<'_, Self>) {
+        self.on_start(io);
+    }
+    /// A JSON snapshot of the node's state for humans (`/status`, summaries).
+    fn status(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+}
