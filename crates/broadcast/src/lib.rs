@@ -12,8 +12,9 @@
 //! * A node that (re)starts without memory cannot be told apart by the
 //!   origin, so it introduces itself: it picks a random `session` and sends
 //!   `Sync { session, next }` to each origin until answered. The origin resets
-//!   its view of that peer to `next` and ignores acks of older sessions, so a
-//!   stale ack from before the restart cannot hide a gap.
+//!   its view of that peer to `next`, confirms with `SyncOk { session }`, and
+//!   from then on ignores acks of older sessions, so a stale ack from before
+//!   the restart cannot hide a gap.
 //!
 //! Safety, checked by [`check_prefix_agreement`]: every node's delivered
 //! sequence of an origin equals a prefix of that origin's log (a hash chain
@@ -93,20 +94,13 @@ impl Config {
         }
         for (i, o) in self.origins.iter().enumerate() {
             if o.0 >= self.nodes {
-                return Err(format!(
-                    "origins[{i}]: node {} does not exist (nodes = {})",
-                    o.0, self.nodes
-                ));
+                return Err(format!("origins[{i}]: node {} does not exist (nodes = {})", o.0, self.nodes));
             }
             if self.origins[..i].contains(o) {
                 return Err(format!("origins[{i}]: node {} is listed twice", o.0));
             }
         }
-        for (name, d) in [
-            ("interval", self.interval),
-            ("retransmit", self.retransmit),
-            ("sync", self.sync),
-        ] {
+        for (name, d) in [("interval", self.interval), ("retransmit", self.retransmit), ("sync", self.sync)] {
             if d.is_zero() {
                 return Err(format!("{name}: must be longer than zero"));
             }
@@ -120,23 +114,10 @@ impl Config {
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Msg {
-    Data {
-        origin: NodeId,
-        seq: u32,
-        value: u64,
-    },
-    Ack {
-        origin: NodeId,
-        session: u64,
-        next: u32,
-    },
-    Sync {
-        session: u64,
-        next: u32,
-    },
-    SyncOk {
-        next: u32,
-    },
+    Data { origin: NodeId, seq: u32, value: u64 },
+    Ack { origin: NodeId, session: u64, next: u32 },
+    Sync { session: u64, next: u32 },
+    SyncOk { session: u64 },
 }
 
 impl Message for Msg {
@@ -192,7 +173,7 @@ struct Receipt {
     digest: u64,
     /// Values that arrived ahead of a gap, sorted by sequence number.
     early: Vec<(u32, u64)>,
-    /// Whether the origin has answered this incarnation's `Sync`.
+    /// Whether the origin has confirmed this incarnation's session (`SyncOk`).
     synced: bool,
 }
 
@@ -230,13 +211,7 @@ impl Node {
                 retransmitting: false,
             })
         });
-        Node {
-            cfg,
-            me,
-            session: 0,
-            receipts,
-            origin,
-        }
+        Node { cfg, me, session: 0, receipts, origin }
     }
 
     fn origin_slot(&self, origin: NodeId) -> Option<usize> {
@@ -245,8 +220,7 @@ impl Node {
 
     /// How many values of `origin` this node has delivered.
     pub fn delivered(&self, origin: NodeId) -> u32 {
-        self.origin_slot(origin)
-            .map_or(0, |i| self.receipts[i].next)
+        self.origin_slot(origin).map_or(0, |i| self.receipts[i].next)
     }
 
     /// How many values this node has broadcast (0 for a non-origin).
@@ -262,21 +236,11 @@ impl Node {
         };
         let seq = o.log.len() as u32;
         o.log.push(value);
-        let link = chain(
-            *o.prefix.last().expect("prefix starts with the empty chain"),
-            value,
-        );
+        let link = chain(*o.prefix.last().expect("prefix starts with the empty chain"), value);
         o.prefix.push(link);
         o.acked[me.index()] = seq + 1;
         for peer in (0..self.cfg.nodes).map(NodeId).filter(|&p| p != me) {
-            io.send(
-                peer,
-                Msg::Data {
-                    origin: me,
-                    seq,
-                    value,
-                },
-            );
+            io.send(peer, Msg::Data { origin: me, seq, value });
         }
         self.ensure_retransmit(io);
         self.accept(me, seq, value, io);
@@ -296,14 +260,7 @@ impl Node {
         let o = self.origin.as_ref().expect("only origins resend");
         let end = (from as usize + self.cfg.window as usize).min(o.log.len());
         for seq in from as usize..end {
-            io.send(
-                peer,
-                Msg::Data {
-                    origin: self.me,
-                    seq: seq as u32,
-                    value: o.log[seq],
-                },
-            );
+            io.send(peer, Msg::Data { origin: self.me, seq: seq as u32, value: o.log[seq] });
         }
     }
 
@@ -314,7 +271,6 @@ impl Node {
             return;
         };
         let r = &mut self.receipts[slot];
-        r.synced = true;
         if seq < r.next {
             io.count("duplicate_data", 1);
             return;
@@ -328,11 +284,7 @@ impl Node {
         let mut value = value;
         loop {
             r.digest = chain(r.digest, value);
-            io.output(Delivered {
-                origin,
-                seq: r.next,
-                value,
-            });
+            io.output(Delivered { origin, seq: r.next, value });
             r.next += 1;
             match r.early.first() {
                 Some(&(s, v)) if s == r.next => {
@@ -358,13 +310,7 @@ impl Protocol for Node {
         for (i, &o) in self.cfg.origins.iter().enumerate() {
             if o != me {
                 self.receipts[i].synced = false;
-                io.send(
-                    o,
-                    Msg::Sync {
-                        session: self.session,
-                        next: self.receipts[i].next,
-                    },
-                );
+                io.send(o, Msg::Sync { session: self.session, next: self.receipts[i].next });
                 need_sync = true;
             }
         }
@@ -392,26 +338,20 @@ impl Protocol for Node {
                 self.accept(origin, seq, value, io);
                 if let Some(slot) = self.origin_slot(origin) {
                     let next = self.receipts[slot].next;
-                    io.send(
-                        origin,
-                        Msg::Ack {
-                            origin,
-                            session: self.session,
-                            next,
-                        },
-                    );
+                    io.send(origin, Msg::Ack { origin, session: self.session, next });
                 }
             }
-            Msg::Ack {
-                origin,
-                session,
-                next,
-            } => {
+            Msg::Ack { origin, session, next } => {
                 let Some(o) = self.origin.as_mut().filter(|_| origin == self.me) else {
                     return;
                 };
                 let p = from.index();
-                // A session we have not seen a Sync for yet may predate a restart.
+                // Only the session of the peer's latest Sync counts: an ack of an
+                // older incarnation may arrive after a restart. A peer never
+                // heard from has no older incarnation, so its session is adopted.
+                if p < o.acked.len() && o.session[p] == 0 {
+                    o.session[p] = session;
+                }
                 if p < o.acked.len() && o.session[p] == session {
                     o.acked[p] = o.acked[p].max(next.min(o.log.len() as u32));
                 }
@@ -424,15 +364,15 @@ impl Protocol for Node {
                 let next = next.min(o.log.len() as u32);
                 o.session[p] = session;
                 o.acked[p] = next;
+                io.send(from, Msg::SyncOk { session });
                 if (next as usize) < o.log.len() {
                     self.resend(from, next, io);
                     self.ensure_retransmit(io);
-                } else {
-                    io.send(from, Msg::SyncOk { next });
                 }
             }
-            Msg::SyncOk { .. } => {
-                if let Some(slot) = self.origin_slot(from) {
+            Msg::SyncOk { session } => {
+                // Only an answer to this incarnation's Sync confirms it.
+                if let Some(slot) = self.origin_slot(from).filter(|_| session == self.session) {
                     self.receipts[slot].synced = true;
                 }
             }
@@ -477,13 +417,7 @@ impl Protocol for Node {
                 let mut pending = false;
                 for (i, &o) in self.cfg.origins.iter().enumerate() {
                     if o != me && !self.receipts[i].synced {
-                        io.send(
-                            o,
-                            Msg::Sync {
-                                session: self.session,
-                                next: self.receipts[i].next,
-                            },
-                        );
+                        io.send(o, Msg::Sync { session: self.session, next: self.receipts[i].next });
                         pending = true;
                     }
                 }
@@ -514,20 +448,12 @@ impl Protocol for Node {
 
 /// Safety: every node's delivered sequence from each origin is a prefix of
 /// that origin's log. `nodes[i]` must be node `i`.
-pub fn check_prefix_agreement<'a>(
-    cfg: &Config,
-    nodes: impl Fn(NodeId) -> &'a Node,
-) -> Result<(), String> {
+pub fn check_prefix_agreement<'a>(cfg: &Config, nodes: impl Fn(NodeId) -> &'a Node) -> Result<(), String> {
     for &origin in &cfg.origins {
-        let o = nodes(origin)
-            .origin
-            .as_ref()
-            .ok_or_else(|| format!("origin {origin} has no log"))?;
+        let o = nodes(origin).origin.as_ref().ok_or_else(|| format!("origin {origin} has no log"))?;
         for id in (0..cfg.nodes).map(NodeId) {
             let n = nodes(id);
-            let slot = n
-                .origin_slot(origin)
-                .expect("every node tracks every origin");
+            let slot = n.origin_slot(origin).expect("every node tracks every origin");
             let r = &n.receipts[slot];
             match o.prefix.get(r.next as usize) {
                 None => {
@@ -538,10 +464,7 @@ pub fn check_prefix_agreement<'a>(
                     ))
                 }
                 Some(&d) if d != r.digest => {
-                    return Err(format!(
-                        "{id}'s first {} deliveries from {origin} differ from {origin}'s log",
-                        r.next
-                    ))
+                    return Err(format!("{id}'s first {} deliveries from {origin} differ from {origin}'s log", r.next))
                 }
                 Some(_) => {}
             }
@@ -551,20 +474,7 @@ pub fn check_prefix_agreement<'a>(
 }
 
 /// Liveness: every node in `live` has delivered everything every origin broadcast.
-pub fn all_delivered<'a>(
-    cfg: &Config,
-    nodes: impl Fn(NodeId) -> &'a Node,
-    live: impl Iterator<Item = NodeId>,
-) -> bool {
-    let totals: Vec<u32> = cfg
-        .origins
-        .iter()
-        .map(|&o| nodes(o).broadcast_count())
-        .collect();
-    live.into_iter().all(|id| {
-        cfg.origins
-            .iter()
-            .zip(&totals)
-            .all(|(&o, &t)| nodes(id).delivered(o) == t)
-    })
+pub fn all_delivered<'a>(cfg: &Config, nodes: impl Fn(NodeId) -> &'a Node, live: impl Iterator<Item = NodeId>) -> bool {
+    let totals: Vec<u32> = cfg.origins.iter().map(|&o| nodes(o).broadcast_count()).collect();
+    live.into_iter().all(|id| cfg.origins.iter().zip(&totals).all(|(&o, &t)| nodes(id).delivered(o) == t))
 }

@@ -30,10 +30,7 @@ pub fn parse(s: &str) -> Result<Duration, String> {
         .find(|c: char| c.is_ascii_alphabetic())
         .ok_or_else(|| format!("duration {s:?} has no unit (ns, us, ms, s, m, h)"))?;
     let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("duration {s:?}: {num:?} is not a number"))?;
+    let value: f64 = num.trim().parse().map_err(|_| format!("duration {s:?}: {num:?} is not a number"))?;
     let scale = match unit {
         "ns" => 1e-9,
         "us" => 1e-6,
@@ -41,11 +38,7 @@ pub fn parse(s: &str) -> Result<Duration, String> {
         "s" => 1.0,
         "m" => 60.0,
         "h" => 3600.0,
-        _ => {
-            return Err(format!(
-                "duration {s:?}: unknown unit {unit:?} (ns, us, ms, s, m, h)"
-            ))
-        }
+        _ => return Err(format!("duration {s:?}: unknown unit {unit:?} (ns, us, ms, s, m, h)")),
     };
     let secs = value * scale;
     if !secs.is_finite() || secs < 0.0 || secs > 1e9 {

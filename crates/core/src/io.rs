@@ -29,12 +29,7 @@ pub struct Io<'a, P: Protocol + ?Sized> {
 
 impl<'a, P: Protocol + ?Sized> Io<'a, P> {
     /// Made by drivers only: `out` collects the handler's commands.
-    pub fn new(
-        me: NodeId,
-        now: Time,
-        rng: &'a mut dyn RngCore,
-        out: &'a mut Vec<Command<P>>,
-    ) -> Self {
+    pub fn new(me: NodeId, now: Time, rng: &'a mut dyn RngCore, out: &'a mut Vec<Command<P>>) -> Self {
         Io { me, now, rng, out }
     }
 

@@ -71,13 +71,7 @@ mod tests {
     fn arithmetic_saturates() {
         assert_eq!(Time::MAX + Duration::from_secs(1), Time::MAX);
         assert_eq!(Time::ZERO - Time::from_nanos(5), Duration::ZERO);
-        assert_eq!(
-            Time::from_nanos(7) - Time::from_nanos(5),
-            Duration::from_nanos(2)
-        );
-        assert_eq!(
-            Time::ZERO + Duration::from_millis(1),
-            Time::from_nanos(1_000_000)
-        );
+        assert_eq!(Time::from_nanos(7) - Time::from_nanos(5), Duration::from_nanos(2));
+        assert_eq!(Time::ZERO + Duration::from_millis(1), Time::from_nanos(1_000_000));
     }
 }

@@ -44,8 +44,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
     if version != WIRE_VERSION {
         return Err(WireError::Version { found: version });
     }
-    let (value, rest) =
-        postcard::take_from_bytes(body).map_err(|e| WireError::Malformed(e.to_string()))?;
+    let (value, rest) = postcard::take_from_bytes(body).map_err(|e| WireError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
         return Err(WireError::Trailing(rest.len()));
     }
@@ -66,19 +65,13 @@ mod tests {
 
     #[test]
     fn round_trip_and_version() {
-        let m = Sample::Data {
-            origin: 3,
-            payload: vec![1, 2, 3],
-        };
+        let m = Sample::Data { origin: 3, payload: vec![1, 2, 3] };
         let bytes = encode(&m).unwrap();
         assert_eq!(bytes[0], WIRE_VERSION);
         assert_eq!(decode::<Sample>(&bytes).unwrap(), m);
         let mut wrong = bytes.clone();
         wrong[0] = 9;
-        assert_eq!(
-            decode::<Sample>(&wrong),
-            Err(WireError::Version { found: 9 })
-        );
+        assert_eq!(decode::<Sample>(&wrong), Err(WireError::Version { found: 9 }));
         assert_eq!(decode::<Sample>(&[]), Err(WireError::Empty));
         let mut long = bytes;
         long.push(0);

@@ -24,7 +24,6 @@ pub mod trace;
 
 pub use network::{Adversary, Latency, LinkCtx, Model};
 pub use sim::{
-    constant, Byzantine, Fault, Nodes, OutputRecord, Report, Scope, Sim, SimConfig, SimError, Slot,
-    Stop, Toggle, World,
+    constant, Byzantine, Fault, Nodes, OutputRecord, Report, Scope, Sim, SimConfig, SimError, Slot, Stop, Toggle, World,
 };
 pub use stats::{KindCounts, Stats};

@@ -100,21 +100,13 @@ impl<P: Protocol> Latency<P> for Model<P> {
             Model::Constant(d) => *d,
             Model::Uniform { min, max } => {
                 let (lo, hi) = (min.as_nanos() as u64, max.as_nanos() as u64);
-                Duration::from_nanos(if hi > lo {
-                    rng.random_range(lo..=hi)
-                } else {
-                    lo
-                })
+                Duration::from_nanos(if hi > lo { rng.random_range(lo..=hi) } else { lo })
             }
             Model::Exponential { mean, min } => {
                 let u = 1.0 - rng.random::<f64>(); // (0, 1]: ln is finite
                 *min + mean.mul_f64(-u.ln())
             }
-            Model::Matrix {
-                site_of,
-                latency,
-                jitter,
-            } => {
+            Model::Matrix { site_of, latency, jitter } => {
                 let site = |n: NodeId| site_of.get(n.index()).copied().unwrap_or(0) as usize;
                 let base = latency[site(ctx.from)][site(ctx.to)];
                 if *jitter > 0.0 {
@@ -125,10 +117,7 @@ impl<P: Protocol> Latency<P> for Model<P> {
             }
             Model::Async { unit, adversary } => {
                 let f = adversary.fraction(ctx, rng);
-                assert!(
-                    f > 0.0 && f <= 1.0,
-                    "adversary chose a delay fraction {f} outside (0, 1]"
-                );
+                assert!(f > 0.0 && f <= 1.0, "adversary chose a delay fraction {f} outside (0, 1]");
                 // At least one nanosecond: a delay of 0 is outside the model.
                 unit.mul_f64(f).max(Duration::from_nanos(1))
             }

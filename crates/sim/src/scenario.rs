@@ -130,9 +130,7 @@ fn one_second() -> Duration {
 
 impl Default for DelaySpec {
     fn default() -> Self {
-        DelaySpec::Constant {
-            delay: Duration::from_millis(1),
-        }
+        DelaySpec::Constant { delay: Duration::from_millis(1) }
     }
 }
 
@@ -229,8 +227,7 @@ mod opt_duration {
     use std::time::Duration;
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         let s = Option::<String>::deserialize(d)?;
-        s.map(|s| duration_str::parse(&s).map_err(serde::de::Error::custom))
-            .transpose()
+        s.map(|s| duration_str::parse(&s).map_err(serde::de::Error::custom)).transpose()
     }
 }
 
@@ -274,16 +271,9 @@ pub fn line_col(src: &str, offset: usize) -> (usize, usize) {
 pub fn parse_toml<T: DeserializeOwned>(path: &str, src: &str) -> Result<T, FileError> {
     let located = |span: Option<std::ops::Range<usize>>, field: String, message: String| {
         let (line, column) = span.map(|s| line_col(src, s.start)).unzip();
-        FileError {
-            path: path.to_string(),
-            line,
-            column,
-            field,
-            message,
-        }
+        FileError { path: path.to_string(), line, column, field, message }
     };
-    let de = toml::Deserializer::parse(src)
-        .map_err(|e| located(e.span(), String::new(), e.message().to_string()))?;
+    let de = toml::Deserializer::parse(src).map_err(|e| located(e.span(), String::new(), e.message().to_string()))?;
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
         let field = if field == "." { String::new() } else { field };
@@ -327,20 +317,9 @@ impl<P: DeserializeOwned> Scenario<P> {
 
 impl<P> Scenario<P> {
     /// An error at `span` (or the file as a whole), naming `field`.
-    pub fn error(
-        &self,
-        span: Option<std::ops::Range<usize>>,
-        field: &str,
-        message: impl Into<String>,
-    ) -> FileError {
+    pub fn error(&self, span: Option<std::ops::Range<usize>>, field: &str, message: impl Into<String>) -> FileError {
         let (line, column) = span.map(|s| line_col(&self.source, s.start)).unzip();
-        FileError {
-            path: self.path.clone(),
-            line,
-            column,
-            field: field.to_string(),
-            message: message.into(),
-        }
+        FileError { path: self.path.clone(), line, column, field: field.to_string(), message: message.into() }
     }
 
     /// The line where `key = ` first appears at the start of a line, for
@@ -393,35 +372,20 @@ impl<P> Scenario<P> {
             DelaySpec::Async { unit, .. } if unit.is_zero() => {
                 return Err(delay_err("unit must be longer than zero".into()))
             }
-            DelaySpec::Matrix {
-                latency_ms,
-                sites,
-                jitter,
-            } => {
+            DelaySpec::Matrix { latency_ms, sites, jitter } => {
                 let k = latency_ms.len();
                 if k == 0 || latency_ms.iter().any(|row| row.len() != k) {
-                    return Err(delay_err(format!(
-                        "latency_ms must be a square matrix (it has {k} rows)"
-                    )));
+                    return Err(delay_err(format!("latency_ms must be a square matrix (it has {k} rows)")));
                 }
-                if let Some(v) = latency_ms
-                    .iter()
-                    .flatten()
-                    .find(|v| !v.is_finite() || **v < 0.0)
-                {
-                    return Err(delay_err(format!(
-                        "latency_ms holds {v}, which is not a latency"
-                    )));
+                if let Some(v) = latency_ms.iter().flatten().find(|v| !v.is_finite() || **v < 0.0) {
+                    return Err(delay_err(format!("latency_ms holds {v}, which is not a latency")));
                 }
                 if !(0.0..1.0).contains(jitter) {
                     return Err(delay_err(format!("jitter {jitter} must be in [0, 1)")));
                 }
                 if let Some(s) = sites {
                     if s.len() != n as usize {
-                        return Err(delay_err(format!(
-                            "sites lists {} nodes, the scenario has {n}",
-                            s.len()
-                        )));
+                        return Err(delay_err(format!("sites lists {} nodes, the scenario has {n}", s.len())));
                     }
                     if let Some(bad) = s.iter().find(|&&x| x as usize >= k) {
                         return Err(delay_err(format!("site {bad} does not exist ({k} sites)")));
@@ -431,51 +395,31 @@ impl<P> Scenario<P> {
             _ => {}
         }
         for (i, f) in self.fault.iter().enumerate() {
-            let err = |field: &str, m: String| {
-                self.error(Some(f.span()), &format!("fault[{i}].{field}"), m)
-            };
+            let err = |field: &str, m: String| self.error(Some(f.span()), &format!("fault[{i}].{field}"), m);
             match f.get_ref() {
-                FaultSpec::Crash { node, .. }
-                | FaultSpec::Recover { node, .. }
-                | FaultSpec::Fragile { node, .. }
+                FaultSpec::Crash { node, .. } | FaultSpec::Recover { node, .. } | FaultSpec::Fragile { node, .. }
                     if !node_ok(*node) =>
                 {
-                    return Err(err(
-                        "node",
-                        format!("node {node} does not exist (nodes = {n})"),
-                    ))
+                    return Err(err("node", format!("node {node} does not exist (nodes = {n})")))
                 }
                 FaultSpec::Fragile { node, .. } if !self.fragile.contains(node) => {
-                    return Err(err(
-                        "node",
-                        format!("node {node} is not declared in `fragile`"),
-                    ))
+                    return Err(err("node", format!("node {node} is not declared in `fragile`")))
                 }
-                FaultSpec::Omission {
-                    node, link, rate, ..
-                } => {
+                FaultSpec::Omission { node, link, rate, .. } => {
                     if !prob(*rate) {
-                        return Err(err(
-                            "rate",
-                            format!("{rate} is not a probability in [0, 1]"),
-                        ));
+                        return Err(err("rate", format!("{rate} is not a probability in [0, 1]")));
                     }
                     match (node, link) {
                         (Some(_), Some(_)) | (None, None) => {
                             return Err(err("node", "give exactly one of `node` and `link`".into()))
                         }
                         (Some(v), None) if !node_ok(*v) => {
-                            return Err(err(
-                                "node",
-                                format!("node {v} does not exist (nodes = {n})"),
-                            ))
+                            return Err(err("node", format!("node {v} does not exist (nodes = {n})")))
                         }
                         (None, Some(l)) if !l.iter().all(|v| node_ok(*v)) => {
                             return Err(err(
                                 "link",
-                                format!(
-                                    "link {l:?} names a node that does not exist (nodes = {n})"
-                                ),
+                                format!("link {l:?} names a node that does not exist (nodes = {n})"),
                             ))
                         }
                         _ => {}
@@ -485,10 +429,7 @@ impl<P> Scenario<P> {
                     let mut seen = std::collections::BTreeSet::new();
                     for v in groups.iter().flatten() {
                         if !node_ok(*v) {
-                            return Err(err(
-                                "groups",
-                                format!("node {v} does not exist (nodes = {n})"),
-                            ));
+                            return Err(err("groups", format!("node {v} does not exist (nodes = {n})")));
                         }
                         if !seen.insert(*v) {
                             return Err(err("groups", format!("node {v} is in two groups")));
@@ -532,28 +473,13 @@ impl<P> Scenario<P> {
         let ms = |v: f64| Duration::from_secs_f64(v / 1e3);
         match &self.network.delay {
             DelaySpec::Constant { delay } => Model::Constant(*delay),
-            DelaySpec::Uniform { min, max } => Model::Uniform {
-                min: *min,
-                max: *max,
-            },
-            DelaySpec::Exponential { mean, min } => Model::Exponential {
-                mean: *mean,
-                min: *min,
-            },
-            DelaySpec::Matrix {
-                latency_ms,
-                sites,
-                jitter,
-            } => Model::Matrix {
-                site_of: sites.clone().unwrap_or_else(|| {
-                    (0..self.nodes)
-                        .map(|i| (i as usize % latency_ms.len()) as u16)
-                        .collect()
-                }),
-                latency: latency_ms
-                    .iter()
-                    .map(|row| row.iter().map(|&v| ms(v)).collect())
-                    .collect(),
+            DelaySpec::Uniform { min, max } => Model::Uniform { min: *min, max: *max },
+            DelaySpec::Exponential { mean, min } => Model::Exponential { mean: *mean, min: *min },
+            DelaySpec::Matrix { latency_ms, sites, jitter } => Model::Matrix {
+                site_of: sites
+                    .clone()
+                    .unwrap_or_else(|| (0..self.nodes).map(|i| (i as usize % latency_ms.len()) as u16).collect()),
+                latency: latency_ms.iter().map(|row| row.iter().map(|&v| ms(v)).collect()).collect(),
                 jitter: *jitter,
             },
             DelaySpec::Async { unit, adversary } => Model::Async {
@@ -561,10 +487,7 @@ impl<P> Scenario<P> {
                 adversary: match adversary {
                     AdversarySpec::Uniform => Box::new(UniformAdversary),
                     AdversarySpec::Max => Box::new(MaxAdversary),
-                    AdversarySpec::Load => Box::new(LoadAdversary {
-                        threshold: 4,
-                        fast: 0.1,
-                    }),
+                    AdversarySpec::Load => Box::new(LoadAdversary { threshold: 4, fast: 0.1 }),
                 },
             },
         }
@@ -577,69 +500,32 @@ impl<P> Scenario<P> {
         sim.set_fragile(self.fragile.iter().map(|&v| NodeId(v)));
         for f in &self.fault {
             match f.get_ref() {
-                FaultSpec::Crash { at: t, node } => {
-                    sim.schedule_fault(at(t), Fault::Crash(NodeId(*node)))
+                FaultSpec::Crash { at: t, node } => sim.schedule_fault(at(t), Fault::Crash(NodeId(*node))),
+                FaultSpec::Recover { at: t, node, memory } => {
+                    sim.schedule_fault(at(t), Fault::Recover { node: NodeId(*node), memory: *memory })
                 }
-                FaultSpec::Recover {
-                    at: t,
-                    node,
-                    memory,
-                } => sim.schedule_fault(
-                    at(t),
-                    Fault::Recover {
-                        node: NodeId(*node),
-                        memory: *memory,
-                    },
-                ),
-                FaultSpec::Omission {
-                    at: t,
-                    until,
-                    node,
-                    link,
-                    rate,
-                } => {
+                FaultSpec::Omission { at: t, until, node, link, rate } => {
                     let scope = match (node, link) {
                         (Some(v), _) => Scope::Node(NodeId(*v)),
                         (None, Some([a, b])) => Scope::Link(NodeId(*a), NodeId(*b)),
                         (None, None) => unreachable!("validated: omission names a node or a link"),
                     };
-                    sim.schedule_fault(
-                        at(t),
-                        Fault::Omission {
-                            scope: scope.clone(),
-                            rate: *rate,
-                        },
-                    );
+                    sim.schedule_fault(at(t), Fault::Omission { scope: scope.clone(), rate: *rate });
                     if let Some(u) = until {
                         sim.schedule_fault(at(u), Fault::Omission { scope, rate: 0.0 });
                     }
                 }
-                FaultSpec::Partition {
-                    at: t,
-                    heal,
-                    groups,
-                } => {
-                    let groups = groups
-                        .iter()
-                        .map(|g| g.iter().map(|&v| NodeId(v)).collect())
-                        .collect();
+                FaultSpec::Partition { at: t, heal, groups } => {
+                    let groups = groups.iter().map(|g| g.iter().map(|&v| NodeId(v)).collect()).collect();
                     sim.schedule_fault(at(t), Fault::Partition(groups));
                     if let Some(h) = heal {
                         sim.schedule_fault(at(h), Fault::Heal);
                     }
                 }
                 FaultSpec::Heal { at: t } => sim.schedule_fault(at(t), Fault::Heal),
-                FaultSpec::Fragile {
-                    at: t,
-                    node,
-                    faulty,
-                } => sim.schedule_fault(
-                    at(t),
-                    Fault::Fragile {
-                        node: NodeId(*node),
-                        faulty: *faulty,
-                    },
-                ),
+                FaultSpec::Fragile { at: t, node, faulty } => {
+                    sim.schedule_fault(at(t), Fault::Fragile { node: NodeId(*node), faulty: *faulty })
+                }
             }
         }
         for b in &self.byzantine {
@@ -654,9 +540,7 @@ pub fn byzantine<Q: Protocol>(behaviour: Behaviour, nodes: u32) -> crate::Byzant
     match behaviour {
         Behaviour::Mute => Box::new(|_, _, _| Vec::new()),
         Behaviour::Duplicate => Box::new(|to, m: Q::Msg, _| vec![(to, m.clone()), (to, m)]),
-        Behaviour::Misroute => {
-            Box::new(move |_, m, rng| vec![(NodeId(rng.random_range(0..nodes)), m)])
-        }
+        Behaviour::Misroute => Box::new(move |_, m, rng| vec![(NodeId(rng.random_range(0..nodes)), m)]),
         Behaviour::Replay => {
             let mut previous: Option<Q::Msg> = None;
             Box::new(move |to, m, _| vec![(to, previous.replace(m.clone()).unwrap_or(m))])

@@ -27,13 +27,7 @@ pub struct SimConfig {
 
 impl SimConfig {
     pub fn new(seed: u64) -> Self {
-        SimConfig {
-            seed,
-            fifo: false,
-            loss: 0.0,
-            duplication: 0.0,
-            collect_outputs: true,
-        }
+        SimConfig { seed, fifo: false, loss: 0.0, duplication: 0.0, collect_outputs: true }
     }
 }
 
@@ -80,9 +74,8 @@ impl Fault {
 /// Rewrites what a Byzantine node sends: given the destination and the
 /// message the protocol produced, returns what really goes out (possibly
 /// nothing, several messages, or other destinations).
-pub type Byzantine<P> = Box<
-    dyn FnMut(NodeId, <P as Protocol>::Msg, &mut ChaCha8Rng) -> Vec<(NodeId, <P as Protocol>::Msg)>,
->;
+pub type Byzantine<P> =
+    Box<dyn FnMut(NodeId, <P as Protocol>::Msg, &mut ChaCha8Rng) -> Vec<(NodeId, <P as Protocol>::Msg)>>;
 
 type Invariant<P> = Box<dyn FnMut(&World<'_, P>) -> Result<(), String>>;
 
@@ -186,32 +179,15 @@ pub struct Report {
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     #[error("invariant `{name}` violated at event {event} (t = {time}, seed {seed}): {detail}\n  during: {during}\n  replay with --seed {seed}")]
-    Invariant {
-        name: String,
-        seed: u64,
-        event: u64,
-        time: Time,
-        during: String,
-        detail: String,
-    },
+    Invariant { name: String, seed: u64, event: u64, time: Time, during: String, detail: String },
     #[error("writing the trace failed: {0}")]
     Trace(#[from] std::io::Error),
 }
 
 enum Event<P: Protocol> {
-    Deliver {
-        from: NodeId,
-        to: NodeId,
-        msg: P::Msg,
-    },
-    Timer {
-        node: NodeId,
-        id: u64,
-    },
-    Input {
-        node: NodeId,
-        input: P::Input,
-    },
+    Deliver { from: NodeId, to: NodeId, msg: P::Msg },
+    Timer { node: NodeId, id: u64 },
+    Input { node: NodeId, input: P::Input },
     Fault(Fault),
 }
 
@@ -312,13 +288,7 @@ impl<P: Protocol> Sim<P> {
         cfg: SimConfig,
     ) -> Self {
         let slots = (0..n)
-            .map(|i| Slot {
-                state: factory(NodeId(i)),
-                up: true,
-                faulty: false,
-                fragile: false,
-                timers: Vec::new(),
-            })
+            .map(|i| Slot { state: factory(NodeId(i)), up: true, faulty: false, fragile: false, timers: Vec::new() })
             .collect();
         Sim {
             net_rng: stream(cfg.seed, 1),
@@ -350,12 +320,7 @@ impl<P: Protocol> Sim<P> {
             sink: None,
             out: Vec::new(),
             enc: Vec::new(),
-            last: Last {
-                tag: TAG_START,
-                node: NodeId(0),
-                from: None,
-                what: "",
-            },
+            last: Last { tag: TAG_START, node: NodeId(0), from: None, what: "" },
         }
     }
 
@@ -363,11 +328,7 @@ impl<P: Protocol> Sim<P> {
 
     /// Checks `f` after every event; a violation stops the run with an error
     /// that names the invariant, the event, the time and the seed.
-    pub fn add_invariant(
-        &mut self,
-        name: &str,
-        f: impl FnMut(&World<'_, P>) -> Result<(), String> + 'static,
-    ) {
+    pub fn add_invariant(&mut self, name: &str, f: impl FnMut(&World<'_, P>) -> Result<(), String> + 'static) {
         self.invariants.push((name.to_string(), Box::new(f)));
     }
 
@@ -450,9 +411,7 @@ impl<P: Protocol> Sim<P> {
     /// No message in flight, no timer pending, and the protocol's own
     /// quiescence condition (if any) holds.
     pub fn is_quiescent(&self) -> bool {
-        self.in_flight == 0
-            && self.armed_timers == 0
-            && self.quiescence.as_ref().is_none_or(|q| q(&self.world()))
+        self.in_flight == 0 && self.armed_timers == 0 && self.quiescence.as_ref().is_none_or(|q| q(&self.world()))
     }
 
     // ---- running ------------------------------------------------------
@@ -464,12 +423,7 @@ impl<P: Protocol> Sim<P> {
 
     /// Runs until `limit` (simulated time) or `max_events`, calling
     /// `progress` with the current time every 65 536 events.
-    pub fn run(
-        &mut self,
-        limit: Time,
-        max_events: u64,
-        progress: &mut dyn FnMut(Time),
-    ) -> Result<Report, SimError> {
+    pub fn run(&mut self, limit: Time, max_events: u64, progress: &mut dyn FnMut(Time)) -> Result<Report, SimError> {
         self.start()?;
         let stop = loop {
             if self.stats.events >= max_events {
@@ -485,12 +439,7 @@ impl<P: Protocol> Sim<P> {
                 progress(self.now);
             }
         };
-        Ok(Report {
-            stop,
-            events: self.stats.events,
-            sim_time: self.now,
-            trace_hash: self.hash.value(),
-        })
+        Ok(Report { stop, events: self.stats.events, sim_time: self.now, trace_hash: self.hash.value() })
     }
 
     /// Starts every node (in id order, at time 0) unless already started.
@@ -523,11 +472,7 @@ impl<P: Protocol> Sim<P> {
                     Some("crashed")
                 } else if slot.faulty {
                     Some("faulty")
-                } else if self
-                    .group_of
-                    .as_ref()
-                    .is_some_and(|g| g[from.index()] != g[to.index()])
-                {
+                } else if self.group_of.as_ref().is_some_and(|g| g[from.index()] != g[to.index()]) {
                     Some("partition")
                 } else {
                     None
@@ -567,11 +512,7 @@ impl<P: Protocol> Sim<P> {
                 let mut h = fnv::FnvHasher::default();
                 timer.hash(&mut h);
                 let digest = h.finish().to_le_bytes();
-                let body = if self.sink.is_some() {
-                    format!("{timer:?}").into()
-                } else {
-                    serde_json::Value::Null
-                };
+                let body = if self.sink.is_some() { format!("{timer:?}").into() } else { serde_json::Value::Null };
                 self.dispatch(node, |p, io| p.on_timer(timer, io));
                 self.after_event(TAG_TIMER, node, None, "timer", &digest, body)?;
             }
@@ -580,38 +521,17 @@ impl<P: Protocol> Sim<P> {
                 if self.nodes().is_live(node) {
                     self.stats.inputs += 1;
                     self.dispatch(node, |p, io| p.on_input(input, io));
-                    self.after_event(
-                        TAG_INPUT,
-                        node,
-                        None,
-                        "input",
-                        text.as_bytes(),
-                        text.clone().into(),
-                    )?;
+                    self.after_event(TAG_INPUT, node, None, "input", text.as_bytes(), text.clone().into())?;
                 } else {
                     // No injection into a crashed or faulty node: refused, counted, traced.
                     self.stats.inputs_refused += 1;
-                    self.after_event(
-                        TAG_DROP,
-                        node,
-                        None,
-                        "input_refused",
-                        text.as_bytes(),
-                        text.clone().into(),
-                    )?;
+                    self.after_event(TAG_DROP, node, None, "input_refused", text.as_bytes(), text.clone().into())?;
                 }
             }
             Event::Fault(fault) => {
                 let (text, name) = (format!("{fault:?}"), fault.name());
                 let node = self.apply_fault(fault);
-                self.after_event(
-                    TAG_FAULT,
-                    node,
-                    None,
-                    name,
-                    text.as_bytes(),
-                    text.clone().into(),
-                )?;
+                self.after_event(TAG_FAULT, node, None, name, text.as_bytes(), text.clone().into())?;
             }
         }
         Ok(true)
@@ -621,11 +541,7 @@ impl<P: Protocol> Sim<P> {
 
     fn push(&mut self, at: Time, ev: Event<P>) {
         self.seq += 1;
-        self.queue.push(Entry {
-            at,
-            seq: self.seq,
-            ev,
-        });
+        self.queue.push(Entry { at, seq: self.seq, ev });
     }
 
     /// Runs one handler on `node` and applies its commands in order.
@@ -663,11 +579,7 @@ impl<P: Protocol> Sim<P> {
                         self.armed_timers += 1;
                     }
                 }
-                self.queue.push(Entry {
-                    at: self.now + after,
-                    seq: id,
-                    ev: Event::Timer { node, id },
-                });
+                self.queue.push(Entry { at: self.now + after, seq: id, ev: Event::Timer { node, id } });
             }
             Command::CancelTimer { timer } => {
                 let slot = &mut self.slots[node.index()];
@@ -679,11 +591,7 @@ impl<P: Protocol> Sim<P> {
             Command::Output(output) => {
                 self.stats.outputs += 1;
                 if self.cfg.collect_outputs {
-                    self.outputs.push(OutputRecord {
-                        at: self.now,
-                        node,
-                        output,
-                    });
+                    self.outputs.push(OutputRecord { at: self.now, node, output });
                 }
             }
             Command::Count { name, by } => self.stats.counters.add(name, by),
@@ -692,9 +600,7 @@ impl<P: Protocol> Sim<P> {
 
     fn send(&mut self, from: NodeId, to: NodeId, msg: P::Msg) {
         self.stats.messages_sent += 1;
-        self.stats
-            .messages_by_kind
-            .add(agora_core::Message::kind(&msg), 1);
+        self.stats.messages_by_kind.add(agora_core::Message::kind(&msg), 1);
         if to.index() >= self.slots.len() {
             self.stats.dropped.add("no_such_node", 1);
             return;
@@ -705,12 +611,7 @@ impl<P: Protocol> Sim<P> {
             .copied()
             .unwrap_or(0.0)
             .max(self.node_omission.get(&to.0).copied().unwrap_or(0.0))
-            .max(
-                self.link_omission
-                    .get(&(from.0, to.0))
-                    .copied()
-                    .unwrap_or(0.0),
-            );
+            .max(self.link_omission.get(&(from.0, to.0)).copied().unwrap_or(0.0));
         if omission > 0.0 && self.fault_rng.random::<f64>() < omission {
             self.stats.dropped.add("omission", 1);
             return;
@@ -719,13 +620,12 @@ impl<P: Protocol> Sim<P> {
             self.stats.dropped.add("loss", 1);
             return;
         }
-        let copies =
-            if self.cfg.duplication > 0.0 && self.net_rng.random::<f64>() < self.cfg.duplication {
-                self.stats.duplicated += 1;
-                2
-            } else {
-                1
-            };
+        let copies = if self.cfg.duplication > 0.0 && self.net_rng.random::<f64>() < self.cfg.duplication {
+            self.stats.duplicated += 1;
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
             let delay = {
                 let ctx = LinkCtx {
@@ -740,24 +640,14 @@ impl<P: Protocol> Sim<P> {
             };
             let mut at = self.now + delay;
             if self.cfg.fifo {
-                let last = self
-                    .last_arrival
-                    .entry((from.0, to.0))
-                    .or_insert(Time::ZERO);
+                let last = self.last_arrival.entry((from.0, to.0)).or_insert(Time::ZERO);
                 at = at.max(*last);
                 *last = at;
             }
             self.in_flight += 1;
             self.in_flight_to[to.index()] += 1;
             self.stats.max_in_flight = self.stats.max_in_flight.max(self.in_flight);
-            self.push(
-                at,
-                Event::Deliver {
-                    from,
-                    to,
-                    msg: msg.clone(),
-                },
-            );
+            self.push(at, Event::Deliver { from, to, msg: msg.clone() });
         }
     }
 
@@ -866,12 +756,7 @@ impl<P: Protocol> Sim<P> {
         let i = self.stats.events;
         self.stats.events += 1;
         self.hash.event(self.now, tag, node, from, payload);
-        self.last = Last {
-            tag,
-            node,
-            from,
-            what,
-        };
+        self.last = Last { tag, node, from, what };
         if let Some(sink) = self.sink.as_mut() {
             let rec = TraceRecord {
                 i,
@@ -904,10 +789,7 @@ impl<P: Protocol> Sim<P> {
             if let Err(detail) = check(&world) {
                 let l = self.last;
                 let during = match l.from {
-                    Some(f) => format!(
-                        "{} {} {} → {}",
-                        TAG_NAMES[l.tag as usize], l.what, f, l.node
-                    ),
+                    Some(f) => format!("{} {} {} → {}", TAG_NAMES[l.tag as usize], l.what, f, l.node),
                     None => format!("{} {} at {}", TAG_NAMES[l.tag as usize], l.what, l.node),
                 };
                 return Err(SimError::Invariant {

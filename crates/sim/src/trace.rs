@@ -54,14 +54,7 @@ impl Default for TraceHash {
 }
 
 impl TraceHash {
-    pub(crate) fn event(
-        &mut self,
-        at: Time,
-        tag: u8,
-        node: NodeId,
-        from: Option<NodeId>,
-        payload: &[u8],
-    ) {
+    pub(crate) fn event(&mut self, at: Time, tag: u8, node: NodeId, from: Option<NodeId>, payload: &[u8]) {
         let h = &mut self.0;
         h.write_u64(at.as_nanos());
         h.write_u8(tag);

@@ -81,20 +81,11 @@ impl Protocol for Chatter {
 }
 
 fn chatter(n: u32, pings: u32, round_robin: bool) -> impl FnMut(NodeId) -> Chatter {
-    move |_| Chatter {
-        n,
-        pings,
-        sent: 0,
-        round_robin,
-        tick: Duration::from_millis(10),
-    }
+    move |_| Chatter { n, pings, sent: 0, round_robin, tick: Duration::from_millis(10) }
 }
 
 fn uniform() -> Model<Chatter> {
-    Model::Uniform {
-        min: Duration::from_millis(1),
-        max: Duration::from_millis(30),
-    }
+    Model::Uniform { min: Duration::from_millis(1), max: Duration::from_millis(30) }
 }
 
 fn ms(v: u64) -> Time {
@@ -117,38 +108,18 @@ fn same_seed_same_trace_different_seed_different_trace() {
 fn crashed_node_receives_nothing_and_recovers_without_memory() {
     let mut sim = Sim::new(4, chatter(4, 200, true), uniform(), SimConfig::new(3));
     sim.schedule_fault(ms(500), Fault::Crash(NodeId(2)));
-    sim.schedule_fault(
-        ms(1500),
-        Fault::Recover {
-            node: NodeId(2),
-            memory: false,
-        },
-    );
+    sim.schedule_fault(ms(1500), Fault::Recover { node: NodeId(2), memory: false });
     sim.run_until(Time::MAX).unwrap();
-    let at_2: Vec<_> = sim
-        .outputs()
-        .iter()
-        .filter(|o| o.node == NodeId(2))
-        .collect();
+    let at_2: Vec<_> = sim.outputs().iter().filter(|o| o.node == NodeId(2)).collect();
     assert!(at_2.iter().any(|o| o.at < ms(500)) && at_2.iter().any(|o| o.at > ms(1500)));
-    assert!(
-        at_2.iter().all(|o| o.at < ms(500) || o.at >= ms(1500)),
-        "a crashed node received a message"
-    );
-    assert!(
-        sim.stats().dropped.get("crashed") > 0,
-        "messages to the crashed node were dropped"
-    );
+    assert!(at_2.iter().all(|o| o.at < ms(500) || o.at >= ms(1500)), "a crashed node received a message");
+    assert!(sim.stats().dropped.get("crashed") > 0, "messages to the crashed node were dropped");
     // Without memory the node started over: it sent its full 200 pings after recovering.
     assert_eq!(sim.node(NodeId(2)).sent, 200);
     let pings_from_2_after = sim
         .outputs()
         .iter()
-        .filter(|o| {
-            o.output.from == NodeId(2)
-                && o.at > ms(1500)
-                && matches!(o.output.msg, Msg::Ping { .. })
-        })
+        .filter(|o| o.output.from == NodeId(2) && o.at > ms(1500) && matches!(o.output.msg, Msg::Ping { .. }))
         .count();
     assert!(pings_from_2_after > 150, "{pings_from_2_after}");
     assert_eq!((sim.stats().crashes, sim.stats().recoveries), (1, 1));
@@ -158,13 +129,7 @@ fn crashed_node_receives_nothing_and_recovers_without_memory() {
 fn recovery_with_memory_keeps_state() {
     let mut sim = Sim::new(3, chatter(3, 100, true), uniform(), SimConfig::new(3));
     sim.schedule_fault(ms(305), Fault::Crash(NodeId(1)));
-    sim.schedule_fault(
-        ms(800),
-        Fault::Recover {
-            node: NodeId(1),
-            memory: true,
-        },
-    );
+    sim.schedule_fault(ms(800), Fault::Recover { node: NodeId(1), memory: true });
     sim.run_until(Time::MAX).unwrap();
     // It kept its count (about 30 sent before the crash) and finished at 100, not 130.
     assert_eq!(sim.node(NodeId(1)).sent, 100);
@@ -172,17 +137,9 @@ fn recovery_with_memory_keeps_state() {
 
 #[test]
 fn partition_blocks_exactly_the_cut_links_and_heals() {
-    let mut sim = Sim::new(
-        4,
-        chatter(4, 300, true),
-        Model::Constant(Duration::from_millis(5)),
-        SimConfig::new(5),
-    );
+    let mut sim = Sim::new(4, chatter(4, 300, true), Model::Constant(Duration::from_millis(5)), SimConfig::new(5));
     let (split, heal) = (ms(1000), ms(2000));
-    sim.schedule_fault(
-        split,
-        Fault::Partition(vec![vec![NodeId(0), NodeId(1)], vec![NodeId(2), NodeId(3)]]),
-    );
+    sim.schedule_fault(split, Fault::Partition(vec![vec![NodeId(0), NodeId(1)], vec![NodeId(2), NodeId(3)]]));
     sim.schedule_fault(heal, Fault::Heal);
     sim.run_until(Time::MAX).unwrap();
     let side = |n: NodeId| n.0 / 2;
@@ -190,27 +147,13 @@ fn partition_blocks_exactly_the_cut_links_and_heals() {
     let mut within = 0;
     for o in sim.outputs() {
         if during(o.at) {
-            assert_eq!(
-                side(o.output.from),
-                side(o.node),
-                "{:?} crossed the cut at {}",
-                o,
-                o.at
-            );
+            assert_eq!(side(o.output.from), side(o.node), "{:?} crossed the cut at {}", o, o.at);
             within += 1;
         }
     }
     assert!(within > 100, "links inside a group kept working ({within})");
-    assert!(
-        sim.outputs()
-            .iter()
-            .any(|o| o.at >= heal && side(o.output.from) != side(o.node)),
-        "the cut healed"
-    );
-    assert!(sim
-        .outputs()
-        .iter()
-        .any(|o| o.at < split && side(o.output.from) != side(o.node)));
+    assert!(sim.outputs().iter().any(|o| o.at >= heal && side(o.output.from) != side(o.node)), "the cut healed");
+    assert!(sim.outputs().iter().any(|o| o.at < split && side(o.output.from) != side(o.node)));
     assert!(sim.stats().dropped.get("partition") > 0);
 }
 
@@ -218,51 +161,28 @@ fn partition_blocks_exactly_the_cut_links_and_heals() {
 fn omission_drops_at_the_configured_rate() {
     let rate = 0.3;
     let mut sim = Sim::new(8, chatter(8, 2000, true), uniform(), SimConfig::new(11));
-    sim.schedule_fault(
-        Time::ZERO,
-        Fault::Omission {
-            scope: Scope::Node(NodeId(3)),
-            rate,
-        },
-    );
+    sim.schedule_fault(Time::ZERO, Fault::Omission { scope: Scope::Node(NodeId(3)), rate });
     sim.run_until(Time::MAX).unwrap();
     let dropped = sim.stats().dropped.get("omission") as f64;
     // Node 3 sends 2000 pings plus pongs to its pings, and receives pings and pongs.
     let touching = sim.stats().messages_sent as f64; // upper bound of the exposed messages
     assert!(dropped > 0.0 && dropped < touching);
     // Exposed messages: everything sent by or to node 3, counted from the outputs' view.
-    let delivered_touching = sim
-        .outputs()
-        .iter()
-        .filter(|o| o.output.from == NodeId(3) || o.node == NodeId(3))
-        .count() as f64;
+    let delivered_touching =
+        sim.outputs().iter().filter(|o| o.output.from == NodeId(3) || o.node == NodeId(3)).count() as f64;
     let exposed = delivered_touching + dropped;
     let p = dropped / exposed;
     let sigma = (rate * (1.0 - rate) / exposed).sqrt();
-    assert!(
-        (p - rate).abs() < 4.0 * sigma,
-        "observed drop rate {p:.4}, configured {rate}, 4σ = {:.4}",
-        4.0 * sigma
-    );
+    assert!((p - rate).abs() < 4.0 * sigma, "observed drop rate {p:.4}, configured {rate}, 4σ = {:.4}", 4.0 * sigma);
 }
 
 #[test]
 fn link_omission_touches_only_its_link() {
     let mut sim = Sim::new(3, chatter(3, 500, true), uniform(), SimConfig::new(2));
-    sim.schedule_fault(
-        Time::ZERO,
-        Fault::Omission {
-            scope: Scope::Link(NodeId(0), NodeId(1)),
-            rate: 1.0,
-        },
-    );
+    sim.schedule_fault(Time::ZERO, Fault::Omission { scope: Scope::Link(NodeId(0), NodeId(1)), rate: 1.0 });
     sim.run_until(Time::MAX).unwrap();
-    let on = |a: u32, b: u32| {
-        sim.outputs()
-            .iter()
-            .filter(|o| o.output.from == NodeId(a) && o.node == NodeId(b))
-            .count()
-    };
+    let on =
+        |a: u32, b: u32| sim.outputs().iter().filter(|o| o.output.from == NodeId(a) && o.node == NodeId(b)).count();
     assert_eq!(on(0, 1), 0);
     assert!(on(1, 0) > 0 && on(0, 2) > 0 && on(2, 1) > 0);
 }
@@ -287,63 +207,27 @@ fn fragile_toggles_happen_only_at_quiescent_times() {
     // Node 1 asks to turn faulty while messages are flying: the toggle waits.
     let mut sim = Sim::new(4, chatter(4, 30, true), uniform(), SimConfig::new(4));
     sim.set_fragile([NodeId(1)]);
-    sim.schedule_fault(
-        ms(100),
-        Fault::Fragile {
-            node: NodeId(1),
-            faulty: true,
-        },
-    );
+    sim.schedule_fault(ms(100), Fault::Fragile { node: NodeId(1), faulty: true });
     // After the first burst ends, inject more work: node 1 is faulty now.
     sim.schedule_input(ms(5000), NodeId(0), 30);
     sim.schedule_input(ms(5000), NodeId(1), 30);
-    sim.schedule_fault(
-        ms(9000),
-        Fault::Fragile {
-            node: NodeId(1),
-            faulty: false,
-        },
-    );
+    sim.schedule_fault(ms(9000), Fault::Fragile { node: NodeId(1), faulty: false });
     sim.schedule_input(ms(12000), NodeId(2), 30);
     // Node 0 is not fragile: its toggle is refused.
-    sim.schedule_fault(
-        ms(100),
-        Fault::Fragile {
-            node: NodeId(0),
-            faulty: true,
-        },
-    );
+    sim.schedule_fault(ms(100), Fault::Fragile { node: NodeId(0), faulty: true });
     sim.run_until(Time::MAX).unwrap();
 
     let toggles = sim.toggles();
     assert_eq!(toggles.len(), 2, "{toggles:?}");
     for t in toggles {
-        assert_eq!(
-            (t.in_flight, t.armed_timers),
-            (0, 0),
-            "toggle at a non-quiescent time: {t:?}"
-        );
+        assert_eq!((t.in_flight, t.armed_timers), (0, 0), "toggle at a non-quiescent time: {t:?}");
     }
-    assert!(
-        toggles[0].at > ms(300),
-        "the first toggle was deferred past the burst ({})",
-        toggles[0].at
-    );
+    assert!(toggles[0].at > ms(300), "the first toggle was deferred past the burst ({})", toggles[0].at);
     assert!(toggles[0].faulty && !toggles[1].faulty);
-    assert_eq!(
-        sim.stats().inputs_refused,
-        1,
-        "no injection into a faulty node"
-    );
-    assert!(
-        sim.stats().dropped.get("faulty") > 0,
-        "messages to the faulty node were lost"
-    );
-    let bad: Vec<_> = sim
-        .outputs()
-        .iter()
-        .filter(|o| o.node == NodeId(1) && o.at > toggles[0].at && o.at <= toggles[1].at)
-        .collect();
+    assert_eq!(sim.stats().inputs_refused, 1, "no injection into a faulty node");
+    assert!(sim.stats().dropped.get("faulty") > 0, "messages to the faulty node were lost");
+    let bad: Vec<_> =
+        sim.outputs().iter().filter(|o| o.node == NodeId(1) && o.at > toggles[0].at && o.at <= toggles[1].at).collect();
     assert!(bad.is_empty(), "{bad:?} {toggles:?}");
     assert_eq!(sim.stats().counters.get("toggle_refused_not_fragile"), 1);
 }
@@ -353,13 +237,7 @@ fn quiescence_predicate_defers_toggles() {
     let mut sim = Sim::new(2, chatter(2, 5, true), uniform(), SimConfig::new(4));
     sim.set_fragile([NodeId(1)]);
     sim.set_quiescence(|w| w.now >= Time::from_nanos(10_000_000_000));
-    sim.schedule_fault(
-        ms(1),
-        Fault::Fragile {
-            node: NodeId(1),
-            faulty: true,
-        },
-    );
+    sim.schedule_fault(ms(1), Fault::Fragile { node: NodeId(1), faulty: true });
     sim.schedule_fault(ms(20_000), Fault::Heal); // an event after the predicate turns true
     sim.run_until(Time::MAX).unwrap();
     assert_eq!(sim.toggles().len(), 1);
@@ -377,15 +255,13 @@ fn byzantine_rewrite_reaches_the_receiver() {
         }),
     );
     sim.run_until(Time::MAX).unwrap();
-    let forged = sim
+    let forged =
+        sim.outputs().iter().filter(|o| o.output.from == NodeId(1) && o.output.msg == Msg::Ping { seq: 999 }).count();
+    assert_eq!(forged, 10);
+    assert!(sim
         .outputs()
         .iter()
-        .filter(|o| o.output.from == NodeId(1) && o.output.msg == Msg::Ping { seq: 999 })
-        .count();
-    assert_eq!(forged, 10);
-    assert!(sim.outputs().iter().any(
-        |o| o.output.from == NodeId(0) && matches!(o.output.msg, Msg::Ping { seq } if seq < 10)
-    ));
+        .any(|o| o.output.from == NodeId(0) && matches!(o.output.msg, Msg::Ping { seq } if seq < 10)));
 }
 
 #[test]
@@ -395,10 +271,7 @@ fn fifo_keeps_send_order_per_link() {
     let mut sim = Sim::new(
         2,
         chatter(2, 500, true),
-        Model::Uniform {
-            min: Duration::from_millis(1),
-            max: Duration::from_millis(200),
-        },
+        Model::Uniform { min: Duration::from_millis(1), max: Duration::from_millis(200) },
         cfg,
     );
     sim.run_until(Time::MAX).unwrap();
@@ -418,10 +291,7 @@ fn fifo_keeps_send_order_per_link() {
     let mut sim = Sim::new(
         2,
         chatter(2, 500, true),
-        Model::Uniform {
-            min: Duration::from_millis(1),
-            max: Duration::from_millis(200),
-        },
+        Model::Uniform { min: Duration::from_millis(1), max: Duration::from_millis(200) },
         SimConfig::new(1),
     );
     sim.run_until(Time::MAX).unwrap();
@@ -443,15 +313,8 @@ fn asynchronous_adversaries_choose_the_delays() {
     let unit = Duration::from_secs(1);
     // The max adversary makes every delay exactly one unit: each ping (sent
     // on a 10 ms tick) arrives one unit later, each pong one unit after that.
-    let mut sim = Sim::new(
-        3,
-        chatter(3, 20, true),
-        Model::Async {
-            unit,
-            adversary: Box::new(MaxAdversary),
-        },
-        SimConfig::new(2),
-    );
+    let mut sim =
+        Sim::new(3, chatter(3, 20, true), Model::Async { unit, adversary: Box::new(MaxAdversary) }, SimConfig::new(2));
     sim.run_until(Time::MAX).unwrap();
     for o in sim.outputs() {
         let units = match o.output.msg {
@@ -463,47 +326,23 @@ fn asynchronous_adversaries_choose_the_delays() {
     }
     // The load adversary is not uniform: it gives a different schedule.
     let run = |adversary: Box<dyn agora_sim::Adversary<Chatter>>| {
-        let mut sim = Sim::new(
-            6,
-            chatter(6, 100, false),
-            Model::Async { unit, adversary },
-            SimConfig::new(2),
-        );
+        let mut sim = Sim::new(6, chatter(6, 100, false), Model::Async { unit, adversary }, SimConfig::new(2));
         sim.run_until(Time::MAX).unwrap().trace_hash
     };
-    assert_ne!(
-        run(Box::new(LoadAdversary {
-            threshold: 1,
-            fast: 0.01
-        })),
-        run(Box::new(UniformAdversary))
-    );
+    assert_ne!(run(Box::new(LoadAdversary { threshold: 1, fast: 0.01 })), run(Box::new(UniformAdversary)));
 }
 
 #[test]
 fn async_delays_lie_in_zero_one() {
     use agora_sim::{Latency, LinkCtx};
-    let sim = Sim::new(
-        2,
-        chatter(2, 0, false),
-        Model::Constant(Duration::ZERO),
-        SimConfig::new(0),
-    );
-    let mut model: Model<Chatter> = Model::Async {
-        unit: Duration::from_secs(1),
-        adversary: Box::new(UniformAdversary),
-    };
+    let sim = Sim::new(2, chatter(2, 0, false), Model::Constant(Duration::ZERO), SimConfig::new(0));
+    let mut model: Model<Chatter> =
+        Model::Async { unit: Duration::from_secs(1), adversary: Box::new(UniformAdversary) };
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
     let msg = Msg::Ping { seq: 0 };
     for _ in 0..10_000 {
-        let ctx = LinkCtx {
-            from: NodeId(0),
-            to: NodeId(1),
-            now: Time::ZERO,
-            msg: &msg,
-            in_flight_to: 0,
-            nodes: sim.nodes(),
-        };
+        let ctx =
+            LinkCtx { from: NodeId(0), to: NodeId(1), now: Time::ZERO, msg: &msg, in_flight_to: 0, nodes: sim.nodes() };
         let d = model.delay(&ctx, &mut rng);
         assert!(d > Duration::ZERO && d <= Duration::from_secs(1), "{d:?}");
     }
@@ -520,19 +359,11 @@ fn violated_invariant_stops_the_run_and_names_seed_and_event() {
         }
     });
     let err = sim.run_until(Time::MAX).unwrap_err();
-    let SimError::Invariant {
-        name, seed, event, ..
-    } = &err
-    else {
-        panic!("{err}")
-    };
+    let SimError::Invariant { name, seed, event, .. } = &err else { panic!("{err}") };
     assert_eq!((name.as_str(), *seed), ("fewer than 20 outputs", 42));
     assert!(*event > 0);
     let text = err.to_string();
-    assert!(
-        text.contains("seed 42") && text.contains("deliver"),
-        "{text}"
-    );
+    assert!(text.contains("seed 42") && text.contains("deliver"), "{text}");
 }
 
 #[test]
@@ -554,26 +385,15 @@ fn json_trace_has_one_line_per_event_and_the_final_hash() {
     sim.schedule_fault(ms(50), Fault::Crash(NodeId(3)));
     let report = sim.run_until(Time::MAX).unwrap();
     let text = String::from_utf8(buf.0.borrow().clone()).unwrap();
-    let records: Vec<TraceRecord> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let records: Vec<TraceRecord> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(records.len() as u64, report.events);
-    assert_eq!(
-        records.last().unwrap().hash,
-        agora_sim::trace::hex(report.trace_hash)
-    );
+    assert_eq!(records.last().unwrap().hash, agora_sim::trace::hex(report.trace_hash));
     assert!(records.iter().any(|r| r.ev == "fault" && r.what == "crash"));
-    assert!(records
-        .windows(2)
-        .all(|w| w[0].t <= w[1].t && w[0].i + 1 == w[1].i));
+    assert!(records.windows(2).all(|w| w[0].t <= w[1].t && w[0].i + 1 == w[1].i));
     // Tracing does not change the run.
     let mut plain = Sim::new(4, chatter(4, 20, false), uniform(), SimConfig::new(6));
     plain.schedule_fault(ms(50), Fault::Crash(NodeId(3)));
-    assert_eq!(
-        plain.run_until(Time::MAX).unwrap().trace_hash,
-        report.trace_hash
-    );
+    assert_eq!(plain.run_until(Time::MAX).unwrap().trace_hash, report.trace_hash);
 }
 
 #[test]
