@@ -11,6 +11,7 @@
 //!
 //! Messages cross the wire with one compact, versioned encoding: see [`wire`].
 
+pub mod config_file;
 pub mod duration_str;
 mod id;
 mod io;

@@ -26,11 +26,11 @@
 
 use crate::network::{LoadAdversary, MaxAdversary, Model, UniformAdversary};
 use crate::{Fault, Scope, Sim, SimConfig};
+pub use agora_core::config_file::{line_col, parse_toml, FileError};
 use agora_core::{duration_str, NodeId, Protocol, Time};
 use rand::Rng;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 use toml::Spanned;
@@ -231,57 +231,6 @@ mod opt_duration {
     }
 }
 
-/// An error in a scenario (or any TOML) file: where, which field, what.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FileError {
-    pub path: String,
-    pub line: Option<usize>,
-    pub column: Option<usize>,
-    pub field: String,
-    pub message: String,
-}
-
-impl fmt::Display for FileError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.path)?;
-        if let Some(l) = self.line {
-            write!(f, ":{l}")?;
-            if let Some(c) = self.column {
-                write!(f, ":{c}")?;
-            }
-        }
-        if !self.field.is_empty() {
-            write!(f, ": {}", self.field)?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-impl std::error::Error for FileError {}
-
-/// 1-based line and column of byte `offset` in `src`.
-pub fn line_col(src: &str, offset: usize) -> (usize, usize) {
-    let before = &src[..offset.min(src.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-    (line, col)
-}
-
-/// Parses TOML text into `T`; errors carry the line and the field path.
-pub fn parse_toml<T: DeserializeOwned>(path: &str, src: &str) -> Result<T, FileError> {
-    let located = |span: Option<std::ops::Range<usize>>, field: String, message: String| {
-        let (line, column) = span.map(|s| line_col(src, s.start)).unzip();
-        FileError { path: path.to_string(), line, column, field, message }
-    };
-    let de = toml::Deserializer::parse(src).map_err(|e| located(e.span(), String::new(), e.message().to_string()))?;
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let field = e.path().to_string();
-        let field = if field == "." { String::new() } else { field };
-        let inner = e.into_inner();
-        located(inner.span(), field, inner.message().to_string())
-    })
-}
-
 /// Reads only the `protocol` key, to pick the parameter type.
 pub fn protocol_of(path: &str, src: &str) -> Result<String, FileError> {
     #[derive(Deserialize)]
@@ -324,7 +273,7 @@ impl<P> Scenario<P> {
 
     /// The line where `key = ` first appears at the start of a line, for
     /// errors in plain (unspanned) fields.
-    fn key_span(&self, key: &str) -> Option<std::ops::Range<usize>> {
+    pub fn key_span(&self, key: &str) -> Option<std::ops::Range<usize>> {
         let mut offset = 0;
         for line in self.source.split_inclusive('\n') {
             let t = line.trim_start();

@@ -337,6 +337,14 @@ impl<P: Protocol> Sim<P> {
         self.sink = Some(Box::new(sink));
     }
 
+    /// Ends tracing: the sink flushes (or checks it saw everything).
+    pub fn finish_trace(&mut self) -> Result<(), SimError> {
+        if let Some(mut sink) = self.sink.take() {
+            sink.finish()?;
+        }
+        Ok(())
+    }
+
     /// Makes `node` Byzantine: everything it sends passes through `rewrite`.
     pub fn set_byzantine(&mut self, node: NodeId, rewrite: Byzantine<P>) {
         self.byzantine.insert(node.0, rewrite);

@@ -32,6 +32,10 @@ pub struct TraceRecord {
 /// Receives every trace record of a run.
 pub trait TraceSink {
     fn record(&mut self, rec: &TraceRecord) -> std::io::Result<()>;
+    /// The run is over: flush, or check that nothing is left.
+    fn finish(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Writes records as JSON lines.
@@ -41,6 +45,9 @@ impl<W: Write> TraceSink for JsonLines<W> {
     fn record(&mut self, rec: &TraceRecord) -> std::io::Result<()> {
         serde_json::to_writer(&mut self.0, rec)?;
         self.0.write_all(b"\n")
+    }
+    fn finish(&mut self) -> std::io::Result<()> {
+        self.0.flush()
     }
 }
 

@@ -1,0 +1,92 @@
+//! How each protocol plugs into the `agora` command: its parameter type, how
+//! to build its nodes, the invariants the simulator checks, and what its
+//! summary reports. Adding a protocol means one impl here and one line in
+//! [`with_protocol!`].
+
+use agora_core::{NodeId, Protocol};
+use agora_sim::Sim;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+
+pub trait Runnable: Protocol + Sized {
+    const NAME: &'static str;
+    type Params: DeserializeOwned + Clone + Send + 'static;
+
+    /// Checks the parameters for `nodes` nodes; the error starts with the
+    /// offending field (below `params`).
+    fn validate(params: &Self::Params, nodes: u32) -> Result<(), String>;
+    /// Builds node `id` of `nodes`.
+    fn build(params: &Self::Params, nodes: u32) -> Box<dyn FnMut(NodeId) -> Self + Send>;
+    /// Installs the protocol's safety invariants on a simulation.
+    fn install_invariants(params: &Self::Params, nodes: u32, sim: &mut Sim<Self>);
+    /// The protocol-level outcome of a finished simulation, for summaries.
+    fn outcome(params: &Self::Params, nodes: u32, sim: &Sim<Self>) -> serde_json::Value;
+}
+
+impl Runnable for agora_broadcast::Node {
+    const NAME: &'static str = "broadcast";
+    type Params = agora_broadcast::Config;
+
+    fn validate(params: &Self::Params, nodes: u32) -> Result<(), String> {
+        Self::config(params, nodes).validate()
+    }
+    fn build(params: &Self::Params, nodes: u32) -> Box<dyn FnMut(NodeId) -> Self + Send> {
+        let cfg = Self::config(params, nodes);
+        Box::new(move |id| agora_broadcast::Node::new(cfg.clone(), id))
+    }
+    fn install_invariants(params: &Self::Params, nodes: u32, sim: &mut Sim<Self>) {
+        let cfg = Self::config(params, nodes);
+        sim.add_invariant("prefix agreement", move |w| {
+            agora_broadcast::check_prefix_agreement(&cfg, |id| w.nodes.state(id))
+        });
+    }
+    fn outcome(params: &Self::Params, nodes: u32, sim: &Sim<Self>) -> serde_json::Value {
+        let cfg = Self::config(params, nodes);
+        let live: Vec<NodeId> = sim.nodes().ids().filter(|&id| sim.nodes().is_live(id)).collect();
+        let broadcast: Vec<_> = cfg
+            .origins
+            .iter()
+            .map(|&o| serde_json::json!({"origin": o.0, "values": sim.node(o).broadcast_count()}))
+            .collect();
+        let lagging = live
+            .iter()
+            .filter(|&&id| !agora_broadcast::all_delivered(&cfg, |n| sim.node(n), std::iter::once(id)))
+            .count();
+        serde_json::json!({
+            "broadcast": broadcast,
+            "live_nodes": live.len(),
+            "live_nodes_missing_values": lagging,
+            "all_delivered": lagging == 0,
+        })
+    }
+}
+
+trait BroadcastConfig {
+    fn config(params: &agora_broadcast::Config, nodes: u32) -> Arc<agora_broadcast::Config>;
+}
+impl BroadcastConfig for agora_broadcast::Node {
+    fn config(params: &agora_broadcast::Config, nodes: u32) -> Arc<agora_broadcast::Config> {
+        Arc::new(agora_broadcast::Config { nodes, ..params.clone() })
+    }
+}
+
+/// The protocol names the command knows.
+pub const PROTOCOLS: &[&str] = &[agora_broadcast::Node::NAME];
+
+/// Runs `$body` with `$P` bound to the protocol type named `$name`.
+macro_rules! with_protocol {
+    ($name:expr, $P:ident => $body:expr) => {{
+        let name: &str = $name;
+        match name {
+            n if n == <agora_broadcast::Node as $crate::registry::Runnable>::NAME => {
+                type $P = agora_broadcast::Node;
+                $body
+            }
+            other => Err(anyhow::anyhow!(
+                "unknown protocol {other:?}; known protocols: {}",
+                $crate::registry::PROTOCOLS.join(", ")
+            )),
+        }
+    }};
+}
+pub(crate) use with_protocol;

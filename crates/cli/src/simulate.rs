@@ -1,0 +1,260 @@
+//! `agora sim` and `agora replay`: run a scenario file in the simulator,
+//! report, trace, and replay a trace to check it bit for bit.
+
+use crate::registry::{with_protocol, Runnable};
+use crate::report::{count, table};
+use agora_core::Time;
+use agora_sim::scenario::{protocol_of, FileError, Scenario};
+use agora_sim::trace::{hex, JsonLines, TraceRecord, TraceSink};
+use agora_sim::{Sim, SimError};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(clap::Args, Debug)]
+pub struct SimArgs {
+    /// The scenario file (TOML).
+    pub scenario: PathBuf,
+    /// Overrides the scenario's seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print one JSON object instead of the readable summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Write every event as a JSON line to this file (replay it with `agora replay`).
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+}
+
+/// The first line of a trace file: what to re-run.
+#[derive(Serialize, Deserialize)]
+struct TraceHeader {
+    agora_trace: u32,
+    scenario_path: String,
+    seed: u64,
+    scenario: String,
+}
+
+/// Reads and validates a scenario whose protocol is `P`.
+pub fn load<P: Runnable>(path: &str, src: &str) -> Result<Scenario<P::Params>, FileError> {
+    let sc = Scenario::<P::Params>::from_str(path, src)?;
+    if let Err(e) = P::validate(&sc.params, sc.nodes) {
+        let (field, message) = e.split_once(": ").unwrap_or(("", &e));
+        let key = field.split(['[', '.']).next().unwrap_or(field);
+        return Err(sc.error(sc.key_span(key), &format!("params.{field}"), message));
+    }
+    Ok(sc)
+}
+
+fn build<P: Runnable>(sc: &Scenario<P::Params>, seed: u64) -> Sim<P> {
+    let mut cfg = sc.sim_config();
+    cfg.seed = seed;
+    cfg.collect_outputs = false; // counted, not kept: runs may be long
+    let mut sim = Sim::new(sc.nodes, P::build(&sc.params, sc.nodes), sc.latency::<P>(), cfg);
+    sc.install(&mut sim);
+    P::install_invariants(&sc.params, sc.nodes, &mut sim);
+    sim
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+pub fn run(args: SimArgs) -> Result<bool> {
+    let path = args.scenario.display().to_string();
+    let src = read(&args.scenario)?;
+    let protocol = protocol_of(&path, &src)?;
+    with_protocol!(&protocol, P => run_typed::<P>(&args, &path, &src))
+}
+
+fn run_typed<P: Runnable>(args: &SimArgs, path: &str, src: &str) -> Result<bool> {
+    let sc = load::<P>(path, src)?;
+    let seed = args.seed.unwrap_or(sc.seed);
+    let mut sim = build::<P>(&sc, seed);
+    if let Some(t) = &args.trace {
+        let mut w = BufWriter::new(File::create(t).with_context(|| format!("cannot create {}", t.display()))?);
+        let header = TraceHeader { agora_trace: 1, scenario_path: path.to_string(), seed, scenario: src.to_string() };
+        serde_json::to_writer(&mut w, &header)?;
+        w.write_all(b"\n")?;
+        sim.set_trace_sink(JsonLines(w));
+    }
+    let limit = Time::ZERO + sc.until;
+    let bar = crate::report::progress(limit.as_nanos(), "simulated");
+    let started = Instant::now();
+    let result = sim.run(limit, sc.max_events.unwrap_or(u64::MAX), &mut |now| bar.set_position(now.as_nanos()));
+    let wall = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    sim.finish_trace()?;
+    let violation = match &result {
+        Ok(_) => None,
+        Err(e @ SimError::Invariant { .. }) => Some(e.to_string()),
+        Err(e) => bail!("{e}"),
+    };
+    let stats = sim.stats();
+    let events_per_s = stats.events as f64 / wall.max(1e-9);
+    let outcome = P::outcome(&sc.params, sc.nodes, &sim);
+    let stop = match &result {
+        Ok(r) => serde_json::to_value(r.stop)?.as_str().unwrap_or_default().to_string(),
+        Err(_) => "invariant_violation".to_string(),
+    };
+    if args.json {
+        let report = serde_json::json!({
+            "scenario": sc.name,
+            "path": path,
+            "protocol": sc.protocol,
+            "nodes": sc.nodes,
+            "seed": seed,
+            "stop": stop,
+            "events": stats.events,
+            "sim_time": sim.now().as_secs_f64(),
+            "wall_time_s": wall,
+            "events_per_s": events_per_s,
+            "trace_hash": hex(sim.trace_hash()),
+            "messages_sent": stats.messages_sent,
+            "messages_by_kind": stats.messages_by_kind,
+            "delivered_by_kind": stats.delivered_by_kind,
+            "dropped": stats.dropped,
+            "duplicated": stats.duplicated,
+            "timers_fired": stats.timers_fired,
+            "inputs": stats.inputs,
+            "inputs_refused": stats.inputs_refused,
+            "outputs": stats.outputs,
+            "counters": stats.counters,
+            "max_message_bytes": stats.max_message_bytes,
+            "faults": {"crashes": stats.crashes, "recoveries": stats.recoveries, "fragile_toggles": stats.fragile_toggles},
+            "invariant_violation": violation,
+            "outcome": outcome,
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let mut rows = vec![
+            ("scenario".to_string(), format!("{} ({path})", if sc.name.is_empty() { "-" } else { &sc.name })),
+            ("protocol".into(), format!("{}, {} nodes, seed {seed}", sc.protocol, sc.nodes)),
+            (
+                "run".into(),
+                format!(
+                    "stopped ({stop}) at t = {} after {} events; {:.2} s wall, {} events/s",
+                    sim.now(),
+                    count(stats.events),
+                    wall,
+                    count(events_per_s as u64)
+                ),
+            ),
+            ("sent".into(), kinds(&stats.messages_by_kind.to_map())),
+            ("delivered".into(), kinds(&stats.delivered_by_kind.to_map())),
+        ];
+        if stats.dropped.total() > 0 {
+            rows.push(("dropped".into(), kinds(&stats.dropped.to_map())));
+        }
+        if stats.crashes + stats.fragile_toggles > 0 {
+            rows.push((
+                "faults".into(),
+                format!(
+                    "{} crashes, {} recoveries, {} fragile toggles",
+                    stats.crashes, stats.recoveries, stats.fragile_toggles
+                ),
+            ));
+        }
+        if stats.counters.total() > 0 {
+            rows.push(("counters".into(), kinds(&stats.counters.to_map())));
+        }
+        rows.push(("outcome".into(), outcome.to_string()));
+        rows.push(("trace hash".into(), hex(sim.trace_hash())));
+        print!("{}", table(&rows));
+        match &violation {
+            Some(v) => eprintln!("INVARIANT VIOLATED: {v}"),
+            None => println!("invariants held after every event"),
+        }
+    }
+    Ok(violation.is_none())
+}
+
+fn kinds(m: &std::collections::BTreeMap<&'static str, u64>) -> String {
+    if m.is_empty() {
+        return "-".into();
+    }
+    m.iter().map(|(k, v)| format!("{k} {}", count(*v))).collect::<Vec<_>>().join(", ")
+}
+
+/// Compares each replayed event with the next line of the recorded trace.
+struct Verifier {
+    path: String,
+    lines: std::io::Lines<BufReader<File>>,
+    line: usize,
+}
+
+impl TraceSink for Verifier {
+    fn record(&mut self, rec: &TraceRecord) -> std::io::Result<()> {
+        self.line += 1;
+        let at = format!("{}:{}", self.path, self.line);
+        let text = match self.lines.next() {
+            None => {
+                return Err(std::io::Error::other(format!(
+                    "{at}: the trace ends, but the replay goes on (event {})",
+                    rec.i
+                )))
+            }
+            Some(l) => l?,
+        };
+        let recorded: TraceRecord =
+            serde_json::from_str(&text).map_err(|e| std::io::Error::other(format!("{at}: not a trace record: {e}")))?;
+        if &recorded != rec {
+            return Err(std::io::Error::other(format!(
+                "{at}: replay diverges at event {}:\n  recorded: {text}\n  replayed: {}",
+                recorded.i,
+                serde_json::to_string(rec).unwrap_or_default()
+            )));
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        match self.lines.next() {
+            Some(_) => Err(std::io::Error::other(format!(
+                "{}:{}: the trace has more events than the replay",
+                self.path,
+                self.line + 1
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ReplayArgs {
+    /// A trace written by `agora sim --trace`.
+    pub trace: PathBuf,
+}
+
+pub fn replay(args: ReplayArgs) -> Result<bool> {
+    let path = args.trace.display().to_string();
+    let file = File::open(&args.trace).with_context(|| format!("cannot open {path}"))?;
+    let mut lines = BufReader::new(file).lines();
+    let first = lines.next().transpose()?.with_context(|| format!("{path}:1: empty file, not an agora trace"))?;
+    let header: TraceHeader = serde_json::from_str(&first).with_context(|| {
+        format!("{path}:1: not an agora trace header (expected agora_trace, scenario_path, seed, scenario)")
+    })?;
+    if header.agora_trace != 1 {
+        bail!("{path}:1: trace format {} is not supported (this build reads format 1)", header.agora_trace);
+    }
+    let label = format!("{} (embedded in {path})", header.scenario_path);
+    let protocol = protocol_of(&label, &header.scenario)?;
+    with_protocol!(&protocol, P => {
+        let sc = load::<P>(&label, &header.scenario)?;
+        let mut sim = build::<P>(&sc, header.seed);
+        sim.set_trace_sink(Verifier { path: path.clone(), lines, line: 1 });
+        let report = sim.run(Time::ZERO + sc.until, sc.max_events.unwrap_or(u64::MAX), &mut |_| {});
+        let events = sim.stats().events;
+        match report {
+            Err(SimError::Trace(e)) => bail!("{e}"),
+            Err(e) => println!("replay reproduced the recorded invariant violation: {e}"),
+            Ok(_) => {}
+        }
+        sim.finish_trace().map_err(|e| anyhow::anyhow!("{e}"))?;
+        println!("replayed {} events of {}: identical, trace hash {}", count(events), sc.path, hex(sim.trace_hash()));
+        Ok(true)
+    })
+}

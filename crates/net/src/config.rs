@@ -1,0 +1,167 @@
+//! Cluster files: one TOML file describes every node of a cluster; each node
+//! process picks its own entry by name.
+//!
+//! ```toml
+//! protocol = "broadcast"
+//! seed = 1                      # optional: seeded randomness (seed + node index)
+//!
+//! [transport]                   # optional
+//! max_frame_bytes = 1048576
+//!
+//! [params]                      # the protocol's parameters
+//! count = 20
+//!
+//! [[node]]
+//! name = "n0"
+//! listen = "127.0.0.1:7100"     # peer-to-peer TCP
+//! http = "127.0.0.1:8100"       # /health, /status, /metrics, /input, /faults
+//! ```
+
+use agora_core::config_file::{parse_toml, FileError};
+use agora_core::{duration_str, NodeId};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFile<P> {
+    pub protocol: String,
+    #[serde(default)]
+    pub seed: Option<u64>,
+    #[serde(default)]
+    pub transport: TransportConfig,
+    pub params: P,
+    pub node: Vec<NodeEntry>,
+    #[serde(skip)]
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeEntry {
+    pub name: String,
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub http: Option<SocketAddr>,
+}
+
+/// Transport limits and timings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransportConfig {
+    /// A longer frame closes the connection.
+    pub max_frame_bytes: usize,
+    /// Frames queued per peer while its connection is slow or down; beyond
+    /// that, sends to it are dropped (and counted).
+    pub queue_frames: usize,
+    #[serde(with = "duration_str")]
+    pub backoff_min: Duration,
+    #[serde(with = "duration_str")]
+    pub backoff_max: Duration,
+    /// How long an accepted connection may take to say Hello.
+    #[serde(with = "duration_str")]
+    pub hello_timeout: Duration,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            max_frame_bytes: 1 << 20,
+            queue_frames: 4096,
+            backoff_min: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(2),
+            hello_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Everything one node process needs.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    pub name: String,
+    pub listen: SocketAddr,
+    pub http: Option<SocketAddr>,
+    /// Every node of the cluster, this one included; index = node id.
+    pub peers: Vec<NodeEntry>,
+    /// Seeded randomness (for reproducible experiments); OS randomness if absent.
+    pub seed: Option<u64>,
+    pub transport: TransportConfig,
+}
+
+impl<P: DeserializeOwned> ClusterFile<P> {
+    pub fn from_str(path: &str, src: &str) -> Result<Self, FileError> {
+        let mut f: ClusterFile<P> = parse_toml(path, src)?;
+        f.path = path.to_string();
+        f.validate()?;
+        Ok(f)
+    }
+
+    pub fn load(path: &std::path::Path) -> Result<Self, FileError> {
+        let name = path.display().to_string();
+        let src = std::fs::read_to_string(path).map_err(|e| FileError {
+            path: name.clone(),
+            line: None,
+            column: None,
+            field: String::new(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::from_str(&name, &src)
+    }
+}
+
+impl<P> ClusterFile<P> {
+    fn error(&self, field: String, message: String) -> FileError {
+        FileError { path: self.path.clone(), line: None, column: None, field, message }
+    }
+
+    fn validate(&self) -> Result<(), FileError> {
+        if self.node.is_empty() {
+            return Err(self.error("node".into(), "a cluster needs at least one [[node]]".into()));
+        }
+        for (i, n) in self.node.iter().enumerate() {
+            for (j, m) in self.node[..i].iter().enumerate() {
+                if m.name == n.name {
+                    return Err(self.error(format!("node[{i}].name"), format!("{:?} is also node[{j}]'s name", n.name)));
+                }
+                let addrs = [Some(m.listen), m.http];
+                if addrs.contains(&Some(n.listen)) || (n.http.is_some() && addrs.contains(&n.http)) {
+                    return Err(
+                        self.error(format!("node[{i}]"), format!("shares an address with node[{j}] ({})", m.name))
+                    );
+                }
+            }
+            if n.http == Some(n.listen) {
+                return Err(self.error(format!("node[{i}].http"), "is the same address as its listen address".into()));
+            }
+        }
+        let t = &self.transport;
+        if t.max_frame_bytes < 64 || t.queue_frames == 0 || t.backoff_min.is_zero() || t.backoff_min > t.backoff_max {
+            return Err(self.error(
+                "transport".into(),
+                "needs max_frame_bytes ≥ 64, queue_frames ≥ 1 and 0 < backoff_min ≤ backoff_max".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The configuration of the node called `name`.
+    pub fn node_config(&self, name: &str) -> Result<NodeConfig, FileError> {
+        let i = self.node.iter().position(|n| n.name == name).ok_or_else(|| {
+            let names: Vec<&str> = self.node.iter().map(|n| n.name.as_str()).collect();
+            self.error("node".into(), format!("no node is called {name:?} (nodes: {})", names.join(", ")))
+        })?;
+        let n = &self.node[i];
+        Ok(NodeConfig {
+            id: NodeId(i as u32),
+            name: n.name.clone(),
+            listen: n.listen,
+            http: n.http,
+            peers: self.node.clone(),
+            seed: self.seed,
+            transport: self.transport.clone(),
+        })
+    }
+}

@@ -1,0 +1,103 @@
+//! The node's HTTP endpoints (axum):
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | GET | `/health` | `ok` while the node runs |
+//! | GET | `/status` | JSON: node, protocol state, recent outputs, peers, faults |
+//! | GET | `/metrics` | Prometheus text |
+//! | POST | `/input` | JSON body: one protocol input |
+//! | GET, PUT | `/faults` | the transport fault layer (JSON) |
+
+use crate::faults::FaultLayer;
+use crate::node::{LoopMsg, Shared};
+use agora_core::Protocol;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+struct App<P: Protocol> {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<LoopMsg<P>>,
+}
+
+impl<P: Protocol> Clone for App<P> {
+    fn clone(&self) -> Self {
+        App { shared: self.shared.clone(), tx: self.tx.clone() }
+    }
+}
+
+pub(crate) async fn serve<P: Protocol>(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<LoopMsg<P>>,
+    token: CancellationToken,
+) {
+    let app = Router::new()
+        .route("/health", get(|| async { "ok\n" }))
+        .route("/status", get(status::<P>))
+        .route("/metrics", get(metrics::<P>))
+        .route("/input", axum::routing::post(input::<P>))
+        .route("/faults", get(get_faults::<P>).put(put_faults::<P>))
+        .with_state(App { shared: shared.clone(), tx });
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { token.cancelled().await }).await {
+        tracing::warn!(node = %shared.cfg.name, "HTTP server failed: {e}");
+    }
+}
+
+fn unavailable() -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, "the node is stopping\n").into_response()
+}
+
+async fn status<P: Protocol>(State(app): State<App<P>>) -> Response {
+    let (reply, answer) = oneshot::channel();
+    if app.tx.send(LoopMsg::Status(reply)).await.is_err() {
+        return unavailable();
+    }
+    match answer.await {
+        Ok(v) => Json(v).into_response(),
+        Err(_) => unavailable(),
+    }
+}
+
+async fn metrics<P: Protocol>(State(app): State<App<P>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        app.shared.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn input<P: Protocol>(State(app): State<App<P>>, body: Bytes) -> Response {
+    let input: P::Input = match serde_json::from_slice(&body) {
+        Ok(i) => i,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("the input does not parse: {e}\n")).into_response(),
+    };
+    match app.tx.send(LoopMsg::Input(input)).await {
+        Ok(()) => (StatusCode::ACCEPTED, "accepted\n").into_response(),
+        Err(_) => unavailable(),
+    }
+}
+
+async fn get_faults<P: Protocol>(State(app): State<App<P>>) -> Json<FaultLayer> {
+    Json(app.shared.faults.lock().expect("fault layer lock").clone())
+}
+
+async fn put_faults<P: Protocol>(State(app): State<App<P>>, body: Bytes) -> Response {
+    let layer: FaultLayer = match serde_json::from_slice(&body) {
+        Ok(l) => l,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("the fault layer does not parse: {e}\n")).into_response(),
+    };
+    if let Err(e) = layer.validate() {
+        return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
+    }
+    tracing::info!(node = %app.shared.cfg.name, faults = ?layer, "fault layer changed");
+    *app.shared.faults.lock().expect("fault layer lock") = layer.clone();
+    Json(layer).into_response()
+}

@@ -1,0 +1,88 @@
+//! Per-node metrics in the Prometheus text format. Each node has its own
+//! registry, so several nodes can share a process.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Kind {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Reason {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Name {
+    pub name: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub sent: Family<Kind, Counter>,
+    pub received: Family<Kind, Counter>,
+    pub dropped: Family<Reason, Counter>,
+    pub frames_rejected: Family<Reason, Counter>,
+    pub protocol: Family<Name, Counter>,
+    pub outputs: Counter,
+    pub timers_fired: Counter,
+    pub connections: Counter,
+    pub peers_connected: Gauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("agora");
+        let m = Metrics {
+            sent: Family::default(),
+            received: Family::default(),
+            dropped: Family::default(),
+            frames_rejected: Family::default(),
+            protocol: Family::default(),
+            outputs: Counter::default(),
+            timers_fired: Counter::default(),
+            connections: Counter::default(),
+            peers_connected: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register("messages_sent", "Messages the protocol sent, by kind", m.sent.clone());
+        registry.register("messages_received", "Messages delivered to the protocol, by kind", m.received.clone());
+        registry.register("messages_dropped", "Messages dropped by the runtime, by reason", m.dropped.clone());
+        registry.register(
+            "frames_rejected",
+            "Frames refused (oversized, malformed, bad hello); each closes its connection",
+            m.frames_rejected.clone(),
+        );
+        registry.register("protocol_events", "Counters reported by the protocol", m.protocol.clone());
+        registry.register("outputs", "Outputs the protocol emitted", m.outputs.clone());
+        registry.register("timers_fired", "Protocol timers that fired", m.timers_fired.clone());
+        registry.register("connections", "Peer connections established", m.connections.clone());
+        registry.register("peers_connected", "Peers currently connected", m.peers_connected.clone());
+        Metrics { registry, ..m }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+
+    pub fn drop(&self, reason: &'static str) {
+        self.dropped.get_or_create(&Reason { reason }).inc();
+    }
+
+    pub fn reject(&self, reason: &'static str) {
+        self.frames_rejected.get_or_create(&Reason { reason }).inc();
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

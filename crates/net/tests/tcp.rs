@@ -1,0 +1,190 @@
+//! The runtime over real loopback TCP, several nodes in one process.
+
+use agora_broadcast::{Config, Node};
+use agora_core::NodeId;
+use agora_net::{probe, NodeConfig, NodeEntry, NodeHandle, TransportConfig};
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn free_addrs(k: usize) -> Vec<SocketAddr> {
+    let ls: Vec<TcpListener> = (0..k).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    ls.iter().map(|l| l.local_addr().unwrap()).collect()
+}
+
+fn entries(n: usize) -> Vec<NodeEntry> {
+    let a = free_addrs(2 * n);
+    (0..n).map(|i| NodeEntry { name: format!("n{i}"), listen: a[2 * i], http: Some(a[2 * i + 1]) }).collect()
+}
+
+fn node_cfg(peers: &[NodeEntry], i: usize) -> NodeConfig {
+    let t = TransportConfig {
+        backoff_min: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(200),
+        ..Default::default()
+    };
+    NodeConfig {
+        id: NodeId(i as u32),
+        name: peers[i].name.clone(),
+        listen: peers[i].listen,
+        http: peers[i].http,
+        peers: peers.to_vec(),
+        seed: Some(1),
+        transport: t,
+    }
+}
+
+async fn start_all(peers: &[NodeEntry], cfg: &Arc<Config>) -> Vec<NodeHandle> {
+    let mut hs = Vec::new();
+    for i in 0..peers.len() {
+        hs.push(agora_net::start(node_cfg(peers, i), Node::new(cfg.clone(), NodeId(i as u32))).await.unwrap());
+    }
+    hs
+}
+
+async fn get(addr: SocketAddr, path: &'static str) -> serde_json::Value {
+    tokio::task::spawn_blocking(move || probe::get_json(addr, path)).await.unwrap().unwrap()
+}
+
+async fn http(addr: SocketAddr, method: &'static str, path: &'static str, body: String) -> (u16, String) {
+    tokio::task::spawn_blocking(move || probe::request(addr, method, path, Some(&body), Duration::from_secs(5)))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+async fn metrics(addr: SocketAddr) -> String {
+    http(addr, "GET", "/metrics", String::new()).await.1
+}
+
+fn delivered(status: &serde_json::Value) -> u64 {
+    status["protocol"]["delivered"][0]["delivered"].as_u64().unwrap()
+}
+
+/// Waits until every node's status satisfies `ok`, or fails after `limit`.
+async fn wait_until(peers: &[NodeEntry], limit: Duration, ok: impl Fn(&serde_json::Value) -> bool) {
+    let start = Instant::now();
+    loop {
+        let mut all = true;
+        for p in peers {
+            if !ok(&get(p.http.unwrap(), "/status").await) {
+                all = false;
+            }
+        }
+        if all {
+            return;
+        }
+        assert!(start.elapsed() < limit, "condition not reached within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcast_over_tcp_with_partition_and_heal() {
+    let peers = entries(4);
+    let cfg =
+        Arc::new(Config { retransmit: Duration::from_millis(50), sync: Duration::from_millis(50), ..Config::new(4) });
+    let nodes = start_all(&peers, &cfg).await;
+    let h = |i: usize| peers[i].http.unwrap();
+
+    // Cut node 3 off (both directions are configured, as a partition is).
+    let mut layer = serde_json::json!({"partition": [3]});
+    for i in 0..3 {
+        assert_eq!(http(h(i), "PUT", "/faults", layer.to_string()).await.0, 200);
+    }
+    layer = serde_json::json!({"partition": [0, 1, 2]});
+    assert_eq!(http(h(3), "PUT", "/faults", layer.to_string()).await.0, 200);
+
+    for v in 0..10u64 {
+        assert_eq!(http(h(0), "POST", "/input", format!("{{\"broadcast\": {v}}}")).await.0, 202);
+    }
+    wait_until(&peers[..3], Duration::from_secs(20), |s| delivered(s) == 10).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(delivered(&get(h(3), "/status").await), 0, "the partition blocked node 3");
+    assert!(metrics(h(0)).await.contains("agora_messages_dropped_total{reason=\"fault_partition\"}"));
+
+    // Heal: retransmissions reach node 3.
+    for i in 0..4 {
+        assert_eq!(http(h(i), "PUT", "/faults", "{}".into()).await.0, 200);
+    }
+    wait_until(&peers, Duration::from_secs(20), |s| delivered(s) == 10).await;
+    let m = metrics(h(3)).await;
+    assert!(m.contains("agora_outputs_total 10"), "{m}");
+    assert!(m.contains("agora_messages_received_total{kind=\"data\"}"));
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_frames_close_the_connection_are_counted_and_harm_nobody() {
+    let peers = entries(3);
+    let cfg = Arc::new(Config { retransmit: Duration::from_millis(50), ..Config::new(3) });
+    let nodes = start_all(&peers, &cfg).await;
+    let (h, listen) = (peers[2].http.unwrap(), peers[2].listen);
+
+    // 1. A length prefix far beyond the 1 MiB limit.
+    let mut s = std::net::TcpStream::connect(listen).unwrap();
+    s.write_all(&u32::MAX.to_be_bytes()).unwrap();
+    // 2. A frame whose payload is garbage.
+    let mut s2 = std::net::TcpStream::connect(listen).unwrap();
+    s2.write_all(&[0, 0, 0, 3, 9, 9, 9]).unwrap();
+    // 3. A well-formed Hello from an id that does not exist.
+    let hello = agora_net::frame::encode(&agora_net::frame::Frame::<agora_broadcast::Msg>::Hello { from: NodeId(1) });
+    let mut s3 = std::net::TcpStream::connect(peers[0].listen).unwrap(); // node 0 accepts from no one
+    s3.write_all(&(hello.len() as u32).to_be_bytes()).unwrap();
+    s3.write_all(&hello).unwrap();
+
+    let start = Instant::now();
+    loop {
+        let m = metrics(h).await;
+        let m0 = metrics(peers[0].http.unwrap()).await;
+        if m.contains("agora_frames_rejected_total{reason=\"oversized\"} 1")
+            && m.contains("agora_frames_rejected_total{reason=\"malformed\"} 1")
+            && m0.contains("agora_frames_rejected_total{reason=\"bad_hello\"} 1")
+        {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "rejections not counted:\n{m}\n{m0}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The node is healthy and the cluster still works.
+    assert_eq!(http(h, "GET", "/health", String::new()).await, (200, "ok\n".into()));
+    assert_eq!(http(peers[0].http.unwrap(), "POST", "/input", "{\"broadcast\": 5}".into()).await.0, 202);
+    wait_until(&peers, Duration::from_secs(10), |s| delivered(s) == 1).await;
+
+    // Bad HTTP input gets a clear 400.
+    let (code, body) = http(h, "POST", "/input", "{\"shout\": 1}".into()).await;
+    assert_eq!(code, 400);
+    assert!(body.contains("does not parse"), "{body}");
+    let (code, body) = http(h, "PUT", "/faults", "{\"drop_rate\": 2}".into()).await;
+    assert_eq!(code, 400);
+    assert!(body.contains("drop_rate"), "{body}");
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_rate_fault_fires_and_retransmission_repairs_it() {
+    let peers = entries(3);
+    let cfg = Arc::new(Config { retransmit: Duration::from_millis(30), ..Config::new(3) });
+    let nodes = start_all(&peers, &cfg).await;
+    let h0 = peers[0].http.unwrap();
+    assert_eq!(http(h0, "PUT", "/faults", "{\"drop_rate\": 0.5, \"delay_ms\": 5}".into()).await.0, 200);
+    for v in 0..20u64 {
+        http(h0, "POST", "/input", format!("{{\"broadcast\": {v}}}")).await;
+    }
+    wait_until(&peers, Duration::from_secs(20), |s| delivered(s) == 20).await;
+    let m = metrics(h0).await;
+    let dropped: u64 = m
+        .lines()
+        .find(|l| l.starts_with("agora_messages_dropped_total{reason=\"fault_drop\"}"))
+        .and_then(|l| l.split_whitespace().last()?.parse().ok())
+        .unwrap_or(0);
+    assert!(dropped > 5, "the drop fault fired ({dropped} drops)\n{m}");
+    for n in nodes {
+        n.stop().await;
+    }
+}
