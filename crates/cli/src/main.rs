@@ -1,6 +1,7 @@
 //! `agora`: run Agora's protocols in the simulator, as real TCP clusters, and
 //! benchmark them. This crate only wires the others together.
 
+mod cluster;
 mod registry;
 mod report;
 mod simulate;
@@ -21,6 +22,18 @@ enum Command {
     Sim(simulate::SimArgs),
     /// Re-run a trace written by `agora sim --trace` and check it event by event.
     Replay(simulate::ReplayArgs),
+    /// Run one node of a cluster file on real TCP.
+    Node(cluster::NodeArgs),
+    /// Manage a local cluster of node processes.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCmd),
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default level (info).
+pub(crate) fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
 }
 
 fn main() -> ExitCode {
@@ -28,6 +41,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Sim(a) => simulate::run(a),
         Command::Replay(a) => simulate::replay(a),
+        Command::Node(a) => cluster::node(a),
+        Command::Cluster(c) => cluster::cluster(c),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

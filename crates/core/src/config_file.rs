@@ -48,7 +48,8 @@ pub fn parse_toml<T: DeserializeOwned>(path: &str, src: &str) -> Result<T, FileE
     };
     let de = toml::Deserializer::parse(src).map_err(|e| located(e.span(), String::new(), e.message().to_string()))?;
     serde_path_to_error::deserialize(de).map_err(|e| {
-        let field = e.path().to_string();
+        // `toml::Spanned` shows up as a private path segment: hide it.
+        let field = e.path().to_string().replace(".$__serde_spanned_private_value", "");
         let field = if field == "." { String::new() } else { field };
         let inner = e.into_inner();
         located(inner.span(), field, inner.message().to_string())

@@ -30,6 +30,9 @@ pub fn parse(s: &str) -> Result<Duration, String> {
         .find(|c: char| c.is_ascii_alphabetic())
         .ok_or_else(|| format!("duration {s:?} has no unit (ns, us, ms, s, m, h)"))?;
     let (num, unit) = t.split_at(split);
+    if num.trim().is_empty() {
+        return Err(format!("duration {s:?} must start with a number"));
+    }
     let value: f64 = num.trim().parse().map_err(|_| format!("duration {s:?}: {num:?} is not a number"))?;
     let scale = match unit {
         "ns" => 1e-9,

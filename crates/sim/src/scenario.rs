@@ -145,59 +145,143 @@ pub enum AdversarySpec {
     Load,
 }
 
+/// One `[[fault]]` entry. A flat table (not a tagged enum) so that errors
+/// keep their line and field; [`FaultSpec::resolve`] checks which fields
+/// each kind takes.
 #[derive(Debug, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum FaultSpec {
-    Crash {
-        #[serde(with = "duration_str")]
-        at: Duration,
-        node: u32,
-    },
-    Recover {
-        #[serde(with = "duration_str")]
-        at: Duration,
-        node: u32,
-        #[serde(default)]
-        memory: bool,
-    },
-    /// Drops with probability `rate` what a node sends or receives (`node`),
-    /// or what one directed link carries (`link = [from, to]`), from `at`
-    /// until `until` (forever if absent).
-    Omission {
-        #[serde(with = "duration_str", default)]
-        at: Duration,
-        #[serde(default, with = "opt_duration")]
-        until: Option<Duration>,
-        #[serde(default)]
-        node: Option<u32>,
-        #[serde(default)]
-        link: Option<[u32; 2]>,
-        rate: f64,
-    },
-    Partition {
-        #[serde(with = "duration_str")]
-        at: Duration,
-        #[serde(default, with = "opt_duration")]
-        heal: Option<Duration>,
-        groups: Vec<Vec<u32>>,
-    },
-    Heal {
-        #[serde(with = "duration_str")]
-        at: Duration,
-    },
-    /// A fragile node asks to turn faulty (or back) at `at`; it takes effect
-    /// at the next quiescent time.
-    Fragile {
-        #[serde(with = "duration_str")]
-        at: Duration,
-        node: u32,
-        #[serde(default = "yes")]
-        faulty: bool,
-    },
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    pub kind: FaultKind,
+    #[serde(default, with = "opt_duration")]
+    pub at: Option<Duration>,
+    #[serde(default)]
+    pub node: Option<u32>,
+    /// recover: keep the node's state.
+    #[serde(default)]
+    pub memory: Option<bool>,
+    /// omission: when it ends.
+    #[serde(default, with = "opt_duration")]
+    pub until: Option<Duration>,
+    /// omission: a directed link `[from, to]` instead of a node.
+    #[serde(default)]
+    pub link: Option<[u32; 2]>,
+    /// omission: drop probability.
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// partition: when it heals.
+    #[serde(default, with = "opt_duration")]
+    pub heal: Option<Duration>,
+    /// partition: the groups (unlisted nodes form one more group).
+    #[serde(default)]
+    pub groups: Option<Vec<Vec<u32>>>,
+    /// fragile: turn faulty (default) or back.
+    #[serde(default)]
+    pub faulty: Option<bool>,
 }
 
-fn yes() -> bool {
-    true
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    Crash,
+    Recover,
+    Omission,
+    Partition,
+    Heal,
+    Fragile,
+}
+
+impl FaultSpec {
+    /// The faults this entry schedules, or the offending field and why.
+    pub fn resolve(&self, nodes: u32, fragile: &[u32]) -> Result<Vec<(Duration, Fault)>, (&'static str, String)> {
+        use FaultKind::*;
+        let k = self.kind;
+        let allowed: &[&str] = match k {
+            Crash => &["at", "node"],
+            Recover => &["at", "node", "memory"],
+            Omission => &["at", "until", "node", "link", "rate"],
+            Partition => &["at", "heal", "groups"],
+            Heal => &["at"],
+            Fragile => &["at", "node", "faulty"],
+        };
+        let present = [
+            ("at", self.at.is_some()),
+            ("node", self.node.is_some()),
+            ("memory", self.memory.is_some()),
+            ("until", self.until.is_some()),
+            ("link", self.link.is_some()),
+            ("rate", self.rate.is_some()),
+            ("heal", self.heal.is_some()),
+            ("groups", self.groups.is_some()),
+            ("faulty", self.faulty.is_some()),
+        ];
+        if let Some((f, _)) = present.iter().find(|(f, p)| *p && !allowed.contains(f)) {
+            return Err((f, format!("a {k:?} fault takes only {}", allowed.join(", ")).to_lowercase()));
+        }
+        let node = |v: u32, field: &'static str| {
+            if v < nodes {
+                Ok(NodeId(v))
+            } else {
+                Err((field, format!("node {v} does not exist (nodes = {nodes})")))
+            }
+        };
+        let need_node =
+            || self.node.ok_or(("node", format!("a {} fault needs `node`", format!("{k:?}").to_lowercase())));
+        let at = match (k, self.at) {
+            (_, Some(t)) => t,
+            (Omission, None) => Duration::ZERO,
+            (_, None) => return Err(("at", format!("a {} fault needs `at`", format!("{k:?}").to_lowercase()))),
+        };
+        Ok(match k {
+            Crash => vec![(at, Fault::Crash(node(need_node()?, "node")?))],
+            Recover => {
+                vec![(at, Fault::Recover { node: node(need_node()?, "node")?, memory: self.memory.unwrap_or(false) })]
+            }
+            Heal => vec![(at, Fault::Heal)],
+            Fragile => {
+                let v = need_node()?;
+                if !fragile.contains(&v) {
+                    return Err(("node", format!("node {v} is not declared in `fragile`")));
+                }
+                vec![(at, Fault::Fragile { node: node(v, "node")?, faulty: self.faulty.unwrap_or(true) })]
+            }
+            Omission => {
+                let rate = self.rate.ok_or(("rate", "an omission fault needs `rate`".to_string()))?;
+                if !(0.0..=1.0).contains(&rate) {
+                    return Err(("rate", format!("{rate} is not a probability in [0, 1]")));
+                }
+                let scope = match (self.node, self.link) {
+                    (Some(v), None) => Scope::Node(node(v, "node")?),
+                    (None, Some([a, b])) => Scope::Link(node(a, "link")?, node(b, "link")?),
+                    _ => return Err(("node", "give exactly one of `node` and `link`".into())),
+                };
+                let mut v = vec![(at, Fault::Omission { scope: scope.clone(), rate })];
+                if let Some(u) = self.until {
+                    v.push((u, Fault::Omission { scope, rate: 0.0 }));
+                }
+                v
+            }
+            Partition => {
+                let groups = self.groups.as_ref().ok_or(("groups", "a partition needs `groups`".to_string()))?;
+                let mut seen = std::collections::BTreeSet::new();
+                let mut out = Vec::new();
+                for g in groups {
+                    let mut members = Vec::new();
+                    for &v in g {
+                        if !seen.insert(v) {
+                            return Err(("groups", format!("node {v} is in two groups")));
+                        }
+                        members.push(node(v, "groups")?);
+                    }
+                    out.push(members);
+                }
+                let mut v = vec![(at, Fault::Partition(out))];
+                if let Some(h) = self.heal {
+                    v.push((h, Fault::Heal));
+                }
+                v
+            }
+        })
+    }
 }
 
 /// Generic Byzantine behaviours, which need no knowledge of the protocol.
@@ -344,49 +428,9 @@ impl<P> Scenario<P> {
             _ => {}
         }
         for (i, f) in self.fault.iter().enumerate() {
-            let err = |field: &str, m: String| self.error(Some(f.span()), &format!("fault[{i}].{field}"), m);
-            match f.get_ref() {
-                FaultSpec::Crash { node, .. } | FaultSpec::Recover { node, .. } | FaultSpec::Fragile { node, .. }
-                    if !node_ok(*node) =>
-                {
-                    return Err(err("node", format!("node {node} does not exist (nodes = {n})")))
-                }
-                FaultSpec::Fragile { node, .. } if !self.fragile.contains(node) => {
-                    return Err(err("node", format!("node {node} is not declared in `fragile`")))
-                }
-                FaultSpec::Omission { node, link, rate, .. } => {
-                    if !prob(*rate) {
-                        return Err(err("rate", format!("{rate} is not a probability in [0, 1]")));
-                    }
-                    match (node, link) {
-                        (Some(_), Some(_)) | (None, None) => {
-                            return Err(err("node", "give exactly one of `node` and `link`".into()))
-                        }
-                        (Some(v), None) if !node_ok(*v) => {
-                            return Err(err("node", format!("node {v} does not exist (nodes = {n})")))
-                        }
-                        (None, Some(l)) if !l.iter().all(|v| node_ok(*v)) => {
-                            return Err(err(
-                                "link",
-                                format!("link {l:?} names a node that does not exist (nodes = {n})"),
-                            ))
-                        }
-                        _ => {}
-                    }
-                }
-                FaultSpec::Partition { groups, .. } => {
-                    let mut seen = std::collections::BTreeSet::new();
-                    for v in groups.iter().flatten() {
-                        if !node_ok(*v) {
-                            return Err(err("groups", format!("node {v} does not exist (nodes = {n})")));
-                        }
-                        if !seen.insert(*v) {
-                            return Err(err("groups", format!("node {v} is in two groups")));
-                        }
-                    }
-                }
-                _ => {}
-            }
+            f.get_ref()
+                .resolve(n, &self.fragile)
+                .map_err(|(field, m)| self.error(Some(f.span()), &format!("fault[{i}].{field}"), m))?;
         }
         if let Some(v) = self.fragile.iter().find(|v| !node_ok(**v)) {
             return Err(self.error(
@@ -448,33 +492,8 @@ impl<P> Scenario<P> {
         let at = |d: &Duration| Time::ZERO + *d;
         sim.set_fragile(self.fragile.iter().map(|&v| NodeId(v)));
         for f in &self.fault {
-            match f.get_ref() {
-                FaultSpec::Crash { at: t, node } => sim.schedule_fault(at(t), Fault::Crash(NodeId(*node))),
-                FaultSpec::Recover { at: t, node, memory } => {
-                    sim.schedule_fault(at(t), Fault::Recover { node: NodeId(*node), memory: *memory })
-                }
-                FaultSpec::Omission { at: t, until, node, link, rate } => {
-                    let scope = match (node, link) {
-                        (Some(v), _) => Scope::Node(NodeId(*v)),
-                        (None, Some([a, b])) => Scope::Link(NodeId(*a), NodeId(*b)),
-                        (None, None) => unreachable!("validated: omission names a node or a link"),
-                    };
-                    sim.schedule_fault(at(t), Fault::Omission { scope: scope.clone(), rate: *rate });
-                    if let Some(u) = until {
-                        sim.schedule_fault(at(u), Fault::Omission { scope, rate: 0.0 });
-                    }
-                }
-                FaultSpec::Partition { at: t, heal, groups } => {
-                    let groups = groups.iter().map(|g| g.iter().map(|&v| NodeId(v)).collect()).collect();
-                    sim.schedule_fault(at(t), Fault::Partition(groups));
-                    if let Some(h) = heal {
-                        sim.schedule_fault(at(h), Fault::Heal);
-                    }
-                }
-                FaultSpec::Heal { at: t } => sim.schedule_fault(at(t), Fault::Heal),
-                FaultSpec::Fragile { at: t, node, faulty } => {
-                    sim.schedule_fault(at(t), Fault::Fragile { node: NodeId(*node), faulty: *faulty })
-                }
+            for (t, fault) in f.get_ref().resolve(self.nodes, &self.fragile).expect("validated when loaded") {
+                sim.schedule_fault(at(&t), fault);
             }
         }
         for b in &self.byzantine {

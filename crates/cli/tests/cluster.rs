@@ -1,0 +1,102 @@
+//! Real node processes over TCP: the reference protocol survives a node
+//! killed and restarted; `agora cluster up` starts and stops a cluster.
+
+mod common;
+use agora_net::probe;
+use common::*;
+use std::net::SocketAddr;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+fn spawn_node(config: &std::path::Path, name: &str) -> Child {
+    agora()
+        .args(["node", "--config"])
+        .arg(config)
+        .args(["--id", name, "--stop-on-stdin-eof"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn delivered(http: SocketAddr) -> Option<u64> {
+    probe::get_json(http, "/status").ok()?["protocol"]["delivered"][0]["delivered"].as_u64()
+}
+
+fn wait_all(addrs: &[(SocketAddr, SocketAddr)], want: u64, limit: Duration) {
+    let start = Instant::now();
+    while !addrs.iter().all(|a| delivered(a.1) == Some(want)) {
+        let now: Vec<_> = addrs.iter().map(|a| delivered(a.1)).collect();
+        assert!(start.elapsed() < limit, "not every node delivered {want} within {limit:?}: {now:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn broadcast_survives_a_node_killed_and_restarted() {
+    let dir = temp_dir("kill");
+    let (file, addrs) = cluster_file(4, "count = 40\ninterval = \"50ms\"\nretransmit = \"100ms\"\nsync = \"100ms\"");
+    let config = dir.join("cluster.toml");
+    std::fs::write(&config, file).unwrap();
+    let mut nodes: Vec<Child> = (0..4).map(|i| spawn_node(&config, &format!("n{i}"))).collect();
+
+    // Let some values through, then kill n2 outright (SIGKILL: no goodbye).
+    let start = Instant::now();
+    while delivered(addrs[2].1).unwrap_or(0) < 5 {
+        assert!(start.elapsed() < Duration::from_secs(20), "n2 never started delivering");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nodes[2].kill().unwrap();
+    nodes[2].wait().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(delivered(addrs[2].1).is_none(), "n2 is down");
+    // Restarted without memory, it syncs from sequence 0 and catches up.
+    nodes[2] = spawn_node(&config, "n2");
+    wait_all(&addrs, 40, Duration::from_secs(30));
+
+    let s = probe::get_json(addrs[2].1, "/status").unwrap();
+    assert_eq!(s["outputs"], 40, "the new incarnation delivered all 40 itself");
+    for mut n in nodes {
+        drop(n.stdin.take());
+        assert!(n.wait().unwrap().success(), "nodes stop cleanly when stdin closes");
+    }
+}
+
+#[test]
+fn cluster_up_starts_reports_and_stops_every_node() {
+    let dir = temp_dir("up");
+    let (file, _) = cluster_file(3, "count = 5\ninterval = \"20ms\"");
+    let config = dir.join("cluster.toml");
+    std::fs::write(&config, file).unwrap();
+    let out = agora().args(["cluster", "up"]).arg(&config).args(["--for", "3s"]).output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for i in 0..3 {
+        assert!(stdout.contains(&format!("n{i} outputs=5")), "{stdout}");
+    }
+    assert!(stderr.contains("cluster stopped"), "{stderr}");
+}
+
+#[test]
+fn node_with_a_bad_cluster_file_says_what_is_wrong() {
+    let dir = temp_dir("badcluster");
+    let config = dir.join("cluster.toml");
+    std::fs::write(
+        &config,
+        "protocol = \"broadcast\"\n[params]\ncount = 1\n[[node]]\nname = \"a\"\nlisten = \"not an address\"\n",
+    )
+    .unwrap();
+    let (_, err) = text(&run(&["node", "--config", config.to_str().unwrap(), "--id", "a"]));
+    assert!(err.contains("cluster.toml:6") && err.contains("node[0].listen"), "{err}");
+    std::fs::write(
+        &config,
+        "protocol = \"broadcast\"\n[params]\norigins = [7]\n[[node]]\nname = \"a\"\nlisten = \"127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    let (_, err) = text(&run(&["node", "--config", config.to_str().unwrap(), "--id", "a"]));
+    assert!(err.contains("params.origins[0]") && err.contains("does not exist"), "{err}");
+    std::fs::write(&config, "protocol = \"broadcast\"\n[params]\n[[node]]\nname = \"a\"\nlisten = \"127.0.0.1:1\"\n")
+        .unwrap();
+    let (_, err) = text(&run(&["node", "--config", config.to_str().unwrap(), "--id", "zz"]));
+    assert!(err.contains("no node is called \"zz\""), "{err}");
+}

@@ -1,0 +1,43 @@
+//! Helpers for tests that run the `agora` binary.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+pub fn agora() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_agora"))
+}
+
+pub fn run(args: &[&str]) -> Output {
+    agora().args(args).output().expect("agora runs")
+}
+
+pub fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+/// A fresh directory under the system temp dir for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("agora-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub fn free_addrs(k: usize) -> Vec<SocketAddr> {
+    let ls: Vec<TcpListener> = (0..k).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    ls.iter().map(|l| l.local_addr().unwrap()).collect()
+}
+
+/// A broadcast cluster file for `n` nodes on free loopback ports.
+pub fn cluster_file(n: usize, params: &str) -> (String, Vec<(SocketAddr, SocketAddr)>) {
+    let a = free_addrs(2 * n);
+    let mut s = format!("protocol = \"broadcast\"\n\n[params]\n{params}\n");
+    let mut addrs = Vec::new();
+    for i in 0..n {
+        s += &format!("\n[[node]]\nname = \"n{i}\"\nlisten = \"{}\"\nhttp = \"{}\"\n", a[2 * i], a[2 * i + 1]);
+        addrs.push((a[2 * i], a[2 * i + 1]));
+    }
+    (s, addrs)
+}

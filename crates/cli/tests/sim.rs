@@ -1,0 +1,108 @@
+//! `agora sim` and `agora replay` as a user runs them.
+
+mod common;
+use common::*;
+
+fn scenario_path() -> String {
+    format!("{}/../../scenarios/broadcast.toml", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn sim_json(args: &[&str]) -> serde_json::Value {
+    let out = run(args);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
+#[test]
+fn reference_scenario_json_has_the_promised_fields_and_is_deterministic() {
+    let p = scenario_path();
+    let a = sim_json(&["sim", &p, "--json"]);
+    for field in ["events", "messages_by_kind", "sim_time", "wall_time_s", "trace_hash"] {
+        assert!(!a[field].is_null(), "missing {field}: {a}");
+    }
+    assert_eq!(a["outcome"]["all_delivered"], true, "{a}");
+    assert!(a["invariant_violation"].is_null());
+    assert!(a["dropped"]["partition"].as_u64().unwrap() > 0 && a["dropped"]["crashed"].as_u64().unwrap() > 0);
+    let b = sim_json(&["sim", &p, "--json"]);
+    assert_eq!(a["trace_hash"], b["trace_hash"], "same seed, same trace, across processes");
+    assert_eq!(a["events"], b["events"]);
+    let c = sim_json(&["sim", &p, "--json", "--seed", "8"]);
+    assert_ne!(a["trace_hash"], c["trace_hash"]);
+}
+
+#[test]
+fn readable_summary_by_default() {
+    let (stdout, _) = text(&run(&["sim", &scenario_path()]));
+    assert!(stdout.contains("invariants held after every event"), "{stdout}");
+    assert!(stdout.contains("trace hash"));
+}
+
+#[test]
+fn trace_replays_identically_and_tampering_is_found() {
+    let dir = temp_dir("trace");
+    let trace = dir.join("t.jsonl");
+    let out = run(&["sim", &scenario_path(), "--trace", trace.to_str().unwrap(), "--seed", "3"]);
+    assert!(out.status.success());
+    let (stdout, stderr) = text(&run(&["replay", trace.to_str().unwrap()]));
+    assert!(stdout.contains("identical"), "{stdout}{stderr}");
+
+    // Change one delivered value in the middle of the trace.
+    let text_ = std::fs::read_to_string(&trace).unwrap();
+    let mut lines: Vec<String> = text_.lines().map(String::from).collect();
+    let i = lines.iter().position(|l| l.contains("\"ev\":\"deliver\"") && l.contains("\"value\":")).unwrap() + 100;
+    let i = (i..lines.len()).find(|&j| lines[j].contains("\"value\":")).unwrap();
+    lines[i] = lines[i].replacen("\"value\":", "\"value\":1", 1);
+    std::fs::write(&trace, lines.join("\n") + "\n").unwrap();
+    let out = run(&["replay", trace.to_str().unwrap()]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains(&format!("t.jsonl:{}", i + 1)) && stderr.contains("diverges"), "{stderr}");
+
+    // Not a trace at all.
+    std::fs::write(&trace, "hello\n").unwrap();
+    let (_, stderr) = text(&run(&["replay", trace.to_str().unwrap()]));
+    assert!(stderr.contains("t.jsonl:1: not an agora trace header"), "{stderr}");
+}
+
+#[test]
+fn bad_scenarios_name_file_line_and_field() {
+    let dir = temp_dir("badscenario");
+    let base = "protocol = \"broadcast\"\nnodes = 4\n[params]\ncount = 3\n";
+    let cases: &[(&str, &str, &str)] = &[
+        // (text appended to the base, expected location, expected words)
+        ("[network]\nloss = \"lots\"\n", ":6:", "network.loss"),
+        ("[network]\nloss = 1.5\n", ":6", "not a probability"),
+        ("[network]\ndelay = { model = \"warp\" }\n", ":6", "warp"),
+        ("[network]\ndelay = { model = \"uniform\", min = \"5ms\", max = \"1ms\" }\n", ":6", "above max"),
+        ("[[fault]]\nkind = \"crash\"\nat = \"1s\"\nnode = 9\n", ":5", "fault[0].node"),
+        ("[[fault]]\nkind = \"crash\"\nat = \"soon\"\nnode = 1\n", ":7", "fault[0].at"),
+        (
+            "[[fault]]\nkind = \"crash\"\nat = \"1s\"\nnode = 1\nrate = 0.5\n",
+            ":5",
+            "fault[0].rate: a crash fault takes only at, node",
+        ),
+        ("[[fault]]\nkind = \"omission\"\nnode = 1\n", ":5", "fault[0].rate: an omission fault needs `rate`"),
+        ("[[fault]]\nkind = \"fragile\"\nat = \"1s\"\nnode = 1\n", ":5", "not declared in `fragile`"),
+        ("[[fault]]\nkind = \"partition\"\nat = \"1s\"\ngroups = [[0, 1], [1, 2]]\n", ":5", "two groups"),
+        ("speed = 3\n", ":5", "unknown field `speed`"),
+    ];
+    for (i, (extra, at, words)) in cases.iter().enumerate() {
+        let f = dir.join(format!("s{i}.toml"));
+        std::fs::write(&f, format!("{base}{extra}")).unwrap();
+        let out = run(&["sim", f.to_str().unwrap()]);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "case {i}: {stderr}");
+        assert!(stderr.contains(&format!("s{i}.toml{at}")), "case {i} names the line: {stderr}");
+        assert!(stderr.contains(words), "case {i} says {words:?}: {stderr}");
+    }
+    let f = dir.join("p.toml");
+    std::fs::write(&f, "protocol = \"broadcast\"\nnodes = 4\n[params]\norigins = [0, 9]\n").unwrap();
+    let (_, stderr) = text(&run(&["sim", f.to_str().unwrap()]));
+    assert!(stderr.contains("p.toml:4") && stderr.contains("params.origins[1]"), "{stderr}");
+    std::fs::write(&f, "protocol = \"gossip\"\nnodes = 4\n").unwrap();
+    let (_, stderr) = text(&run(&["sim", f.to_str().unwrap()]));
+    assert!(stderr.contains("unknown protocol \"gossip\"") && stderr.contains("broadcast"), "{stderr}");
+    let (_, stderr) = text(&run(&["sim", "/nonexistent.toml"]));
+    assert!(stderr.contains("cannot read /nonexistent.toml"), "{stderr}");
+}
