@@ -374,6 +374,10 @@ impl Protocol for Node {
                 // Only an answer to this incarnation's Sync confirms it.
                 if let Some(slot) = self.origin_slot(from).filter(|_| session == self.session) {
                     self.receipts[slot].synced = true;
+                    let me = self.me;
+                    if self.cfg.origins.iter().zip(&self.receipts).all(|(&o, r)| r.synced || o == me) {
+                        io.cancel_timer(Timer::Sync);
+                    }
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! `agora`: run Agora's protocols in the simulator, as real TCP clusters, and
 //! benchmark them. This crate only wires the others together.
 
+mod bench;
 mod cluster;
 mod registry;
 mod report;
@@ -24,6 +25,9 @@ enum Command {
     Replay(simulate::ReplayArgs),
     /// Run one node of a cluster file on real TCP.
     Node(cluster::NodeArgs),
+    /// Benchmarks (medians, with a baseline measured in the same run).
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
     /// Manage a local cluster of node processes.
     #[command(subcommand)]
     Cluster(cluster::ClusterCmd),
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
         Command::Replay(a) => simulate::replay(a),
         Command::Node(a) => cluster::node(a),
         Command::Cluster(c) => cluster::cluster(c),
+        Command::Bench(b) => bench::bench(b),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -17,6 +17,7 @@
 //!   replay and diffing.
 
 pub mod network;
+mod queue;
 pub mod scenario;
 mod sim;
 mod stats;

@@ -1,12 +1,11 @@
 use crate::network::{Latency, LinkCtx};
+use crate::queue::EventQueue;
 use crate::stats::Stats;
 use crate::trace::{hex, TraceHash, TraceRecord, TraceSink};
 use agora_core::{wire, Command, Io, NodeId, Protocol, Time};
 use fnv::FnvHashMap;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
@@ -184,36 +183,12 @@ pub enum SimError {
     Trace(#[from] std::io::Error),
 }
 
+/// Rare, large events are boxed so that queue entries stay small.
 enum Event<P: Protocol> {
     Deliver { from: NodeId, to: NodeId, msg: P::Msg },
     Timer { node: NodeId, id: u64 },
-    Input { node: NodeId, input: P::Input },
-    Fault(Fault),
-}
-
-struct Entry<P: Protocol> {
-    at: Time,
-    seq: u64,
-    ev: Event<P>,
-}
-
-impl<P: Protocol> PartialEq for Entry<P> {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
-    }
-}
-impl<P: Protocol> Eq for Entry<P> {}
-impl<P: Protocol> PartialOrd for Entry<P> {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl<P: Protocol> Ord for Entry<P> {
-    /// Reversed: `BinaryHeap` is a max-heap and we pop the earliest event;
-    /// the sequence number breaks ties in scheduling order.
-    fn cmp(&self, o: &Self) -> Ordering {
-        (o.at, o.seq).cmp(&(self.at, self.seq))
-    }
+    Input { node: NodeId, input: Box<P::Input> },
+    Fault(Box<Fault>),
 }
 
 /// What the last handled event was, for violation reports and traces.
@@ -244,7 +219,7 @@ pub struct Sim<P: Protocol> {
     slots: Vec<Slot<P>>,
     factory: Box<dyn FnMut(NodeId) -> P>,
     latency: Box<dyn Latency<P>>,
-    queue: BinaryHeap<Entry<P>>,
+    queue: EventQueue<Event<P>>,
     now: Time,
     seq: u64,
     started: bool,
@@ -298,7 +273,7 @@ impl<P: Protocol> Sim<P> {
             slots,
             factory: Box::new(factory),
             latency: Box::new(latency),
-            queue: BinaryHeap::new(),
+            queue: EventQueue::new(),
             now: Time::ZERO,
             seq: 0,
             started: false,
@@ -365,12 +340,12 @@ impl<P: Protocol> Sim<P> {
     }
 
     pub fn schedule_fault(&mut self, at: Time, fault: Fault) {
-        self.push(at, Event::Fault(fault));
+        self.push(at, Event::Fault(Box::new(fault)));
     }
 
     /// The outside world hands `node` an `input` at `at`.
     pub fn schedule_input(&mut self, at: Time, node: NodeId, input: P::Input) {
-        self.push(at, Event::Input { node, input });
+        self.push(at, Event::Input { node, input: Box::new(input) });
     }
 
     // ---- views --------------------------------------------------------
@@ -404,8 +379,8 @@ impl<P: Protocol> Sim<P> {
         self.in_flight
     }
     /// Time of the next event, if any.
-    pub fn next_event_time(&self) -> Option<Time> {
-        self.queue.peek().map(|e| e.at)
+    pub fn next_event_time(&mut self) -> Option<Time> {
+        self.queue.peek_time()
     }
     pub fn world(&self) -> World<'_, P> {
         World {
@@ -437,9 +412,9 @@ impl<P: Protocol> Sim<P> {
             if self.stats.events >= max_events {
                 break Stop::EventLimit;
             }
-            match self.queue.peek() {
+            match self.queue.peek_time() {
                 None => break Stop::Quiet,
-                Some(e) if e.at > limit => break Stop::TimeLimit,
+                Some(at) if at > limit => break Stop::TimeLimit,
                 Some(_) => {}
             }
             self.step()?;
@@ -467,7 +442,7 @@ impl<P: Protocol> Sim<P> {
     /// Handles the next event. Returns false when the queue is empty.
     pub fn step(&mut self) -> Result<bool, SimError> {
         self.start()?;
-        let Some(Entry { at, ev, .. }) = self.queue.pop() else {
+        let Some((at, ev)) = self.queue.pop() else {
             return Ok(false);
         };
         self.now = at;
@@ -528,7 +503,7 @@ impl<P: Protocol> Sim<P> {
                 let text = format!("{input:?}");
                 if self.nodes().is_live(node) {
                     self.stats.inputs += 1;
-                    self.dispatch(node, |p, io| p.on_input(input, io));
+                    self.dispatch(node, |p, io| p.on_input(*input, io));
                     self.after_event(TAG_INPUT, node, None, "input", text.as_bytes(), text.clone().into())?;
                 } else {
                     // No injection into a crashed or faulty node: refused, counted, traced.
@@ -538,7 +513,7 @@ impl<P: Protocol> Sim<P> {
             }
             Event::Fault(fault) => {
                 let (text, name) = (format!("{fault:?}"), fault.name());
-                let node = self.apply_fault(fault);
+                let node = self.apply_fault(*fault);
                 self.after_event(TAG_FAULT, node, None, name, text.as_bytes(), text.clone().into())?;
             }
         }
@@ -549,7 +524,7 @@ impl<P: Protocol> Sim<P> {
 
     fn push(&mut self, at: Time, ev: Event<P>) {
         self.seq += 1;
-        self.queue.push(Entry { at, seq: self.seq, ev });
+        self.queue.push(at, self.seq, ev);
     }
 
     /// Runs one handler on `node` and applies its commands in order.
@@ -568,7 +543,7 @@ impl<P: Protocol> Sim<P> {
     fn apply(&mut self, node: NodeId, cmd: Command<P>) {
         match cmd {
             Command::Send { to, msg } => {
-                if let Some(rewrite) = self.byzantine.get_mut(&node.0) {
+                if let Some(rewrite) = if self.byzantine.is_empty() { None } else { self.byzantine.get_mut(&node.0) } {
                     for (to, msg) in rewrite(to, msg, &mut self.fault_rng) {
                         self.send(node, to, msg);
                     }
@@ -587,7 +562,7 @@ impl<P: Protocol> Sim<P> {
                         self.armed_timers += 1;
                     }
                 }
-                self.queue.push(Entry { at: self.now + after, seq: id, ev: Event::Timer { node, id } });
+                self.queue.push(self.now + after, id, Event::Timer { node, id });
             }
             Command::CancelTimer { timer } => {
                 let slot = &mut self.slots[node.index()];
@@ -613,14 +588,7 @@ impl<P: Protocol> Sim<P> {
             self.stats.dropped.add("no_such_node", 1);
             return;
         }
-        let omission = self
-            .node_omission
-            .get(&from.0)
-            .copied()
-            .unwrap_or(0.0)
-            .max(self.node_omission.get(&to.0).copied().unwrap_or(0.0))
-            .max(self.link_omission.get(&(from.0, to.0)).copied().unwrap_or(0.0));
-        if omission > 0.0 && self.fault_rng.random::<f64>() < omission {
+        if (!self.node_omission.is_empty() || !self.link_omission.is_empty()) && self.omitted(from, to) {
             self.stats.dropped.add("omission", 1);
             return;
         }
@@ -657,6 +625,16 @@ impl<P: Protocol> Sim<P> {
             self.stats.max_in_flight = self.stats.max_in_flight.max(self.in_flight);
             self.push(at, Event::Deliver { from, to, msg: msg.clone() });
         }
+    }
+
+    /// Whether an omission fault drops this message (the highest rate of
+    /// the sender's, the receiver's and the link's applies).
+    fn omitted(&mut self, from: NodeId, to: NodeId) -> bool {
+        let rate = |m: &FnvHashMap<u32, f64>, n: NodeId| m.get(&n.0).copied().unwrap_or(0.0);
+        let r = rate(&self.node_omission, from)
+            .max(rate(&self.node_omission, to))
+            .max(self.link_omission.get(&(from.0, to.0)).copied().unwrap_or(0.0));
+        r > 0.0 && self.fault_rng.random::<f64>() < r
     }
 
     /// Applies a fault; returns the node it concerns (0 for global faults).

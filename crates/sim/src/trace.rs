@@ -4,7 +4,6 @@
 
 use agora_core::{NodeId, Time};
 use serde::{Deserialize, Serialize};
-use std::hash::Hasher;
 use std::io::Write;
 
 /// One handled event, as written to a JSON-lines trace.
@@ -51,27 +50,73 @@ impl<W: Write> TraceSink for JsonLines<W> {
     }
 }
 
-/// The running trace hash.
-pub(crate) struct TraceHash(fnv::FnvHasher);
+/// The running trace hash: a word-at-a-time multiply–rotate mix (as in
+/// FxHash) with a final avalanche. Not cryptographic — a fingerprint of the
+/// event sequence. Owned here rather than taken from a crate so that a
+/// dependency upgrade can never change the hashes of recorded traces.
+pub(crate) struct TraceHash(u64);
+
+const K: u64 = 0x517c_c1b7_2722_0a95;
 
 impl Default for TraceHash {
     fn default() -> Self {
-        TraceHash(fnv::FnvHasher::default())
+        TraceHash(0xcbf2_9ce4_8422_2325)
     }
 }
 
 impl TraceHash {
-    pub(crate) fn event(&mut self, at: Time, tag: u8, node: NodeId, from: Option<NodeId>, payload: &[u8]) {
-        let h = &mut self.0;
-        h.write_u64(at.as_nanos());
-        h.write_u8(tag);
-        h.write_u32(node.0);
-        h.write_u32(from.map_or(u32::MAX, |f| f.0));
-        h.write_u32(payload.len() as u32);
-        h.write(payload);
+    #[inline]
+    fn word(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(K);
     }
+
+    pub(crate) fn event(&mut self, at: Time, tag: u8, node: NodeId, from: Option<NodeId>, payload: &[u8]) {
+        self.word(at.as_nanos());
+        self.word(((tag as u64) << 32) | node.0 as u64);
+        self.word(((payload.len() as u64) << 32) | from.map_or(u32::MAX, |f| f.0) as u64);
+        let mut chunks = payload.chunks_exact(8);
+        for c in &mut chunks {
+            self.word(u64::from_le_bytes(c.try_into().expect("8-byte chunk")));
+        }
+        let mut last = [0u8; 8];
+        last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        self.word(u64::from_le_bytes(last));
+    }
+
     pub(crate) fn value(&self) -> u64 {
-        self.0.finish()
+        // Avalanche (the finaliser of MurmurHash3) so every bit mixes.
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_changes_the_hash() {
+        let h = |at, tag, node, from: Option<u32>, p: &[u8]| {
+            let mut t = TraceHash::default();
+            t.event(Time::from_nanos(at), tag, NodeId(node), from.map(NodeId), p);
+            t.value()
+        };
+        let base = h(5, 1, 2, Some(3), b"payload!x");
+        for other in [
+            h(6, 1, 2, Some(3), b"payload!x"),
+            h(5, 2, 2, Some(3), b"payload!x"),
+            h(5, 1, 3, Some(3), b"payload!x"),
+            h(5, 1, 2, None, b"payload!x"),
+            h(5, 1, 2, Some(3), b"payload!y"),
+            h(5, 1, 2, Some(3), b"payload!"),
+        ] {
+            assert_ne!(base, other);
+        }
+        assert_eq!(base, h(5, 1, 2, Some(3), b"payload!x"));
     }
 }
 
