@@ -16,7 +16,7 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error
 pub fn format(d: Duration) -> String {
     let ns = d.as_nanos();
     for (unit, per) in [("s", 1_000_000_000u128), ("ms", 1_000_000), ("us", 1_000)] {
-        if ns % per == 0 && ns > 0 {
+        if ns.is_multiple_of(per) && ns > 0 {
             return format!("{}{unit}", ns / per);
         }
     }
@@ -44,7 +44,7 @@ pub fn parse(s: &str) -> Result<Duration, String> {
         _ => return Err(format!("duration {s:?}: unknown unit {unit:?} (ns, us, ms, s, m, h)")),
     };
     let secs = value * scale;
-    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
         return Err(format!("duration {s:?} is out of range"));
     }
     Ok(Duration::from_secs_f64(secs))

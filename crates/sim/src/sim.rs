@@ -77,6 +77,7 @@ pub type Byzantine<P> =
     Box<dyn FnMut(NodeId, <P as Protocol>::Msg, &mut ChaCha8Rng) -> Vec<(NodeId, <P as Protocol>::Msg)>>;
 
 type Invariant<P> = Box<dyn FnMut(&World<'_, P>) -> Result<(), String>>;
+type Quiescence<P> = Box<dyn Fn(&World<'_, P>) -> bool>;
 
 /// One node's place in the simulator.
 pub struct Slot<P: Protocol> {
@@ -234,7 +235,7 @@ pub struct Sim<P: Protocol> {
     link_omission: FnvHashMap<(u32, u32), f64>,
     group_of: Option<Vec<u32>>,
     pending_toggles: Vec<(NodeId, bool)>,
-    quiescence: Option<Box<dyn Fn(&World<'_, P>) -> bool>>,
+    quiescence: Option<Quiescence<P>>,
     toggles: Vec<Toggle>,
     byzantine: FnvHashMap<u32, Byzantine<P>>,
     invariants: Vec<(String, Invariant<P>)>,

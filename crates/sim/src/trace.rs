@@ -94,6 +94,11 @@ impl TraceHash {
     }
 }
 
+/// Formats a trace hash the way traces and reports print it.
+pub fn hex(hash: u64) -> String {
+    format!("{hash:016x}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,7 +125,3 @@ mod tests {
     }
 }
 
-/// Formats a trace hash the way traces and reports print it.
-pub fn hex(hash: u64) -> String {
-    format!("{hash:016x}")
-}
