@@ -362,11 +362,17 @@ impl Protocol for Node {
                     return;
                 };
                 let next = next.min(o.log.len() as u32);
+                // A new session replacing a known one is a restart: resend its
+                // gap now. At first contact what it lacks is still in flight,
+                // and the retransmit timer covers real losses.
+                let restarted = o.session[p] != 0 && o.session[p] != session;
                 o.session[p] = session;
                 o.acked[p] = next;
                 io.send(from, Msg::SyncOk { session });
                 if (next as usize) < o.log.len() {
-                    self.resend(from, next, io);
+                    if restarted {
+                        self.resend(from, next, io);
+                    }
                     self.ensure_retransmit(io);
                 }
             }
@@ -451,27 +457,29 @@ impl Protocol for Node {
 }
 
 /// Safety: every node's delivered sequence from each origin is a prefix of
-/// that origin's log. `nodes[i]` must be node `i`.
+/// that origin's log. `nodes(i)` must be node `i`.
 pub fn check_prefix_agreement<'a>(cfg: &Config, nodes: impl Fn(NodeId) -> &'a Node) -> Result<(), String> {
-    for &origin in &cfg.origins {
+    (0..cfg.nodes).map(NodeId).try_for_each(|id| check_node_prefix(cfg, &nodes, id))
+}
+
+/// [`check_prefix_agreement`] for one node. Enough after an event at `id`:
+/// an origin's log only grows, so no other node's prefix can break.
+pub fn check_node_prefix<'a>(cfg: &Config, nodes: &impl Fn(NodeId) -> &'a Node, id: NodeId) -> Result<(), String> {
+    let n = nodes(id);
+    for (&origin, r) in cfg.origins.iter().zip(&n.receipts) {
         let o = nodes(origin).origin.as_ref().ok_or_else(|| format!("origin {origin} has no log"))?;
-        for id in (0..cfg.nodes).map(NodeId) {
-            let n = nodes(id);
-            let slot = n.origin_slot(origin).expect("every node tracks every origin");
-            let r = &n.receipts[slot];
-            match o.prefix.get(r.next as usize) {
-                None => {
-                    return Err(format!(
-                        "{id} delivered {} values of {origin}, which broadcast only {}",
-                        r.next,
-                        o.log.len()
-                    ))
-                }
-                Some(&d) if d != r.digest => {
-                    return Err(format!("{id}'s first {} deliveries from {origin} differ from {origin}'s log", r.next))
-                }
-                Some(_) => {}
+        match o.prefix.get(r.next as usize) {
+            None => {
+                return Err(format!(
+                    "{id} delivered {} values of {origin}, which broadcast only {}",
+                    r.next,
+                    o.log.len()
+                ))
             }
+            Some(&d) if d != r.digest => {
+                return Err(format!("{id}'s first {} deliveries from {origin} differ from {origin}'s log", r.next))
+            }
+            Some(_) => {}
         }
     }
     Ok(())

@@ -124,4 +124,3 @@ mod tests {
         assert_eq!(base, h(5, 1, 2, Some(3), b"payload!x"));
     }
 }
-

@@ -402,3 +402,49 @@ fn sends_to_unknown_nodes_are_dropped_not_fatal() {
     sim.run_until(Time::MAX).unwrap();
     assert!(sim.stats().dropped.get("no_such_node") > 0);
 }
+
+#[test]
+fn latency_matrix_gives_each_pair_of_sites_its_delay() {
+    // Nodes 0, 2 at site 0; nodes 1, 3 at site 1.
+    let latency = vec![
+        vec![Duration::from_millis(1), Duration::from_millis(40)],
+        vec![Duration::from_millis(40), Duration::from_millis(2)],
+    ];
+    let model = Model::Matrix { site_of: vec![0, 1, 0, 1], latency, jitter: 0.0 };
+    let mut sim = Sim::new(4, chatter(4, 30, true), model, SimConfig::new(1));
+    sim.run_until(Time::MAX).unwrap();
+    for o in sim.outputs() {
+        if let Msg::Ping { .. } = o.output.msg {
+            let want = match (o.output.from.0 % 2, o.node.0 % 2) {
+                (0, 0) => 1,
+                (1, 1) => 2,
+                _ => 40,
+            };
+            // Pings leave on a 10 ms tick: the arrival time modulo the tick is the delay.
+            assert_eq!((o.at.as_nanos() / 1_000_000) % 10, want % 10, "{o:?}");
+            assert!(o.at.as_nanos() % 1_000_000 == 0);
+        }
+    }
+}
+
+#[test]
+fn exponential_delays_have_the_configured_mean() {
+    use agora_sim::{Latency, LinkCtx};
+    let sim = Sim::new(2, chatter(2, 0, false), Model::Constant(Duration::ZERO), SimConfig::new(0));
+    let mut model: Model<Chatter> =
+        Model::Exponential { mean: Duration::from_millis(10), min: Duration::from_millis(2) };
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(3);
+    let msg = Msg::Ping { seq: 0 };
+    let k = 20_000;
+    let mut sum = 0.0;
+    for _ in 0..k {
+        let ctx =
+            LinkCtx { from: NodeId(0), to: NodeId(1), now: Time::ZERO, msg: &msg, in_flight_to: 0, nodes: sim.nodes() };
+        let d = model.delay(&ctx, &mut rng);
+        assert!(d >= Duration::from_millis(2));
+        sum += d.as_secs_f64();
+    }
+    let mean_ms = sum / k as f64 * 1e3;
+    // 12 ms ± 4σ, σ = 10 ms / √k.
+    assert!((mean_ms - 12.0).abs() < 4.0 * 10.0 / (k as f64).sqrt(), "{mean_ms}");
+}
