@@ -40,6 +40,22 @@ pub fn line_col(src: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// Reads a configuration file; the error names the file. Returns the path
+/// as text (for later errors) and the contents.
+pub fn read(path: &std::path::Path) -> Result<(String, String), FileError> {
+    let name = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(src) => Ok((name, src)),
+        Err(e) => Err(FileError {
+            path: name,
+            line: None,
+            column: None,
+            field: String::new(),
+            message: format!("cannot read: {e}"),
+        }),
+    }
+}
+
 /// Parses TOML text into `T`; errors carry the line and the field path.
 pub fn parse_toml<T: DeserializeOwned>(path: &str, src: &str) -> Result<T, FileError> {
     let located = |span: Option<std::ops::Range<usize>>, field: String, message: String| {

@@ -100,14 +100,7 @@ impl<P: DeserializeOwned> ClusterFile<P> {
     }
 
     pub fn load(path: &std::path::Path) -> Result<Self, FileError> {
-        let name = path.display().to_string();
-        let src = std::fs::read_to_string(path).map_err(|e| FileError {
-            path: name.clone(),
-            line: None,
-            column: None,
-            field: String::new(),
-            message: format!("cannot read: {e}"),
-        })?;
+        let (name, src) = agora_core::config_file::read(path)?;
         Self::from_str(&name, &src)
     }
 }

@@ -769,15 +769,16 @@ impl<P: Protocol> Sim<P> {
     }
 
     fn check_invariants(&mut self, event: u64) -> Result<(), SimError> {
-        let world = World {
-            nodes: Nodes(&self.slots),
-            now: self.now,
-            stats: &self.stats,
-            outputs: &self.outputs,
-            in_flight: self.in_flight,
-            active: self.started.then_some(self.last.node),
-        };
-        for (name, check) in self.invariants.iter_mut() {
+        // Taken out while they run, so they can see the world they live in.
+        let mut invariants = std::mem::take(&mut self.invariants);
+        let result = self.run_invariants(&mut invariants, event);
+        self.invariants = invariants;
+        result
+    }
+
+    fn run_invariants(&self, invariants: &mut [(String, Invariant<P>)], event: u64) -> Result<(), SimError> {
+        let world = self.world();
+        for (name, check) in invariants.iter_mut() {
             if let Err(detail) = check(&world) {
                 let l = self.last;
                 let during = match l.from {

@@ -264,47 +264,30 @@ fn byzantine_rewrite_reaches_the_receiver() {
         .any(|o| o.output.from == NodeId(0) && matches!(o.output.msg, Msg::Ping { seq } if seq < 10)));
 }
 
+/// The sequence numbers of the pings node 1 received, in arrival order.
+fn pings_at_1(fifo: bool) -> Vec<u32> {
+    let mut cfg = SimConfig::new(1);
+    cfg.fifo = fifo;
+    let delay = Model::Uniform { min: Duration::from_millis(1), max: Duration::from_millis(200) };
+    let mut sim = Sim::new(2, chatter(2, 500, true), delay, cfg);
+    sim.run_until(Time::MAX).unwrap();
+    sim.outputs()
+        .iter()
+        .filter(|o| o.node == NodeId(1))
+        .filter_map(|o| match o.output.msg {
+            Msg::Ping { seq } => Some(seq),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn fifo_keeps_send_order_per_link() {
-    let mut cfg = SimConfig::new(1);
-    cfg.fifo = true;
-    let mut sim = Sim::new(
-        2,
-        chatter(2, 500, true),
-        Model::Uniform { min: Duration::from_millis(1), max: Duration::from_millis(200) },
-        cfg,
-    );
-    sim.run_until(Time::MAX).unwrap();
-    let seqs: Vec<u32> = sim
-        .outputs()
-        .iter()
-        .filter(|o| o.node == NodeId(1))
-        .filter_map(|o| match o.output.msg {
-            Msg::Ping { seq } => Some(seq),
-            _ => None,
-        })
-        .collect();
+    let seqs = pings_at_1(true);
     assert_eq!(seqs.len(), 500);
     assert!(seqs.windows(2).all(|w| w[0] < w[1]));
-
     // Without FIFO the same delays reorder.
-    let mut sim = Sim::new(
-        2,
-        chatter(2, 500, true),
-        Model::Uniform { min: Duration::from_millis(1), max: Duration::from_millis(200) },
-        SimConfig::new(1),
-    );
-    sim.run_until(Time::MAX).unwrap();
-    let pings: Vec<u32> = sim
-        .outputs()
-        .iter()
-        .filter(|o| o.node == NodeId(1))
-        .filter_map(|o| match o.output.msg {
-            Msg::Ping { seq } => Some(seq),
-            _ => None,
-        })
-        .collect();
-    assert!(pings.windows(2).any(|w| w[0] > w[1]));
+    assert!(pings_at_1(false).windows(2).any(|w| w[0] > w[1]));
 }
 
 #[test]
