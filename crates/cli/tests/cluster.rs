@@ -100,3 +100,24 @@ fn node_with_a_bad_cluster_file_says_what_is_wrong() {
     let (_, err) = text(&run(&["node", "--config", config.to_str().unwrap(), "--id", "zz"]));
     assert!(err.contains("no node is called \"zz\""), "{err}");
 }
+
+#[test]
+fn ctrl_c_stops_cluster_up_cleanly() {
+    let dir = temp_dir("sigint");
+    let (file, addrs) = cluster_file(3, "count = 3\ninterval = \"20ms\"");
+    let config = dir.join("cluster.toml");
+    std::fs::write(&config, file).unwrap();
+    let child =
+        agora().args(["cluster", "up"]).arg(&config).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_all(&addrs, 3, Duration::from_secs(20));
+    // What a terminal's Ctrl-C sends (to the cluster process; its nodes then
+    // see their stdin close).
+    let killed = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("cluster stopped") && stdout.contains("n2 outputs=3"), "{stdout}\n{stderr}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(addrs.iter().all(|a| delivered(a.1).is_none()), "every node process is gone");
+}
