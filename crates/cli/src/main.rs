@@ -3,6 +3,7 @@
 
 mod bench;
 mod cluster;
+mod quota;
 mod registry;
 mod report;
 mod simulate;
@@ -28,6 +29,9 @@ enum Command {
     /// Benchmarks (medians, with a baseline measured in the same run).
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// Fairdist quotas: replay a trace of charges, or search for the worst newcomer share.
+    #[command(subcommand)]
+    Quota(quota::QuotaCmd),
     /// Manage a local cluster of node processes.
     #[command(subcommand)]
     Cluster(cluster::ClusterCmd),
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
         Command::Node(a) => cluster::node(a),
         Command::Cluster(c) => cluster::cluster(c),
         Command::Bench(b) => bench::bench(b),
+        Command::Quota(q) => quota::quota(q),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
