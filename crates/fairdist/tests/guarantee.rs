@@ -202,12 +202,14 @@ fn charges_are_returned_when_dropped() {
 }
 
 /// Lemma 2's two conditions with the seed's witnesses, numerically:
-/// 1. A(n) ≥ (1 + R(n+1)) / (R(n+1) − R(n));  2. R(n) ≤ G(n)/A(n) − 1.
+/// (1) A(n) ≥ (1 + R(n+1)) / (R(n+1) − R(n)) and (2) R(n) ≤ G(n)/A(n) − 1.
+///
 /// A1's witness 2^n − 1 leaves f64 past n = 1023, so it is checked to 1000;
 /// A2 and A3 to 10^6. Relative tolerance 1e-9 for float rounding.
 #[test]
 fn lemma_conditions_hold_numerically() {
-    let cases: [(Allocator, u64, fn(f64) -> f64); 3] = [
+    type Witness = fn(f64) -> f64;
+    let cases: [(Allocator, u64, Witness); 3] = [
         (Allocator::Exponential, 1000, |n| 2f64.powf(n) - 1.0),
         (Allocator::Polynomial, 1_000_000, |n| n),
         (Allocator::Quasilinear, 1_000_000, |n| (n + 1.0).log2()),

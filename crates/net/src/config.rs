@@ -63,6 +63,11 @@ pub struct TransportConfig {
     /// How long an accepted connection may take to say Hello.
     #[serde(with = "duration_str")]
     pub hello_timeout: Duration,
+    /// Memory for received messages waiting for the event loop, shared among
+    /// peers by fairdist quotas (bytes).
+    pub inbound_queue_bytes: u64,
+    /// Connection slots, shared among peers by fairdist quotas.
+    pub max_connections: u64,
 }
 
 impl Default for TransportConfig {
@@ -73,6 +78,8 @@ impl Default for TransportConfig {
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
             hello_timeout: Duration::from_secs(5),
+            inbound_queue_bytes: 64 << 20,
+            max_connections: 1024,
         }
     }
 }
@@ -135,6 +142,12 @@ impl<P> ClusterFile<P> {
             return Err(self.error(
                 "transport".into(),
                 "needs max_frame_bytes ≥ 64, queue_frames ≥ 1 and 0 < backoff_min ≤ backoff_max".into(),
+            ));
+        }
+        if t.inbound_queue_bytes < t.max_frame_bytes as u64 * 4 || t.max_connections < 4 {
+            return Err(self.error(
+                "transport".into(),
+                "needs inbound_queue_bytes ≥ 4 × max_frame_bytes (a lone peer may queue a quarter) and max_connections ≥ 4".into(),
             ));
         }
         Ok(())

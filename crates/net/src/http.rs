@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 struct App<P: Protocol> {
     shared: Arc<Shared>,
-    tx: mpsc::Sender<LoopMsg<P>>,
+    tx: mpsc::UnboundedSender<LoopMsg<P>>,
 }
 
 impl<P: Protocol> Clone for App<P> {
@@ -36,7 +36,7 @@ impl<P: Protocol> Clone for App<P> {
 pub(crate) async fn serve<P: Protocol>(
     listener: TcpListener,
     shared: Arc<Shared>,
-    tx: mpsc::Sender<LoopMsg<P>>,
+    tx: mpsc::UnboundedSender<LoopMsg<P>>,
     token: CancellationToken,
 ) {
     let app = Router::new()
@@ -57,7 +57,7 @@ fn unavailable() -> Response {
 
 async fn status<P: Protocol>(State(app): State<App<P>>) -> Response {
     let (reply, answer) = oneshot::channel();
-    if app.tx.send(LoopMsg::Status(reply)).await.is_err() {
+    if app.tx.send(LoopMsg::Status(reply)).is_err() {
         return unavailable();
     }
     match answer.await {
@@ -79,7 +79,7 @@ async fn input<P: Protocol>(State(app): State<App<P>>, body: Bytes) -> Response 
         Ok(i) => i,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("the input does not parse: {e}\n")).into_response(),
     };
-    match app.tx.send(LoopMsg::Input(input)).await {
+    match app.tx.send(LoopMsg::Input(input)) {
         Ok(()) => (StatusCode::ACCEPTED, "accepted\n").into_response(),
         Err(_) => unavailable(),
     }

@@ -8,7 +8,11 @@
 //!   randomness, and a transport fault layer ([`faults`]) switchable at run time.
 //! * [`http`]: `/health`, `/status`, `/metrics` (Prometheus), `/input`, `/faults`.
 //! * [`config`]: cluster files, one TOML for all nodes of a cluster.
+//! * admission control: per-peer fairdist quotas on queued inbound memory and
+//!   connection slots; a flooding peer is refused (counted in
+//!   `agora_quota_refused_total`), the others keep their guaranteed share.
 
+mod admission;
 pub mod config;
 pub mod faults;
 pub mod frame;

@@ -18,6 +18,12 @@ pub struct Reason {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerSlot {
+    pub peer: String,
+    pub slot: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Name {
     pub name: &'static str,
 }
@@ -33,6 +39,8 @@ pub struct Metrics {
     pub timers_fired: Counter,
     pub connections: Counter,
     pub peers_connected: Gauge,
+    pub quota_refused: Family<PeerSlot, Counter>,
+    pub inbound_queued_bytes: Gauge,
 }
 
 impl Metrics {
@@ -48,6 +56,8 @@ impl Metrics {
             timers_fired: Counter::default(),
             connections: Counter::default(),
             peers_connected: Gauge::default(),
+            quota_refused: Family::default(),
+            inbound_queued_bytes: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("messages_sent", "Messages the protocol sent, by kind", m.sent.clone());
@@ -63,6 +73,16 @@ impl Metrics {
         registry.register("timers_fired", "Protocol timers that fired", m.timers_fired.clone());
         registry.register("connections", "Peer connections established", m.connections.clone());
         registry.register("peers_connected", "Peers currently connected", m.peers_connected.clone());
+        registry.register(
+            "quota_refused",
+            "Requests refused because the peer is over its fairdist quota, by peer and slot",
+            m.quota_refused.clone(),
+        );
+        registry.register(
+            "inbound_queued_bytes",
+            "Memory of received messages waiting for the event loop",
+            m.inbound_queued_bytes.clone(),
+        );
         Metrics { registry, ..m }
     }
 

@@ -2,6 +2,7 @@
 //! per peer pair (the lower id dials), reconnect with backoff, timers on
 //! tokio time, the fault layer, and the HTTP endpoints.
 
+use crate::admission::{Admission, Admitted};
 use crate::config::NodeConfig;
 use crate::faults::FaultLayer;
 use crate::frame::{self, Frame, FrameError};
@@ -26,6 +27,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 type Conn = Framed<TcpStream, LengthDelimitedCodec>;
+/// A connection and the connection slot it holds (returned when it closes).
+type Slotted = (Conn, agora_fairdist::Charge<NodeId>);
 
 /// State the node's tasks share.
 pub(crate) struct Shared {
@@ -35,6 +38,7 @@ pub(crate) struct Shared {
     connected: Vec<AtomicBool>,
     pub outputs: AtomicU64,
     started: std::time::Instant,
+    admission: Admission,
 }
 
 impl Shared {
@@ -74,7 +78,12 @@ impl Shared {
 
 /// What the node's event loop is asked to do.
 pub(crate) enum LoopMsg<P: Protocol> {
-    Message { from: NodeId, msg: P::Msg },
+    /// `admitted` holds the message's quota charge until it is handled.
+    Message {
+        from: NodeId,
+        msg: P::Msg,
+        admitted: Option<Admitted>,
+    },
     Input(P::Input),
     Status(oneshot::Sender<serde_json::Value>),
 }
@@ -126,9 +135,12 @@ pub async fn start<P: Protocol>(cfg: NodeConfig, protocol: P) -> Result<NodeHand
     let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
     let n = cfg.peers.len();
     let me = cfg.id;
+    let metrics = Metrics::new();
+    let admission = Admission::new(n, cfg.transport.inbound_queue_bytes, cfg.transport.max_connections, &metrics);
     let shared = Arc::new(Shared {
         connected: (0..n).map(|_| AtomicBool::new(false)).collect(),
-        metrics: Metrics::new(),
+        admission,
+        metrics,
         faults: Mutex::new(FaultLayer::default()),
         outputs: AtomicU64::new(0),
         started: std::time::Instant::now(),
@@ -136,7 +148,9 @@ pub async fn start<P: Protocol>(cfg: NodeConfig, protocol: P) -> Result<NodeHand
     });
     let token = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    let (loop_tx, loop_rx) = mpsc::channel::<LoopMsg<P>>(1024);
+    // Unbounded: what peers put in is bounded by their quotas instead, so a
+    // flooding peer cannot block the others' readers.
+    let (loop_tx, loop_rx) = mpsc::unbounded_channel::<LoopMsg<P>>();
     let mut queues = Vec::with_capacity(n);
     let mut accepted = Vec::with_capacity(n);
     for peer in (0..n as u32).map(NodeId) {
@@ -146,7 +160,7 @@ pub async fn start<P: Protocol>(cfg: NodeConfig, protocol: P) -> Result<NodeHand
             continue;
         }
         let (qtx, qrx) = mpsc::channel::<Bytes>(shared.cfg.transport.queue_frames);
-        let (atx, arx) = mpsc::channel::<Conn>(2);
+        let (atx, arx) = mpsc::channel::<Slotted>(2);
         tasks.spawn(peer_task::<P>(shared.clone(), peer, qrx, arx, loop_tx.clone(), token.clone()));
         queues.push(Some(qtx));
         accepted.push(Some(atx));
@@ -168,8 +182,8 @@ async fn peer_task<P: Protocol>(
     shared: Arc<Shared>,
     peer: NodeId,
     mut queue: mpsc::Receiver<Bytes>,
-    mut accepted: mpsc::Receiver<Conn>,
-    loop_tx: mpsc::Sender<LoopMsg<P>>,
+    mut accepted: mpsc::Receiver<Slotted>,
+    loop_tx: mpsc::UnboundedSender<LoopMsg<P>>,
     token: CancellationToken,
 ) {
     let me = shared.cfg.id;
@@ -177,7 +191,7 @@ async fn peer_task<P: Protocol>(
     let addr = shared.cfg.peers[peer.index()].listen;
     let t = shared.cfg.transport.clone();
     let mut backoff = t.backoff_min;
-    let mut next: Option<Conn> = None;
+    let mut next: Option<Slotted> = None;
     let mut jitter = ChaCha8Rng::seed_from_u64(((me.0 as u64) << 32) | peer.0 as u64);
     loop {
         let conn = if let Some(c) = next.take() {
@@ -194,8 +208,15 @@ async fn peer_task<P: Protocol>(
                 _ = token.cancelled() => return,
                 r = attempt => r,
             };
-            match r {
-                Ok(f) => f,
+            let admitted = r.map(|f| {
+                (f, shared.admission.admit_connection(&shared.metrics, &shared.cfg.name, peer, shared.peer_name(peer)))
+            });
+            match admitted {
+                Ok((f, Some(slot))) => (f, slot),
+                Ok((_, None)) => {
+                    sleep(t.backoff_max).await;
+                    continue;
+                }
                 Err(e) => {
                     debug!(node = %shared.cfg.name, peer = shared.peer_name(peer), "dial failed: {e}; retrying in {backoff:?}");
                     let wait = backoff.mul_f64(0.5 + jitter.random::<f64>());
@@ -216,6 +237,7 @@ async fn peer_task<P: Protocol>(
                 },
             }
         };
+        let (conn, _slot) = conn;
         backoff = t.backoff_min;
         shared.set_connected(peer, true);
         info!(node = %shared.cfg.name, peer = shared.peer_name(peer), "connected");
@@ -265,7 +287,7 @@ async fn read_loop<P: Protocol>(
     mut stream: SplitStream<Conn>,
     peer: NodeId,
     shared: Arc<Shared>,
-    loop_tx: mpsc::Sender<LoopMsg<P>>,
+    loop_tx: mpsc::UnboundedSender<LoopMsg<P>>,
 ) {
     let name = shared.peer_name(peer).to_string();
     while let Some(item) = stream.next().await {
@@ -286,7 +308,14 @@ async fn read_loop<P: Protocol>(
                     shared.metrics.drop("fault_partition");
                     continue;
                 }
-                if loop_tx.send(LoopMsg::Message { from: peer, msg }).await.is_err() {
+                // The cost of a queued message: its in-memory envelope plus its encoding.
+                let cost = (std::mem::size_of::<LoopMsg<P>>() + payload.len()) as u64;
+                let Some(admitted) =
+                    shared.admission.admit_message(&shared.metrics, &shared.cfg.name, peer, &name, cost)
+                else {
+                    continue;
+                };
+                if loop_tx.send(LoopMsg::Message { from: peer, msg, admitted: Some(admitted) }).is_err() {
                     return;
                 }
             }
@@ -307,7 +336,7 @@ async fn read_loop<P: Protocol>(
 async fn accept_loop<P: Protocol>(
     listener: TcpListener,
     shared: Arc<Shared>,
-    accepted: Arc<Vec<Option<mpsc::Sender<Conn>>>>,
+    accepted: Arc<Vec<Option<mpsc::Sender<Slotted>>>>,
     token: CancellationToken,
 ) {
     loop {
@@ -337,8 +366,14 @@ async fn accept_loop<P: Protocol>(
                 Ok(Some(Err(e))) => debug!(node = %shared.cfg.name, ?addr, "read failed before Hello: {e}"),
                 Ok(Some(Ok(payload))) => match frame::decode::<P::Msg>(&payload) {
                     Ok(Frame::Hello { from }) if from < me && from.index() < accepted.len() => {
-                        if let Some(tx) = &accepted[from.index()] {
-                            let _ = tx.send(f).await;
+                        let name = shared.peer_name(from).to_string();
+                        match shared.admission.admit_connection(&shared.metrics, &shared.cfg.name, from, &name) {
+                            Some(slot) => {
+                                if let Some(tx) = &accepted[from.index()] {
+                                    let _ = tx.send((f, slot)).await;
+                                }
+                            }
+                            None => shared.reject(&name, Some(addr), "connection_quota", &"over its connection quota"),
                         }
                     }
                     Ok(Frame::Hello { from }) => shared.reject(
@@ -360,7 +395,7 @@ struct Host<P: Protocol> {
     protocol: P,
     shared: Arc<Shared>,
     queues: Vec<Option<mpsc::Sender<Bytes>>>,
-    self_tx: mpsc::Sender<LoopMsg<P>>,
+    self_tx: mpsc::UnboundedSender<LoopMsg<P>>,
     epoch: Instant,
     rng: ChaCha8Rng,
     fault_rng: ChaCha8Rng,
@@ -377,7 +412,7 @@ impl<P: Protocol> Host<P> {
         protocol: P,
         shared: Arc<Shared>,
         queues: Vec<Option<mpsc::Sender<Bytes>>>,
-        self_tx: mpsc::Sender<LoopMsg<P>>,
+        self_tx: mpsc::UnboundedSender<LoopMsg<P>>,
     ) -> Self {
         let me = shared.cfg.id.0 as u64;
         let (rng, fault_rng) = match shared.cfg.seed {
@@ -405,7 +440,7 @@ impl<P: Protocol> Host<P> {
         }
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<LoopMsg<P>>, token: CancellationToken) {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<LoopMsg<P>>, token: CancellationToken) {
         self.dispatch(|p, io| p.on_start(io));
         loop {
             let next = self.timers.iter().map(|t| t.1).min();
@@ -415,9 +450,10 @@ impl<P: Protocol> Host<P> {
                 _ = sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => self.fire_due_timers(),
                 m = rx.recv() => match m {
                     None => break,
-                    Some(LoopMsg::Message { from, msg }) => {
+                    Some(LoopMsg::Message { from, msg, admitted }) => {
                         self.shared.metrics.received.get_or_create(&Kind { kind: msg.kind() }).inc();
                         self.dispatch(|p, io| p.on_message(from, msg, io));
+                        drop(admitted); // handled: its queue memory is free again
                     }
                     Some(LoopMsg::Input(input)) => self.dispatch(|p, io| p.on_input(input, io)),
                     Some(LoopMsg::Status(reply)) => {
@@ -490,9 +526,8 @@ impl<P: Protocol> Host<P> {
         let m = &self.shared.metrics;
         m.sent.get_or_create(&Kind { kind: msg.kind() }).inc();
         if to == self.shared.cfg.id {
-            if self.self_tx.try_send(LoopMsg::Message { from: to, msg }).is_err() {
-                m.drop("queue_full");
-            }
+            // The node's own messages are not charged to any peer.
+            let _ = self.self_tx.send(LoopMsg::Message { from: to, msg, admitted: None });
             return;
         }
         let Some(Some(queue)) = self.queues.get(to.index()) else {
