@@ -55,7 +55,7 @@ impl Admission {
         metrics.quota_refused.get_or_create(&PeerSlot { peer: peer_name.to_string(), slot }).inc();
         let k = self.refusals[peer.index()].fetch_add(1, Ordering::Relaxed);
         // The first refusal of a peer, then one in every 10 000: a flood must not flood the log.
-        if k % 10_000 == 0 {
+        if k.is_multiple_of(10_000) {
             warn!(node, peer = peer_name, slot, detail, refusals = k + 1, "peer over its quota: refused");
         }
     }
