@@ -40,6 +40,16 @@ fn check_newcomer(q: &Quota<String>, total: u64) -> Result<(), String> {
     if may_take < bound {
         return Err(format!("{a}: with {n} holders a newcomer may take {may_take} < ⌊T/G(n)⌋ = {bound}"));
     }
+    // The spec's tighter quasilinear form, (n+2)(log2(n+2)+1)² with the real
+    // log: not what Lemma 2 proves for the ceiling allocator, but it holds in
+    // every sequence we have tried (see the crate docs).
+    if a == Allocator::Quasilinear {
+        let m = (n + 2) as f64;
+        let tight = (total as f64 / (m * (m.log2() + 1.0).powi(2))).floor() as u64;
+        if may_take < tight {
+            return Err(format!("quasilinear: {may_take} < ⌊T/((n+2)(log2(n+2)+1)²)⌋ = {tight} with {n} holders"));
+        }
+    }
     Ok(())
 }
 
