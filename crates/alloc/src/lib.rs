@@ -1,0 +1,23 @@
+//! Need-fulfillment allocation (seed 000, spec `alloc.md`): providers with
+//! private capacities share them among recipients with private needs,
+//! weighted by mutual recognition, over rounds coordinated through a public
+//! ledger.
+//!
+//! This crate so far holds the ground the protocol stands on:
+//! * [`Instance`] / [`Network`]: instances in JSON or TOML, validated with
+//!   errors that name the offending entry;
+//! * [`max_flow`]: the exact optimum (Dinic), the reference every rule's
+//!   efficiency is measured against;
+//! * [`SeedRule`]: the seed's literal update rule, which oscillates (see
+//!   `tests/seed_rule.rs`).
+//!
+//! Still to come (issue 3): the default rule, the round protocol as nodes
+//! with barriers, the ledger backends, faults and the CLI.
+
+mod instance;
+mod maxflow;
+mod seed_rule;
+
+pub use instance::{Edge, Instance, InstanceError, Network, Provider, Recipient};
+pub use maxflow::max_flow;
+pub use seed_rule::{RoundReport, SeedRule};
