@@ -214,8 +214,11 @@ async fn peer_task<P: Protocol>(
             match admitted {
                 Ok((f, Some(slot))) => (f, slot),
                 Ok((_, None)) => {
-                    sleep(t.backoff_max).await;
-                    continue;
+                    // Over our own connection quota for this peer: wait, then retry.
+                    tokio::select! {
+                        _ = token.cancelled() => return,
+                        _ = sleep(t.backoff_max) => continue,
+                    }
                 }
                 Err(e) => {
                     debug!(node = %shared.cfg.name, peer = shared.peer_name(peer), "dial failed: {e}; retrying in {backoff:?}");
