@@ -24,7 +24,5 @@ mod stats;
 pub mod trace;
 
 pub use network::{Adversary, Latency, LinkCtx, Model};
-pub use sim::{
-    constant, Byzantine, Fault, Nodes, OutputRecord, Report, Scope, Sim, SimConfig, SimError, Slot, Stop, Toggle, World,
-};
+pub use sim::{Byzantine, Fault, Nodes, OutputRecord, Report, Scope, Sim, SimConfig, SimError, Stop, Toggle, World};
 pub use stats::{KindCounts, Stats};

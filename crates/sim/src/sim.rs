@@ -7,7 +7,6 @@ use fnv::FnvHashMap;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::hash::{Hash, Hasher};
-use std::time::Duration;
 
 /// Knobs of one simulation run.
 #[derive(Clone, Debug)]
@@ -80,7 +79,7 @@ type Invariant<P> = Box<dyn FnMut(&World<'_, P>) -> Result<(), String>>;
 type Quiescence<P> = Box<dyn Fn(&World<'_, P>) -> bool>;
 
 /// One node's place in the simulator.
-pub struct Slot<P: Protocol> {
+pub(crate) struct Slot<P: Protocol> {
     state: P,
     up: bool,
     faulty: bool,
@@ -797,9 +796,4 @@ impl<P: Protocol> Sim<P> {
         }
         Ok(())
     }
-}
-
-/// Delays for tests and simple runs.
-pub fn constant<P: Protocol>(d: Duration) -> crate::network::Model<P> {
-    crate::network::Model::Constant(d)
 }
