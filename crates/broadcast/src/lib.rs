@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Parameters shared by every node of a run.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Number of nodes, ids `0..nodes`: set by the driver from the scenario
@@ -112,7 +112,7 @@ impl Config {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Msg {
     Data { origin: NodeId, seq: u32, value: u64 },
     Ack { origin: NodeId, session: u64, next: u32 },
@@ -131,7 +131,7 @@ impl Message for Msg {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Timer {
     /// The next automatic broadcast of an origin.
     Broadcast,
@@ -167,7 +167,7 @@ pub fn chain(prev: u64, value: u64) -> u64 {
 }
 
 /// What a node has delivered from one origin.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 struct Receipt {
     next: u32,
     digest: u64,
@@ -178,7 +178,7 @@ struct Receipt {
 }
 
 /// An origin's log and its view of every peer.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct OriginState {
     log: Vec<u64>,
     /// `prefix[i]` is the hash chain over `log[..i]`.
@@ -188,8 +188,9 @@ struct OriginState {
     retransmitting: bool,
 }
 
-/// One node of the reliable broadcast.
-#[derive(Clone, Debug)]
+/// One node of the reliable broadcast. `Eq + Hash` so that the model
+/// checker can explore its states.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Node {
     cfg: Arc<Config>,
     me: NodeId,
