@@ -28,14 +28,14 @@ impl Runnable for agora_broadcast::Node {
     type Params = agora_broadcast::Config;
 
     fn validate(params: &Self::Params, nodes: u32) -> Result<(), String> {
-        Self::config(params, nodes).validate()
+        broadcast_config(params, nodes).validate()
     }
     fn build(params: &Self::Params, nodes: u32) -> Box<dyn FnMut(NodeId) -> Self + Send> {
-        let cfg = Self::config(params, nodes);
+        let cfg = broadcast_config(params, nodes);
         Box::new(move |id| agora_broadcast::Node::new(cfg.clone(), id))
     }
     fn install_invariants(params: &Self::Params, nodes: u32, sim: &mut Sim<Self>) {
-        let cfg = Self::config(params, nodes);
+        let cfg = broadcast_config(params, nodes);
         // After an event only the node it concerned can have broken the
         // invariant (origins' logs only grow): check that node, O(1) per event.
         sim.add_invariant("prefix agreement", move |w| match w.active {
@@ -44,7 +44,7 @@ impl Runnable for agora_broadcast::Node {
         });
     }
     fn outcome(params: &Self::Params, nodes: u32, sim: &Sim<Self>) -> serde_json::Value {
-        let cfg = Self::config(params, nodes);
+        let cfg = broadcast_config(params, nodes);
         let live: Vec<NodeId> = sim.nodes().ids().filter(|&id| sim.nodes().is_live(id)).collect();
         let broadcast: Vec<_> = cfg
             .origins
@@ -64,13 +64,9 @@ impl Runnable for agora_broadcast::Node {
     }
 }
 
-trait BroadcastConfig {
-    fn config(params: &agora_broadcast::Config, nodes: u32) -> Arc<agora_broadcast::Config>;
-}
-impl BroadcastConfig for agora_broadcast::Node {
-    fn config(params: &agora_broadcast::Config, nodes: u32) -> Arc<agora_broadcast::Config> {
-        Arc::new(agora_broadcast::Config { nodes, ..params.clone() })
-    }
+/// The broadcast parameters with the node count the scenario or cluster file sets.
+fn broadcast_config(params: &agora_broadcast::Config, nodes: u32) -> Arc<agora_broadcast::Config> {
+    Arc::new(agora_broadcast::Config { nodes, ..params.clone() })
 }
 
 /// The protocol names the command knows.
