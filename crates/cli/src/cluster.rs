@@ -1,7 +1,7 @@
 //! `agora node` (one node of a cluster file, on real TCP) and `agora cluster
 //! up` (every node of the file as a local process, stopped cleanly together).
 
-use crate::registry::{with_protocol, Runnable};
+use crate::registry::{check_params, with_protocol, Runnable};
 use crate::report::table;
 use agora_core::config_file::FileError;
 use agora_net::{probe, ClusterFile};
@@ -43,15 +43,8 @@ pub struct UpArgs {
 /// Reads a cluster file and checks its protocol parameters.
 fn load<P: Runnable>(path: &Path) -> Result<ClusterFile<P::Params>> {
     let cf = ClusterFile::<P::Params>::load(path)?;
-    if let Err(e) = P::validate(&cf.params, cf.node.len() as u32) {
-        let (field, message) = e.split_once(": ").unwrap_or(("", &e));
-        let err = FileError {
-            path: cf.path.clone(),
-            line: None,
-            column: None,
-            field: format!("params.{field}"),
-            message: message.to_string(),
-        };
+    if let Err(e) = check_params::<P>(&cf.params, cf.node.len() as u32) {
+        let err = FileError { path: cf.path.clone(), line: None, column: None, field: e.field, message: e.message };
         return Err(err.into());
     }
     Ok(cf)

@@ -69,6 +69,28 @@ fn broadcast_config(params: &agora_broadcast::Config, nodes: u32) -> Arc<agora_b
     Arc::new(agora_broadcast::Config { nodes, ..params.clone() })
 }
 
+/// A protocol-parameter error: the field (as `params.…`) and what is wrong.
+pub struct ParamError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ParamError {
+    /// The top-level key under `[params]`, for finding its line.
+    pub fn key(&self) -> &str {
+        let f = self.field.trim_start_matches("params.");
+        f.split(['[', '.']).next().unwrap_or(f)
+    }
+}
+
+/// Checks `P`'s parameters for `nodes` nodes.
+pub fn check_params<P: Runnable>(params: &P::Params, nodes: u32) -> Result<(), ParamError> {
+    P::validate(params, nodes).map_err(|e| {
+        let (field, message) = e.split_once(": ").unwrap_or(("", &e));
+        ParamError { field: format!("params.{field}"), message: message.to_string() }
+    })
+}
+
 /// The protocol names the command knows.
 pub const PROTOCOLS: &[&str] = &[agora_broadcast::Node::NAME];
 

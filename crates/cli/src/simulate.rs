@@ -1,7 +1,7 @@
 //! `agora sim` and `agora replay`: run a scenario file in the simulator,
 //! report, trace, and replay a trace to check it bit for bit.
 
-use crate::registry::{with_protocol, Runnable};
+use crate::registry::{check_params, with_protocol, Runnable};
 use crate::report::{count, table};
 use agora_core::Time;
 use agora_sim::scenario::{protocol_of, FileError, Scenario};
@@ -41,10 +41,8 @@ struct TraceHeader {
 /// Reads and validates a scenario whose protocol is `P`.
 pub fn load<P: Runnable>(path: &str, src: &str) -> Result<Scenario<P::Params>, FileError> {
     let sc = Scenario::<P::Params>::from_str(path, src)?;
-    if let Err(e) = P::validate(&sc.params, sc.nodes) {
-        let (field, message) = e.split_once(": ").unwrap_or(("", &e));
-        let key = field.split(['[', '.']).next().unwrap_or(field);
-        return Err(sc.error(sc.key_span(key), &format!("params.{field}"), message));
+    if let Err(e) = check_params::<P>(&sc.params, sc.nodes) {
+        return Err(sc.error(sc.key_span(e.key()), &e.field, e.message));
     }
     Ok(sc)
 }
