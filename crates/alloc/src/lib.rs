@@ -9,15 +9,18 @@
 //! * [`max_flow`]: the exact optimum (Dinic), the reference every rule's
 //!   efficiency is measured against;
 //! * [`SeedRule`]: the seed's literal update rule, which oscillates (see
-//!   `tests/seed_rule.rs`).
+//!   `tests/alloc.rs`);
+//! * [`generate`]: random instances, deterministic in the seed.
 //!
 //! Still to come (issue 3): the default rule, the round protocol as nodes
 //! with barriers, the ledger backends, faults and the CLI.
 
+mod generate;
 mod instance;
 mod maxflow;
 mod seed_rule;
 
+pub use generate::generate;
 pub use instance::{Edge, Instance, InstanceError, Network, Provider, Recipient};
 pub use maxflow::max_flow;
 pub use seed_rule::{RoundReport, SeedRule};

@@ -167,3 +167,22 @@ fn seed_rule_cycles_on_the_crossed_instance() {
     let period = seen.iter().rev().skip(1).position(|a| a == last).map(|i| i + 1);
     assert!(period.is_some_and(|p| p <= 10), "cycle of period {period:?}");
 }
+
+#[test]
+fn generated_instances_are_valid_deterministic_and_shaped_as_asked() {
+    for seed in 0..50 {
+        let i = agora_alloc::generate(7, 30, 3, seed).unwrap();
+        assert_eq!((i.providers.len(), i.recipients.len(), i.edges.len()), (7, 30, 90));
+        let net = i.network().unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let ratio = net.capacity.iter().sum::<f64>() / net.need.iter().sum::<f64>();
+        assert!((0.49..=2.01).contains(&ratio), "seed {seed}: capacity/need {ratio}");
+        assert!(max_flow(&net) > 0.0);
+        // Through JSON and back: the same instance.
+        let text = serde_json::to_string(&i).unwrap();
+        assert_eq!(Instance::parse(&text).unwrap(), i);
+        assert_eq!(agora_alloc::generate(7, 30, 3, seed).unwrap(), i);
+    }
+    assert_ne!(agora_alloc::generate(7, 30, 3, 1).unwrap(), agora_alloc::generate(7, 30, 3, 2).unwrap());
+    assert!(agora_alloc::generate(3, 5, 4, 0).is_err());
+    assert!(agora_alloc::generate(0, 5, 1, 0).is_err());
+}

@@ -1,6 +1,7 @@
 //! `agora`: run Agora's protocols in the simulator, as real TCP clusters, and
 //! benchmark them. This crate only wires the others together.
 
+mod alloc;
 mod bench;
 mod cluster;
 mod quota;
@@ -29,6 +30,9 @@ enum Command {
     /// Benchmarks (medians, with a baseline measured in the same run).
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// Need-fulfillment allocation.
+    #[command(subcommand)]
+    Alloc(alloc::AllocCmd),
     /// Fairdist quotas: replay a trace of charges, or search for the worst newcomer share.
     #[command(subcommand)]
     Quota(quota::QuotaCmd),
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
         Command::Cluster(c) => cluster::cluster(c),
         Command::Bench(b) => bench::bench(b),
         Command::Quota(q) => quota::quota(q),
+        Command::Alloc(a) => alloc::alloc(a),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
