@@ -266,7 +266,12 @@ async fn peer_task<P: Protocol>(
                             Err(_) => break,
                         }
                     }
-                    if let Err(e) = r.and(sink.flush().await) {
+                    // Flush only what was fed successfully (`and` would flush regardless).
+                    let r = match r {
+                        Ok(()) => sink.flush().await,
+                        failed => failed,
+                    };
+                    if let Err(e) = r {
                         debug!(node = %shared.cfg.name, peer = shared.peer_name(peer), "send failed: {e}");
                         shared.metrics.drop("send_failed");
                         break;
