@@ -8,6 +8,10 @@
 //!   errors that name the offending entry;
 //! * [`max_flow`]: the exact optimum (Dinic), the reference every rule's
 //!   efficiency is measured against;
+//! * [`rule`]: the default update rule, a distributed push–relabel (its
+//!   objective and why it converges are in the module docs), and
+//!   [`DefaultRule`] / [`solve`], which run it over a whole network in one
+//!   process;
 //! * [`SeedRule`]: the seed's literal update rule, which oscillates (see
 //!   `tests/alloc.rs`);
 //! * [`generate`]: random instances, deterministic in the seed.
@@ -18,9 +22,12 @@
 mod generate;
 mod instance;
 mod maxflow;
+pub mod rule;
 mod seed_rule;
+mod solver;
 
 pub use generate::generate;
 pub use instance::{Edge, Instance, InstanceError, Network, Provider, Recipient};
 pub use maxflow::max_flow;
-pub use seed_rule::{RoundReport, SeedRule};
+pub use seed_rule::SeedRule;
+pub use solver::{solve, DefaultRule, RoundReport, RuleName, Solution};

@@ -15,19 +15,7 @@
 //! A damping factor common to all of a provider's recipients cancels between
 //! numerator and denominator, so it cannot stop the oscillation.
 
-use crate::Network;
-
-/// One round's totals, as `agora alloc solve --json` reports them.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct RoundReport {
-    pub round: u32,
-    /// What providers allocated in total.
-    pub total_allocated: f64,
-    /// Σ over recipients of what they received beyond their need.
-    pub over_allocation: f64,
-    /// Σ over recipients of need left unmet.
-    pub under_allocation: f64,
-}
+use crate::{Network, RoundReport};
 
 pub struct SeedRule {
     net: Network,
