@@ -21,7 +21,9 @@
 
 mod generate;
 mod instance;
+pub mod ledger;
 mod maxflow;
+pub mod node;
 pub mod rule;
 mod seed_rule;
 mod solver;

@@ -32,7 +32,11 @@ pub struct DefaultRule {
     round: u32,
     /// Asynchronous mode: each agent acts in a round with this probability.
     activity: Option<(f64, ChaCha8Rng)>,
+    /// Consecutive quiet rounds: no provider step changed anything, nor the
+    /// recipients' aggregation before it (the next aggregation then sees the
+    /// same deliveries, so it is quiet too).
     quiet_rounds: u32,
+    recipients_changed: bool,
 }
 
 impl DefaultRule {
@@ -49,7 +53,16 @@ impl DefaultRule {
             degree[r] += 1;
         }
         let recipients = net.need.iter().zip(&degree).map(|(&d, &k)| Recipient::new(d, k as usize)).collect();
-        let mut rule = DefaultRule { providers, recipients, at_p, at_r, round: 0, activity: None, quiet_rounds: 0 };
+        let mut rule = DefaultRule {
+            providers,
+            recipients,
+            at_p,
+            at_r,
+            round: 0,
+            activity: None,
+            quiet_rounds: 0,
+            recipients_changed: true,
+        };
         // Round 0's requests: every recipient asks all its providers (all at level 1).
         for r in &mut rule.recipients {
             r.aggregate(u32::MAX);
@@ -86,8 +99,10 @@ impl DefaultRule {
 
     pub fn round(&mut self) -> RoundReport {
         self.round += 1;
-        let g = gap(self.providers.iter().map(|p| p.level).chain(self.recipients.iter().map(|r| r.level)));
-        let mut changed = false;
+        let levels =
+            |rule: &Self| gap(rule.providers.iter().map(|p| p.level).chain(rule.recipients.iter().map(|r| r.level)));
+        let g = levels(self);
+        let mut changed = std::mem::take(&mut self.recipients_changed);
         for p in 0..self.providers.len() {
             if self.acts() {
                 changed |= self.providers[p].step(g);
@@ -102,12 +117,15 @@ impl DefaultRule {
             re.capped = capped;
             re.level = prov.level;
         }
+        // Recipients see the gap over the providers' new levels, as the
+        // ledger's snapshot after the providers published shows it.
+        let g = levels(self);
         let mut over = 0.0;
         for r in 0..self.recipients.len() {
             let rec = &self.recipients[r];
             over += (rec.edges.iter().map(|e| e.received).sum::<f64>() - rec.need).max(0.0);
             if self.acts() {
-                changed |= self.recipients[r].aggregate(g);
+                self.recipients_changed |= self.recipients[r].aggregate(g);
             } else {
                 for e in &mut self.recipients[r].edges {
                     e.request = 0.0;
@@ -122,8 +140,8 @@ impl DefaultRule {
         RoundReport { round: self.round, total_allocated: total, over_allocation: over, under_allocation: under }
     }
 
-    /// No agent changed anything in the latest round (in asynchronous mode:
-    /// in enough rounds that every agent acted with high probability).
+    /// The latest round was quiet (in asynchronous mode: enough rounds in a
+    /// row that every agent acted in one with high probability).
     pub fn converged(&self) -> bool {
         match &self.activity {
             None => self.quiet_rounds >= 1,

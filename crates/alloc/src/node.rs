@@ -1,0 +1,860 @@
+//! The round protocol as message-passing nodes: one ledger node (id 0),
+//! providers (ids 1..=P) and recipients (ids P+1..=P+R), each running the
+//! agent of [`crate::rule`]. The same nodes run in the simulator and on the
+//! TCP runtime.
+//!
+//! # A round with barriers (the seed's five phases)
+//!
+//! 1. **Publication.** Each recipient sends a `Request` to each of its
+//!    providers (its residual need split among those one level below it,
+//!    0 to the rest, plus anything it gives back) and `Publish`es its entry
+//!    (level, converged) to the ledger. *Barrier 1:* the ledger waits for
+//!    every recipient, or `phase_timeout`.
+//! 2. **Provider computation.** The ledger writes the batch to its backend
+//!    and sends each provider a `Snapshot` (every entry and the gap level).
+//!    Each provider waits for the requests of the recipients that published,
+//!    steps, and…
+//! 3. **Delivery.** …sends each recipient a `Deliver` (its standing
+//!    allocation, whether the edge is at its desire cap, its new level), then
+//!    `Publish`es its own entry. *Barriers 2–3:* the ledger waits for every
+//!    provider, or `phase_timeout`.
+//! 4. **Recipient aggregation.** The ledger sends each recipient a
+//!    `Snapshot`. Each recipient waits for the deliveries of the providers
+//!    that published, aggregates, and goes back to phase 1. *Barrier 4* is the
+//!    ledger's wait in phase 1.
+//! 5. **Convergence check.** The ledger ends the run (`Finished`) when every
+//!    publication of a round says nothing changed, or after `max_rounds`.
+//!
+//! # Faults
+//!
+//! A provider that does not publish in time is skipped: its recipients get
+//! nothing from it that round, so their residual rises and others fill it.
+//! When it comes back it receives the next snapshot and resumes (with its
+//! standing allocation if it kept its memory, from nothing otherwise;
+//! recipients give back any excess). A recipient silent for `silent_rounds`
+//! rounds is treated as needing nothing: its providers release what it held.
+//!
+//! # Without barriers (`asynchronous`)
+//!
+//! Every agent wakes on its own jittered timer, reads the ledger (`Read`,
+//! answered by a `Snapshot`), and acts on whatever it holds: the latest
+//! requests, the latest deliveries. The ledger writes its batch every tick and
+//! ends the run once every agent has reported three unchanged steps in a row.
+
+use crate::ledger::{Backend, Entry, Ledger};
+use crate::rule::{gap, Provider, ProviderEdge, Recipient, RecipientEdge, UNREACHABLE};
+use crate::Network;
+use agora_core::{duration_str, Io, Message, NodeId, Protocol, Time};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The protocol's parameters (`[params]` of a scenario or cluster file).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The instance file (JSON or TOML), relative to the working directory.
+    pub instance: String,
+    /// The ledger node's backend: `memory`, `redb:PATH`, `etcd:HOST:PORT[/PREFIX]`.
+    #[serde(default = "default_ledger")]
+    pub ledger: Backend,
+    /// How long a barrier waits for stragglers.
+    #[serde(default = "default_phase_timeout", with = "duration_str")]
+    pub phase_timeout: Duration,
+    /// Rounds of silence after which a recipient counts as gone (T).
+    #[serde(default = "default_silent_rounds")]
+    pub silent_rounds: u32,
+    /// Barrier-free mode.
+    #[serde(default)]
+    pub asynchronous: bool,
+    /// The asynchronous mode's mean wake-up interval (also a "round" for
+    /// `silent_rounds` and `max_rounds`).
+    #[serde(default = "default_tick", with = "duration_str")]
+    pub tick: Duration,
+    #[serde(default = "default_max_rounds")]
+    pub max_rounds: u32,
+}
+
+fn default_ledger() -> Backend {
+    Backend::Memory
+}
+fn default_phase_timeout() -> Duration {
+    Duration::from_millis(200)
+}
+fn default_silent_rounds() -> u32 {
+    3
+}
+fn default_tick() -> Duration {
+    Duration::from_millis(20)
+}
+fn default_max_rounds() -> u32 {
+    1000
+}
+
+/// Everything the nodes are built from: the parameters and the checked
+/// instance. Each node takes only its own private part of the instance.
+#[derive(Debug)]
+pub struct Setup {
+    pub config: Config,
+    pub net: Network,
+}
+
+impl Setup {
+    pub fn providers(&self) -> u32 {
+        self.net.capacity.len() as u32
+    }
+    pub fn recipients(&self) -> u32 {
+        self.net.need.len() as u32
+    }
+    /// 1 ledger + providers + recipients.
+    pub fn nodes(&self) -> u32 {
+        1 + self.providers() + self.recipients()
+    }
+    pub fn provider_id(&self, p: usize) -> NodeId {
+        NodeId(1 + p as u32)
+    }
+    pub fn recipient_id(&self, r: usize) -> NodeId {
+        NodeId(1 + self.providers() + r as u32)
+    }
+    pub fn role(&self, id: NodeId) -> Role {
+        match id.0 {
+            0 => Role::Ledger,
+            i if i <= self.providers() => Role::Provider(i as usize - 1),
+            i => Role::Recipient((i - 1 - self.providers()) as usize),
+        }
+    }
+}
+
+/// What a provider holds out to one recipient.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Held {
+    pub to: NodeId,
+    pub amount: f64,
+    /// The edge's desire cap.
+    pub desire: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Ledger,
+    Provider(usize),
+    Recipient(usize),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Msg {
+    /// Agent → ledger: its public entry.
+    Publish { round: u32, level: u32, converged: bool },
+    /// Agent → ledger (asynchronous mode): send me a snapshot.
+    Read,
+    /// Ledger → agent: every entry as (round, level), by node id, and the gap level.
+    Snapshot { round: u32, gap: u32, entries: Vec<(u32, u32)> },
+    /// Recipient → provider: what it asks for, and what it hands back.
+    /// `seq` counts the recipient's requests to this provider within
+    /// `session`, which a recipient draws afresh whenever it starts from
+    /// nothing.
+    Request { session: u32, seq: u32, round: u32, amount: f64, give_back: f64 },
+    /// Provider → recipient: the standing allocation on their edge, with the
+    /// last request (session, seq) it has applied, so that a recipient never
+    /// counts a give-back twice.
+    Deliver { session: u32, applied: u32, round: u32, amount: f64, capped: bool, level: u32 },
+    /// Ledger → agents: the run is over.
+    Finished { round: u32, converged: bool },
+}
+
+impl Message for Msg {
+    fn kind(&self) -> &'static str {
+        match self {
+            Msg::Publish { .. } => "publish",
+            Msg::Read => "read",
+            Msg::Snapshot { .. } => "snapshot",
+            Msg::Request { .. } => "request",
+            Msg::Deliver { .. } => "deliver",
+            Msg::Finished { .. } => "finished",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Timer {
+    /// The ledger's barrier timeout for (round, phase).
+    Barrier(u32, u8),
+    /// An agent's wait for requests or deliveries of a round.
+    Wait(u32),
+    /// Asynchronous mode: wake up.
+    Tick,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub enum Output {
+    /// The ledger closed a round: how many agents published in it
+    /// (recipients in phase 1, providers in phase 3), how many changed.
+    Round { round: u32, published: u32, changed: u32 },
+    /// The ledger ended the run.
+    Finished { round: u32, converged: bool },
+    /// A provider's final standing allocation, by recipient node id.
+    Allocation { provider: u32, to: Vec<(u32, f64)> },
+    /// The ledger backend failed (the run stops).
+    LedgerFailed { error: String },
+}
+
+pub struct Node {
+    setup: Arc<Setup>,
+    me: NodeId,
+    finished: bool,
+    kind: Kind,
+}
+
+enum Kind {
+    Ledger(LedgerNode),
+    Provider(ProviderNode),
+    Recipient(RecipientNode),
+}
+
+struct LedgerNode {
+    backend: Option<Box<dyn Ledger>>,
+    /// (round, level) by node id, as last published.
+    entries: Vec<(u32, u32)>,
+    batch: Vec<(u32, Entry)>,
+    round: u32,
+    /// 1: waiting for recipients; 2: waiting for providers.
+    phase: u8,
+    /// Who published in the current phase, and whether anything changed.
+    heard: Vec<bool>,
+    changed: u32,
+    changed_last_phase: u32,
+    heard_last_phase: u32,
+    late_change: bool,
+    /// The agents counted as gone when the run ended.
+    absent: Vec<NodeId>,
+    /// Asynchronous mode: consecutive unchanged publications per agent.
+    quiet: Vec<u32>,
+    /// The ledger's round when it last heard from each agent (an agent
+    /// restarting from nothing claims round 1, so its entry cannot tell).
+    heard_at: Vec<u32>,
+}
+
+struct ProviderNode {
+    agent: Provider,
+    /// Recipient node id per edge.
+    to: Vec<NodeId>,
+    /// The latest request per edge and the round it was for; give-backs add up.
+    requests: Vec<(u32, f64)>,
+    give_back: Vec<f64>,
+    /// The latest request (session, seq) received per edge, and the seq
+    /// applied by the latest step.
+    session: Vec<u32>,
+    applied: Vec<u32>,
+    stepped: Vec<u32>,
+    snapshot: Option<(u32, u32)>,
+    /// Recipients the current round waits for (edge indices).
+    waiting: Vec<usize>,
+    /// The next step counts as a change whatever it does: the node (re)started
+    /// (its recipients have yet to aggregate with it present), or a request
+    /// it waited for never came.
+    restarted: bool,
+}
+
+#[derive(Clone, Copy)]
+struct Delivery {
+    round: u32,
+    amount: f64,
+    capped: bool,
+    level: u32,
+    at: Time,
+}
+
+struct RecipientNode {
+    agent: Recipient,
+    from: Vec<NodeId>,
+    /// The latest delivery per edge.
+    deliveries: Vec<Option<Delivery>>,
+    snapshot: Option<(u32, u32)>,
+    waiting: Vec<usize>,
+    /// Requests sent per edge in this session, and give-backs the provider
+    /// has not yet applied: (seq of the request that carried it, amount).
+    session: u32,
+    seq: Vec<u32>,
+    unapplied: Vec<Vec<(u32, f64)>>,
+    /// A delivery this round waited for never came: the round is not quiet.
+    incomplete: bool,
+}
+
+impl Node {
+    pub fn new(setup: Arc<Setup>, me: NodeId) -> Self {
+        let net = &setup.net;
+        let kind = match setup.role(me) {
+            Role::Ledger => Kind::Ledger(LedgerNode {
+                backend: None,
+                entries: vec![(0, 2); setup.nodes() as usize],
+                batch: Vec::new(),
+                round: 1,
+                phase: 1,
+                heard: vec![false; setup.nodes() as usize],
+                changed: 0,
+                changed_last_phase: 0,
+                heard_last_phase: 0,
+                late_change: false,
+                absent: Vec::new(),
+                quiet: vec![0; setup.nodes() as usize],
+                heard_at: vec![0; setup.nodes() as usize],
+            }),
+            Role::Provider(p) => {
+                let mine: Vec<_> = net.edges.iter().filter(|e| e.0 == p).collect();
+                let edges = mine
+                    .iter()
+                    .map(|&&(_, _, mr, desire)| ProviderEdge {
+                        mr,
+                        desire,
+                        x: 0.0,
+                        request: 0.0,
+                        level: 2,
+                        gone: false,
+                    })
+                    .collect();
+                let n = mine.len();
+                Kind::Provider(ProviderNode {
+                    agent: Provider::new(net.capacity[p], edges),
+                    to: mine.iter().map(|e| setup.recipient_id(e.1)).collect(),
+                    requests: vec![(0, 0.0); n],
+                    give_back: vec![0.0; n],
+                    session: vec![0; n],
+                    applied: vec![0; n],
+                    stepped: vec![0; n],
+                    snapshot: None,
+                    waiting: Vec::new(),
+                    restarted: true,
+                })
+            }
+            Role::Recipient(r) => {
+                let from: Vec<NodeId> = net.edges.iter().filter(|e| e.1 == r).map(|e| setup.provider_id(e.0)).collect();
+                let n = from.len();
+                Kind::Recipient(RecipientNode {
+                    agent: Recipient::new(net.need[r], n),
+                    from,
+                    deliveries: vec![None; n],
+                    snapshot: None,
+                    waiting: Vec::new(),
+                    session: 0,
+                    seq: vec![0; n],
+                    unapplied: vec![Vec::new(); n],
+                    incomplete: false,
+                })
+            }
+        };
+        Node { setup, me, finished: false, kind }
+    }
+
+    pub fn role(&self) -> Role {
+        self.setup.role(self.me)
+    }
+
+    /// A provider's capacity and standing allocation.
+    pub fn provider_allocation(&self) -> Option<(f64, Vec<Held>)> {
+        match &self.kind {
+            Kind::Provider(p) => Some((
+                p.agent.capacity,
+                p.to.iter().zip(&p.agent.edges).map(|(&to, e)| Held { to, amount: e.x, desire: e.desire }).collect(),
+            )),
+            _ => None,
+        }
+    }
+
+    /// A recipient's need and what it holds (received minus given back).
+    pub fn recipient_holding(&self) -> Option<(f64, f64)> {
+        match &self.kind {
+            Kind::Recipient(r) => {
+                Some((r.agent.need, r.agent.edges.iter().filter(|e| e.alive).map(|e| e.received).sum()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Every batch the ledger node wrote, where its backend keeps them.
+    pub fn ledger_history(&self) -> Option<&[Vec<(u32, Entry)>]> {
+        match &self.kind {
+            Kind::Ledger(l) => l.backend.as_ref().and_then(|b| b.history()),
+            _ => None,
+        }
+    }
+
+    pub fn finished(&self) -> bool {
+        self.finished
+    }
+
+    /// The ledger node: the agents it counted as gone when it ended the run.
+    pub fn absent_at_end(&self) -> &[NodeId] {
+        match &self.kind {
+            Kind::Ledger(l) => &l.absent,
+            _ => &[],
+        }
+    }
+
+    fn cfg(&self) -> &Config {
+        &self.setup.config
+    }
+
+    fn jittered_tick(&self, io: &mut Io<'_, Self>) -> Duration {
+        let t = self.cfg().tick.as_nanos() as u64;
+        Duration::from_nanos(t / 2 + io.rng().next_u64() % t.max(1))
+    }
+}
+
+impl Protocol for Node {
+    type Msg = Msg;
+    type Timer = Timer;
+    type Input = ();
+    type Output = Output;
+
+    fn on_start(&mut self, io: &mut Io<'_, Self>) {
+        let asynchronous = self.cfg().asynchronous;
+        let ledger = NodeId(0);
+        let tick = self.jittered_tick(io);
+        match &mut self.kind {
+            Kind::Ledger(l) => {
+                if l.backend.is_none() {
+                    match self.setup.config.ledger.open().and_then(|mut b| b.read_all().map(|e| (b, e))) {
+                        Ok((b, existing)) => {
+                            // A restarted ledger node resumes from what its backend holds.
+                            for (agent, e) in existing {
+                                if let Some(slot) = l.entries.get_mut(agent as usize) {
+                                    *slot = (e.round, e.level);
+                                    l.round = l.round.max(e.round);
+                                }
+                            }
+                            l.backend = Some(b);
+                        }
+                        Err(e) => {
+                            io.output(Output::LedgerFailed { error: e.to_string() });
+                            self.finished = true;
+                            return;
+                        }
+                    }
+                }
+                if asynchronous {
+                    io.set_timer(self.setup.config.tick, Timer::Tick);
+                } else {
+                    io.set_timer(self.setup.config.phase_timeout, Timer::Barrier(l.round, l.phase));
+                }
+            }
+            Kind::Provider(p) => {
+                p.restarted = true;
+                io.send(ledger, Msg::Publish { round: 0, level: p.agent.level, converged: false });
+                if asynchronous {
+                    io.set_timer(tick, Timer::Tick);
+                }
+            }
+            Kind::Recipient(r) => {
+                // Round 1's requests: the whole need, split over every
+                // provider. (A recipient restarting mid-run says round 1 too;
+                // it rejoins at the next snapshot.)
+                if r.session == 0 {
+                    r.session = io.rng().next_u32() | 1;
+                }
+                r.agent.aggregate(UNREACHABLE);
+                for (i, (e, &to)) in r.agent.edges.iter().zip(&r.from).enumerate() {
+                    r.seq[i] += 1;
+                    let (session, seq) = (r.session, r.seq[i]);
+                    io.send(to, Msg::Request { session, seq, round: 1, amount: e.request, give_back: 0.0 });
+                }
+                io.send(ledger, Msg::Publish { round: 1, level: r.agent.level, converged: false });
+                if asynchronous {
+                    io.set_timer(tick, Timer::Tick);
+                }
+            }
+        }
+    }
+
+    fn on_message(&mut self, from: NodeId, msg: Msg, io: &mut Io<'_, Self>) {
+        if self.finished {
+            return;
+        }
+        match msg {
+            Msg::Finished { .. } => {
+                self.finished = true;
+                if let Kind::Provider(p) = &self.kind {
+                    let to = p.to.iter().zip(&p.agent.edges).map(|(t, e)| (t.0, e.x)).collect();
+                    io.output(Output::Allocation { provider: self.me.0, to });
+                }
+            }
+            Msg::Publish { round, level, converged } => self.ledger_publish(from, round, level, converged, io),
+            Msg::Read => {
+                if let Kind::Ledger(l) = &self.kind {
+                    io.send(from, snapshot(l, clock_round(&self.setup.config, io.now())));
+                }
+            }
+            Msg::Snapshot { round, gap, entries } => self.on_snapshot(round, gap, entries, io),
+            Msg::Request { session, seq, round, amount, give_back } => {
+                if let Kind::Provider(p) = &mut self.kind {
+                    if let Some(i) = p.to.iter().position(|&t| t == from) {
+                        if session != p.session[i] {
+                            // The recipient started from nothing: it holds nothing back.
+                            (p.session[i], p.applied[i], p.stepped[i], p.give_back[i]) = (session, 0, 0, 0.0);
+                        }
+                        if seq > p.applied[i] {
+                            p.requests[i] = (round, amount);
+                            p.applied[i] = seq;
+                        }
+                        p.give_back[i] += give_back;
+                    }
+                    self.provider_try_step(io);
+                }
+            }
+            Msg::Deliver { session, applied, round, amount, capped, level } => {
+                if let Kind::Recipient(r) = &mut self.kind {
+                    if let Some(i) = r.from.iter().position(|&f| f == from) {
+                        if session == r.session {
+                            r.unapplied[i].retain(|&(seq, _)| seq > applied);
+                        }
+                        r.deliveries[i] = Some(Delivery { round, amount, capped, level, at: io.now() });
+                    }
+                    self.recipient_try_aggregate(io);
+                }
+            }
+        }
+    }
+
+    fn on_timer(&mut self, timer: Timer, io: &mut Io<'_, Self>) {
+        if self.finished {
+            return;
+        }
+        match timer {
+            Timer::Barrier(round, phase) => {
+                if let Kind::Ledger(l) = &self.kind {
+                    if l.round == round && l.phase == phase {
+                        self.ledger_close_phase(io);
+                    }
+                }
+            }
+            Timer::Wait(round) => match &mut self.kind {
+                // An expected message never came (lost, or its sender
+                // crashed after publishing): go on, but the round is not quiet.
+                Kind::Provider(p) if p.snapshot.is_some_and(|s| s.0 == round) => {
+                    p.restarted |= !p.waiting.is_empty();
+                    p.waiting.clear();
+                    self.provider_try_step(io);
+                }
+                Kind::Recipient(r) if r.snapshot.is_some_and(|s| s.0 == round) => {
+                    r.incomplete = !r.waiting.is_empty();
+                    r.waiting.clear();
+                    self.recipient_try_aggregate(io);
+                }
+                _ => {}
+            },
+            Timer::Tick => {
+                let next = self.jittered_tick(io);
+                match &self.kind {
+                    Kind::Ledger(_) => {
+                        self.ledger_flush(io);
+                        io.set_timer(self.cfg().tick, Timer::Tick);
+                    }
+                    _ => {
+                        io.send(NodeId(0), Msg::Read);
+                        io.set_timer(next, Timer::Tick);
+                    }
+                }
+            }
+        }
+    }
+
+    fn status(&self) -> serde_json::Value {
+        match &self.kind {
+            Kind::Ledger(l) => serde_json::json!({"role": "ledger", "round": l.round, "phase": l.phase,
+                "finished": self.finished}),
+            Kind::Provider(p) => serde_json::json!({"role": "provider", "level": p.agent.level,
+                "allocated": p.agent.edges.iter().map(|e| e.x).sum::<f64>(), "finished": self.finished}),
+            Kind::Recipient(r) => serde_json::json!({"role": "recipient", "level": r.agent.level,
+                "residual": r.agent.residual, "finished": self.finished}),
+        }
+    }
+}
+
+/// Agents silent for more than T + 1 rounds at `round`.
+fn absent(heard_at: &[u32], round: u32, t: u32) -> Vec<NodeId> {
+    (1..heard_at.len()).filter(|&i| heard_at[i].saturating_add(t + 1) < round).map(|i| NodeId(i as u32)).collect()
+}
+
+/// The asynchronous mode's round: ticks since the start.
+fn clock_round(cfg: &Config, now: Time) -> u32 {
+    (now.as_nanos() / cfg.tick.as_nanos().max(1) as u64) as u32
+}
+
+fn snapshot(l: &LedgerNode, round: u32) -> Msg {
+    let g = gap(l.entries.iter().skip(1).map(|e| e.1));
+    Msg::Snapshot { round, gap: g, entries: l.entries.clone() }
+}
+
+impl Node {
+    fn ledger_publish(&mut self, from: NodeId, round: u32, level: u32, converged: bool, io: &mut Io<'_, Self>) {
+        let asynchronous = self.cfg().asynchronous;
+        let Kind::Ledger(l) = &mut self.kind else { return };
+        let i = from.0 as usize;
+        if i == 0 || i >= l.entries.len() {
+            return;
+        }
+        l.entries[i] = (round, level);
+        l.batch.push((from.0, Entry { round, level, converged }));
+        if round != 0 {
+            // Participation, not a start announcement (a node restarted from
+            // nothing has yet to act).
+            l.heard_at[i] = if asynchronous { clock_round(&self.setup.config, io.now()) } else { l.round };
+        }
+        if asynchronous {
+            l.quiet[i] = if converged { l.quiet[i] + 1 } else { 0 };
+            return;
+        }
+        if round == 0 {
+            return;
+        }
+        let is_recipient = i as u32 > self.setup.providers();
+        if (l.phase == 1) == is_recipient && !l.heard[i] {
+            l.heard[i] = true;
+            l.changed += u32::from(!converged);
+        } else if !converged {
+            // Late for its phase, with news: the next decision cannot be quiet.
+            l.late_change = true;
+        }
+        let (lo, hi) = if l.phase == 1 {
+            (1 + self.setup.providers() as usize, self.setup.nodes() as usize)
+        } else {
+            (1, 1 + self.setup.providers() as usize)
+        };
+        if l.heard[lo..hi].iter().all(|&h| h) {
+            self.ledger_close_phase(io);
+        }
+    }
+
+    /// A barrier passed (everyone published, or the timeout fired).
+    fn ledger_close_phase(&mut self, io: &mut Io<'_, Self>) {
+        let setup = self.setup.clone();
+        let timeout = setup.config.phase_timeout;
+        let Kind::Ledger(l) = &mut self.kind else { return };
+        if let Err(e) = l.backend.as_mut().expect("opened at start").write(&l.batch) {
+            io.output(Output::LedgerFailed { error: e.to_string() });
+            self.finished = true;
+            return;
+        }
+        l.batch.clear();
+        let heard = l.heard.iter().filter(|&&h| h).count() as u32;
+        l.heard.iter_mut().for_each(|h| *h = false);
+        let changed = std::mem::take(&mut l.changed);
+        if l.phase == 1 {
+            // Barrier 1 passed: phase 2.
+            (l.changed_last_phase, l.heard_last_phase) = (changed, heard);
+            let snap = snapshot(l, l.round);
+            for p in 0..setup.providers() as usize {
+                io.send(setup.provider_id(p), snap.clone());
+            }
+            l.phase = 2;
+        } else {
+            // Phase 5: the round is quiet when neither the recipients'
+            // aggregation that opened it nor the providers' step changed
+            // anything (the next aggregation would then see the same
+            // deliveries). Settled: every agent was heard in this round or is
+            // gone (silent for more than T + 1 rounds: its share released).
+            // One merely late holds the decision back until it is either.
+            let (heard, changed) = (heard + l.heard_last_phase, changed + l.changed_last_phase);
+            io.output(Output::Round { round: l.round, published: heard, changed });
+            let t = setup.config.silent_rounds;
+            let settled = l.heard_at.iter().skip(1).all(|&h| h == l.round || h.saturating_add(t + 1) < l.round);
+            let quiet = changed == 0 && !std::mem::take(&mut l.late_change) && settled;
+            if quiet || l.round >= setup.config.max_rounds {
+                l.absent = absent(&l.heard_at, l.round, t);
+                let (round, converged) = (l.round, quiet);
+                io.output(Output::Finished { round, converged });
+                for id in 1..setup.nodes() {
+                    io.send(NodeId(id), Msg::Finished { round, converged });
+                }
+                self.finished = true;
+                return;
+            }
+            // Phase 4.
+            let snap = snapshot(l, l.round);
+            for r in 0..setup.recipients() as usize {
+                io.send(setup.recipient_id(r), snap.clone());
+            }
+            l.round += 1;
+            l.phase = 1;
+        }
+        io.set_timer(timeout, Timer::Barrier(l.round, l.phase));
+    }
+
+    fn ledger_flush(&mut self, io: &mut Io<'_, Self>) {
+        let setup = self.setup.clone();
+        let Kind::Ledger(l) = &mut self.kind else { return };
+        if !l.batch.is_empty() {
+            if let Err(e) = l.backend.as_mut().expect("opened at start").write(&l.batch) {
+                io.output(Output::LedgerFailed { error: e.to_string() });
+                self.finished = true;
+                return;
+            }
+            l.batch.clear();
+        }
+        let round = clock_round(&setup.config, io.now());
+        // Every agent reported three unchanged steps in a row, or is gone (as
+        // with barriers: silent for more than T + 1 rounds).
+        let t = setup.config.silent_rounds;
+        let quiet = l.quiet.iter().zip(&l.heard_at).skip(1).all(|(&q, &h)| q >= 3 || h.saturating_add(t + 1) < round);
+        if quiet || round > setup.config.max_rounds {
+            l.absent = absent(&l.heard_at, round, t);
+            io.output(Output::Finished { round, converged: quiet });
+            for id in 1..setup.nodes() {
+                io.send(NodeId(id), Msg::Finished { round, converged: quiet });
+            }
+            self.finished = true;
+        }
+    }
+
+    fn on_snapshot(&mut self, round: u32, gap: u32, entries: Vec<(u32, u32)>, io: &mut Io<'_, Self>) {
+        let setup = self.setup.clone();
+        let silent = setup.config.silent_rounds;
+        let asynchronous = setup.config.asynchronous;
+        match &mut self.kind {
+            Kind::Provider(p) => {
+                for (i, (e, to)) in p.agent.edges.iter_mut().zip(&p.to).enumerate() {
+                    let (published, level) = entries.get(to.0 as usize).copied().unwrap_or((0, UNREACHABLE));
+                    e.level = level;
+                    // Silent: nothing on the ledger and no request for T
+                    // rounds (a request is a sign of life even when the
+                    // ledger missed the recipient's publications).
+                    e.gone = published.max(p.requests[i].0).saturating_add(silent) < round;
+                }
+                p.snapshot = Some((round, gap));
+                p.waiting = if asynchronous {
+                    Vec::new()
+                } else {
+                    (0..p.to.len()).filter(|&i| entries.get(p.to[i].0 as usize).is_some_and(|e| e.0 >= round)).collect()
+                };
+                io.set_timer(setup.config.phase_timeout, Timer::Wait(round));
+                self.provider_try_step(io);
+            }
+            Kind::Recipient(r) => {
+                r.snapshot = Some((round, gap));
+                r.waiting = if asynchronous {
+                    Vec::new()
+                } else {
+                    (0..r.from.len())
+                        .filter(|&i| entries.get(r.from[i].0 as usize).is_some_and(|e| e.0 >= round))
+                        .collect()
+                };
+                io.set_timer(setup.config.phase_timeout, Timer::Wait(round));
+                self.recipient_try_aggregate(io);
+            }
+            Kind::Ledger(_) => {}
+        }
+    }
+
+    fn provider_try_step(&mut self, io: &mut Io<'_, Self>) {
+        let Kind::Provider(p) = &mut self.kind else { return };
+        let Some((round, gap)) = p.snapshot else { return };
+        p.waiting.retain(|&i| p.requests[i].0 < round);
+        if !p.waiting.is_empty() {
+            return;
+        }
+        p.snapshot = None;
+        io.cancel_timer(Timer::Wait(round));
+        for (i, e) in p.agent.edges.iter_mut().enumerate() {
+            e.x = (e.x - std::mem::take(&mut p.give_back[i])).max(0.0);
+            e.request = std::mem::take(&mut p.requests[i].1);
+        }
+        let changed = p.agent.step(gap) | std::mem::take(&mut p.restarted);
+        p.stepped.copy_from_slice(&p.applied);
+        for (i, &to) in p.to.iter().enumerate() {
+            let (amount, capped) = p.agent.delivery(i);
+            let (session, applied, level) = (p.session[i], p.stepped[i], p.agent.level);
+            io.send(to, Msg::Deliver { session, applied, round, amount, capped, level });
+        }
+        io.send(NodeId(0), Msg::Publish { round, level: p.agent.level, converged: !changed });
+    }
+
+    fn recipient_try_aggregate(&mut self, io: &mut Io<'_, Self>) {
+        let asynchronous = self.cfg().asynchronous;
+        let stale_after = self.cfg().tick.as_nanos() as u64 * 3;
+        let Kind::Recipient(r) = &mut self.kind else { return };
+        let Some((round, gap)) = r.snapshot else { return };
+        r.waiting.retain(|&i| r.deliveries[i].is_none_or(|d| d.round < round));
+        if !r.waiting.is_empty() {
+            return;
+        }
+        r.snapshot = None;
+        io.cancel_timer(Timer::Wait(round));
+        let now = io.now().as_nanos();
+        for (i, e) in r.agent.edges.iter_mut().enumerate() {
+            // This round's delivery (barriers), or a recent one (asynchronous).
+            let fresh = r.deliveries[i].filter(|d| {
+                if asynchronous {
+                    now.saturating_sub(d.at.as_nanos()) <= stale_after
+                } else {
+                    d.round >= round
+                }
+            });
+            // A provider that did not deliver is down (or late): nothing is
+            // counted from it and nothing asked of it this round.
+            *e = match fresh {
+                Some(d) => {
+                    let pending: f64 = r.unapplied[i].iter().map(|u| u.1).sum();
+                    RecipientEdge {
+                        received: (d.amount - pending).max(0.0),
+                        capped: d.capped,
+                        level: d.level,
+                        alive: true,
+                        ..Default::default()
+                    }
+                }
+                None => RecipientEdge { level: UNREACHABLE, alive: false, ..Default::default() },
+            };
+        }
+        let changed = r.agent.aggregate(gap) | std::mem::take(&mut r.incomplete);
+        for (i, (e, &to)) in r.agent.edges.iter().zip(&r.from).enumerate() {
+            r.seq[i] += 1;
+            if e.give_back > 0.0 {
+                r.unapplied[i].push((r.seq[i], e.give_back));
+            }
+            let (session, seq) = (r.session, r.seq[i]);
+            let msg = Msg::Request { session, seq, round: round + 1, amount: e.request, give_back: e.give_back };
+            io.send(to, msg);
+        }
+        io.send(NodeId(0), Msg::Publish { round: round + 1, level: r.agent.level, converged: !changed });
+    }
+}
+
+impl Setup {
+    /// Reads and checks the instance the configuration names.
+    pub fn load(config: Config) -> Result<Arc<Setup>, String> {
+        let text =
+            std::fs::read_to_string(&config.instance).map_err(|e| format!("instance: {}: {e}", config.instance))?;
+        let net = crate::Instance::parse(&text)
+            .and_then(|i| i.network())
+            .map_err(|e| format!("instance: {}: {e}", config.instance))?;
+        Ok(Arc::new(Setup { config, net }))
+    }
+}
+
+/// One node's local safety: a provider never gives beyond its capacity or an
+/// edge's desire cap; a recipient never holds more than its need.
+pub fn check_node(node: &Node) -> Result<(), String> {
+    let slack = |v: f64| v * (1.0 + 1e-9) + 1e-12;
+    if let Some((capacity, edges)) = node.provider_allocation() {
+        let total: f64 = edges.iter().map(|e| e.amount).sum();
+        if total > slack(capacity) {
+            return Err(format!("provider {} gives {total} of its capacity {capacity}", node.me));
+        }
+        if let Some(e) = edges.iter().find(|e| e.amount < 0.0 || e.amount > slack(e.desire)) {
+            return Err(format!("provider {} gives {} to {} (desire cap {})", node.me, e.amount, e.to, e.desire));
+        }
+    }
+    if let Some((need, held)) = node.recipient_holding() {
+        if held > slack(need) {
+            return Err(format!("recipient {} holds {held} for a need of {need}", node.me));
+        }
+    }
+    Ok(())
+}
+
+/// The providers' standing allocation, per network edge (`Network::edges` order).
+pub fn allocation<'a>(setup: &Setup, node: impl Fn(NodeId) -> &'a Node) -> Vec<f64> {
+    (0..setup.providers() as usize)
+        .flat_map(|p| node(setup.provider_id(p)).provider_allocation().map(|a| a.1).unwrap_or_default())
+        .map(|e| e.amount)
+        .collect()
+}
