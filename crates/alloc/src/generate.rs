@@ -42,3 +42,14 @@ pub fn generate(providers: usize, recipients: usize, degree: usize, seed: u64) -
 fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
+
+/// One instance of the spec's random suite, by seed: 2–100 providers and
+/// recipients, 10–100% of pairs connected (as providers per recipient),
+/// capacity/need 0.5–2.
+pub fn suite_instance(seed: u64) -> Instance {
+    let mut g = ChaCha8Rng::seed_from_u64(seed);
+    let providers = g.random_range(2..=100usize);
+    let recipients = g.random_range(2..=100usize);
+    let degree = ((g.random_range(0.1..=1.0f64) * providers as f64).ceil() as usize).clamp(1, providers);
+    generate(providers, recipients, degree, seed).expect("valid suite parameters")
+}

@@ -227,6 +227,8 @@ struct LedgerNode {
     late_change: bool,
     /// The agents counted as gone when the run ended.
     absent: Vec<NodeId>,
+    /// How the run ended: (round, converged).
+    verdict: Option<(u32, bool)>,
     /// Asynchronous mode: consecutive unchanged publications per agent.
     quiet: Vec<u32>,
     /// The ledger's round when it last heard from each agent (an agent
@@ -296,6 +298,7 @@ impl Node {
                 heard_last_phase: 0,
                 late_change: false,
                 absent: Vec::new(),
+                verdict: None,
                 quiet: vec![0; setup.nodes() as usize],
                 heard_at: vec![0; setup.nodes() as usize],
             }),
@@ -380,6 +383,14 @@ impl Node {
 
     pub fn finished(&self) -> bool {
         self.finished
+    }
+
+    /// The ledger node: how the run ended, (round, converged).
+    pub fn verdict(&self) -> Option<(u32, bool)> {
+        match &self.kind {
+            Kind::Ledger(l) => l.verdict,
+            _ => None,
+        }
     }
 
     /// The ledger node: the agents it counted as gone when it ended the run.
@@ -560,7 +571,7 @@ impl Protocol for Node {
     fn status(&self) -> serde_json::Value {
         match &self.kind {
             Kind::Ledger(l) => serde_json::json!({"role": "ledger", "round": l.round, "phase": l.phase,
-                "finished": self.finished}),
+                "finished": self.finished, "converged": l.verdict.map(|v| v.1)}),
             Kind::Provider(p) => serde_json::json!({"role": "provider", "level": p.agent.level,
                 "allocated": p.agent.edges.iter().map(|e| e.x).sum::<f64>(), "finished": self.finished}),
             Kind::Recipient(r) => serde_json::json!({"role": "recipient", "level": r.agent.level,
@@ -660,6 +671,7 @@ impl Node {
             let quiet = changed == 0 && !std::mem::take(&mut l.late_change) && settled;
             if quiet || l.round >= setup.config.max_rounds {
                 l.absent = absent(&l.heard_at, l.round, t);
+                l.verdict = Some((l.round, quiet));
                 let (round, converged) = (l.round, quiet);
                 io.output(Output::Finished { round, converged });
                 for id in 1..setup.nodes() {
@@ -697,6 +709,7 @@ impl Node {
         let quiet = l.quiet.iter().zip(&l.heard_at).skip(1).all(|(&q, &h)| q >= 3 || h.saturating_add(t + 1) < round);
         if quiet || round > setup.config.max_rounds {
             l.absent = absent(&l.heard_at, round, t);
+            l.verdict = Some((round, quiet));
             io.output(Output::Finished { round, converged: quiet });
             for id in 1..setup.nodes() {
                 io.send(NodeId(id), Msg::Finished { round, converged: quiet });
@@ -857,4 +870,21 @@ pub fn allocation<'a>(setup: &Setup, node: impl Fn(NodeId) -> &'a Node) -> Vec<f
         .flat_map(|p| node(setup.provider_id(p)).provider_allocation().map(|a| a.1).unwrap_or_default())
         .map(|e| e.amount)
         .collect()
+}
+
+/// The network without the agents `is_up` says are down (their capacity or
+/// need set to zero): the reference a run with crashes is measured against.
+pub fn live_network(setup: &Setup, is_up: impl Fn(NodeId) -> bool) -> Network {
+    let mut net = setup.net.clone();
+    for (p, c) in net.capacity.iter_mut().enumerate() {
+        if !is_up(setup.provider_id(p)) {
+            *c = 0.0;
+        }
+    }
+    for (r, d) in net.need.iter_mut().enumerate() {
+        if !is_up(setup.recipient_id(r)) {
+            *d = 0.0;
+        }
+    }
+    net
 }

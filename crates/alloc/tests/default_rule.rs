@@ -2,9 +2,8 @@
 //! near-optimal at convergence, MR-weighted, fast, deterministic, and still
 //! converging without barriers.
 
-use agora_alloc::{generate, max_flow, solve, DefaultRule, Instance, Network, RuleName};
+use agora_alloc::{max_flow, solve, DefaultRule, Instance, Network, RuleName};
 use proptest::prelude::*;
-use rand::{Rng, SeedableRng};
 
 /// Σ_r x_pr ≤ c_p, Σ_p x_pr ≤ d_r, 0 ≤ x_pr ≤ m_pr, with relative slack 1e-9.
 fn check_feasible(net: &Network, x: &[f64]) -> Result<(), String> {
@@ -41,14 +40,8 @@ fn run(net: &Network, mut rule: DefaultRule) -> (u32, f64) {
     (rounds, if mf > 0.0 { total / mf } else { 1.0 })
 }
 
-/// The spec's random suite: 2–100 per side, 10–100% of pairs connected,
-/// capacity/need 0.5–2.
 fn suite_instance(seed: u64) -> Network {
-    let mut g = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let np = g.random_range(2..=100usize);
-    let nr = g.random_range(2..=100usize);
-    let degree = ((g.random_range(0.1..=1.0f64) * np as f64).ceil() as usize).clamp(1, np);
-    generate(np, nr, degree, seed).unwrap().network().unwrap()
+    agora_alloc::suite_instance(seed).network().unwrap()
 }
 
 fn parse(text: &str) -> Network {

@@ -64,6 +64,49 @@ impl Runnable for agora_broadcast::Node {
     }
 }
 
+impl Runnable for agora_alloc::node::Node {
+    const NAME: &'static str = "alloc";
+    type Params = agora_alloc::node::Config;
+
+    fn validate(params: &Self::Params, nodes: u32) -> Result<(), String> {
+        let setup = agora_alloc::node::Setup::load(params.clone())?;
+        if setup.nodes() != nodes {
+            return Err(format!(
+                "instance: {} has {} providers and {} recipients, so the run needs {} nodes (a ledger first), not {nodes}",
+                params.instance,
+                setup.providers(),
+                setup.recipients(),
+                setup.nodes()
+            ));
+        }
+        Ok(())
+    }
+    fn build(params: &Self::Params, _nodes: u32) -> Box<dyn FnMut(NodeId) -> Self + Send> {
+        let setup = agora_alloc::node::Setup::load(params.clone()).expect("validated before building");
+        Box::new(move |id| agora_alloc::node::Node::new(setup.clone(), id))
+    }
+    fn install_invariants(_params: &Self::Params, _nodes: u32, sim: &mut Sim<Self>) {
+        sim.add_invariant("local feasibility", |w| match w.active {
+            Some(id) => agora_alloc::node::check_node(w.nodes.state(id)),
+            None => w.nodes.ids().try_for_each(|id| agora_alloc::node::check_node(w.nodes.state(id))),
+        });
+    }
+    fn outcome(params: &Self::Params, _nodes: u32, sim: &Sim<Self>) -> serde_json::Value {
+        let setup = agora_alloc::node::Setup::load(params.clone()).expect("validated before running");
+        let finished = sim.node(NodeId(0)).verdict();
+        let total: f64 = agora_alloc::node::allocation(&setup, |id| sim.node(id)).iter().sum();
+        let live = agora_alloc::node::live_network(&setup, |id| sim.nodes().is_up(id));
+        serde_json::json!({
+            "finished": finished.is_some(),
+            "converged": finished.is_some_and(|f| f.1),
+            "rounds": finished.map(|f| f.0),
+            "total_allocated": total,
+            "max_flow": agora_alloc::max_flow(&setup.net),
+            "max_flow_of_live_agents": agora_alloc::max_flow(&live),
+        })
+    }
+}
+
 /// The broadcast parameters with the node count the scenario or cluster file sets.
 fn broadcast_config(params: &agora_broadcast::Config, nodes: u32) -> Arc<agora_broadcast::Config> {
     Arc::new(agora_broadcast::Config { nodes, ..params.clone() })
@@ -92,7 +135,7 @@ pub fn check_params<P: Runnable>(params: &P::Params, nodes: u32) -> Result<(), P
 }
 
 /// The protocol names the command knows.
-pub const PROTOCOLS: &[&str] = &[agora_broadcast::Node::NAME];
+pub const PROTOCOLS: &[&str] = &[agora_broadcast::Node::NAME, agora_alloc::node::Node::NAME];
 
 /// Runs `$body` with `$P` bound to the protocol type named `$name`.
 macro_rules! with_protocol {
@@ -101,6 +144,10 @@ macro_rules! with_protocol {
         match name {
             n if n == <agora_broadcast::Node as $crate::registry::Runnable>::NAME => {
                 type $P = agora_broadcast::Node;
+                $body
+            }
+            n if n == <agora_alloc::node::Node as $crate::registry::Runnable>::NAME => {
+                type $P = agora_alloc::node::Node;
                 $body
             }
             other => Err(anyhow::anyhow!(
