@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn entry(round: u32, level: u32) -> Entry {
-    Entry { round, level, converged: round % 2 == 0 }
+    Entry { round, level, converged: round.is_multiple_of(2) }
 }
 
 /// What every backend must do: batches land whole, later writes win, reads see everything.
