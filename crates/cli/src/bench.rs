@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 pub enum BenchCmd {
     /// Simulator events per second and peak memory at 10^3, 10^5 and 10^6 nodes.
     Sim(SimBenchArgs),
+    /// Allocation round and solve times at the spec's sizes, beside the seed rule.
+    Alloc(crate::bench_alloc::AllocBenchArgs),
     /// One measurement in this process (used by `bench sim`).
     #[command(hide = true)]
     SimOne {
@@ -137,6 +139,7 @@ fn baseline_events_per_s(events: u64) -> f64 {
 
 pub fn bench(cmd: BenchCmd) -> Result<bool> {
     match cmd {
+        BenchCmd::Alloc(args) => crate::bench_alloc::run(&args),
         BenchCmd::SimOne { nodes } => {
             println!("{}", serde_json::to_string(&sample(nodes)?)?);
             Ok(true)

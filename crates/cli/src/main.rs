@@ -3,6 +3,7 @@
 
 mod alloc;
 mod bench;
+mod bench_alloc;
 mod cluster;
 mod quota;
 mod registry;
