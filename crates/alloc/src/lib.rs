@@ -3,21 +3,45 @@
 //! weighted by mutual recognition, over rounds coordinated through a public
 //! ledger.
 //!
-//! This crate so far holds the ground the protocol stands on:
 //! * [`Instance`] / [`Network`]: instances in JSON or TOML, validated with
-//!   errors that name the offending entry;
-//! * [`max_flow`]: the exact optimum (Dinic), the reference every rule's
-//!   efficiency is measured against;
-//! * [`rule`]: the default update rule, a distributed push–relabel (its
-//!   objective and why it converges are in the module docs), and
-//!   [`DefaultRule`] / [`solve`], which run it over a whole network in one
-//!   process;
-//! * [`SeedRule`]: the seed's literal update rule, which oscillates (see
-//!   `tests/alloc.rs`);
-//! * [`generate`]: random instances, deterministic in the seed.
+//!   errors that name the offending entry.
+//! * [`rule`]: the **default update rule**, a distributed push–relabel with
+//!   published levels and a gap rule. Its objective (maximum flow, split by
+//!   MR × request where a provider is short), why it is feasible every
+//!   round and why it converges are in the module docs.
+//! * [`node`]: the round protocol as message-passing nodes (one ledger,
+//!   providers, recipients), with the seed's five phases and barriers, or
+//!   barrier-free; faults (provider crash and rejoin, silent recipients
+//!   released after T rounds). The same nodes run in the simulator and on
+//!   the TCP runtime.
+//! * [`ledger`]: the public ledger behind one trait: memory, a redb file,
+//!   etcd.
+//! * [`DefaultRule`] / [`solve`]: the same agents over arrays in one process,
+//!   for `agora alloc solve` and the benchmarks.
+//! * [`SeedRule`]: the seed's literal rule, kept to show that it oscillates
+//!   (700 / 0 forever on its own example; a short cycle on the 2×2 crossed
+//!   instance; `tests/alloc.rs`).
+//! * [`max_flow`] (Dinic): the exact optimum every rule is measured against;
+//!   [`generate`] / [`suite_instance`]: random instances.
 //!
-//! Still to come (issue 3): the default rule, the round protocol as nodes
-//! with barriers, the ledger backends, faults and the CLI.
+//! # Measured
+//!
+//! On the spec's random suite (1000 instances, 2–100 per side, 10–100% of
+//! pairs, capacity/need 0.5–2; `agora alloc rounds`): every instance
+//! converges, median 4 rounds, p99 11, max 21, and the allocation is within
+//! 2·10⁻¹⁴ of the maximum flow. Feasibility is checked after every round
+//! (and after every simulator event for the nodes). Without the gap rule a
+//! third of the instances never converge (levels count to infinity).
+//!
+//! # What a run does not promise
+//!
+//! * A recipient that crashes after the ledger's final decision keeps its
+//!   share (nothing can release it after the run); one that crashes during a
+//!   run is released after T silent rounds.
+//! * In barrier-free mode, an agent that rejoins within one tick of the
+//!   ledger's decision may be counted as gone: the run then converges
+//!   without it (found by a 5000-seed fault sweep, 1 case; the test suite
+//!   runs 1000 seeds).
 
 mod generate;
 mod instance;

@@ -90,6 +90,10 @@ fn etcd_binary() -> Option<String> {
 
 fn start_etcd() -> Option<Etcd> {
     let Some(bin) = etcd_binary() else {
+        assert!(
+            std::env::var_os("AGORA_REQUIRE_ETCD").is_none(),
+            "AGORA_REQUIRE_ETCD is set but there is no etcd binary"
+        );
         eprintln!(
             "SKIPPED: no etcd binary (looked in /usr/bin and /usr/local/bin). Install it with \
              `apt-get install etcd-server` (Debian) to run the etcd ledger tests."

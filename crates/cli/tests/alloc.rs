@@ -193,3 +193,16 @@ fn over_tcp_with_a_redb_ledger_and_a_late_provider() {
     assert_eq!(entries.keys().copied().collect::<Vec<_>>(), (1..8).collect::<Vec<u32>>());
     assert!(entries.values().all(|e| e.round >= 2));
 }
+
+/// The benchmark runs and measures a real solve (its times are not judged
+/// here: timing belongs to `agora bench`, not to tests).
+#[test]
+fn bench_alloc_quick_reports_both_rules() {
+    let out = run(&["bench", "alloc", "--quick", "--json", "--seed-rounds", "2"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {:?}", text(&out)));
+    let case = &v[0];
+    assert_eq!(case["edges"], 1_000_000);
+    assert_eq!(case["converged"], true);
+    assert!((case["optimality"].as_f64().unwrap() - 1.0).abs() < 1e-9);
+    assert!(case["round_median_ms"].as_f64().unwrap() > 0.0 && case["seed_round_median_ms"].as_f64().unwrap() > 0.0);
+}
