@@ -5,7 +5,7 @@
 
 use crate::report::{count, progress, table};
 use agora_alloc::ledger::Backend;
-use agora_alloc::node::{self, allocation, check_node, Config, Output, Setup};
+use agora_alloc::node::{self, allocation, Config, Output, Setup};
 use agora_alloc::{max_flow, solve, suite_instance, Instance, Network, RuleName};
 use agora_core::Time;
 use agora_sim::{Fault, Model, Sim, SimConfig};
@@ -251,10 +251,7 @@ fn sim_cmd(
     let s = setup.clone();
     let delay = Model::Uniform { min: Duration::from_millis(1), max: Duration::from_millis(10) };
     let mut sim = Sim::new(setup.nodes(), move |id| node::Node::new(s.clone(), id), delay, sim_cfg);
-    sim.add_invariant("local feasibility", |w| match w.active {
-        Some(id) => check_node(w.nodes.state(id)),
-        None => w.nodes.ids().try_for_each(|id| check_node(w.nodes.state(id))),
-    });
+    <node::Node as crate::registry::Runnable>::install_invariants(&setup.config, setup.nodes(), &mut sim);
     for (at, f) in faults {
         sim.schedule_fault(at, f);
     }

@@ -5,7 +5,7 @@ mod common;
 use agora_alloc::ledger::{Ledger, RedbLedger};
 use agora_net::probe;
 use common::*;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 fn instance(dir: &std::path::Path, p: &str, r: &str, d: &str, seed: &str) -> std::path::PathBuf {
@@ -151,16 +151,7 @@ fn over_tcp_with_a_redb_ledger_and_a_late_provider() {
     }
     let config = dir.join("cluster.toml");
     std::fs::write(&config, file).unwrap();
-    let spawn = |name: &str| -> Child {
-        agora()
-            .args(["node", "--config"])
-            .arg(&config)
-            .args(["--id", name, "--stop-on-stdin-eof"])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = |name: &str| spawn_node(&config, name);
     let mut nodes: Vec<Child> = names.iter().filter(|&&n| n != "p1").map(|n| spawn(n)).collect();
     // Wait until the ledger has run a round without p1.
     let start = Instant::now();

@@ -8,17 +8,6 @@ use std::net::SocketAddr;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-fn spawn_node(config: &std::path::Path, name: &str) -> Child {
-    agora()
-        .args(["node", "--config"])
-        .arg(config)
-        .args(["--id", name, "--stop-on-stdin-eof"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
 fn delivered(http: SocketAddr) -> Option<u64> {
     probe::get_json(http, "/status").ok()?["protocol"]["delivered"][0]["delivered"].as_u64()
 }

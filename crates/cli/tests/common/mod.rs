@@ -3,7 +3,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 pub fn agora() -> Command {
     Command::new(env!("CARGO_BIN_EXE_agora"))
@@ -40,4 +40,16 @@ pub fn cluster_file(n: usize, params: &str) -> (String, Vec<(SocketAddr, SocketA
         addrs.push((a[2 * i], a[2 * i + 1]));
     }
     (s, addrs)
+}
+
+/// `agora node` for `name` of the cluster file, stopped by closing its stdin.
+pub fn spawn_node(config: &std::path::Path, name: &str) -> Child {
+    agora()
+        .args(["node", "--config"])
+        .arg(config)
+        .args(["--id", name, "--stop-on-stdin-eof"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
