@@ -130,6 +130,43 @@ fn status(http: std::net::SocketAddr) -> Option<serde_json::Value> {
     probe::get_json(http, "/status").ok().map(|s| s["protocol"].clone())
 }
 
+const NAMES: [&str; 8] = ["n0", "p0", "p1", "p2", "r0", "r1", "r2", "r3"];
+
+/// A cluster file for the ledger (on redb), three providers and four
+/// recipients on free loopback ports: (instance, ledger file, cluster file,
+/// addresses, listen and HTTP alternating).
+fn alloc_cluster(
+    dir: &std::path::Path,
+    silent_rounds: u32,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf, Vec<std::net::SocketAddr>) {
+    let inst = instance(dir, "3", "4", "2", "5");
+    let ledger = dir.join("ledger.redb");
+    let a = free_addrs(2 * NAMES.len());
+    let mut file = format!(
+        "protocol = \"alloc\"\n[params]\ninstance = {:?}\nledger = \"redb:{}\"\nphase_timeout = \"300ms\"\nsilent_rounds = {silent_rounds}\n",
+        inst.to_str().unwrap(),
+        ledger.display()
+    );
+    for (i, n) in NAMES.iter().enumerate() {
+        file += &format!("\n[[node]]\nname = \"{n}\"\nlisten = \"{}\"\nhttp = \"{}\"\n", a[2 * i], a[2 * i + 1]);
+    }
+    let config = dir.join("cluster.toml");
+    std::fs::write(&config, file).unwrap();
+    (inst, ledger, config, a)
+}
+
+fn wait_finished(ledger_http: std::net::SocketAddr) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let s = status(ledger_http);
+        if s.as_ref().is_some_and(|s| s["finished"] == true) {
+            return s.unwrap();
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "no end: {s:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Eight processes: the ledger on a redb file, three providers, four
 /// recipients. One provider starts late, so the first rounds run without it
 /// (its recipients fill up elsewhere); when it joins it reads the ledger's
@@ -137,22 +174,9 @@ fn status(http: std::net::SocketAddr) -> Option<serde_json::Value> {
 #[test]
 fn over_tcp_with_a_redb_ledger_and_a_late_provider() {
     let dir = temp_dir("alloc-tcp");
-    let inst = instance(&dir, "3", "4", "2", "5");
-    let ledger = dir.join("ledger.redb");
-    let names = ["n0", "p0", "p1", "p2", "r0", "r1", "r2", "r3"];
-    let a = free_addrs(2 * names.len());
-    let mut file = format!(
-        "protocol = \"alloc\"\n[params]\ninstance = {:?}\nledger = \"redb:{}\"\nphase_timeout = \"300ms\"\nsilent_rounds = 5\n",
-        inst.to_str().unwrap(),
-        ledger.display()
-    );
-    for (i, n) in names.iter().enumerate() {
-        file += &format!("\n[[node]]\nname = \"{n}\"\nlisten = \"{}\"\nhttp = \"{}\"\n", a[2 * i], a[2 * i + 1]);
-    }
-    let config = dir.join("cluster.toml");
-    std::fs::write(&config, file).unwrap();
+    let (inst, ledger, config, a) = alloc_cluster(&dir, 5);
     let spawn = |name: &str| spawn_node(&config, name);
-    let mut nodes: Vec<Child> = names.iter().filter(|&&n| n != "p1").map(|n| spawn(n)).collect();
+    let mut nodes: Vec<Child> = NAMES.iter().filter(|&&n| n != "p1").map(|n| spawn(n)).collect();
     // Wait until the ledger has run a round without p1.
     let start = Instant::now();
     while status(a[1]).and_then(|s| s["round"].as_u64()).unwrap_or(0) < 2 {
@@ -160,15 +184,7 @@ fn over_tcp_with_a_redb_ledger_and_a_late_provider() {
         std::thread::sleep(Duration::from_millis(20));
     }
     nodes.push(spawn("p1"));
-    let start = Instant::now();
-    let ledger_status = loop {
-        let s = status(a[1]);
-        if s.as_ref().is_some_and(|s| s["finished"] == true) {
-            break s.unwrap();
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "no convergence: {s:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let ledger_status = wait_finished(a[1]);
     assert_eq!(ledger_status["converged"], true, "{ledger_status}");
     let total: f64 = (1..4).map(|i| status(a[2 * i + 1]).unwrap()["allocated"].as_f64().unwrap()).sum();
     let mf = max_flow(&inst);
@@ -196,4 +212,40 @@ fn bench_alloc_quick_reports_both_rules() {
     assert_eq!(case["converged"], true);
     assert!((case["optimality"].as_f64().unwrap() - 1.0).abs() < 1e-9);
     assert!(case["round_median_ms"].as_f64().unwrap() > 0.0 && case["seed_round_median_ms"].as_f64().unwrap() > 0.0);
+}
+
+/// A provider killed outright (SIGKILL) mid-run never comes back: after T
+/// silent rounds the others run on without it and converge on what the
+/// network without it allows. (p2 is held back from the start, so every
+/// round waits out the barrier timeout and the kill lands mid-run.)
+#[test]
+fn over_tcp_a_killed_provider_is_absorbed() {
+    let dir = temp_dir("alloc-kill");
+    let (inst, _, config, a) = alloc_cluster(&dir, 2);
+    let mut nodes: Vec<(&str, Child)> =
+        NAMES.iter().filter(|&&n| n != "p2").map(|&n| (n, spawn_node(&config, n))).collect();
+    let start = Instant::now();
+    while status(a[1]).and_then(|s| s["round"].as_u64()).unwrap_or(0) < 2 {
+        assert!(start.elapsed() < Duration::from_secs(20), "the ledger never got going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let p1 = nodes.iter().position(|n| n.0 == "p1").unwrap();
+    nodes[p1].1.kill().unwrap();
+    nodes[p1].1.wait().unwrap();
+    let ledger_status = wait_finished(a[1]);
+    assert_eq!(ledger_status["converged"], true, "{ledger_status}");
+    // Against the network without p1 and p2.
+    let text = std::fs::read_to_string(&inst).unwrap();
+    let mut net = agora_alloc::Instance::parse(&text).unwrap().network().unwrap();
+    net.capacity[1] = 0.0;
+    net.capacity[2] = 0.0;
+    let total = status(a[3]).unwrap()["allocated"].as_f64().unwrap();
+    let mf = agora_alloc::max_flow(&net);
+    assert!(total >= (1.0 - 1e-3) * mf && total <= mf * (1.0 + 1e-9), "{total} of {mf}");
+    for (name, mut n) in nodes {
+        if name != "p1" {
+            drop(n.stdin.take());
+            assert!(n.wait().unwrap().success());
+        }
+    }
 }
