@@ -9,6 +9,7 @@ mod quota;
 mod registry;
 mod report;
 mod simulate;
+mod teams;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -40,6 +41,8 @@ enum Command {
     /// Manage a local cluster of node processes.
     #[command(subcommand)]
     Cluster(cluster::ClusterCmd),
+    #[command(subcommand)]
+    Teams(teams::TeamsCmd),
 }
 
 /// Logs to stderr; `RUST_LOG` overrides the default level (info).
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
         Command::Bench(b) => bench::bench(b),
         Command::Quota(q) => quota::quota(q),
         Command::Alloc(a) => alloc::alloc(a),
+        Command::Teams(t) => teams::teams(t),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

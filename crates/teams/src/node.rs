@@ -1,0 +1,426 @@
+//! One physical node: a primary and a utility (seed 002, §4).
+//!
+//! # Channel layer (our design; the seed defers it to the full version)
+//!
+//! * A primary tells each of its utilities when it turns busy (holds ≥ 1
+//!   token) and when it turns non-busy: `Status { busy, interval }`.
+//!   `interval` is a random id of the busy interval; links are FIFO, so a
+//!   utility always sees a primary's statuses in order.
+//! * A utility mediates at most one channel at a time. With none open and
+//!   at least two primaries busy by their latest reports, it picks two at
+//!   random and sends each an `Open` naming a fresh random channel id, the
+//!   peer, and the busy interval it saw for the receiver.
+//! * A primary accepts an `Open` only if it is still in that busy interval,
+//!   so a channel lies within one busy interval of each end.
+//! * The utility releases the channel when, and only when, it hears that one
+//!   end turned non-busy (or began a new busy interval). It then sends
+//!   `Close` to both ends.
+//! * Relayed messages carry the channel id. The mediator forwards them only
+//!   on the channel they were sent on, and a primary accepts them only on a
+//!   channel it holds with that id. A message from a past channel can never
+//!   arrive as part of a later one (Guarantee 4.I): ids are random 64-bit
+//!   values, not counters, so a node that forgets everything (the forgetful
+//!   feature) cannot reuse one.
+//! * A relayed message is dropped only when its channel is gone, that is,
+//!   when one end turned non-busy (4.II). Token transports are the
+//!   exception: they are never dropped, and a stale one is counted
+//!   (`stale_transport`, which the tests require to stay 0).
+//!
+//! # Principal layer (as the seed describes it)
+//!
+//! An operational primary (busy, with channels) runs phases. At the start of
+//! each phase it tosses a coin, center or arm, and sends a request over each
+//! channel. The phase ends when every request has a response.
+//! * A center answers a center-request with `No`. An arm answers it by
+//!   transporting its tokens (except those injected during the phase) and
+//!   turns non-busy.
+//! * An arm answers an arm-request with `No`. A center holds it (selective
+//!   waiting) until its next phase: if that phase is center, its own request
+//!   will prompt the arm to transport; if arm, it answers `No` first.
+//!
+//! At the end of a phase the primary forms ⌊τ/k⌋ teams. A primary that is
+//! not operational forms teams as soon as it holds k tokens.
+
+use crate::graph::Graph;
+use agora_core::{Io, Message, NodeId, Protocol};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub graph: Graph,
+    /// Team size.
+    pub k: u64,
+}
+
+/// What primaries say to each other over a channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Principal {
+    CenterRequest,
+    ArmRequest,
+    No,
+    /// A response that carries the sender's tokens.
+    Transport(u64),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Msg {
+    /// Primary → its utilities.
+    Status { busy: bool, interval: u64 },
+    /// Utility → primary: a channel to `peer` is open, for your busy `interval`.
+    Open { channel: u64, peer: NodeId, interval: u64 },
+    /// Utility → primary: the channel is released.
+    Close { channel: u64 },
+    /// Primary → mediator: please relay to the peer.
+    Relay { channel: u64, to: NodeId, msg: Principal },
+    /// Mediator → primary.
+    Relayed { channel: u64, from: NodeId, msg: Principal },
+}
+
+impl Message for Msg {
+    fn kind(&self) -> &'static str {
+        match self {
+            Msg::Status { .. } => "status",
+            Msg::Open { .. } => "open",
+            Msg::Close { .. } => "close",
+            Msg::Relay { msg, .. } | Msg::Relayed { msg, .. } => match msg {
+                Principal::Transport(_) => "transport",
+                _ => "relay",
+            },
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub enum Input {
+    /// The environment injects tokens at this node.
+    Inject(u64),
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub enum Output {
+    /// `teams` teams of k tokens formed here.
+    Teams(u64),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Center,
+    Arm,
+}
+
+#[derive(Clone, Debug)]
+struct Channel {
+    id: u64,
+    peer: NodeId,
+    /// A request of ours awaits its response (this phase).
+    request_out: bool,
+    /// A center holding an arm-request until its next phase.
+    waiting: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Primary {
+    tokens: u64,
+    /// Injected during the current phase: not transported in it.
+    fresh: u64,
+    /// The current busy interval's id (0 when not busy).
+    interval: u64,
+    /// By mediator.
+    channels: BTreeMap<NodeId, Channel>,
+    phase: Option<Kind>,
+}
+
+#[derive(Clone, Debug)]
+struct Utility {
+    /// Primaries whose latest status is busy, with their interval.
+    busy: BTreeMap<NodeId, u64>,
+    /// The channel it mediates: id and its two ends with their intervals.
+    channel: Option<(u64, [(NodeId, u64); 2])>,
+}
+
+/// A node: both roles, each `None` while in its initial state (the
+/// forgetful feature: at quiescent times every node is `(None, None)`).
+#[derive(Clone, Debug)]
+pub struct Node {
+    cfg: Arc<Config>,
+    me: NodeId,
+    primary: Option<Box<Primary>>,
+    utility: Option<Box<Utility>>,
+    /// Teams formed here (kept for reports; not protocol state).
+    pub teams: u64,
+}
+
+impl Node {
+    pub fn new(cfg: Arc<Config>, me: NodeId) -> Self {
+        Node { cfg, me, primary: None, utility: None, teams: 0 }
+    }
+
+    /// Tokens held as a primary.
+    pub fn tokens(&self) -> u64 {
+        self.primary.as_ref().map_or(0, |p| p.tokens)
+    }
+
+    /// In the initial state (nothing remembered).
+    pub fn is_initial(&self) -> bool {
+        self.primary.is_none() && self.utility.is_none()
+    }
+
+    fn send_status(&self, busy: bool, interval: u64, io: &mut Io<'_, Self>) {
+        for u in self.cfg.graph.utilities(self.me) {
+            io.send(u, Msg::Status { busy, interval });
+        }
+    }
+
+    fn primary(&mut self) -> &mut Primary {
+        self.primary.get_or_insert_with(|| {
+            Box::new(Primary { tokens: 0, fresh: 0, interval: 0, channels: BTreeMap::new(), phase: None })
+        })
+    }
+
+    /// Tokens arrive (injected, or transported here).
+    fn receive_tokens(&mut self, t: u64, injected: bool, io: &mut Io<'_, Self>) {
+        if t == 0 {
+            return;
+        }
+        let p = self.primary();
+        let was_busy = p.tokens > 0;
+        p.tokens += t;
+        if injected && p.phase.is_some() {
+            p.fresh += t;
+        }
+        if !was_busy {
+            let interval = io.rng().random::<u64>() | 1;
+            self.primary().interval = interval;
+            self.send_status(true, interval, io);
+        }
+        if self.primary.as_ref().is_some_and(|p| p.phase.is_none()) {
+            // Not operational: form teams right away.
+            self.form_teams(io);
+        }
+    }
+
+    /// ⌊τ/k⌋ teams; turns non-busy if nothing remains.
+    fn form_teams(&mut self, io: &mut Io<'_, Self>) {
+        let k = self.cfg.k;
+        let Some(p) = self.primary.as_mut() else { return };
+        let teams = p.tokens / k;
+        if teams == 0 {
+            return;
+        }
+        p.tokens %= k;
+        p.fresh = p.fresh.min(p.tokens);
+        self.teams += teams;
+        io.output(Output::Teams(teams));
+        io.count("teams", teams);
+        if self.primary.as_ref().is_some_and(|p| p.tokens == 0) {
+            self.turn_non_busy(io);
+        }
+    }
+
+    fn turn_non_busy(&mut self, io: &mut Io<'_, Self>) {
+        let Some(p) = self.primary.take() else { return };
+        // Channels go with the busy interval; the mediators release them
+        // when they hear this.
+        self.send_status(false, p.interval, io);
+    }
+
+    fn start_phase(&mut self, io: &mut Io<'_, Self>) {
+        let kind = if io.rng().random::<bool>() { Kind::Center } else { Kind::Arm };
+        let p = self.primary.as_mut().expect("operational");
+        p.phase = Some(kind);
+        p.fresh = 0;
+        let mut sends = Vec::new();
+        for (&u, c) in p.channels.iter_mut() {
+            if std::mem::take(&mut c.waiting) && kind == Kind::Arm {
+                sends.push((u, c.id, c.peer, Principal::No));
+            }
+            c.request_out = true;
+            let req = if kind == Kind::Center { Principal::CenterRequest } else { Principal::ArmRequest };
+            sends.push((u, c.id, c.peer, req));
+        }
+        for (u, channel, to, msg) in sends {
+            io.send(u, Msg::Relay { channel, to, msg });
+        }
+    }
+
+    /// The phase is over when no request awaits a response.
+    fn maybe_end_phase(&mut self, io: &mut Io<'_, Self>) {
+        let Some(p) = self.primary.as_mut() else { return };
+        if p.phase.is_none() || p.channels.values().any(|c| c.request_out) {
+            return;
+        }
+        p.phase = None;
+        p.fresh = 0;
+        self.form_teams(io);
+        // Still operational: the next phase.
+        if self.primary.as_ref().is_some_and(|p| p.tokens > 0 && !p.channels.is_empty()) {
+            self.start_phase(io);
+        }
+    }
+
+    fn on_principal(&mut self, mediator: NodeId, channel: u64, msg: Principal, io: &mut Io<'_, Self>) {
+        let current = self.primary.as_ref().and_then(|p| p.channels.get(&mediator)).filter(|c| c.id == channel);
+        let Some(c) = current else {
+            // Not a channel we hold (released, or from another busy
+            // interval): drop it, except tokens, which are never dropped.
+            if let Principal::Transport(t) = msg {
+                io.count("stale_transport", 1);
+                io.count("tokens_received", t);
+                self.receive_tokens(t, false, io);
+            } else {
+                io.count("relay_dropped", 1);
+            }
+            return;
+        };
+        let peer = c.peer;
+        let kind = self.primary.as_ref().and_then(|p| p.phase);
+        match msg {
+            Principal::CenterRequest => match kind {
+                Some(Kind::Arm) => {
+                    // Transport everything but this phase's injections, then retire.
+                    let p = self.primary.as_mut().expect("held");
+                    let t = p.tokens - p.fresh;
+                    let fresh = p.fresh;
+                    io.send(mediator, Msg::Relay { channel, to: peer, msg: Principal::Transport(t) });
+                    io.count("tokens_transported", t);
+                    self.turn_non_busy(io);
+                    // This phase's injections count as injected after it.
+                    self.receive_tokens(fresh, true, io);
+                }
+                _ => io.send(mediator, Msg::Relay { channel, to: peer, msg: Principal::No }),
+            },
+            Principal::ArmRequest => match kind {
+                Some(Kind::Center) => {
+                    if let Some(c) = self.primary.as_mut().and_then(|p| p.channels.get_mut(&mediator)) {
+                        c.waiting = true;
+                    }
+                }
+                _ => io.send(mediator, Msg::Relay { channel, to: peer, msg: Principal::No }),
+            },
+            Principal::No | Principal::Transport(_) => {
+                if let Some(c) = self.primary.as_mut().and_then(|p| p.channels.get_mut(&mediator)) {
+                    c.request_out = false;
+                }
+                if let Principal::Transport(t) = msg {
+                    io.count("tokens_received", t);
+                    self.primary.as_mut().expect("held").tokens += t;
+                }
+                self.maybe_end_phase(io);
+            }
+        }
+    }
+
+    fn utility(&mut self) -> &mut Utility {
+        self.utility.get_or_insert_with(|| Box::new(Utility { busy: BTreeMap::new(), channel: None }))
+    }
+
+    fn on_status(&mut self, from: NodeId, busy: bool, interval: u64, io: &mut Io<'_, Self>) {
+        let u = self.utility();
+        if busy {
+            u.busy.insert(from, interval);
+        } else {
+            u.busy.remove(&from);
+        }
+        // Release the channel if this end left the interval it was opened for.
+        if let Some((id, ends)) = u.channel {
+            if ends.iter().any(|&(v, i)| v == from && (!busy || i != interval)) {
+                u.channel = None;
+                for (v, _) in ends {
+                    io.send(v, Msg::Close { channel: id });
+                }
+            }
+        }
+        self.try_open(io);
+        if self.utility.as_ref().is_some_and(|u| u.busy.is_empty() && u.channel.is_none()) {
+            self.utility = None;
+        }
+    }
+
+    fn try_open(&mut self, io: &mut Io<'_, Self>) {
+        let Some(u) = self.utility.as_mut() else { return };
+        if u.channel.is_some() || u.busy.len() < 2 {
+            return;
+        }
+        let n = u.busy.len();
+        let a = io.rng().random_range(0..n);
+        let mut b = io.rng().random_range(0..n - 1);
+        if b >= a {
+            b += 1;
+        }
+        let pick = |i: usize| u.busy.iter().nth(i).map(|(&v, &iv)| (v, iv)).expect("in range");
+        let ends = [pick(a), pick(b)];
+        let id = io.rng().random::<u64>() | 1;
+        u.channel = Some((id, ends));
+        io.send(ends[0].0, Msg::Open { channel: id, peer: ends[1].0, interval: ends[0].1 });
+        io.send(ends[1].0, Msg::Open { channel: id, peer: ends[0].0, interval: ends[1].1 });
+        io.count("channels", 1);
+    }
+
+    fn on_relay(&mut self, from: NodeId, channel: u64, to: NodeId, msg: Principal, io: &mut Io<'_, Self>) {
+        let open = self.utility.as_ref().and_then(|u| u.channel).is_some_and(|(id, ends)| {
+            id == channel && ends.iter().any(|e| e.0 == from) && ends.iter().any(|e| e.0 == to)
+        });
+        if open || matches!(msg, Principal::Transport(_)) {
+            if !open {
+                io.count("stale_transport", 1);
+            }
+            io.send(to, Msg::Relayed { channel, from, msg });
+        } else {
+            io.count("relay_dropped", 1);
+        }
+    }
+}
+
+impl Protocol for Node {
+    type Msg = Msg;
+    type Timer = ();
+    type Input = Input;
+    type Output = Output;
+
+    fn on_start(&mut self, _io: &mut Io<'_, Self>) {}
+
+    fn on_message(&mut self, from: NodeId, msg: Msg, io: &mut Io<'_, Self>) {
+        match msg {
+            Msg::Status { busy, interval } => self.on_status(from, busy, interval, io),
+            Msg::Relay { channel, to, msg } => self.on_relay(from, channel, to, msg, io),
+            Msg::Open { channel, peer, interval } => {
+                let Some(p) = self.primary.as_mut().filter(|p| p.interval == interval) else { return };
+                p.channels.insert(from, Channel { id: channel, peer, request_out: false, waiting: false });
+                if p.phase.is_none() {
+                    self.start_phase(io);
+                }
+            }
+            Msg::Close { channel } => {
+                let Some(p) = self.primary.as_mut() else { return };
+                if p.channels.get(&from).is_some_and(|c| c.id == channel) {
+                    p.channels.remove(&from);
+                    self.maybe_end_phase(io);
+                }
+            }
+            Msg::Relayed { channel, from: _, msg } => self.on_principal(from, channel, msg, io),
+        }
+    }
+
+    fn on_timer(&mut self, _: (), _io: &mut Io<'_, Self>) {}
+
+    fn on_input(&mut self, input: Input, io: &mut Io<'_, Self>) {
+        match input {
+            Input::Inject(t) => {
+                io.count("injected", t);
+                self.receive_tokens(t, true, io);
+            }
+        }
+    }
+
+    fn status(&self) -> serde_json::Value {
+        serde_json::json!({
+            "tokens": self.tokens(),
+            "teams": self.teams,
+            "channels": self.primary.as_ref().map_or(0, |p| p.channels.len()),
+            "mediating": self.utility.as_ref().is_some_and(|u| u.channel.is_some()),
+        })
+    }
+}

@@ -1,0 +1,243 @@
+//! One team-formation run in the simulator: the network (asynchronous,
+//! FIFO, delays in (0, 1] time unit picked by an adversary), fragile nodes,
+//! the token schedule, the invariants checked after every event, and the
+//! report `agora teams run` prints.
+
+use crate::{Config, Graph, Input, Node, Output};
+use agora_core::{NodeId, Time};
+use agora_sim::network::{LoadAdversary, MaxAdversary, UniformAdversary};
+use agora_sim::{Adversary, Fault, Model, Sim, SimConfig};
+use rand::seq::index::sample;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use std::cell::{Cell, RefCell};
+use std::time::Duration;
+
+/// The time unit: the largest message delay.
+pub const UNIT: Duration = Duration::from_millis(1);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdversaryKind {
+    /// Each delay uniform in (0, 1].
+    Uniform,
+    /// Every delay the full unit.
+    Max,
+    /// Messages to nodes with 2 or more messages in flight towards them take
+    /// the full unit; the rest are fast (≤ 0.1).
+    Load,
+}
+
+#[derive(Clone, Debug)]
+pub struct RunSpec {
+    pub n: u32,
+    pub k: u64,
+    pub tokens: u64,
+    /// Tokens are injected at uniformly random times in [0, spread) units
+    /// (after the fragile toggles).
+    pub spread: f64,
+    /// The fraction of nodes that are fragile; they all turn faulty at the
+    /// first quiescent time (before any token).
+    pub fragile: f64,
+    pub adversary: AdversaryKind,
+    pub seed: u64,
+    /// The graph's constant c and ε: p = min(1, sqrt(c ln n / (ε n))).
+    pub c: f64,
+    pub epsilon: f64,
+}
+
+impl RunSpec {
+    pub fn new(n: u32, k: u64, tokens: u64, seed: u64) -> Self {
+        RunSpec {
+            n,
+            k,
+            tokens,
+            spread: 1.0,
+            fragile: 0.0,
+            adversary: AdversaryKind::Uniform,
+            seed,
+            c: 2.0,
+            epsilon: 0.5,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    pub n: u32,
+    pub k: u64,
+    pub teams_formed: u64,
+    pub tokens_injected: u64,
+    pub tokens_left: u64,
+    pub messages_total: u64,
+    pub messages_per_token: f64,
+    /// In time units: from the moment the system holds ≥ k tokens to the next
+    /// team formation.
+    pub reaction_time_mean: f64,
+    pub reaction_time_p99: f64,
+    pub invariant_violations: u64,
+    /// Every token accounted for, every team exactly k, nothing left in
+    /// transit, fewer than k tokens left, all at one node.
+    pub safe: bool,
+    pub trace_hash: String,
+    pub events: u64,
+    pub sim_time_units: f64,
+    pub faulty_nodes: u32,
+}
+
+/// The simulation, ready to run: invariants installed, faults and tokens
+/// scheduled. Also returns the injection times (tokens go to live nodes
+/// only, so every one is accepted).
+pub fn build(spec: &RunSpec) -> (Sim<Node>, Vec<Time>) {
+    let cfg = std::sync::Arc::new(Config { graph: Graph::new(spec.n, spec.c, spec.epsilon, spec.seed), k: spec.k });
+    let adversary: Box<dyn Adversary<Node>> = match spec.adversary {
+        AdversaryKind::Uniform => Box::new(UniformAdversary),
+        AdversaryKind::Max => Box::new(MaxAdversary),
+        AdversaryKind::Load => Box::new(LoadAdversary { threshold: 2, fast: 0.1 }),
+    };
+    let mut sc = SimConfig::new(spec.seed);
+    sc.fifo = true;
+    let c = cfg.clone();
+    let mut sim = Sim::new(spec.n, move |id| Node::new(c.clone(), id), Model::Async { unit: UNIT, adversary }, sc);
+    install_conservation(&mut sim, spec.n, spec.k);
+    let mut g = ChaCha8Rng::seed_from_u64(spec.seed ^ 0x7ea5);
+    let faulty = ((spec.fragile * spec.n as f64) as usize).min(spec.n as usize - 1);
+    let fragile: Vec<u32> = sample(&mut g, spec.n as usize, faulty).into_iter().map(|i| i as u32).collect();
+    if !fragile.is_empty() {
+        sim.set_fragile(fragile.iter().map(|&i| NodeId(i)));
+        let k = spec.k;
+        sim.set_quiescence(move |w| w.nodes.ids().map(|id| w.nodes.state(id).tokens()).sum::<u64>() < k);
+        for &f in &fragile {
+            sim.schedule_fault(Time::ZERO, Fault::Fragile { node: NodeId(f), faulty: true });
+        }
+    }
+    let is_faulty: std::collections::HashSet<u32> = fragile.into_iter().collect();
+    let live: Vec<u32> = (0..spec.n).filter(|i| !is_faulty.contains(i)).collect();
+    let unit = UNIT.as_nanos() as f64;
+    let mut times = Vec::with_capacity(spec.tokens as usize);
+    for _ in 0..spec.tokens {
+        // Strictly after time 0, when the fragile toggles happen.
+        let at = Time::from_nanos(1 + (g.random::<f64>() * spec.spread * unit) as u64);
+        let node = live[g.random_range(0..live.len())];
+        sim.schedule_input(at, NodeId(node), Input::Inject(1));
+        times.push(at);
+    }
+    (sim, times)
+}
+
+/// Token conservation after every event: injected = held + in transit +
+/// k × teams. Kept incrementally: only the event's node can have changed.
+fn install_conservation(sim: &mut Sim<Node>, n: u32, k: u64) {
+    let held = RefCell::new(vec![0u64; n as usize]);
+    let total = Cell::new(0u64);
+    sim.add_invariant("token conservation", move |w| {
+        let mut h = held.borrow_mut();
+        let mut update = |id: NodeId| {
+            let now = w.nodes.state(id).tokens();
+            total.set(total.get() + now - h[id.index()]);
+            h[id.index()] = now;
+        };
+        match w.active {
+            Some(id) => update(id),
+            None => w.nodes.ids().for_each(&mut update),
+        }
+        let c = &w.stats.counters;
+        let in_transit = c.get("tokens_transported") - c.get("tokens_received");
+        let (injected, teams) = (c.get("injected"), c.get("teams"));
+        if injected == total.get() + in_transit + k * teams {
+            Ok(())
+        } else {
+            Err(format!("injected {injected} ≠ held {} + in transit {in_transit} + {k} × teams {teams}", total.get()))
+        }
+    });
+}
+
+/// What must hold at the end of a run, or what does not.
+pub fn end_check(sim: &Sim<Node>, k: u64) -> Result<(), String> {
+    let s = sim.stats();
+    let c = &s.counters;
+    if c.get("tokens_transported") != c.get("tokens_received") {
+        return Err("tokens still in transit at the end".into());
+    }
+    if c.get("stale_transport") > 0 {
+        return Err(format!("{} token transports outside their channel", c.get("stale_transport")));
+    }
+    let left = c.get("injected") - k * c.get("teams");
+    if left >= k {
+        return Err(format!("{left} tokens left with k = {k}: liveness failed"));
+    }
+    let holders = sim.nodes().ids().filter(|&id| sim.node(id).tokens() > 0).count();
+    if holders > 1 {
+        return Err(format!("leftover tokens at {holders} nodes (accumulation)"));
+    }
+    if s.max_message_bytes > MAX_MESSAGE_BYTES {
+        return Err(format!("a message of {} bytes", s.max_message_bytes));
+    }
+    Ok(())
+}
+
+/// Every message is a few words.
+pub const MAX_MESSAGE_BYTES: usize = 48;
+
+/// Reaction times in units: for each stretch in which the system holds at
+/// least k tokens, the time from its start to the next team formation.
+pub fn reaction_times(sim: &Sim<Node>, k: u64, injections: &[Time]) -> Vec<f64> {
+    let mut events: Vec<(Time, i64)> = injections.iter().map(|&t| (t, 1)).collect();
+    for o in sim.outputs() {
+        let Output::Teams(t) = o.output;
+        events.push((o.at, -((t * k) as i64)));
+    }
+    // Injections before teams at the same instant.
+    events.sort_by_key(|e| (e.0, -e.1));
+    let unit = UNIT.as_nanos() as f64;
+    let (mut held, mut since, mut out) = (0i64, None, Vec::new());
+    for (t, d) in events {
+        held += d;
+        if d < 0 {
+            if let Some(s) = since.take() {
+                out.push((t.as_nanos() - s) as f64 / unit);
+            }
+        }
+        if held >= k as i64 && since.is_none() {
+            since = Some(t.as_nanos());
+        }
+    }
+    out
+}
+
+/// Builds, runs to the end (or `limit` units) and reports.
+pub fn run(spec: &RunSpec, progress: &mut dyn FnMut(Time)) -> RunReport {
+    let (mut sim, injections) = build(spec);
+    let limit = Time::from_nanos((1e6 * UNIT.as_nanos() as f64) as u64);
+    let (violations, report) = match sim.run(limit, u64::MAX, progress) {
+        Ok(r) => (0, Some(r)),
+        Err(_) => (1, None),
+    };
+    let s = sim.stats();
+    let c = &s.counters;
+    let injected = c.get("injected");
+    let teams = c.get("teams");
+    let mut rt = reaction_times(&sim, spec.k, &injections);
+    rt.sort_by(f64::total_cmp);
+    let mean = if rt.is_empty() { 0.0 } else { rt.iter().sum::<f64>() / rt.len() as f64 };
+    let p99 = rt.get(((rt.len() as f64 - 1.0) * 0.99).round() as usize).copied().unwrap_or(0.0);
+    let safe = violations == 0 && end_check(&sim, spec.k).is_ok();
+    RunReport {
+        n: spec.n,
+        k: spec.k,
+        teams_formed: teams,
+        tokens_injected: injected,
+        tokens_left: injected.saturating_sub(spec.k * teams),
+        messages_total: s.messages_sent,
+        messages_per_token: if injected > 0 { s.messages_sent as f64 / injected as f64 } else { 0.0 },
+        reaction_time_mean: mean,
+        reaction_time_p99: p99,
+        invariant_violations: violations,
+        safe,
+        trace_hash: format!("{:016x}", report.as_ref().map_or(sim.trace_hash(), |r| r.trace_hash)),
+        events: s.events,
+        sim_time_units: sim.now().as_nanos() as f64 / UNIT.as_nanos() as f64,
+        faulty_nodes: sim.nodes().ids().filter(|&id| sim.nodes().is_faulty(id)).count() as u32,
+    }
+}

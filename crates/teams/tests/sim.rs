@@ -1,0 +1,81 @@
+//! Team formation in the simulator: invariants after every event (token
+//! conservation, exactly-k teams; at the end nothing in transit, fewer than k
+//! tokens left and all at one node, bounded messages), the forgetful feature,
+//! fragile nodes, and sweeps over many seeds.
+
+use agora_core::Time;
+use agora_sim::Stop;
+use agora_teams::run::{build, end_check, reaction_times, run, AdversaryKind, RunSpec};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn check(spec: &RunSpec) -> agora_sim::Sim<agora_teams::Node> {
+    let (mut sim, _) = build(spec);
+    let report = sim.run_until(Time::from_nanos(1 << 40)).unwrap_or_else(|e| panic!("{spec:?}: {e}"));
+    assert_eq!(report.stop, Stop::Quiet);
+    end_check(&sim, spec.k).unwrap_or_else(|e| panic!("{spec:?}: {e}"));
+    sim
+}
+
+#[test]
+fn every_token_ends_in_a_team_of_exactly_k() {
+    for (n, k, tokens) in [(16, 2, 10), (64, 3, 30), (64, 5, 101), (256, 4, 64)] {
+        let sim = check(&RunSpec::new(n, k, tokens, 1));
+        assert_eq!(sim.stats().counters.get("teams"), tokens / k, "n {n}");
+        // Forgetful: once the last team formed with nothing left over, every
+        // node is back in its initial state.
+        if tokens % k == 0 {
+            assert!(sim.nodes().ids().all(|id| sim.node(id).is_initial()), "n {n}: a node remembers something");
+        }
+    }
+}
+
+#[test]
+fn same_seed_same_trace() {
+    let spec = RunSpec { adversary: AdversaryKind::Load, ..RunSpec::new(64, 3, 40, 9) };
+    assert_eq!(run(&spec, &mut |_| {}).trace_hash, run(&spec, &mut |_| {}).trace_hash);
+    let other = RunSpec { seed: 10, ..spec.clone() };
+    assert_ne!(run(&spec, &mut |_| {}).trace_hash, run(&other, &mut |_| {}).trace_hash);
+}
+
+#[test]
+fn seed_sweep_small_n() {
+    let mut teams = 0;
+    for seed in 0..1000u64 {
+        let mut g = ChaCha8Rng::seed_from_u64(seed);
+        let adversary = [AdversaryKind::Uniform, AdversaryKind::Max, AdversaryKind::Load][seed as usize % 3];
+        let spec = RunSpec {
+            spread: g.random_range(0.0..30.0),
+            adversary,
+            ..RunSpec::new(g.random_range(4..40u32), g.random_range(2..6u64), g.random_range(0..40u64), seed)
+        };
+        teams += check(&spec).stats().counters.get("teams");
+    }
+    assert!(teams > 1000, "{teams} teams formed over the sweep");
+}
+
+/// Half the nodes turn faulty at the first quiescent time (before any token):
+/// messages to them are lost and no token goes to them. Every token still
+/// ends in a team, and none is lost to a faulty node.
+#[test]
+fn half_the_nodes_faulty() {
+    for seed in 0..200u64 {
+        let spec = RunSpec { fragile: 0.5, spread: 20.0, ..RunSpec::new(64, 3, 30, seed) };
+        let sim = check(&spec);
+        assert_eq!(sim.toggles().len(), 32, "seed {seed}: every toggle happened");
+        assert_eq!(sim.nodes().ids().filter(|&id| sim.nodes().is_faulty(id)).count(), 32);
+        assert!(sim.stats().dropped.get("faulty") > 0, "seed {seed}: messages to faulty nodes were lost");
+        assert_eq!(sim.stats().counters.get("teams"), 10, "seed {seed}");
+    }
+}
+
+#[test]
+fn reaction_time_counts_from_the_kth_token() {
+    let spec = RunSpec { spread: 50.0, ..RunSpec::new(32, 2, 20, 4) };
+    let (mut sim, injections) = build(&spec);
+    sim.run_until(Time::from_nanos(1 << 40)).unwrap();
+    let rt = reaction_times(&sim, 2, &injections);
+    // One reaction per formation event (an event may form several teams).
+    assert_eq!(rt.len(), sim.outputs().len(), "one reaction per formation");
+    assert!(rt.iter().all(|&t| t > 0.0 && t < 50.0), "{rt:?}");
+}
