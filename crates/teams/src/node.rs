@@ -163,6 +163,11 @@ impl Node {
         self.primary.as_ref().map_or(0, |p| p.tokens)
     }
 
+    /// The channels this primary holds: (mediator, channel id, peer).
+    pub fn channels(&self) -> Vec<(NodeId, u64, NodeId)> {
+        self.primary.as_ref().map_or(Vec::new(), |p| p.channels.iter().map(|(&u, c)| (u, c.id, c.peer)).collect())
+    }
+
     /// In the initial state (nothing remembered).
     pub fn is_initial(&self) -> bool {
         self.primary.is_none() && self.utility.is_none()
@@ -302,6 +307,11 @@ impl Node {
             },
             Principal::No | Principal::Transport(_) => {
                 if let Some(c) = self.primary.as_mut().and_then(|p| p.channels.get_mut(&mediator)) {
+                    if !c.request_out {
+                        // A response to no request of this channel: a
+                        // message from another channel got through (4.I).
+                        io.count("unexpected_response", 1);
+                    }
                     c.request_out = false;
                 }
                 if let Principal::Transport(t) = msg {
@@ -422,5 +432,78 @@ impl Protocol for Node {
             "channels": self.primary.as_ref().map_or(0, |p| p.channels.len()),
             "mediating": self.utility.as_ref().is_some_and(|u| u.channel.is_some()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_core::{Command, Time};
+    use rand::SeedableRng;
+
+    /// Feeds one message to `node` and returns what it sent.
+    fn deliver(node: &mut Node, from: u32, msg: Msg, rng: &mut rand_chacha::ChaCha8Rng) -> Vec<(NodeId, Msg)> {
+        let mut out = Vec::new();
+        let me = node.me;
+        node.on_message(NodeId(from), msg, &mut Io::new(me, Time::ZERO, rng, &mut out));
+        out.into_iter()
+            .filter_map(|c| match c {
+                Command::Send { to, msg } => Some((to, msg)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn utility() -> (Node, rand_chacha::ChaCha8Rng) {
+        let cfg = Arc::new(Config { graph: Graph::new(8, 2.0, 0.5, 1), k: 2 });
+        (Node::new(cfg, NodeId(0)), rand_chacha::ChaCha8Rng::seed_from_u64(3))
+    }
+
+    fn opened(sent: &[(NodeId, Msg)]) -> Option<u64> {
+        sent.iter().find_map(|(_, m)| match m {
+            Msg::Open { channel, .. } => Some(*channel),
+            _ => None,
+        })
+    }
+
+    /// Guarantee 4.I at the mediator: a message sent on a released channel
+    /// is never relayed as part of the next one, even between the same pair.
+    #[test]
+    fn a_mediator_never_relays_across_channels() {
+        let (mut u, mut rng) = utility();
+        assert!(deliver(&mut u, 1, Msg::Status { busy: true, interval: 11 }, &mut rng).is_empty());
+        let a = opened(&deliver(&mut u, 2, Msg::Status { busy: true, interval: 22 }, &mut rng)).expect("A opens");
+        // Node 1 turns non-busy: A is released, both ends told.
+        let sent = deliver(&mut u, 1, Msg::Status { busy: false, interval: 11 }, &mut rng);
+        assert_eq!(sent.iter().filter(|(_, m)| *m == Msg::Close { channel: a }).count(), 2);
+        // Node 1 is busy again: the same pair gets channel B.
+        let b = opened(&deliver(&mut u, 1, Msg::Status { busy: true, interval: 33 }, &mut rng)).expect("B opens");
+        assert_ne!(a, b);
+        // A message node 2 sent on A, arriving now, is dropped…
+        let stale = Msg::Relay { channel: a, to: NodeId(1), msg: Principal::ArmRequest };
+        assert!(deliver(&mut u, 2, stale, &mut rng).is_empty());
+        // …while one sent on B goes through.
+        let fresh = Msg::Relay { channel: b, to: NodeId(1), msg: Principal::ArmRequest };
+        assert_eq!(
+            deliver(&mut u, 2, fresh, &mut rng),
+            vec![(NodeId(1), Msg::Relayed { channel: b, from: NodeId(2), msg: Principal::ArmRequest })]
+        );
+    }
+
+    /// A primary accepts a channel only for its current busy interval, so a
+    /// channel never spans two intervals (an Open sent for an old one is ignored).
+    #[test]
+    fn a_primary_refuses_a_channel_for_a_past_busy_interval() {
+        let (mut v, mut rng) = utility();
+        let mut out = Vec::new();
+        v.on_input(Input::Inject(1), &mut Io::new(NodeId(0), Time::ZERO, &mut rng, &mut out));
+        let interval = v.primary.as_ref().unwrap().interval;
+        assert!(
+            deliver(&mut v, 5, Msg::Open { channel: 9, peer: NodeId(3), interval: interval ^ 1 }, &mut rng).is_empty()
+        );
+        assert!(v.channels().is_empty());
+        let sent = deliver(&mut v, 5, Msg::Open { channel: 9, peer: NodeId(3), interval }, &mut rng);
+        assert_eq!(v.channels(), vec![(NodeId(5), 9, NodeId(3))]);
+        assert!(matches!(sent[..], [(NodeId(5), Msg::Relay { channel: 9, to: NodeId(3), .. })]), "{sent:?}");
     }
 }

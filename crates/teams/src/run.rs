@@ -101,6 +101,7 @@ pub fn build(spec: &RunSpec) -> (Sim<Node>, Vec<Time>) {
     let c = cfg.clone();
     let mut sim = Sim::new(spec.n, move |id| Node::new(c.clone(), id), Model::Async { unit: UNIT, adversary }, sc);
     install_conservation(&mut sim, spec.n, spec.k);
+    install_channel_checks(&mut sim);
     let mut g = ChaCha8Rng::seed_from_u64(spec.seed ^ 0x7ea5);
     let faulty = ((spec.fragile * spec.n as f64) as usize).min(spec.n as usize - 1);
     let fragile: Vec<u32> = sample(&mut g, spec.n as usize, faulty).into_iter().map(|i| i as u32).collect();
@@ -150,6 +151,29 @@ fn install_conservation(sim: &mut Sim<Node>, n: u32, k: u64) {
         } else {
             Err(format!("injected {injected} ≠ held {} + in transit {in_transit} + {k} × teams {teams}", total.get()))
         }
+    });
+}
+
+/// The channel layer's guarantees that a single event can break, checked at
+/// the event's node: only busy primaries hold channels (G1); no response
+/// arrives that no request awaits (4.I: a message that crossed from another
+/// channel would show up so; counted by the nodes). The two ends of a
+/// channel may briefly disagree (one still holds a released channel while the
+/// other holds its successor through the same mediator); FIFO links from the
+/// mediator order `Close`, `Open` and the relayed messages, so nothing is
+/// misread, which the liveness and conservation checks confirm.
+fn install_channel_checks(sim: &mut Sim<Node>) {
+    sim.add_invariant("channel layer", |w| {
+        if let Some(v) = w.active {
+            let node = w.nodes.state(v);
+            if !node.channels().is_empty() && node.tokens() == 0 {
+                return Err(format!("{v} holds channels while not busy"));
+            }
+        }
+        if w.stats.counters.get("unexpected_response") > 0 {
+            return Err("a response arrived that no request awaited (a message crossed channels)".into());
+        }
+        Ok(())
     });
 }
 
