@@ -4,7 +4,7 @@
 //! report `agora teams run` prints.
 
 use crate::{Config, Graph, Input, Node, Output};
-use agora_core::{NodeId, Time};
+use agora_core::{NodeId, Protocol, Time};
 use agora_sim::network::{LoadAdversary, MaxAdversary, UniformAdversary};
 use agora_sim::{Adversary, Fault, Model, Sim, SimConfig};
 use rand::seq::index::sample;
@@ -86,29 +86,47 @@ pub struct RunReport {
     pub faulty_nodes: u32,
 }
 
-/// The simulation, ready to run: invariants installed, faults and tokens
-/// scheduled. Also returns the injection times (tokens go to live nodes
-/// only, so every one is accepted).
+/// A protocol whose nodes hold tokens: what the conservation and end checks
+/// read. The team-formation node and the baselines implement it.
+pub trait Holder: Protocol<Input = Input, Output = Output> + Sized {
+    fn tokens(&self) -> u64;
+}
+
+impl Holder for Node {
+    fn tokens(&self) -> u64 {
+        Node::tokens(self)
+    }
+}
+
+/// The team-formation simulation, ready to run: invariants installed, faults
+/// and tokens scheduled. Also returns the injection times (tokens go to live
+/// nodes only, so every one is accepted).
 pub fn build(spec: &RunSpec) -> (Sim<Node>, Vec<Time>) {
     let cfg = std::sync::Arc::new(Config { graph: Graph::new(spec.n, spec.c, spec.epsilon, spec.seed), k: spec.k });
-    let adversary: Box<dyn Adversary<Node>> = match spec.adversary {
+    let (mut sim, times) = build_with(spec, move |id| Node::new(cfg.clone(), id));
+    install_channel_checks(&mut sim);
+    (sim, times)
+}
+
+/// The same network, faults, schedule and conservation check for any
+/// token-holding protocol.
+pub fn build_with<P: Holder>(spec: &RunSpec, factory: impl FnMut(NodeId) -> P + 'static) -> (Sim<P>, Vec<Time>) {
+    let adversary: Box<dyn Adversary<P>> = match spec.adversary {
         AdversaryKind::Uniform => Box::new(UniformAdversary),
         AdversaryKind::Max => Box::new(MaxAdversary),
         AdversaryKind::Load => Box::new(LoadAdversary { threshold: 2, fast: 0.1 }),
     };
     let mut sc = SimConfig::new(spec.seed);
     sc.fifo = true;
-    let c = cfg.clone();
-    let mut sim = Sim::new(spec.n, move |id| Node::new(c.clone(), id), Model::Async { unit: UNIT, adversary }, sc);
+    let mut sim = Sim::new(spec.n, factory, Model::Async { unit: UNIT, adversary }, sc);
     install_conservation(&mut sim, spec.n, spec.k);
-    install_channel_checks(&mut sim);
     let mut g = ChaCha8Rng::seed_from_u64(spec.seed ^ 0x7ea5);
     let faulty = ((spec.fragile * spec.n as f64) as usize).min(spec.n as usize - 1);
     let fragile: Vec<u32> = sample(&mut g, spec.n as usize, faulty).into_iter().map(|i| i as u32).collect();
     if !fragile.is_empty() {
         sim.set_fragile(fragile.iter().map(|&i| NodeId(i)));
         let k = spec.k;
-        sim.set_quiescence(move |w| w.nodes.ids().map(|id| w.nodes.state(id).tokens()).sum::<u64>() < k);
+        sim.set_quiescence(move |w| w.nodes.ids().map(|id| Holder::tokens(w.nodes.state(id))).sum::<u64>() < k);
         for &f in &fragile {
             sim.schedule_fault(Time::ZERO, Fault::Fragile { node: NodeId(f), faulty: true });
         }
@@ -129,13 +147,13 @@ pub fn build(spec: &RunSpec) -> (Sim<Node>, Vec<Time>) {
 
 /// Token conservation after every event: injected = held + in transit +
 /// k × teams. Kept incrementally: only the event's node can have changed.
-fn install_conservation(sim: &mut Sim<Node>, n: u32, k: u64) {
+fn install_conservation<P: Holder>(sim: &mut Sim<P>, n: u32, k: u64) {
     let held = RefCell::new(vec![0u64; n as usize]);
     let total = Cell::new(0u64);
     sim.add_invariant("token conservation", move |w| {
         let mut h = held.borrow_mut();
         let mut update = |id: NodeId| {
-            let now = w.nodes.state(id).tokens();
+            let now = Holder::tokens(w.nodes.state(id));
             total.set(total.get() + now - h[id.index()]);
             h[id.index()] = now;
         };
@@ -178,7 +196,7 @@ fn install_channel_checks(sim: &mut Sim<Node>) {
 }
 
 /// What must hold at the end of a run, or what does not.
-pub fn end_check(sim: &Sim<Node>, k: u64) -> Result<(), String> {
+pub fn end_check<P: Holder>(sim: &Sim<P>, k: u64) -> Result<(), String> {
     let s = sim.stats();
     let c = &s.counters;
     if c.get("tokens_transported") != c.get("tokens_received") {
@@ -191,7 +209,7 @@ pub fn end_check(sim: &Sim<Node>, k: u64) -> Result<(), String> {
     if left >= k {
         return Err(format!("{left} tokens left with k = {k}: liveness failed"));
     }
-    let holders = sim.nodes().ids().filter(|&id| sim.node(id).tokens() > 0).count();
+    let holders = sim.nodes().ids().filter(|&id| Holder::tokens(sim.node(id)) > 0).count();
     if holders > 1 {
         return Err(format!("leftover tokens at {holders} nodes (accumulation)"));
     }
@@ -206,7 +224,7 @@ pub const MAX_MESSAGE_BYTES: usize = 48;
 
 /// Reaction times in units: for each stretch in which the system holds at
 /// least k tokens, the time from its start to the next team formation.
-pub fn reaction_times(sim: &Sim<Node>, k: u64, injections: &[Time]) -> Vec<f64> {
+pub fn reaction_times<P: Holder>(sim: &Sim<P>, k: u64, injections: &[Time]) -> Vec<f64> {
     let mut events: Vec<(Time, i64)> = injections.iter().map(|&t| (t, 1)).collect();
     for o in sim.outputs() {
         let Output::Teams(t) = o.output;
@@ -230,9 +248,19 @@ pub fn reaction_times(sim: &Sim<Node>, k: u64, injections: &[Time]) -> Vec<f64> 
     out
 }
 
-/// Builds, runs to the end (or `limit` units) and reports.
+/// Builds, runs to the end and reports.
 pub fn run(spec: &RunSpec, progress: &mut dyn FnMut(Time)) -> RunReport {
-    let (mut sim, injections) = build(spec);
+    let (sim, injections) = build(spec);
+    finish(spec, sim, injections, progress)
+}
+
+/// Runs a built simulation to the end (at most 10^6 units) and reports.
+pub fn finish<P: Holder>(
+    spec: &RunSpec,
+    mut sim: Sim<P>,
+    injections: Vec<Time>,
+    progress: &mut dyn FnMut(Time),
+) -> RunReport {
     let limit = Time::from_nanos((1e6 * UNIT.as_nanos() as f64) as u64);
     let (violations, report) = match sim.run(limit, u64::MAX, progress) {
         Ok(r) => (0, Some(r)),

@@ -79,3 +79,31 @@ fn reaction_time_counts_from_the_kth_token() {
     assert_eq!(rt.len(), sim.outputs().len(), "one reaction per formation");
     assert!(rt.iter().all(|&t| t > 0.0 && t < 50.0), "{rt:?}");
 }
+
+#[test]
+fn baselines_form_teams_and_leader_gathering_loses_tokens_to_a_faulty_leader() {
+    use agora_teams::baselines::{run_baseline, Baseline};
+    for seed in 0..20 {
+        let spec = RunSpec { spread: 10.0, ..RunSpec::new(64, 3, 60, seed) };
+        for b in [Baseline::LeaderGather, Baseline::Broadcast] {
+            let r = run_baseline(b, &spec);
+            assert!(r.safe && r.teams_formed == 20, "{b:?} seed {seed}: {r:?}");
+        }
+        // One message per token for leader gathering (none for the leader's own), about n for broadcast.
+        assert!(run_baseline(Baseline::LeaderGather, &spec).messages_per_token <= 1.0);
+        assert!(run_baseline(Baseline::Broadcast, &spec).messages_per_token >= 10.0);
+    }
+    // With half the nodes faulty, some runs have a faulty leader: its tokens are lost.
+    let mut lost = 0;
+    for seed in 0..40 {
+        let spec = RunSpec { fragile: 0.5, spread: 10.0, ..RunSpec::new(64, 3, 30, seed) };
+        let r = run_baseline(Baseline::LeaderGather, &spec);
+        if !r.safe {
+            lost += 1;
+            assert!(r.teams_formed < 10, "seed {seed}: {r:?}");
+        }
+        assert!(run_baseline(Baseline::Broadcast, &spec).safe, "broadcast tolerates faulty nodes (seed {seed})");
+        assert!(run(&spec, &mut |_| {}).safe, "team formation tolerates them (seed {seed})");
+    }
+    assert!(lost > 5, "leader gathering lost tokens in {lost} of 40 runs");
+}
