@@ -5,6 +5,7 @@ mod alloc;
 mod bench;
 mod bench_alloc;
 mod cluster;
+mod plot;
 mod quota;
 mod registry;
 mod report;

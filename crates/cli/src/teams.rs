@@ -1,14 +1,46 @@
-//! `agora teams …`: team formation (seed 002). So far: `run`, one run in the
-//! simulator with its invariants checked after every event.
+//! `agora teams …`: team formation (seed 002). `run`: one run in the
+//! simulator with its invariants checked after every event. `sweep`: many
+//! runs over n and over the fragile fraction, beside the baselines, written as
+//! CSV and SVG plots.
 
-use crate::report::table;
-use agora_teams::run::{run, AdversaryKind, RunSpec};
-use anyhow::{bail, Result};
+use crate::plot::{line_chart, Series};
+use crate::report::{progress, table};
+use agora_teams::baselines::{run_baseline, Baseline};
+use agora_teams::run::{run, AdversaryKind, RunReport, RunSpec};
+use anyhow::{bail, Context, Result};
+use std::fmt::Write as _;
+use std::path::PathBuf;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum TeamsCmd {
     /// One run: n nodes, tokens injected over time, teams of k.
     Run(RunArgs),
+    /// Runs over n = 2^a … 2^b and over fragile fractions, beside the
+    /// baselines; writes runs.csv, summary.csv and SVG plots to --out.
+    Sweep(SweepArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SweepArgs {
+    #[arg(long, default_value_t = 64)]
+    pub n_from: u32,
+    #[arg(long, default_value_t = 16384)]
+    pub n_to: u32,
+    /// Runs per point.
+    #[arg(long, default_value_t = 5)]
+    pub seeds: u64,
+    #[arg(long, default_value_t = 64)]
+    pub tokens: u64,
+    #[arg(long, default_value_t = 2)]
+    pub k: u64,
+    /// n for the fragile-fraction sweep.
+    #[arg(long, default_value_t = 1024)]
+    pub fragile_n: u32,
+    /// The broadcast baseline sends n messages per token: it is skipped above this n.
+    #[arg(long, default_value_t = 16384)]
+    pub broadcast_max_n: u32,
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
@@ -50,6 +82,7 @@ pub enum Adversary {
 pub fn teams(cmd: TeamsCmd) -> Result<bool> {
     match cmd {
         TeamsCmd::Run(a) => run_cmd(&a),
+        TeamsCmd::Sweep(a) => sweep(&a),
     }
 }
 
@@ -129,4 +162,219 @@ fn run_cmd(a: &RunArgs) -> Result<bool> {
         );
     }
     Ok(r.safe)
+}
+
+/// One point of the size sweep: messages per token and reaction times at n.
+struct Point {
+    n: f64,
+    mean: f64,
+    p999: f64,
+    reaction_mean: f64,
+    reaction_p99: f64,
+}
+
+/// One row of runs.csv.
+struct Row {
+    algorithm: &'static str,
+    fragile: f64,
+    seed: u64,
+    r: RunReport,
+}
+
+/// Did every token end in a team (or the < k left over), with every check passing?
+fn success(r: &RunReport) -> bool {
+    r.safe && r.tokens_left < r.k
+}
+
+fn quantile(v: &mut [f64], q: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+fn sweep(a: &SweepArgs) -> Result<bool> {
+    if a.n_from < 4 || a.n_to < a.n_from || a.seeds == 0 || a.k < 2 {
+        bail!("need 4 ≤ --n-from ≤ --n-to, --seeds ≥ 1 and --k ≥ 2");
+    }
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let mut sizes = Vec::new();
+    let mut n = a.n_from;
+    while n <= a.n_to {
+        sizes.push(n);
+        n = n.saturating_mul(2);
+    }
+    let fractions = [0.0, 0.25, 0.5, 0.75, 0.9];
+    let per_size = |n: u32| 2 + u64::from(n <= a.broadcast_max_n);
+    let total: u64 = sizes.iter().map(|&n| per_size(n) * a.seeds).sum::<u64>() + fractions.len() as u64 * 3 * a.seeds;
+    let bar = progress(total, "runs");
+    let mut rows = Vec::new();
+    let base =
+        |n: u32, seed: u64, fragile: f64| RunSpec { spread: 10.0, fragile, ..RunSpec::new(n, a.k, a.tokens, seed) };
+    // The fragile sweep uses its own seeds, so that its fault-free point is
+    // not a copy of the size sweep's runs at the same n.
+    let mut do_runs = |n: u32, fragile: f64, broadcast: bool, first_seed: u64| {
+        for seed in first_seed..first_seed + a.seeds {
+            let spec = base(n, seed, fragile);
+            rows.push(Row { algorithm: "team formation", fragile, seed, r: run(&spec, &mut |_| {}) });
+            rows.push(Row {
+                algorithm: "leader gathering",
+                fragile,
+                seed,
+                r: run_baseline(Baseline::LeaderGather, &spec),
+            });
+            if broadcast {
+                rows.push(Row {
+                    algorithm: "broadcast per token",
+                    fragile,
+                    seed,
+                    r: run_baseline(Baseline::Broadcast, &spec),
+                });
+            }
+            bar.inc(2 + u64::from(broadcast));
+        }
+    };
+    for &n in &sizes {
+        do_runs(n, 0.0, n <= a.broadcast_max_n, 0);
+    }
+    for &f in &fractions {
+        do_runs(a.fragile_n, f, true, 1_000_000);
+    }
+    bar.finish_and_clear();
+
+    let mut csv = String::from(
+        "algorithm,n,k,fragile,seed,tokens,teams,messages_per_token,reaction_mean,reaction_p99,safe,success\n",
+    );
+    for x in &rows {
+        let r = &x.r;
+        writeln!(
+            csv,
+            "{},{},{},{},{},{},{},{:.3},{:.4},{:.4},{},{}",
+            x.algorithm,
+            r.n,
+            r.k,
+            x.fragile,
+            x.seed,
+            r.tokens_injected,
+            r.teams_formed,
+            r.messages_per_token,
+            r.reaction_time_mean,
+            r.reaction_time_p99,
+            r.safe,
+            success(r)
+        )?;
+    }
+    std::fs::write(a.out.join("runs.csv"), csv)?;
+
+    // Per (algorithm, n) without faults: messages per token and reaction times.
+    let algorithms = ["team formation", "leader gathering", "broadcast per token"];
+    let mut summary = String::from("algorithm,n,fragile,runs,messages_per_token_mean,messages_per_token_p999,reaction_mean,reaction_p99,success_rate\n");
+    let mut by_n: Vec<(&str, Vec<Point>)> = Vec::new();
+    for alg in algorithms {
+        let mut pts = Vec::new();
+        for &n in &sizes {
+            let sel: Vec<&RunReport> = rows
+                .iter()
+                .filter(|x| x.algorithm == alg && x.fragile == 0.0 && x.r.n == n && x.seed < 1_000_000)
+                .map(|x| &x.r)
+                .collect();
+            if sel.is_empty() {
+                continue;
+            }
+            let mut mpt: Vec<f64> = sel.iter().map(|r| r.messages_per_token).collect();
+            let mean = mpt.iter().sum::<f64>() / mpt.len() as f64;
+            let p999 = quantile(&mut mpt, 0.999);
+            let rmean = sel.iter().map(|r| r.reaction_time_mean).sum::<f64>() / sel.len() as f64;
+            let mut rp: Vec<f64> = sel.iter().map(|r| r.reaction_time_p99).collect();
+            let rp99 = quantile(&mut rp, 0.99);
+            let ok = sel.iter().filter(|r| success(r)).count() as f64 / sel.len() as f64;
+            writeln!(summary, "{alg},{n},0,{},{mean:.3},{p999:.3},{rmean:.4},{rp99:.4},{ok:.3}", sel.len())?;
+            pts.push(Point { n: n as f64, mean, p999, reaction_mean: rmean, reaction_p99: rp99 });
+        }
+        by_n.push((alg, pts));
+    }
+    let mut fragile_pts: Vec<(&str, Vec<(f64, f64)>)> = Vec::new();
+    for alg in algorithms {
+        let mut pts = Vec::new();
+        for &f in &fractions {
+            let sel: Vec<&RunReport> = rows
+                .iter()
+                .filter(|x| x.algorithm == alg && x.fragile == f && x.r.n == a.fragile_n && x.seed >= 1_000_000)
+                .map(|x| &x.r)
+                .collect();
+            let ok = sel.iter().filter(|r| success(r)).count() as f64 / sel.len().max(1) as f64;
+            writeln!(summary, "{alg},{},{f},{},,,,,{ok:.3}", a.fragile_n, sel.len())?;
+            pts.push((f, ok));
+        }
+        fragile_pts.push((alg, pts));
+    }
+
+    // Fits for team formation: a · sqrt(n ln n) (least squares), and the
+    // exponent of a power law (log-log regression).
+    let tf = &by_n[0].1;
+    let f = |n: f64| (n * n.ln()).sqrt();
+    let a_fit = tf.iter().map(|p| p.mean * f(p.n)).sum::<f64>() / tf.iter().map(|p| f(p.n).powi(2)).sum::<f64>();
+    let (lx, ly): (Vec<f64>, Vec<f64>) = tf.iter().map(|p| (p.n.ln(), p.mean.ln())).unzip();
+    let (mx, my) = (lx.iter().sum::<f64>() / lx.len() as f64, ly.iter().sum::<f64>() / ly.len() as f64);
+    let alpha = lx.iter().zip(&ly).map(|(x, y)| (x - mx) * (y - my)).sum::<f64>()
+        / lx.iter().map(|x| (x - mx).powi(2)).sum::<f64>().max(1e-12);
+    writeln!(summary, "# fit: messages per token ≈ {a_fit:.3} · sqrt(n ln n); power law exponent {alpha:.3}")?;
+    std::fs::write(a.out.join("summary.csv"), &summary)?;
+
+    let log2 = |n: f64| n.log2();
+    let mut series = vec![
+        Series {
+            name: "team formation (mean)".into(),
+            points: tf.iter().map(|p| (log2(p.n), p.mean)).collect(),
+            fitted: false,
+        },
+        Series {
+            name: "team formation (p99.9 of runs)".into(),
+            points: tf.iter().map(|p| (log2(p.n), p.p999)).collect(),
+            fitted: false,
+        },
+        Series {
+            name: format!("fit {a_fit:.2}·sqrt(n ln n)"),
+            points: tf.iter().map(|p| (log2(p.n), a_fit * f(p.n))).collect(),
+            fitted: true,
+        },
+    ];
+    for (alg, pts) in &by_n[1..] {
+        series.push(Series {
+            name: (*alg).into(),
+            points: pts.iter().map(|p| (log2(p.n), p.mean)).collect(),
+            fitted: false,
+        });
+    }
+    line_chart(&a.out.join("messages.svg"), "messages per token", "log2 n", "messages per token", &series)?;
+    line_chart(
+        &a.out.join("reaction.svg"),
+        "team formation: reaction time",
+        "ln n",
+        "time units",
+        &[
+            Series {
+                name: "mean".into(),
+                points: tf.iter().map(|p| (p.n.ln(), p.reaction_mean)).collect(),
+                fitted: false,
+            },
+            Series {
+                name: "p99".into(),
+                points: tf.iter().map(|p| (p.n.ln(), p.reaction_p99)).collect(),
+                fitted: false,
+            },
+        ],
+    )?;
+    let fragile_series: Vec<Series> = fragile_pts
+        .iter()
+        .map(|(alg, pts)| Series { name: (*alg).into(), points: pts.clone(), fitted: false })
+        .collect();
+    line_chart(
+        &a.out.join("fragile.svg"),
+        &format!("success rate against the fragile fraction (n = {})", a.fragile_n),
+        "fraction of nodes faulty",
+        "runs where every token ended in a team",
+        &fragile_series,
+    )?;
+    print!("{summary}");
+    eprintln!("wrote runs.csv, summary.csv, messages.svg, reaction.svg, fragile.svg to {}", a.out.display());
+    Ok(true)
 }

@@ -43,3 +43,33 @@ fn bad_arguments_are_named() {
         assert!(text(&out).1.contains(want), "{a:?}: {}", text(&out).1);
     }
 }
+
+#[test]
+fn sweep_writes_csv_and_plots() {
+    let dir = temp_dir("teams-sweep");
+    let out = run(&[
+        "teams",
+        "sweep",
+        "--n-from",
+        "16",
+        "--n-to",
+        "64",
+        "--seeds",
+        "2",
+        "--fragile-n",
+        "32",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    for f in ["runs.csv", "summary.csv", "messages.svg", "reaction.svg", "fragile.svg"] {
+        let len = std::fs::metadata(dir.join(f)).map(|m| m.len()).unwrap_or(0);
+        assert!(len > 100, "{f}: {len} bytes");
+    }
+    let runs = std::fs::read_to_string(dir.join("runs.csv")).unwrap();
+    // 3 sizes × 2 seeds × 3 algorithms, then 5 fractions × 2 seeds × 3.
+    assert_eq!(runs.lines().count(), 1 + 18 + 30);
+    let summary = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
+    assert!(summary.contains("# fit: messages per token ≈"), "{summary}");
+    assert!(std::fs::read_to_string(dir.join("messages.svg")).unwrap().contains("<svg"));
+}
