@@ -15,6 +15,18 @@ use std::path::PathBuf;
 pub enum TeamsCmd {
     /// One run: n nodes, tokens injected over time, teams of k.
     Run(RunArgs),
+    /// Implicit leader election over many seeds: success rate and messages.
+    Le {
+        #[arg(long)]
+        n: u32,
+        /// Candidates are c·ln n in expectation.
+        #[arg(long, default_value_t = 8.0)]
+        c: f64,
+        #[arg(long, default_value_t = 20)]
+        seeds: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Runs over n = 2^a … 2^b and over fragile fractions, beside the
     /// baselines; writes runs.csv, summary.csv and SVG plots to --out.
     Sweep(SweepArgs),
@@ -83,6 +95,7 @@ pub fn teams(cmd: TeamsCmd) -> Result<bool> {
     match cmd {
         TeamsCmd::Run(a) => run_cmd(&a),
         TeamsCmd::Sweep(a) => sweep(&a),
+        TeamsCmd::Le { n, c, seeds, json } => le(n, c, seeds, json),
     }
 }
 
@@ -377,4 +390,40 @@ fn sweep(a: &SweepArgs) -> Result<bool> {
     print!("{summary}");
     eprintln!("wrote runs.csv, summary.csv, messages.svg, reaction.svg, fragile.svg to {}", a.out.display());
     Ok(true)
+}
+
+fn le(n: u32, c: f64, seeds: u64, json: bool) -> Result<bool> {
+    if n < 4 || seeds == 0 || c.is_nan() || c <= 0.0 {
+        bail!("need --n ≥ 4, --seeds ≥ 1 and --c > 0");
+    }
+    let bar = progress(seeds, "elections");
+    let runs: Vec<_> = (0..seeds)
+        .map(|s| {
+            let e = agora_teams::apps::implicit_election(n, c, s);
+            bar.inc(1);
+            e
+        })
+        .collect();
+    bar.finish_and_clear();
+    let ok = runs.iter().filter(|e| e.success).count();
+    let messages = runs.iter().map(|e| e.messages as f64).sum::<f64>() / runs.len() as f64;
+    let time = runs.iter().map(|e| e.time_units).sum::<f64>() / runs.len() as f64;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"n": n, "c": c, "runs": seeds, "success_rate": ok as f64 / seeds as f64,
+            "messages_mean": messages, "messages_per_node": messages / n as f64, "time_units_mean": time, "elections": runs})
+        );
+    } else {
+        print!(
+            "{}",
+            table(&[
+                ("implicit election".into(), format!("n = {n}, c = {c}, k = {}", runs[0].k)),
+                ("exactly one leader".into(), format!("{ok} of {seeds}")),
+                ("messages".into(), format!("{messages:.0} mean ({:.2} per node)", messages / n as f64)),
+                ("time".into(), format!("{time:.1} units mean")),
+            ])
+        );
+    }
+    Ok(ok > 0)
 }

@@ -12,6 +12,7 @@
 //! Work in progress (issue 4): the applications, the baselines, the sweeps
 //! and plots, and the TCP cluster are still to come.
 
+pub mod apps;
 pub mod baselines;
 pub mod graph;
 pub mod node;

@@ -107,3 +107,16 @@ fn baselines_form_teams_and_leader_gathering_loses_tokens_to_a_faulty_leader() {
     }
     assert!(lost > 5, "leader gathering lost tokens in {lost} of 40 runs");
 }
+
+#[test]
+fn implicit_leader_election_elects_exactly_one_leader_whp() {
+    use agora_teams::apps::implicit_election;
+    let runs: Vec<_> = (0..100).map(|seed| implicit_election(1024, 8.0, seed)).collect();
+    let ok = runs.iter().filter(|e| e.success).count();
+    // The Poisson estimate for c = 8, n = 1024 is 0.99.
+    assert!(ok >= 93, "{ok} of 100 elections found exactly one leader");
+    for e in &runs {
+        assert_eq!(e.success, e.leaders.len() == 1);
+        assert_eq!(e.teams, e.candidates / e.k, "one team per k candidates: {e:?}");
+    }
+}
