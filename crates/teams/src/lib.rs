@@ -8,9 +8,38 @@
 //!   `Protocol`.
 //! * [`run`]: one run in the simulator, with the invariants checked after
 //!   every event, and its report.
+//! * [`baselines`]: leader gathering and broadcast per token, in the same
+//!   simulator.
+//! * [`apps`]: implicit leader election.
 //!
-//! Work in progress (issue 4): the applications, the baselines, the sweeps
-//! and plots, and the TCP cluster are still to come.
+//! # Measured against the paper's claims
+//!
+//! `agora teams sweep --n-from 64 --n-to 65536 --seeds 5` (k = 2, 64 tokens
+//! over 10 time units, uniform adversary, c = 2, ε = 0.5):
+//!
+//! * **Messages per token: sublinear, as claimed.** 103 at n = 64, 875 at
+//!   1024, 5744 at 65,536. The best power law is n^0.575; least squares
+//!   against a·sqrt(n ln n) gives a = 7.6, our reading of the bound. Most of
+//!   it is status updates: each busy interval costs two broadcasts to the
+//!   primary's ≈ sqrt(c n ln n / ε) utilities. Below n ≈ 512 this is *more*
+//!   than broadcasting every token (n messages). Team formation pays off only
+//!   at larger n.
+//! * **Reaction time: logarithmic-order or better, as claimed.** The mean is
+//!   0.59 units at n = 64 and 0.94 at n = 65,536; the p99 stays between 4 and
+//!   11 units with no trend.
+//! * **Fault tolerance: as claimed at n = 1024.** With 25–90% of the nodes
+//!   faulty, every run ended with every token in a team. Leader gathering
+//!   succeeded in 40% of runs at 50% faulty and none at 90% (its leader is
+//!   faulty with that probability).
+//! * **Implicit election: total messages grow sublinearly, but are not below
+//!   n at these sizes** (`agora teams le`, c = 8). Per node: 59 at n = 256,
+//!   29 at 4096, 11.6 at 65,536. The total falls below n only far beyond
+//!   2^20 with these constants.
+//! * At n = 2^20, one run with 200 tokens takes 8 s and 372 MB.
+//!
+//! Work in progress (issue 4): explicit election and termination detection,
+//! vector TF, matchmaking, matching, trigger counting, the Afek–Gafni
+//! baseline, fragile toggles in the middle of a run, and the TCP cluster.
 
 pub mod apps;
 pub mod baselines;
