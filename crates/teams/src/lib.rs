@@ -37,9 +37,24 @@
 //!   2^20 with these constants.
 //! * At n = 2^20, one run with 200 tokens takes 8 s and 372 MB.
 //!
+//! # A gap in the failure model
+//!
+//! The seed lets a fragile node turn faulty at any quiescent time, including
+//! while it holds the fewer-than-k leftover tokens. With our channel layer
+//! such a node stays busy in its utilities' eyes, since a faulty node sends
+//! nothing. A utility that pairs it with a live primary then opens a channel
+//! that never answers: the live primary's phase never ends and that utility
+//! stays blocked. With 32 of 64 nodes toggling between bursts, seed 0 ends
+//! with 23 tokens stranded. The paper's liveness argument (its Lemma 4)
+//! assumes live channel ends, and the seed does not say how its channel layer
+//! avoids this. The tests therefore let fragile nodes toggle only when they
+//! hold no token. A related case is fixed: a utility that was faulty misses
+//! status updates and may open a channel on a stale view. The primary then
+//! answers the `Open` with its current status, which releases the channel.
+//!
 //! Work in progress (issue 4): explicit election and termination detection,
 //! vector TF, matchmaking, matching, trigger counting, the Afek–Gafni
-//! baseline, fragile toggles in the middle of a run, and the TCP cluster.
+//! baseline, and the TCP cluster.
 
 pub mod apps;
 pub mod baselines;

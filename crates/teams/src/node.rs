@@ -11,7 +11,10 @@
 //!   random and sends each an `Open` naming a fresh random channel id, the
 //!   peer, and the busy interval it saw for the receiver.
 //! * A primary accepts an `Open` only if it is still in that busy interval,
-//!   so a channel lies within one busy interval of each end.
+//!   so a channel lies within one busy interval of each end. Otherwise it
+//!   answers with its current status: a utility that missed updates (they
+//!   are lost while it is faulty) learns the truth and releases the channel,
+//!   which frees the peer.
 //! * The utility releases the channel when, and only when, it hears that one
 //!   end turned non-busy (or began a new busy interval). It then sends
 //!   `Close` to both ends.
@@ -149,13 +152,15 @@ pub struct Node {
     me: NodeId,
     primary: Option<Box<Primary>>,
     utility: Option<Box<Utility>>,
-    /// Teams formed here (kept for reports; not protocol state).
+    /// Teams formed here and channels mediated (kept for reports and for
+    /// adversaries that target busy nodes; not protocol state).
     pub teams: u64,
+    pub mediated: u64,
 }
 
 impl Node {
     pub fn new(cfg: Arc<Config>, me: NodeId) -> Self {
-        Node { cfg, me, primary: None, utility: None, teams: 0 }
+        Node { cfg, me, primary: None, utility: None, teams: 0, mediated: 0 }
     }
 
     /// Tokens held as a primary.
@@ -367,6 +372,7 @@ impl Node {
         io.send(ends[0].0, Msg::Open { channel: id, peer: ends[1].0, interval: ends[0].1 });
         io.send(ends[1].0, Msg::Open { channel: id, peer: ends[0].0, interval: ends[1].1 });
         io.count("channels", 1);
+        self.mediated += 1;
     }
 
     fn on_relay(&mut self, from: NodeId, channel: u64, to: NodeId, msg: Principal, io: &mut Io<'_, Self>) {
@@ -397,7 +403,15 @@ impl Protocol for Node {
             Msg::Status { busy, interval } => self.on_status(from, busy, interval, io),
             Msg::Relay { channel, to, msg } => self.on_relay(from, channel, to, msg, io),
             Msg::Open { channel, peer, interval } => {
-                let Some(p) = self.primary.as_mut().filter(|p| p.interval == interval) else { return };
+                let Some(p) = self.primary.as_mut().filter(|p| p.interval == interval) else {
+                    // Opened on a stale view of us (the utility missed our
+                    // updates, e.g. while it was faulty): correct it, which
+                    // releases the channel and frees the peer.
+                    let (busy, now) = self.primary.as_ref().map_or((false, interval), |p| (true, p.interval));
+                    io.send(from, Msg::Status { busy, interval: now });
+                    io.count("status_corrections", 1);
+                    return;
+                };
                 p.channels.insert(from, Channel { id: channel, peer, request_out: false, waiting: false });
                 if p.phase.is_none() {
                     self.start_phase(io);
@@ -491,16 +505,17 @@ mod tests {
     }
 
     /// A primary accepts a channel only for its current busy interval, so a
-    /// channel never spans two intervals (an Open sent for an old one is ignored).
+    /// channel never spans two intervals; an Open sent for an old one is
+    /// refused, with a status update that corrects the utility.
     #[test]
     fn a_primary_refuses_a_channel_for_a_past_busy_interval() {
         let (mut v, mut rng) = utility();
         let mut out = Vec::new();
         v.on_input(Input::Inject(1), &mut Io::new(NodeId(0), Time::ZERO, &mut rng, &mut out));
         let interval = v.primary.as_ref().unwrap().interval;
-        assert!(
-            deliver(&mut v, 5, Msg::Open { channel: 9, peer: NodeId(3), interval: interval ^ 1 }, &mut rng).is_empty()
-        );
+        // An Open for another interval is refused, and the utility corrected.
+        let sent = deliver(&mut v, 5, Msg::Open { channel: 9, peer: NodeId(3), interval: interval ^ 1 }, &mut rng);
+        assert_eq!(sent, vec![(NodeId(5), Msg::Status { busy: true, interval })]);
         assert!(v.channels().is_empty());
         let sent = deliver(&mut v, 5, Msg::Open { channel: 9, peer: NodeId(3), interval }, &mut rng);
         assert_eq!(v.channels(), vec![(NodeId(5), 9, NodeId(3))]);

@@ -120,3 +120,80 @@ fn implicit_leader_election_elects_exactly_one_leader_whp() {
         assert_eq!(e.teams, e.candidates / e.k, "one team per k candidates: {e:?}");
     }
 }
+
+/// Bursts of tokens with quiet gaps; between bursts the fragile half toggles
+/// faulty, then back (each toggle waits for a quiescent time: no message in
+/// flight, fewer than k tokens). Injections into faulty nodes are refused.
+#[test]
+fn fragile_nodes_toggle_between_bursts() {
+    use agora_core::NodeId;
+    use agora_sim::Fault;
+    use agora_teams::Input;
+    let unit = agora_teams::run::UNIT.as_nanos() as u64;
+    for seed in 0..50u64 {
+        let (mut sim, _) = build(&RunSpec::new(64, 3, 0, seed));
+        let fragile: Vec<NodeId> = (0..64).filter(|i| (i + seed) % 2 == 0).map(|i| NodeId(i as u32)).collect();
+        sim.set_fragile(fragile.iter().copied());
+        // Quiescent: fewer than k tokens, none of them at a fragile node (see
+        // the crate docs: a node that turns faulty while holding tokens
+        // stays busy in its utilities' eyes, and a channel to it never
+        // answers).
+        let holds_none = fragile.clone();
+        sim.set_quiescence(move |w| {
+            w.nodes.ids().map(|id| w.nodes.state(id).tokens()).sum::<u64>() < 3
+                && holds_none.iter().all(|&f| w.nodes.state(f).tokens() == 0)
+        });
+        let mut g = ChaCha8Rng::seed_from_u64(seed);
+        for burst in 0..4u64 {
+            let start = burst * 1000 * unit + unit;
+            // Even bursts: the fragile half is faulty; odd ones: it recovered.
+            for &f in &fragile {
+                sim.schedule_fault(
+                    Time::from_nanos(start - unit / 2),
+                    Fault::Fragile { node: f, faulty: burst % 2 == 0 },
+                );
+            }
+            for _ in 0..20 {
+                let at = start + g.random_range(0..10 * unit);
+                sim.schedule_input(Time::from_nanos(at), NodeId(g.random_range(0..64)), Input::Inject(1));
+            }
+        }
+        sim.run_until(Time::from_nanos(1 << 42)).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        end_check(&sim, 3).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert_eq!(sim.toggles().len(), 4 * fragile.len(), "seed {seed}: every toggle happened, at quiescence");
+        let c = &sim.stats().counters;
+        assert!(sim.stats().inputs_refused > 0 && c.get("injected") < 80, "seed {seed}: faulty nodes refused tokens");
+        assert_eq!(c.get("teams"), c.get("injected") / 3, "seed {seed}");
+    }
+}
+
+/// An adversary that makes fragile the nodes that mediated the most channels
+/// in a pilot run of the same instance: the busiest utilities.
+#[test]
+fn adversarially_chosen_fragile_nodes() {
+    use agora_sim::Fault;
+    for seed in 0..30u64 {
+        let spec = RunSpec { spread: 10.0, ..RunSpec::new(128, 2, 40, seed) };
+        let pilot = check(&spec);
+        let mut busiest: Vec<_> = pilot.nodes().ids().collect();
+        busiest.sort_by_key(|&id| std::cmp::Reverse(pilot.node(id).mediated));
+        let targets = &busiest[..64];
+        let (mut sim, _) = build(&RunSpec { tokens: 0, ..spec.clone() });
+        sim.set_fragile(targets.iter().copied());
+        let k = 2;
+        sim.set_quiescence(move |w| w.nodes.ids().map(|id| w.nodes.state(id).tokens()).sum::<u64>() < k);
+        for &t in targets {
+            sim.schedule_fault(Time::ZERO, Fault::Fragile { node: t, faulty: true });
+        }
+        // The same 40 tokens, at live nodes only.
+        let live: Vec<_> = sim.nodes().ids().filter(|id| !targets.contains(id)).collect();
+        let mut g = ChaCha8Rng::seed_from_u64(seed);
+        for _ in 0..40 {
+            let at = Time::from_nanos(1 + g.random_range(0..10 * agora_teams::run::UNIT.as_nanos() as u64));
+            sim.schedule_input(at, live[g.random_range(0..live.len())], agora_teams::Input::Inject(1));
+        }
+        sim.run_until(Time::from_nanos(1 << 42)).unwrap();
+        end_check(&sim, 2).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert_eq!(sim.stats().counters.get("teams"), 20, "seed {seed}");
+    }
+}
