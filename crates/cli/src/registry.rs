@@ -107,6 +107,31 @@ impl Runnable for agora_alloc::node::Node {
     }
 }
 
+impl Runnable for agora_teams::Node {
+    const NAME: &'static str = "teams";
+    type Params = agora_teams::Params;
+
+    fn validate(params: &Self::Params, _nodes: u32) -> Result<(), String> {
+        params.validate()
+    }
+    fn build(params: &Self::Params, nodes: u32) -> Box<dyn FnMut(NodeId) -> Self + Send> {
+        let cfg = Arc::new(params.config(nodes));
+        Box::new(move |id| agora_teams::Node::new(cfg.clone(), id))
+    }
+    fn install_invariants(params: &Self::Params, nodes: u32, sim: &mut Sim<Self>) {
+        agora_teams::run::install_conservation(sim, nodes, params.k);
+        agora_teams::run::install_channel_checks(sim);
+    }
+    fn outcome(params: &Self::Params, _nodes: u32, sim: &Sim<Self>) -> serde_json::Value {
+        let c = &sim.stats().counters;
+        serde_json::json!({
+            "tokens_injected": c.get("injected"),
+            "teams_formed": c.get("teams"),
+            "end_check": agora_teams::run::end_check(sim, params.k).err().unwrap_or_else(|| "passed".into()),
+        })
+    }
+}
+
 /// The broadcast parameters with the node count the scenario or cluster file sets.
 fn broadcast_config(params: &agora_broadcast::Config, nodes: u32) -> Arc<agora_broadcast::Config> {
     Arc::new(agora_broadcast::Config { nodes, ..params.clone() })
@@ -135,7 +160,7 @@ pub fn check_params<P: Runnable>(params: &P::Params, nodes: u32) -> Result<(), P
 }
 
 /// The protocol names the command knows.
-pub const PROTOCOLS: &[&str] = &[agora_broadcast::Node::NAME, agora_alloc::node::Node::NAME];
+pub const PROTOCOLS: &[&str] = &[agora_broadcast::Node::NAME, agora_alloc::node::Node::NAME, agora_teams::Node::NAME];
 
 /// Runs `$body` with `$P` bound to the protocol type named `$name`.
 macro_rules! with_protocol {
@@ -144,6 +169,10 @@ macro_rules! with_protocol {
         match name {
             n if n == <agora_broadcast::Node as $crate::registry::Runnable>::NAME => {
                 type $P = agora_broadcast::Node;
+                $body
+            }
+            n if n == <agora_teams::Node as $crate::registry::Runnable>::NAME => {
+                type $P = agora_teams::Node;
                 $body
             }
             n if n == <agora_alloc::node::Node as $crate::registry::Runnable>::NAME => {

@@ -73,3 +73,68 @@ fn sweep_writes_csv_and_plots() {
     assert!(summary.contains("# fit: messages per token ≈"), "{summary}");
     assert!(std::fs::read_to_string(dir.join("messages.svg")).unwrap().contains("<svg"));
 }
+
+fn teams_at(http: std::net::SocketAddr) -> Option<u64> {
+    agora_net::probe::get_json(http, "/status").ok()?["protocol"]["teams"].as_u64()
+}
+
+fn inject(http: std::net::SocketAddr) {
+    let (code, body) =
+        agora_net::probe::request(http, "POST", "/input", Some(r#"{"Inject": 1}"#), std::time::Duration::from_secs(5))
+            .unwrap();
+    assert_eq!(code, 202, "{body}");
+}
+
+/// 16 node processes over TCP form teams from tokens injected over HTTP; a
+/// node is killed between teams (at a quiescent time: no token anywhere,
+/// nothing in flight) and the others go on forming teams.
+#[test]
+fn sixteen_processes_form_teams_over_tcp_and_survive_a_kill() {
+    use std::time::{Duration, Instant};
+    let dir = temp_dir("teams-tcp");
+    let a = free_addrs(32);
+    let mut file = String::from("protocol = \"teams\"\n[params]\nk = 3\ngraph_seed = 7\n");
+    for i in 0..16 {
+        file += &format!("\n[[node]]\nname = \"n{i}\"\nlisten = \"{}\"\nhttp = \"{}\"\n", a[2 * i], a[2 * i + 1]);
+    }
+    let config = dir.join("cluster.toml");
+    std::fs::write(&config, file).unwrap();
+    let mut nodes: Vec<_> = (0..16).map(|i| spawn_node(&config, &format!("n{i}"))).collect();
+    let http = |i: usize| a[2 * i + 1];
+    let start = Instant::now();
+    while !(0..16).all(|i| teams_at(http(i)).is_some()) {
+        assert!(start.elapsed() < Duration::from_secs(20), "nodes did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let total = |live: &[usize]| live.iter().map(|&i| teams_at(http(i)).unwrap_or(0)).sum::<u64>();
+    let wait_for = |live: &[usize], want: u64| {
+        let start = Instant::now();
+        while total(live) < want {
+            assert!(start.elapsed() < Duration::from_secs(30), "{} of {want} teams", total(live));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let all: Vec<usize> = (0..16).collect();
+    for i in 0..6 {
+        inject(http(i));
+    }
+    wait_for(&all, 2);
+    // Quiescent now: no tokens left (6 = 2 teams of 3), let in-flight
+    // status updates drain, then kill n15 outright.
+    std::thread::sleep(Duration::from_millis(300));
+    let before = teams_at(http(15)).unwrap();
+    nodes[15].kill().unwrap();
+    nodes[15].wait().unwrap();
+    let live: Vec<usize> = (0..15).collect();
+    for i in 6..12 {
+        inject(http(i));
+    }
+    wait_for(&live, 4 - before);
+    assert_eq!(total(&live) + before, 4, "exactly 4 teams of 3 from 12 tokens");
+    for (i, mut n) in nodes.into_iter().enumerate() {
+        if i != 15 {
+            drop(n.stdin.take());
+            assert!(n.wait().unwrap().success());
+        }
+    }
+}

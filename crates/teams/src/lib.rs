@@ -63,4 +63,4 @@ pub mod node;
 pub mod run;
 
 pub use graph::Graph;
-pub use node::{Config, Input, Msg, Node, Output};
+pub use node::{Config, Input, Msg, Node, Output, Params};

@@ -58,6 +58,49 @@ pub struct Config {
     pub k: u64,
 }
 
+/// The protocol's parameters in scenario and cluster files (`[params]`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// Team size.
+    pub k: u64,
+    /// The graph's c and ε: p = min(1, sqrt(c ln n / (ε n))).
+    #[serde(default = "default_c")]
+    pub c: f64,
+    #[serde(default = "default_epsilon")]
+    pub epsilon: f64,
+    /// Seeds the graph: every node of a cluster must use the same one.
+    #[serde(default)]
+    pub graph_seed: u64,
+}
+
+fn default_c() -> f64 {
+    2.0
+}
+fn default_epsilon() -> f64 {
+    0.5
+}
+
+impl Params {
+    /// Checks the parameters; the error starts with the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.k < 2 {
+            return Err(format!("k: {} is not a team size (k ≥ 2)", self.k));
+        }
+        if !(self.c.is_finite() && self.c > 0.0) {
+            return Err(format!("c: {} must be > 0", self.c));
+        }
+        if !(self.epsilon > 0.0 && self.epsilon <= 1.0) {
+            return Err(format!("epsilon: {} must be in (0, 1]", self.epsilon));
+        }
+        Ok(())
+    }
+
+    pub fn config(&self, n: u32) -> Config {
+        Config { graph: Graph::new(n, self.c, self.epsilon, self.graph_seed), k: self.k }
+    }
+}
+
 /// What primaries say to each other over a channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Principal {

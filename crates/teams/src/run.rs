@@ -147,7 +147,7 @@ pub fn build_with<P: Holder>(spec: &RunSpec, factory: impl FnMut(NodeId) -> P + 
 
 /// Token conservation after every event: injected = held + in transit +
 /// k × teams. Kept incrementally: only the event's node can have changed.
-fn install_conservation<P: Holder>(sim: &mut Sim<P>, n: u32, k: u64) {
+pub fn install_conservation<P: Holder>(sim: &mut Sim<P>, n: u32, k: u64) {
     let held = RefCell::new(vec![0u64; n as usize]);
     let total = Cell::new(0u64);
     sim.add_invariant("token conservation", move |w| {
@@ -180,7 +180,7 @@ fn install_conservation<P: Holder>(sim: &mut Sim<P>, n: u32, k: u64) {
 /// other holds its successor through the same mediator); FIFO links from the
 /// mediator order `Close`, `Open` and the relayed messages, so nothing is
 /// misread, which the liveness and conservation checks confirm.
-fn install_channel_checks(sim: &mut Sim<Node>) {
+pub fn install_channel_checks(sim: &mut Sim<Node>) {
     sim.add_invariant("channel layer", |w| {
         if let Some(v) = w.active {
             let node = w.nodes.state(v);
