@@ -27,6 +27,19 @@ pub enum TeamsCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Distributed trigger counting: an alarm exactly when w triggers occurred.
+    Dtc {
+        #[arg(long)]
+        n: u32,
+        #[arg(long)]
+        w: u64,
+        #[arg(long)]
+        triggers: u64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Runs over n = 2^a … 2^b and over fragile fractions, beside the
     /// baselines; writes runs.csv, summary.csv and SVG plots to --out.
     Sweep(SweepArgs),
@@ -96,6 +109,27 @@ pub fn teams(cmd: TeamsCmd) -> Result<bool> {
         TeamsCmd::Run(a) => run_cmd(&a),
         TeamsCmd::Sweep(a) => sweep(&a),
         TeamsCmd::Le { n, c, seeds, json } => le(n, c, seeds, json),
+        TeamsCmd::Dtc { n, w, triggers, seed, json } => {
+            if n < 2 || w < 2 {
+                bail!("need --n ≥ 2 and --w ≥ 2");
+            }
+            let r = agora_teams::apps::trigger_counting(n, w, triggers, seed);
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                print!(
+                    "{}",
+                    table(&[
+                        ("triggers".into(), format!("{triggers} at random nodes over 50 units; alarm every w = {w}")),
+                        ("alarms".into(), format!("{} (expected {})", r.alarms.len(), triggers / w)),
+                        ("alarm times".into(), format!("{:.2?}", r.alarms)),
+                        ("due (w-th triggers)".into(), format!("{:.2?}", r.due)),
+                        ("messages".into(), r.messages.to_string()),
+                    ])
+                );
+            }
+            Ok(r.alarms.len() as u64 == triggers / w)
+        }
     }
 }
 

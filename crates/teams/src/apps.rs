@@ -57,3 +57,39 @@ pub fn implicit_election(n: u32, c: f64, seed: u64) -> Election {
         time_units: sim.now().as_nanos() as f64 / crate::run::UNIT.as_nanos() as f64,
     }
 }
+
+/// **Distributed trigger counting**: raise an alarm exactly when w triggers
+/// have occurred in total. Each trigger injects a token where it happens,
+/// and team formation runs with k = w. A team, which is the alarm, cannot
+/// form before w tokens exist (safety), and forms once they do (liveness).
+/// Every further w triggers raise the next alarm.
+#[derive(Clone, Debug, Serialize)]
+pub struct TriggerCount {
+    pub w: u64,
+    pub triggers: u64,
+    /// Time units at which alarms were raised.
+    pub alarms: Vec<f64>,
+    /// When the w-th, 2w-th, … trigger happened (units).
+    pub due: Vec<f64>,
+    pub messages: u64,
+}
+
+pub fn trigger_counting(n: u32, w: u64, triggers: u64, seed: u64) -> TriggerCount {
+    let unit = crate::run::UNIT.as_nanos() as f64;
+    let spec = RunSpec { spread: 0.0, ..RunSpec::new(n, w.max(2), 0, seed) };
+    let (mut sim, _) = build(&spec);
+    let mut g = ChaCha8Rng::seed_from_u64(seed ^ 0x7219);
+    let mut times: Vec<u64> = (0..triggers).map(|_| 1 + g.random_range(0..(50.0 * unit) as u64)).collect();
+    times.sort_unstable();
+    for &t in &times {
+        sim.schedule_input(Time::from_nanos(t), NodeId(g.random_range(0..n)), Input::Inject(1));
+    }
+    sim.run_until(Time::from_nanos(u64::MAX / 2)).expect("invariants hold");
+    let mut alarms = Vec::new();
+    for o in sim.outputs() {
+        let crate::Output::Teams(t) = o.output;
+        alarms.extend(std::iter::repeat_n(o.at.as_nanos() as f64 / unit, t as usize));
+    }
+    let due = times.iter().skip(w.max(1) as usize - 1).step_by(w.max(1) as usize).map(|&t| t as f64 / unit).collect();
+    TriggerCount { w, triggers, alarms, due, messages: sim.stats().messages_sent }
+}

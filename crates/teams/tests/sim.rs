@@ -197,3 +197,18 @@ fn adversarially_chosen_fragile_nodes() {
         assert_eq!(sim.stats().counters.get("teams"), 20, "seed {seed}");
     }
 }
+
+#[test]
+fn trigger_counting_raises_the_alarm_exactly_at_w_triggers() {
+    use agora_teams::apps::trigger_counting;
+    for seed in 0..30 {
+        // w − 1 triggers: no alarm, ever.
+        assert!(trigger_counting(64, 5, 4, seed).alarms.is_empty(), "seed {seed}");
+        // 3w + 2 triggers: exactly 3 alarms, the i-th no earlier than the (i·w)-th trigger.
+        let r = trigger_counting(64, 5, 17, seed);
+        assert_eq!(r.alarms.len(), 3, "seed {seed}: {r:?}");
+        for (alarm, due) in r.alarms.iter().zip(&r.due) {
+            assert!(alarm >= due, "seed {seed}: alarm at {alarm} before the trigger at {due}");
+        }
+    }
+}
