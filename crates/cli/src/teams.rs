@@ -41,7 +41,8 @@ pub enum TeamsCmd {
         json: bool,
     },
     /// Runs over n = 2^a … 2^b and over fragile fractions, beside the
-    /// baselines; writes runs.csv, summary.csv and SVG plots to --out.
+    /// baselines, and implicit elections over n; writes CSV files and SVG
+    /// plots to --out.
     Sweep(SweepArgs),
 }
 
@@ -251,7 +252,8 @@ fn sweep(a: &SweepArgs) -> Result<bool> {
     }
     let fractions = [0.0, 0.25, 0.5, 0.75, 0.9];
     let per_size = |n: u32| 2 + u64::from(n <= a.broadcast_max_n);
-    let total: u64 = sizes.iter().map(|&n| per_size(n) * a.seeds).sum::<u64>() + fractions.len() as u64 * 3 * a.seeds;
+    let total: u64 =
+        sizes.iter().map(|&n| (per_size(n) + 1) * a.seeds).sum::<u64>() + fractions.len() as u64 * 3 * a.seeds;
     let bar = progress(total, "runs");
     let mut rows = Vec::new();
     let base =
@@ -284,6 +286,15 @@ fn sweep(a: &SweepArgs) -> Result<bool> {
     }
     for &f in &fractions {
         do_runs(a.fragile_n, f, true, 1_000_000);
+    }
+    // Implicit leader election (c = 8): total messages against n.
+    let mut elections = Vec::new();
+    for &n in &sizes {
+        let runs: Vec<_> = (0..a.seeds).map(|s| agora_teams::apps::implicit_election(n, 8.0, s)).collect();
+        bar.inc(a.seeds);
+        let ok = runs.iter().filter(|e| e.success).count() as f64 / runs.len() as f64;
+        let messages = runs.iter().map(|e| e.messages as f64).sum::<f64>() / runs.len() as f64;
+        elections.push((n as f64, messages, ok));
     }
     bar.finish_and_clear();
 
@@ -421,8 +432,34 @@ fn sweep(a: &SweepArgs) -> Result<bool> {
         "runs where every token ended in a team",
         &fragile_series,
     )?;
+    let mut le_csv = String::from("n,messages_mean,messages_per_node,success_rate\n");
+    for &(n, m, ok) in &elections {
+        writeln!(le_csv, "{n},{m:.1},{:.3},{ok:.3}", m / n)?;
+    }
+    std::fs::write(a.out.join("election.csv"), le_csv)?;
+    line_chart(
+        &a.out.join("election.svg"),
+        "implicit leader election (c = 8): total messages",
+        "log2 n",
+        "log2 messages",
+        &[
+            Series {
+                name: "implicit election".into(),
+                points: elections.iter().map(|e| (log2(e.0), e.1.log2())).collect(),
+                fitted: false,
+            },
+            Series {
+                name: "n (for reference)".into(),
+                points: elections.iter().map(|e| (log2(e.0), log2(e.0))).collect(),
+                fitted: true,
+            },
+        ],
+    )?;
     print!("{summary}");
-    eprintln!("wrote runs.csv, summary.csv, messages.svg, reaction.svg, fragile.svg to {}", a.out.display());
+    eprintln!(
+        "wrote runs.csv, summary.csv, election.csv, messages.svg, reaction.svg, fragile.svg, election.svg to {}",
+        a.out.display()
+    );
     Ok(true)
 }
 

@@ -62,7 +62,8 @@ fn sweep_writes_csv_and_plots() {
         dir.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{:?}", text(&out));
-    for f in ["runs.csv", "summary.csv", "messages.svg", "reaction.svg", "fragile.svg"] {
+    for f in ["runs.csv", "summary.csv", "election.csv", "messages.svg", "reaction.svg", "fragile.svg", "election.svg"]
+    {
         let len = std::fs::metadata(dir.join(f)).map(|m| m.len()).unwrap_or(0);
         assert!(len > 100, "{f}: {len} bytes");
     }
