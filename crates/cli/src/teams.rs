@@ -40,6 +40,28 @@ pub enum TeamsCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Distributed matching: marked nodes paired, each told its partner (JSON).
+    Match {
+        #[arg(long)]
+        n: u32,
+        #[arg(long)]
+        marked: usize,
+        #[arg(long, default_value_t = 0.0)]
+        fragile: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Online matchmaking: players arriving at servers paired, servers told (JSON).
+    Matchmaking {
+        #[arg(long)]
+        n: u32,
+        #[arg(long)]
+        servers: u32,
+        #[arg(long)]
+        players: u64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Runs over n = 2^a … 2^b and over fragile fractions, beside the
     /// baselines, and implicit elections over n; writes CSV files and SVG
     /// plots to --out.
@@ -110,6 +132,22 @@ pub fn teams(cmd: TeamsCmd) -> Result<bool> {
         TeamsCmd::Run(a) => run_cmd(&a),
         TeamsCmd::Sweep(a) => sweep(&a),
         TeamsCmd::Le { n, c, seeds, json } => le(n, c, seeds, json),
+        TeamsCmd::Match { n, marked, fragile, seed } => {
+            if n < 2 || !(0.0..1.0).contains(&fragile) {
+                bail!("need --n ≥ 2 and --fragile in [0, 1)");
+            }
+            let m = agora_teams::apps::matching(n, marked, fragile, seed);
+            println!("{}", serde_json::to_string(&m)?);
+            Ok(m.pairs.len() == m.marked.len() / 2)
+        }
+        TeamsCmd::Matchmaking { n, servers, players, seed } => {
+            if n < 2 || servers == 0 {
+                bail!("need --n ≥ 2 and --servers ≥ 1");
+            }
+            let m = agora_teams::apps::matchmaking(n, servers, players, seed);
+            println!("{}", serde_json::to_string(&m)?);
+            Ok(m.matches.len() as u64 == players / 2)
+        }
         TeamsCmd::Dtc { n, w, triggers, seed, json } => {
             if n < 2 || w < 2 {
                 bail!("need --n ≥ 2 and --w ≥ 2");
@@ -168,6 +206,7 @@ fn spec(a: &RunArgs) -> Result<RunSpec> {
         seed: a.seed,
         c: a.c,
         epsilon: a.epsilon,
+        notify: false,
     })
 }
 

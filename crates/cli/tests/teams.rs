@@ -139,3 +139,23 @@ fn sixteen_processes_form_teams_over_tcp_and_survive_a_kill() {
         }
     }
 }
+
+#[test]
+fn applications_run_from_the_command_line() {
+    let out = run(&["teams", "match", "--n", "64", "--marked", "9", "--fragile", "0.3", "--seed", "4"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["pairs"].as_array().unwrap().len(), 4);
+    let out = run(&["teams", "matchmaking", "--n", "64", "--servers", "4", "--players", "10"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["matches"].as_array().unwrap().len(), 5);
+    let out = run(&["teams", "dtc", "--n", "32", "--w", "3", "--triggers", "10", "--json"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["alarms"].as_array().unwrap().len(), 3);
+    let out = run(&["teams", "le", "--n", "256", "--seeds", "5", "--json"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["success_rate"].as_f64().unwrap() >= 0.8);
+}

@@ -43,8 +43,9 @@ pub fn implicit_election(n: u32, c: f64, seed: u64) -> Election {
         }
     }
     sim.run_until(Time::from_nanos(u64::MAX / 2)).expect("invariants hold");
-    // Every output is a team formation (`Output::Teams`): its node leads.
-    let leaders: Vec<u32> = sim.outputs().iter().map(|o| o.node.0).collect();
+    // A node where a team formed leads.
+    let leaders: Vec<u32> =
+        sim.outputs().iter().filter(|o| matches!(o.output, crate::Output::Team(_))).map(|o| o.node.0).collect();
     let teams = sim.stats().counters.get("teams");
     Election {
         n,
@@ -85,11 +86,119 @@ pub fn trigger_counting(n: u32, w: u64, triggers: u64, seed: u64) -> TriggerCoun
         sim.schedule_input(Time::from_nanos(t), NodeId(g.random_range(0..n)), Input::Inject(1));
     }
     sim.run_until(Time::from_nanos(u64::MAX / 2)).expect("invariants hold");
-    let mut alarms = Vec::new();
-    for o in sim.outputs() {
-        let crate::Output::Teams(t) = o.output;
-        alarms.extend(std::iter::repeat_n(o.at.as_nanos() as f64 / unit, t as usize));
-    }
+    // Each team is an alarm.
+    let alarms: Vec<f64> = sim
+        .outputs()
+        .iter()
+        .filter(|o| matches!(o.output, crate::Output::Team(_)))
+        .map(|o| o.at.as_nanos() as f64 / unit)
+        .collect();
     let due = times.iter().skip(w.max(1) as usize - 1).step_by(w.max(1) as usize).map(|&t| t as f64 / unit).collect();
     TriggerCount { w, triggers, alarms, due, messages: sim.stats().messages_sent }
+}
+
+/// A run with `notify` on: tagged tokens injected at given times and nodes;
+/// returns the simulation after it, with its `Matched` outputs.
+fn run_tagged(spec: RunSpec, tokens: &[(Time, NodeId, u64)]) -> agora_sim::Sim<crate::Node> {
+    let (mut sim, _) = build(&RunSpec { notify: true, tokens: 0, ..spec });
+    for &(at, node, tag) in tokens {
+        sim.schedule_input(at, node, Input::Tagged(tag));
+    }
+    sim.run_until(Time::from_nanos(u64::MAX / 2)).expect("invariants hold");
+    sim
+}
+
+/// What each node learned: (node, the team it was told of).
+fn told(sim: &agora_sim::Sim<crate::Node>) -> Vec<(u32, Vec<u64>)> {
+    sim.outputs()
+        .iter()
+        .filter_map(|o| match &o.output {
+            crate::Output::Matched(m) => Some((o.node.0, m.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// **Distributed matching with failures.** Marked nodes inject a token
+/// tagged with their id; teams of k = 2 pair them. The node where a pair
+/// meets tells both their partner's id (2 messages). With a fragile fraction
+/// of nodes faulty from the start, the marked nodes are live ones.
+#[derive(Clone, Debug, Serialize)]
+pub struct Matching {
+    pub marked: Vec<u32>,
+    /// Each pair once, smaller id first, as its members learned it.
+    pub pairs: Vec<(u32, u32)>,
+    pub messages: u64,
+}
+
+pub fn matching(n: u32, marked: usize, fragile: f64, seed: u64) -> Matching {
+    let spec = RunSpec { fragile, ..RunSpec::new(n, 2, 0, seed) };
+    // The fragile nodes `build` picks are faulty from time 0: mark live ones.
+    let mut g = ChaCha8Rng::seed_from_u64(seed ^ 0x3a7c);
+    let fragile_set = crate::run::fragile_nodes(&spec);
+    let live: Vec<u32> = (0..n).filter(|v| !fragile_set.contains(v)).collect();
+    let picks = rand::seq::index::sample(&mut g, live.len(), marked.min(live.len()));
+    let marked: Vec<u32> = picks.into_iter().map(|i| live[i]).collect();
+    let unit = crate::run::UNIT.as_nanos() as u64;
+    let tokens: Vec<_> =
+        marked.iter().map(|&v| (Time::from_nanos(1 + g.random_range(0..5 * unit)), NodeId(v), u64::from(v))).collect();
+    let sim = run_tagged(spec, &tokens);
+    let mut pairs: Vec<(u32, u32)> = told(&sim)
+        .into_iter()
+        .filter_map(|(node, m)| {
+            let (a, b) = (m[0] as u32, m[1] as u32);
+            (node == a.min(b)).then_some((a.min(b), a.max(b)))
+        })
+        .collect();
+    pairs.sort_unstable();
+    Matching { marked, pairs, messages: sim.stats().messages_sent }
+}
+
+/// **Online matchmaking.** Players arrive over time at servers; each arrival
+/// injects a token tagged (player << 32 | server). Teams of k = 2 pair
+/// players, and the node where a pair meets tells both players' servers,
+/// which connects them.
+#[derive(Clone, Debug, Serialize)]
+pub struct Matchmaking {
+    pub players: u64,
+    /// (player, player, server, server) for each match.
+    pub matches: Vec<(u64, u64, u32, u32)>,
+    /// Each server's notifications: (server, player, opponent).
+    pub notified: Vec<(u32, u64, u64)>,
+    pub messages: u64,
+}
+
+pub fn matchmaking(n: u32, servers: u32, players: u64, seed: u64) -> Matchmaking {
+    let spec = RunSpec::new(n, 2, 0, seed);
+    let mut g = ChaCha8Rng::seed_from_u64(seed ^ 0x9a3e);
+    let server_ids: Vec<u32> =
+        rand::seq::index::sample(&mut g, n as usize, servers.min(n) as usize).into_iter().map(|i| i as u32).collect();
+    let unit = crate::run::UNIT.as_nanos() as u64;
+    let tokens: Vec<_> = (0..players)
+        .map(|p| {
+            let s = server_ids[g.random_range(0..server_ids.len())];
+            (Time::from_nanos(1 + g.random_range(0..50 * unit)), NodeId(s), p << 32 | u64::from(s))
+        })
+        .collect();
+    let sim = run_tagged(spec, &tokens);
+    let split = |t: u64| (t >> 32, t as u32);
+    let matches = sim
+        .outputs()
+        .iter()
+        .filter_map(|o| match &o.output {
+            crate::Output::Team(m) => {
+                let ((p, s), (q, t)) = (split(m[0]), split(m[1]));
+                Some((p, q, s, t))
+            }
+            _ => None,
+        })
+        .collect();
+    let notified = told(&sim)
+        .into_iter()
+        .flat_map(|(server, m)| {
+            let (a, b) = (split(m[0]), split(m[1]));
+            [(a, b), (b, a)].into_iter().filter(move |(x, _)| x.1 == server).map(move |(x, y)| (server, x.0, y.0))
+        })
+        .collect();
+    Matchmaking { players, matches, notified, messages: sim.stats().messages_sent }
 }

@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum BaselineMsg {
-    /// Carries tokens.
-    Tokens(u64),
+    /// Carries tokens (their tags).
+    Tokens(Vec<u64>),
     /// "I hold tokens."
     Have,
 }
@@ -34,36 +34,34 @@ impl Message for BaselineMsg {
 }
 
 /// Forms ⌊τ/k⌋ teams at a node holding τ tokens.
-fn form<P: Protocol<Output = Output>>(tokens: &mut u64, k: u64, io: &mut Io<'_, P>) {
-    let teams = *tokens / k;
-    if teams > 0 {
-        *tokens %= k;
-        io.output(Output::Teams(teams));
-        io.count("teams", teams);
+fn form<P: Protocol<Output = Output>>(tokens: &mut Vec<u64>, k: u64, io: &mut Io<'_, P>) {
+    while tokens.len() as u64 >= k {
+        io.output(Output::Team(tokens.drain(..k as usize).collect()));
+        io.count("teams", 1);
     }
 }
 
-fn send_tokens<P: Protocol<Msg = BaselineMsg>>(to: NodeId, t: u64, io: &mut Io<'_, P>) {
+fn send_tokens<P: Protocol<Msg = BaselineMsg>>(to: NodeId, t: Vec<u64>, io: &mut Io<'_, P>) {
+    io.count("tokens_transported", t.len() as u64);
     io.send(to, BaselineMsg::Tokens(t));
-    io.count("tokens_transported", t);
 }
 
 pub struct LeaderGather {
     me: NodeId,
     k: u64,
-    tokens: u64,
+    tokens: Vec<u64>,
 }
 
 impl LeaderGather {
     pub const LEADER: NodeId = NodeId(0);
     pub fn new(me: NodeId, k: u64) -> Self {
-        LeaderGather { me, k, tokens: 0 }
+        LeaderGather { me, k, tokens: Vec::new() }
     }
 }
 
 impl Holder for LeaderGather {
     fn tokens(&self) -> u64 {
-        self.tokens
+        self.tokens.len() as u64
     }
 }
 
@@ -76,10 +74,11 @@ impl Protocol for LeaderGather {
     fn on_start(&mut self, _: &mut Io<'_, Self>) {}
     fn on_timer(&mut self, _: (), _: &mut Io<'_, Self>) {}
 
-    fn on_input(&mut self, Input::Inject(t): Input, io: &mut Io<'_, Self>) {
-        io.count("injected", t);
+    fn on_input(&mut self, input: Input, io: &mut Io<'_, Self>) {
+        let t = input.tags(self.me);
+        io.count("injected", t.len() as u64);
         if self.me == Self::LEADER {
-            self.tokens += t;
+            self.tokens.extend(t);
             form(&mut self.tokens, self.k, io);
         } else {
             send_tokens(Self::LEADER, t, io);
@@ -88,8 +87,8 @@ impl Protocol for LeaderGather {
 
     fn on_message(&mut self, _: NodeId, msg: BaselineMsg, io: &mut Io<'_, Self>) {
         if let BaselineMsg::Tokens(t) = msg {
-            io.count("tokens_received", t);
-            self.tokens += t;
+            io.count("tokens_received", t.len() as u64);
+            self.tokens.extend(t);
             form(&mut self.tokens, self.k, io);
         }
     }
@@ -99,32 +98,31 @@ pub struct Broadcast {
     me: NodeId,
     n: u32,
     k: u64,
-    tokens: u64,
+    tokens: Vec<u64>,
     /// The smallest holder this node has heard of (itself included).
     best: Option<NodeId>,
 }
 
 impl Broadcast {
     pub fn new(me: NodeId, n: u32, k: u64) -> Self {
-        Broadcast { me, n, k, tokens: 0, best: None }
+        Broadcast { me, n, k, tokens: Vec::new(), best: None }
     }
 
     /// Hands what it holds to a smaller holder, or keeps it and forms teams.
     fn settle(&mut self, io: &mut Io<'_, Self>) {
         match self.best {
-            Some(b) if b < self.me && self.tokens > 0 => {
-                send_tokens(b, self.tokens, io);
-                self.tokens = 0;
+            Some(b) if b < self.me && !self.tokens.is_empty() => {
+                send_tokens(b, std::mem::take(&mut self.tokens), io);
             }
             _ => form(&mut self.tokens, self.k, io),
         }
     }
 
-    fn receive(&mut self, t: u64, io: &mut Io<'_, Self>) {
+    fn receive(&mut self, t: Vec<u64>, io: &mut Io<'_, Self>) {
         if self.best.is_none_or(|b| b > self.me) {
             self.best = Some(self.me);
         }
-        self.tokens += t;
+        self.tokens.extend(t);
         self.settle(io);
     }
 
@@ -138,7 +136,7 @@ impl Broadcast {
 
 impl Holder for Broadcast {
     fn tokens(&self) -> u64 {
-        self.tokens
+        self.tokens.len() as u64
     }
 }
 
@@ -151,8 +149,9 @@ impl Protocol for Broadcast {
     fn on_start(&mut self, _: &mut Io<'_, Self>) {}
     fn on_timer(&mut self, _: (), _: &mut Io<'_, Self>) {}
 
-    fn on_input(&mut self, Input::Inject(t): Input, io: &mut Io<'_, Self>) {
-        io.count("injected", t);
+    fn on_input(&mut self, input: Input, io: &mut Io<'_, Self>) {
+        let t = input.tags(self.me);
+        io.count("injected", t.len() as u64);
         self.announce(io);
         self.receive(t, io);
     }
@@ -166,7 +165,7 @@ impl Protocol for Broadcast {
                 self.settle(io);
             }
             BaselineMsg::Tokens(t) => {
-                io.count("tokens_received", t);
+                io.count("tokens_received", t.len() as u64);
                 self.receive(t, io);
             }
         }

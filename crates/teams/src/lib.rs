@@ -10,7 +10,8 @@
 //!   every event, and its report.
 //! * [`baselines`]: leader gathering and broadcast per token, in the same
 //!   simulator.
-//! * [`apps`]: implicit leader election, distributed trigger counting.
+//! * [`apps`]: implicit leader election, distributed trigger counting,
+//!   distributed matching with failures, online matchmaking.
 //!
 //! # Measured against the paper's claims
 //!
@@ -52,9 +53,17 @@
 //! status updates and may open a channel on a stale view. The primary then
 //! answers the `Open` with its current status, which releases the channel.
 //!
+//! # The trace tree, as built
+//!
+//! Tokens carry tags (their origin, or an application's id), and a transport
+//! carries the tags of the fewer-than-k tokens an arm gives up. The node
+//! where a team forms therefore knows the leaves of the team's trace tree.
+//! With `notify` it tells them: k messages per team, nothing stored. That is
+//! what matching and matchmaking use the tree for. Broadcast and echo along
+//! the tree's inner nodes are not built.
+//!
 //! Work in progress (issue 4): explicit election and termination detection,
-//! vector TF, matchmaking and matching (they need the trace tree), and the
-//! Afek–Gafni baseline.
+//! vector TF, and the Afek–Gafni baseline.
 
 pub mod apps;
 pub mod baselines;

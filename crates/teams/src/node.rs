@@ -56,6 +56,9 @@ pub struct Config {
     pub graph: Graph,
     /// Team size.
     pub k: u64,
+    /// When a team forms, tell each member's origin (the node in the low 32
+    /// bits of its tag) who its team is: matching and matchmaking.
+    pub notify: bool,
 }
 
 /// The protocol's parameters in scenario and cluster files (`[params]`).
@@ -97,18 +100,19 @@ impl Params {
     }
 
     pub fn config(&self, n: u32) -> Config {
-        Config { graph: Graph::new(n, self.c, self.epsilon, self.graph_seed), k: self.k }
+        Config { graph: Graph::new(n, self.c, self.epsilon, self.graph_seed), k: self.k, notify: false }
     }
 }
 
 /// What primaries say to each other over a channel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Principal {
     CenterRequest,
     ArmRequest,
     No,
-    /// A response that carries the sender's tokens.
-    Transport(u64),
+    /// A response that carries the sender's tokens (their tags). An arm
+    /// holds fewer than k tokens when it gives them up, so this is O(k) words.
+    Transport(Vec<u64>),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -123,6 +127,8 @@ pub enum Msg {
     Relay { channel: u64, to: NodeId, msg: Principal },
     /// Mediator → primary.
     Relayed { channel: u64, from: NodeId, msg: Principal },
+    /// Team node → each member's origin (with `Config::notify`).
+    Team { members: Vec<u64> },
 }
 
 impl Message for Msg {
@@ -131,6 +137,7 @@ impl Message for Msg {
             Msg::Status { .. } => "status",
             Msg::Open { .. } => "open",
             Msg::Close { .. } => "close",
+            Msg::Team { .. } => "team",
             Msg::Relay { msg, .. } | Msg::Relayed { msg, .. } => match msg {
                 Principal::Transport(_) => "transport",
                 _ => "relay",
@@ -141,14 +148,29 @@ impl Message for Msg {
 
 #[derive(Clone, Debug, Deserialize)]
 pub enum Input {
-    /// The environment injects tokens at this node.
+    /// The environment injects tokens at this node, tagged with its id.
     Inject(u64),
+    /// One token with an application's tag (a player, a trigger).
+    Tagged(u64),
+}
+
+impl Input {
+    /// The tokens this input injects at node `me`, by tag.
+    pub fn tags(&self, me: NodeId) -> Vec<u64> {
+        match *self {
+            Input::Inject(t) => vec![u64::from(me.0); t as usize],
+            Input::Tagged(tag) => vec![tag],
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub enum Output {
-    /// `teams` teams of k tokens formed here.
-    Teams(u64),
+    /// A team of k tokens formed here: their tags, which tell the node
+    /// where the team's tokens came from (the leaves of its trace tree).
+    Team(Vec<u64>),
+    /// This node's token is in a team with these (with `Config::notify`).
+    Matched(Vec<u64>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,9 +191,10 @@ struct Channel {
 
 #[derive(Clone, Debug)]
 struct Primary {
-    tokens: u64,
+    /// Tokens held, by tag, that an arm transports.
+    held: Vec<u64>,
     /// Injected during the current phase: not transported in it.
-    fresh: u64,
+    fresh: Vec<u64>,
     /// The current busy interval's id (0 when not busy).
     interval: u64,
     /// By mediator.
@@ -208,7 +231,7 @@ impl Node {
 
     /// Tokens held as a primary.
     pub fn tokens(&self) -> u64 {
-        self.primary.as_ref().map_or(0, |p| p.tokens)
+        self.primary.as_ref().map_or(0, |p| (p.held.len() + p.fresh.len()) as u64)
     }
 
     /// The channels this primary holds: (mediator, channel id, peer).
@@ -229,20 +252,27 @@ impl Node {
 
     fn primary(&mut self) -> &mut Primary {
         self.primary.get_or_insert_with(|| {
-            Box::new(Primary { tokens: 0, fresh: 0, interval: 0, channels: BTreeMap::new(), phase: None })
+            Box::new(Primary {
+                held: Vec::new(),
+                fresh: Vec::new(),
+                interval: 0,
+                channels: BTreeMap::new(),
+                phase: None,
+            })
         })
     }
 
     /// Tokens arrive (injected, or transported here).
-    fn receive_tokens(&mut self, t: u64, injected: bool, io: &mut Io<'_, Self>) {
-        if t == 0 {
+    fn receive_tokens(&mut self, tags: Vec<u64>, injected: bool, io: &mut Io<'_, Self>) {
+        if tags.is_empty() {
             return;
         }
         let p = self.primary();
-        let was_busy = p.tokens > 0;
-        p.tokens += t;
+        let was_busy = !p.held.is_empty() || !p.fresh.is_empty();
         if injected && p.phase.is_some() {
-            p.fresh += t;
+            p.fresh.extend(tags);
+        } else {
+            p.held.extend(tags);
         }
         if !was_busy {
             let interval = io.rng().random::<u64>() | 1;
@@ -257,18 +287,29 @@ impl Node {
 
     /// ⌊τ/k⌋ teams; turns non-busy if nothing remains.
     fn form_teams(&mut self, io: &mut Io<'_, Self>) {
-        let k = self.cfg.k;
+        let k = self.cfg.k as usize;
         let Some(p) = self.primary.as_mut() else { return };
-        let teams = p.tokens / k;
-        if teams == 0 {
+        let mut formed = 0;
+        while p.held.len() >= k {
+            let members: Vec<u64> = p.held.drain(..k).collect();
+            if self.cfg.notify {
+                // Each origin once, however many of its tokens are in the team.
+                let mut origins: Vec<u32> = members.iter().map(|&m| m as u32).collect();
+                origins.sort_unstable();
+                origins.dedup();
+                for o in origins {
+                    io.send(NodeId(o), Msg::Team { members: members.clone() });
+                }
+            }
+            io.output(Output::Team(members));
+            formed += 1;
+        }
+        if formed == 0 {
             return;
         }
-        p.tokens %= k;
-        p.fresh = p.fresh.min(p.tokens);
-        self.teams += teams;
-        io.output(Output::Teams(teams));
-        io.count("teams", teams);
-        if self.primary.as_ref().is_some_and(|p| p.tokens == 0) {
+        self.teams += formed;
+        io.count("teams", formed);
+        if self.tokens() == 0 {
             self.turn_non_busy(io);
         }
     }
@@ -284,7 +325,8 @@ impl Node {
         let kind = if io.rng().random::<bool>() { Kind::Center } else { Kind::Arm };
         let p = self.primary.as_mut().expect("operational");
         p.phase = Some(kind);
-        p.fresh = 0;
+        let fresh = std::mem::take(&mut p.fresh);
+        p.held.extend(fresh);
         let mut sends = Vec::new();
         for (&u, c) in p.channels.iter_mut() {
             if std::mem::take(&mut c.waiting) && kind == Kind::Arm {
@@ -306,10 +348,12 @@ impl Node {
             return;
         }
         p.phase = None;
-        p.fresh = 0;
+        // This phase's injections count as injected now.
+        let fresh = std::mem::take(&mut p.fresh);
+        p.held.extend(fresh);
         self.form_teams(io);
         // Still operational: the next phase.
-        if self.primary.as_ref().is_some_and(|p| p.tokens > 0 && !p.channels.is_empty()) {
+        if self.tokens() > 0 && self.primary.as_ref().is_some_and(|p| !p.channels.is_empty()) {
             self.start_phase(io);
         }
     }
@@ -321,7 +365,7 @@ impl Node {
             // interval): drop it, except tokens, which are never dropped.
             if let Principal::Transport(t) = msg {
                 io.count("stale_transport", 1);
-                io.count("tokens_received", t);
+                io.count("tokens_received", t.len() as u64);
                 self.receive_tokens(t, false, io);
             } else {
                 io.count("relay_dropped", 1);
@@ -335,10 +379,10 @@ impl Node {
                 Some(Kind::Arm) => {
                     // Transport everything but this phase's injections, then retire.
                     let p = self.primary.as_mut().expect("held");
-                    let t = p.tokens - p.fresh;
-                    let fresh = p.fresh;
+                    let t = std::mem::take(&mut p.held);
+                    let fresh = std::mem::take(&mut p.fresh);
+                    io.count("tokens_transported", t.len() as u64);
                     io.send(mediator, Msg::Relay { channel, to: peer, msg: Principal::Transport(t) });
-                    io.count("tokens_transported", t);
                     self.turn_non_busy(io);
                     // This phase's injections count as injected after it.
                     self.receive_tokens(fresh, true, io);
@@ -354,6 +398,10 @@ impl Node {
                 _ => io.send(mediator, Msg::Relay { channel, to: peer, msg: Principal::No }),
             },
             Principal::No | Principal::Transport(_) => {
+                let arrived = match msg {
+                    Principal::Transport(t) => t,
+                    _ => Vec::new(),
+                };
                 if let Some(c) = self.primary.as_mut().and_then(|p| p.channels.get_mut(&mediator)) {
                     if !c.request_out {
                         // A response to no request of this channel: a
@@ -362,9 +410,9 @@ impl Node {
                     }
                     c.request_out = false;
                 }
-                if let Principal::Transport(t) = msg {
-                    io.count("tokens_received", t);
-                    self.primary.as_mut().expect("held").tokens += t;
+                if !arrived.is_empty() {
+                    io.count("tokens_received", arrived.len() as u64);
+                    self.primary.as_mut().expect("held").held.extend(arrived);
                 }
                 self.maybe_end_phase(io);
             }
@@ -468,18 +516,16 @@ impl Protocol for Node {
                 }
             }
             Msg::Relayed { channel, from: _, msg } => self.on_principal(from, channel, msg, io),
+            Msg::Team { members } => io.output(Output::Matched(members)),
         }
     }
 
     fn on_timer(&mut self, _: (), _io: &mut Io<'_, Self>) {}
 
     fn on_input(&mut self, input: Input, io: &mut Io<'_, Self>) {
-        match input {
-            Input::Inject(t) => {
-                io.count("injected", t);
-                self.receive_tokens(t, true, io);
-            }
-        }
+        let tags = input.tags(self.me);
+        io.count("injected", tags.len() as u64);
+        self.receive_tokens(tags, true, io);
     }
 
     fn status(&self) -> serde_json::Value {
@@ -512,7 +558,7 @@ mod tests {
     }
 
     fn utility() -> (Node, rand_chacha::ChaCha8Rng) {
-        let cfg = Arc::new(Config { graph: Graph::new(8, 2.0, 0.5, 1), k: 2 });
+        let cfg = Arc::new(Config { graph: Graph::new(8, 2.0, 0.5, 1), k: 2, notify: false });
         (Node::new(cfg, NodeId(0)), rand_chacha::ChaCha8Rng::seed_from_u64(3))
     }
 

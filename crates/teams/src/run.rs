@@ -45,6 +45,8 @@ pub struct RunSpec {
     /// The graph's constant c and ε: p = min(1, sqrt(c ln n / (ε n))).
     pub c: f64,
     pub epsilon: f64,
+    /// Team nodes tell the members' origins (matching, matchmaking).
+    pub notify: bool,
 }
 
 impl RunSpec {
@@ -59,6 +61,7 @@ impl RunSpec {
             seed,
             c: 2.0,
             epsilon: 0.5,
+            notify: false,
         }
     }
 }
@@ -102,7 +105,11 @@ impl Holder for Node {
 /// and tokens scheduled. Also returns the injection times (tokens go to live
 /// nodes only, so every one is accepted).
 pub fn build(spec: &RunSpec) -> (Sim<Node>, Vec<Time>) {
-    let cfg = std::sync::Arc::new(Config { graph: Graph::new(spec.n, spec.c, spec.epsilon, spec.seed), k: spec.k });
+    let cfg = std::sync::Arc::new(Config {
+        graph: Graph::new(spec.n, spec.c, spec.epsilon, spec.seed),
+        k: spec.k,
+        notify: spec.notify,
+    });
     let (mut sim, times) = build_with(spec, move |id| Node::new(cfg.clone(), id));
     install_channel_checks(&mut sim);
     (sim, times)
@@ -120,9 +127,8 @@ pub fn build_with<P: Holder>(spec: &RunSpec, factory: impl FnMut(NodeId) -> P + 
     sc.fifo = true;
     let mut sim = Sim::new(spec.n, factory, Model::Async { unit: UNIT, adversary }, sc);
     install_conservation(&mut sim, spec.n, spec.k);
-    let mut g = ChaCha8Rng::seed_from_u64(spec.seed ^ 0x7ea5);
-    let faulty = ((spec.fragile * spec.n as f64) as usize).min(spec.n as usize - 1);
-    let fragile: Vec<u32> = sample(&mut g, spec.n as usize, faulty).into_iter().map(|i| i as u32).collect();
+    let fragile = fragile_nodes(spec);
+    let mut g = ChaCha8Rng::seed_from_u64(spec.seed ^ 0x70c5);
     if !fragile.is_empty() {
         sim.set_fragile(fragile.iter().map(|&i| NodeId(i)));
         let k = spec.k;
@@ -143,6 +149,13 @@ pub fn build_with<P: Holder>(spec: &RunSpec, factory: impl FnMut(NodeId) -> P + 
         times.push(at);
     }
     (sim, times)
+}
+
+/// The fragile nodes of a run (they turn faulty at its first quiescent time).
+pub fn fragile_nodes(spec: &RunSpec) -> Vec<u32> {
+    let mut g = ChaCha8Rng::seed_from_u64(spec.seed ^ 0x7ea5);
+    let faulty = ((spec.fragile * spec.n as f64) as usize).min(spec.n as usize - 1);
+    sample(&mut g, spec.n as usize, faulty).into_iter().map(|i| i as u32).collect()
 }
 
 /// Token conservation after every event: injected = held + in transit +
@@ -213,22 +226,25 @@ pub fn end_check<P: Holder>(sim: &Sim<P>, k: u64) -> Result<(), String> {
     if holders > 1 {
         return Err(format!("leftover tokens at {holders} nodes (accumulation)"));
     }
-    if s.max_message_bytes > MAX_MESSAGE_BYTES {
-        return Err(format!("a message of {} bytes", s.max_message_bytes));
+    if s.max_message_bytes > max_message_bytes(k) {
+        return Err(format!("a message of {} bytes (bound {})", s.max_message_bytes, max_message_bytes(k)));
     }
     Ok(())
 }
 
-/// Every message is a few words.
-pub const MAX_MESSAGE_BYTES: usize = 48;
+/// Every message is a few words: a transport carries fewer than k tags.
+pub fn max_message_bytes(k: u64) -> usize {
+    48 + 10 * k as usize
+}
 
 /// Reaction times in units: for each stretch in which the system holds at
 /// least k tokens, the time from its start to the next team formation.
 pub fn reaction_times<P: Holder>(sim: &Sim<P>, k: u64, injections: &[Time]) -> Vec<f64> {
     let mut events: Vec<(Time, i64)> = injections.iter().map(|&t| (t, 1)).collect();
     for o in sim.outputs() {
-        let Output::Teams(t) = o.output;
-        events.push((o.at, -((t * k) as i64)));
+        if matches!(o.output, Output::Team(_)) {
+            events.push((o.at, -(k as i64)));
+        }
     }
     // Injections before teams at the same instant.
     events.sort_by_key(|e| (e.0, -e.1));
