@@ -24,6 +24,9 @@ pub enum TeamsCmd {
         c: f64,
         #[arg(long, default_value_t = 20)]
         seeds: u64,
+        /// Explicit election: the leader then tells all n nodes.
+        #[arg(long)]
+        explicit: bool,
         #[arg(long)]
         json: bool,
     },
@@ -131,7 +134,7 @@ pub fn teams(cmd: TeamsCmd) -> Result<bool> {
     match cmd {
         TeamsCmd::Run(a) => run_cmd(&a),
         TeamsCmd::Sweep(a) => sweep(&a),
-        TeamsCmd::Le { n, c, seeds, json } => le(n, c, seeds, json),
+        TeamsCmd::Le { n, c, seeds, explicit, json } => le(n, c, seeds, explicit, json),
         TeamsCmd::Match { n, marked, fragile, seed } => {
             if n < 2 || !(0.0..1.0).contains(&fragile) {
                 bail!("need --n ≥ 2 and --fragile in [0, 1)");
@@ -207,6 +210,7 @@ fn spec(a: &RunArgs) -> Result<RunSpec> {
         c: a.c,
         epsilon: a.epsilon,
         notify: false,
+        announce: false,
     })
 }
 
@@ -502,14 +506,18 @@ fn sweep(a: &SweepArgs) -> Result<bool> {
     Ok(true)
 }
 
-fn le(n: u32, c: f64, seeds: u64, json: bool) -> Result<bool> {
+fn le(n: u32, c: f64, seeds: u64, explicit: bool, json: bool) -> Result<bool> {
     if n < 4 || seeds == 0 || c.is_nan() || c <= 0.0 {
         bail!("need --n ≥ 4, --seeds ≥ 1 and --c > 0");
     }
     let bar = progress(seeds, "elections");
     let runs: Vec<_> = (0..seeds)
         .map(|s| {
-            let e = agora_teams::apps::implicit_election(n, c, s);
+            let e = if explicit {
+                agora_teams::apps::explicit_election(n, c, s)
+            } else {
+                agora_teams::apps::implicit_election(n, c, s)
+            };
             bar.inc(1);
             e
         })
@@ -528,7 +536,10 @@ fn le(n: u32, c: f64, seeds: u64, json: bool) -> Result<bool> {
         print!(
             "{}",
             table(&[
-                ("implicit election".into(), format!("n = {n}, c = {c}, k = {}", runs[0].k)),
+                (
+                    if explicit { "explicit election" } else { "implicit election" }.into(),
+                    format!("n = {n}, c = {c}, k = {}", runs[0].k),
+                ),
                 ("exactly one leader".into(), format!("{ok} of {seeds}")),
                 ("messages".into(), format!("{messages:.0} mean ({:.2} per node)", messages / n as f64)),
                 ("time".into(), format!("{time:.1} units mean")),

@@ -24,15 +24,28 @@ pub struct Election {
     /// Nodes where a team formed (exactly one on success).
     pub leaders: Vec<u32>,
     pub success: bool,
+    /// Explicit election: nodes that learned who leads (all n on success).
+    pub informed: u32,
     pub messages: u64,
     pub time_units: f64,
 }
 
 /// One implicit election in the simulator (uniform adversary, no faults).
 pub fn implicit_election(n: u32, c: f64, seed: u64) -> Election {
+    election(n, c, seed, false)
+}
+
+/// **Explicit leader election**: the implicit one, then the leader announces
+/// itself to all n nodes, so that every node, leader or not, learns who
+/// leads (n − 1 more messages). `informed` counts the nodes that learned.
+pub fn explicit_election(n: u32, c: f64, seed: u64) -> Election {
+    election(n, c, seed, true)
+}
+
+fn election(n: u32, c: f64, seed: u64, announce: bool) -> Election {
     let q = (c * (n.max(2) as f64).ln() / n as f64).min(1.0);
     let k = ((n as f64 * q / 1.5).round() as u64).max(2);
-    let spec = RunSpec { spread: 0.0, ..RunSpec::new(n, k, 0, seed) };
+    let spec = RunSpec { spread: 0.0, announce, ..RunSpec::new(n, k, 0, seed) };
     let (mut sim, _) = build(&spec);
     let mut g = ChaCha8Rng::seed_from_u64(seed ^ 0xe1ec);
     let mut candidates = 0;
@@ -47,12 +60,19 @@ pub fn implicit_election(n: u32, c: f64, seed: u64) -> Election {
     let leaders: Vec<u32> =
         sim.outputs().iter().filter(|o| matches!(o.output, crate::Output::Team(_))).map(|o| o.node.0).collect();
     let teams = sim.stats().counters.get("teams");
+    // Nodes told who leads, and told the node that actually formed the team.
+    let informed = sim
+        .outputs()
+        .iter()
+        .filter(|o| matches!(o.output, crate::Output::Leader(l) if leaders.len() == 1 && l.0 == leaders[0]))
+        .count() as u32;
     Election {
         n,
         candidates,
         k,
         teams,
-        success: teams == 1 && leaders.len() == 1,
+        success: teams == 1 && leaders.len() == 1 && (!announce || informed == n),
+        informed,
         leaders,
         messages: sim.stats().messages_sent,
         time_units: sim.now().as_nanos() as f64 / crate::run::UNIT.as_nanos() as f64,

@@ -10,8 +10,8 @@
 //!   every event, and its report.
 //! * [`baselines`]: leader gathering and broadcast per token, in the same
 //!   simulator.
-//! * [`apps`]: implicit leader election, distributed trigger counting,
-//!   distributed matching with failures, online matchmaking.
+//! * [`apps`]: implicit and explicit leader election, distributed trigger
+//!   counting, distributed matching with failures, online matchmaking.
 //!
 //! # Measured against the paper's claims
 //!
@@ -62,8 +62,8 @@
 //! what matching and matchmaking use the tree for. Broadcast and echo along
 //! the tree's inner nodes are not built.
 //!
-//! Work in progress (issue 4): explicit election and termination detection,
-//! vector TF, and the Afek–Gafni baseline.
+//! Work in progress (issue 4): termination detection for non-leaders in the
+//! implicit election (TERM tokens), vector TF, and the Afek–Gafni baseline.
 
 pub mod apps;
 pub mod baselines;

@@ -59,6 +59,9 @@ pub struct Config {
     /// When a team forms, tell each member's origin (the node in the low 32
     /// bits of its tag) who its team is: matching and matchmaking.
     pub notify: bool,
+    /// When a team forms, announce its node to all n nodes: explicit leader
+    /// election.
+    pub announce: bool,
 }
 
 /// The protocol's parameters in scenario and cluster files (`[params]`).
@@ -100,7 +103,12 @@ impl Params {
     }
 
     pub fn config(&self, n: u32) -> Config {
-        Config { graph: Graph::new(n, self.c, self.epsilon, self.graph_seed), k: self.k, notify: false }
+        Config {
+            graph: Graph::new(n, self.c, self.epsilon, self.graph_seed),
+            k: self.k,
+            notify: false,
+            announce: false,
+        }
     }
 }
 
@@ -129,6 +137,8 @@ pub enum Msg {
     Relayed { channel: u64, from: NodeId, msg: Principal },
     /// Team node → each member's origin (with `Config::notify`).
     Team { members: Vec<u64> },
+    /// Team node → every node (with `Config::announce`): "I lead".
+    Leader,
 }
 
 impl Message for Msg {
@@ -138,6 +148,7 @@ impl Message for Msg {
             Msg::Open { .. } => "open",
             Msg::Close { .. } => "close",
             Msg::Team { .. } => "team",
+            Msg::Leader => "leader",
             Msg::Relay { msg, .. } | Msg::Relayed { msg, .. } => match msg {
                 Principal::Transport(_) => "transport",
                 _ => "relay",
@@ -171,6 +182,8 @@ pub enum Output {
     Team(Vec<u64>),
     /// This node's token is in a team with these (with `Config::notify`).
     Matched(Vec<u64>),
+    /// This node learned who leads (with `Config::announce`).
+    Leader(NodeId),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -302,6 +315,12 @@ impl Node {
                 }
             }
             io.output(Output::Team(members));
+            if self.cfg.announce {
+                for v in (0..self.cfg.graph.n).map(NodeId).filter(|&v| v != self.me) {
+                    io.send(v, Msg::Leader);
+                }
+                io.output(Output::Leader(self.me));
+            }
             formed += 1;
         }
         if formed == 0 {
@@ -517,6 +536,7 @@ impl Protocol for Node {
             }
             Msg::Relayed { channel, from: _, msg } => self.on_principal(from, channel, msg, io),
             Msg::Team { members } => io.output(Output::Matched(members)),
+            Msg::Leader => io.output(Output::Leader(from)),
         }
     }
 
@@ -558,7 +578,7 @@ mod tests {
     }
 
     fn utility() -> (Node, rand_chacha::ChaCha8Rng) {
-        let cfg = Arc::new(Config { graph: Graph::new(8, 2.0, 0.5, 1), k: 2, notify: false });
+        let cfg = Arc::new(Config { graph: Graph::new(8, 2.0, 0.5, 1), k: 2, notify: false, announce: false });
         (Node::new(cfg, NodeId(0)), rand_chacha::ChaCha8Rng::seed_from_u64(3))
     }
 

@@ -47,6 +47,8 @@ pub struct RunSpec {
     pub epsilon: f64,
     /// Team nodes tell the members' origins (matching, matchmaking).
     pub notify: bool,
+    /// Team nodes announce themselves to everyone (explicit election).
+    pub announce: bool,
 }
 
 impl RunSpec {
@@ -62,6 +64,7 @@ impl RunSpec {
             c: 2.0,
             epsilon: 0.5,
             notify: false,
+            announce: false,
         }
     }
 }
@@ -109,6 +112,7 @@ pub fn build(spec: &RunSpec) -> (Sim<Node>, Vec<Time>) {
         graph: Graph::new(spec.n, spec.c, spec.epsilon, spec.seed),
         k: spec.k,
         notify: spec.notify,
+        announce: spec.announce,
     });
     let (mut sim, times) = build_with(spec, move |id| Node::new(cfg.clone(), id));
     install_channel_checks(&mut sim);

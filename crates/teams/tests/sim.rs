@@ -244,3 +244,23 @@ fn matchmaking_connects_the_servers_of_matched_players() {
         assert_eq!(r.notified.len(), 30);
     }
 }
+
+#[test]
+fn explicit_election_tells_every_node_the_same_leader() {
+    use agora_teams::apps::{explicit_election, implicit_election};
+    let mut ok = 0;
+    for seed in 0..50 {
+        let e = explicit_election(512, 8.0, seed);
+        let i = implicit_election(512, 8.0, seed);
+        if e.success {
+            ok += 1;
+            // Every node was told, and told the node where the team formed.
+            assert_eq!(e.informed, 512, "seed {seed}");
+            // The announcement is n − 1 messages; the extra messages shift the
+            // network's random delays, so the rest of the run differs a little.
+            let extra = e.messages as f64 - i.messages as f64;
+            assert!((extra - 511.0).abs() < 0.1 * i.messages as f64, "seed {seed}: {extra} extra messages");
+        }
+    }
+    assert!(ok >= 45, "{ok} of 50");
+}
