@@ -296,7 +296,7 @@ fn sweep(a: &SweepArgs) -> Result<bool> {
     let fractions = [0.0, 0.25, 0.5, 0.75, 0.9];
     let per_size = |n: u32| 2 + u64::from(n <= a.broadcast_max_n);
     let total: u64 =
-        sizes.iter().map(|&n| (per_size(n) + 1) * a.seeds).sum::<u64>() + fractions.len() as u64 * 3 * a.seeds;
+        sizes.iter().map(|&n| (per_size(n) + 2) * a.seeds).sum::<u64>() + fractions.len() as u64 * 3 * a.seeds;
     let bar = progress(total, "runs");
     let mut rows = Vec::new();
     let base =
@@ -330,14 +330,16 @@ fn sweep(a: &SweepArgs) -> Result<bool> {
     for &f in &fractions {
         do_runs(a.fragile_n, f, true, 1_000_000);
     }
-    // Implicit leader election (c = 8): total messages against n.
+    // Implicit leader election (c = 8) against Afek–Gafni: total messages against n.
     let mut elections = Vec::new();
     for &n in &sizes {
         let runs: Vec<_> = (0..a.seeds).map(|s| agora_teams::apps::implicit_election(n, 8.0, s)).collect();
-        bar.inc(a.seeds);
+        let ag: Vec<_> = (0..a.seeds).map(|s| agora_teams::afek_gafni::afek_gafni(n, s)).collect();
+        bar.inc(2 * a.seeds);
         let ok = runs.iter().filter(|e| e.success).count() as f64 / runs.len() as f64;
         let messages = runs.iter().map(|e| e.messages as f64).sum::<f64>() / runs.len() as f64;
-        elections.push((n as f64, messages, ok));
+        let ag_messages = ag.iter().map(|r| r.messages as f64).sum::<f64>() / ag.len() as f64;
+        elections.push((n as f64, messages, ok, ag_messages));
     }
     bar.finish_and_clear();
 
@@ -475,20 +477,25 @@ fn sweep(a: &SweepArgs) -> Result<bool> {
         "runs where every token ended in a team",
         &fragile_series,
     )?;
-    let mut le_csv = String::from("n,messages_mean,messages_per_node,success_rate\n");
-    for &(n, m, ok) in &elections {
-        writeln!(le_csv, "{n},{m:.1},{:.3},{ok:.3}", m / n)?;
+    let mut le_csv = String::from("n,messages_mean,messages_per_node,success_rate,afek_gafni_messages_mean\n");
+    for &(n, m, ok, ag) in &elections {
+        writeln!(le_csv, "{n},{m:.1},{:.3},{ok:.3},{ag:.1}", m / n)?;
     }
     std::fs::write(a.out.join("election.csv"), le_csv)?;
     line_chart(
         &a.out.join("election.svg"),
-        "implicit leader election (c = 8): total messages",
+        "leader election: total messages (team formation, c = 8, against Afek–Gafni)",
         "log2 n",
         "log2 messages",
         &[
             Series {
                 name: "implicit election".into(),
                 points: elections.iter().map(|e| (log2(e.0), e.1.log2())).collect(),
+                fitted: false,
+            },
+            Series {
+                name: "Afek–Gafni".into(),
+                points: elections.iter().map(|e| (log2(e.0), e.3.log2())).collect(),
                 fitted: false,
             },
             Series {

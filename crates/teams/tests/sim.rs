@@ -264,3 +264,16 @@ fn explicit_election_tells_every_node_the_same_leader() {
     }
     assert!(ok >= 45, "{ok} of 50");
 }
+
+#[test]
+fn afek_gafni_elects_exactly_one_leader_in_n_log_n_messages() {
+    use agora_teams::afek_gafni::afek_gafni;
+    for n in [2u32, 3, 8, 64, 256] {
+        for seed in 0..20 {
+            let r = afek_gafni(n, seed);
+            assert_eq!(r.leaders, 1, "n {n} seed {seed}: {r:?}");
+            let bound = 8.0 * n as f64 * (n as f64).log2().max(1.0);
+            assert!((r.messages as f64) < bound, "n {n} seed {seed}: {} messages (bound {bound})", r.messages);
+        }
+    }
+}
