@@ -243,7 +243,13 @@ fn run_cmd(a: &RunArgs) -> Result<bool> {
                     "reaction time".into(),
                     format!("mean {:.2}, p99 {:.2} units", r.reaction_time_mean, r.reaction_time_p99)
                 ),
-                ("safe".into(), format!("{} ({} invariant violations)", r.safe, r.invariant_violations)),
+                (
+                    "safe".into(),
+                    match &r.problem {
+                        None => "true (invariants held after every event; end checks passed)".into(),
+                        Some(p) => format!("false: {p}"),
+                    }
+                ),
                 (
                     "run".into(),
                     format!("{} events, {:.1} units simulated, {wall:.2} s wall", r.events, r.sim_time_units)

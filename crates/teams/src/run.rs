@@ -83,6 +83,9 @@ pub struct RunReport {
     pub reaction_time_mean: f64,
     pub reaction_time_p99: f64,
     pub invariant_violations: u64,
+    /// What went wrong, if anything: the violated invariant (with event,
+    /// time and seed), or the end check that failed.
+    pub problem: Option<String>,
     /// Every token accounted for, every team exactly k, nothing left in
     /// transit, fewer than k tokens left, all at one node.
     pub safe: bool,
@@ -282,10 +285,12 @@ pub fn finish<P: Holder>(
     progress: &mut dyn FnMut(Time),
 ) -> RunReport {
     let limit = Time::from_nanos((1e6 * UNIT.as_nanos() as f64) as u64);
-    let (violations, report) = match sim.run(limit, u64::MAX, progress) {
-        Ok(r) => (0, Some(r)),
-        Err(_) => (1, None),
+    // The run stops at the first violated invariant.
+    let (violation, report) = match sim.run(limit, u64::MAX, progress) {
+        Ok(r) => (None, Some(r)),
+        Err(e) => (Some(e.to_string()), None),
     };
+    let violations = u64::from(violation.is_some());
     let s = sim.stats();
     let c = &s.counters;
     let injected = c.get("injected");
@@ -294,7 +299,8 @@ pub fn finish<P: Holder>(
     rt.sort_by(f64::total_cmp);
     let mean = if rt.is_empty() { 0.0 } else { rt.iter().sum::<f64>() / rt.len() as f64 };
     let p99 = rt.get(((rt.len() as f64 - 1.0) * 0.99).round() as usize).copied().unwrap_or(0.0);
-    let safe = violations == 0 && end_check(&sim, spec.k).is_ok();
+    let problem = violation.or_else(|| end_check(&sim, spec.k).err());
+    let safe = problem.is_none();
     RunReport {
         n: spec.n,
         k: spec.k,
@@ -306,6 +312,7 @@ pub fn finish<P: Holder>(
         reaction_time_mean: mean,
         reaction_time_p99: p99,
         invariant_violations: violations,
+        problem,
         safe,
         trace_hash: format!("{:016x}", report.as_ref().map_or(sim.trace_hash(), |r| r.trace_hash)),
         events: s.events,
