@@ -364,10 +364,11 @@ fn rounds_cmd(instances: u64, rule: RuleName, max_rounds: u32, json: bool) -> Re
                 (
                     "allocated / max-flow".into(),
                     format!(
-                        "min {:.9}, p1 {:.9}, median {:.9}",
+                        "min {:.9}, p1 {:.9}, median {:.9}; worst shortfall {:.1e}",
                         quantile(&ratios, 0.0),
                         quantile(&ratios, 0.01),
-                        quantile(&ratios, 0.5)
+                        quantile(&ratios, 0.5),
+                        (1.0 - quantile(&ratios, 0.0)).max(0.0)
                     )
                 ),
             ])
