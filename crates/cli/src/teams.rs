@@ -15,7 +15,8 @@ use std::path::PathBuf;
 pub enum TeamsCmd {
     /// One run: n nodes, tokens injected over time, teams of k.
     Run(RunArgs),
-    /// Implicit leader election over many seeds: success rate and messages.
+    /// Leader election over many seeds: success rate and messages. Implicit
+    /// by default, with termination detection for non-leaders (TERM token).
     Le {
         #[arg(long)]
         n: u32,
@@ -200,17 +201,12 @@ fn spec(a: &RunArgs) -> Result<RunSpec> {
         Adversary::Load => AdversaryKind::Load,
     };
     Ok(RunSpec {
-        n: a.n,
-        k: a.k,
-        tokens: a.tokens,
         spread,
         fragile: a.fragile,
         adversary,
-        seed: a.seed,
         c: a.c,
         epsilon: a.epsilon,
-        notify: false,
-        announce: false,
+        ..RunSpec::new(a.n, a.k, a.tokens, a.seed)
     })
 }
 
@@ -546,18 +542,25 @@ fn le(n: u32, c: f64, seeds: u64, explicit: bool, json: bool) -> Result<bool> {
             "messages_mean": messages, "messages_per_node": messages / n as f64, "time_units_mean": time, "elections": runs})
         );
     } else {
-        print!(
-            "{}",
-            table(&[
-                (
-                    if explicit { "explicit election" } else { "implicit election" }.into(),
-                    format!("n = {n}, c = {c}, k = {}", runs[0].k),
-                ),
-                ("exactly one leader".into(), format!("{ok} of {seeds}")),
-                ("messages".into(), format!("{messages:.0} mean ({:.2} per node)", messages / n as f64)),
-                ("time".into(), format!("{time:.1} units mean")),
-            ])
-        );
+        let mut rows = vec![
+            (
+                if explicit { "explicit election" } else { "implicit election" }.into(),
+                format!("n = {n}, c = {c}, k = {}", runs[0].k),
+            ),
+            ("exactly one leader".into(), format!("{ok} of {seeds}")),
+            ("messages".into(), format!("{messages:.0} mean ({:.2} per node)", messages / n as f64)),
+            ("time".into(), format!("{time:.1} units mean")),
+        ];
+        if !explicit {
+            // Termination detection for non-leaders (the TERM token).
+            let mean = |f: &dyn Fn(&agora_teams::apps::Election) -> f64| runs.iter().map(f).sum::<f64>() / seeds as f64;
+            let undecided: u64 = runs.iter().map(|e| e.undecided).sum();
+            rows.push(("candidates undecided".into(), format!("{undecided} over all runs")));
+            let detection = mean(&|e| e.detection_messages as f64);
+            rows.push(("termination detection".into(), format!("{detection:.0} messages mean (included above)")));
+            rows.push(("all decided by".into(), format!("{:.1} units mean", mean(&|e| e.decided_by))));
+        }
+        print!("{}", table(&rows));
     }
     Ok(ok > 0)
 }

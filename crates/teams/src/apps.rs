@@ -5,9 +5,16 @@
 //! m ≈ c·ln n tokens. With k = max(2, round(m̄ / 1.5)), where m̄ = n·q, exactly
 //! one team forms whenever k ≤ m < 2k, which happens whp as c grows (Poisson
 //! tails: 0.91 at c = 4 and 0.99 at c = 8 for n = 1024). The node where it
-//! forms is the leader; the others are implicitly not. Termination detection
-//! for non-leaders (the seed's TERM tokens) is not built yet.
+//! forms is the leader.
+//!
+//! **Termination detection for non-leaders** is the seed's first
+//! implementation (appendix A.1.1): non-candidates know at once; the leader
+//! injects one TERM token, which team formation moves like any other; a
+//! candidate that gives its token away, or is handed the TERM token, knows it
+//! does not lead. By accumulation the leftover tokens, TERM among them, end
+//! at one node, so every candidate decides.
 
+use crate::node::TERM;
 use crate::run::{build, RunSpec};
 use crate::Input;
 use agora_core::{NodeId, Time};
@@ -21,8 +28,19 @@ pub struct Election {
     pub candidates: u64,
     pub k: u64,
     pub teams: u64,
-    /// Nodes where a team formed (exactly one on success).
+    /// Nodes where a team of election tokens formed (exactly one on success).
     pub leaders: Vec<u32>,
+    /// Implicit election: candidates that never learned whether they lead
+    /// (none on success).
+    pub undecided: u64,
+    /// Implicit election: nodes that concluded they lead (the leader alone
+    /// on success).
+    pub claimed: Vec<u32>,
+    /// Implicit election: when the last candidate decided (units).
+    pub decided_by: f64,
+    /// Implicit election: the messages termination detection cost (the run
+    /// without it, same seed, sends the same messages up to the election).
+    pub detection_messages: u64,
     pub success: bool,
     /// Explicit election: nodes that learned who leads (all n on success).
     pub informed: u32,
@@ -43,23 +61,33 @@ pub fn explicit_election(n: u32, c: f64, seed: u64) -> Election {
 }
 
 fn election(n: u32, c: f64, seed: u64, announce: bool) -> Election {
-    let q = (c * (n.max(2) as f64).ln() / n as f64).min(1.0);
-    let k = ((n as f64 * q / 1.5).round() as u64).max(2);
-    let spec = RunSpec { spread: 0.0, announce, ..RunSpec::new(n, k, 0, seed) };
-    let (mut sim, _) = build(&spec);
-    let mut g = ChaCha8Rng::seed_from_u64(seed ^ 0xe1ec);
-    let mut candidates = 0;
-    for v in 0..n {
-        if g.random_bool(q) {
-            sim.schedule_input(Time::from_nanos(1), NodeId(v), Input::Inject(1));
-            candidates += 1;
-        }
+    let elect = !announce;
+    let sim = run_election(n, c, seed, announce, elect);
+    // A node where a team of election tokens formed leads.
+    let leaders: Vec<u32> = sim
+        .outputs()
+        .iter()
+        .filter(|o| matches!(&o.output, crate::Output::Team(m) if m.iter().all(|&t| t & TERM == 0)))
+        .map(|o| o.node.0)
+        .collect();
+    let teams = leaders.len() as u64;
+    let unit = crate::run::UNIT.as_nanos() as f64;
+    let (mut undecided, mut decided_by, mut detection_messages) = (0, 0.0, 0);
+    let claimed: Vec<u32> = sim.nodes().ids().filter(|&v| sim.node(v).leads == Some(true)).map(|v| v.0).collect();
+    if elect {
+        let candidates = sim.nodes().ids().filter(|&v| sim.node(v).injected > 0);
+        undecided = candidates.filter(|&v| sim.node(v).leads.is_none()).count() as u64;
+        decided_by = sim
+            .outputs()
+            .iter()
+            .filter(|o| matches!(o.output, crate::Output::Leader(_) | crate::Output::NotLeader))
+            .map(|o| o.at.as_nanos() as f64 / unit)
+            .fold(0.0, f64::max);
+        let without = run_election(n, c, seed, false, false).stats().messages_sent;
+        detection_messages = sim.stats().messages_sent.saturating_sub(without);
     }
-    sim.run_until(Time::from_nanos(u64::MAX / 2)).expect("invariants hold");
-    // A node where a team formed leads.
-    let leaders: Vec<u32> =
-        sim.outputs().iter().filter(|o| matches!(o.output, crate::Output::Team(_))).map(|o| o.node.0).collect();
-    let teams = sim.stats().counters.get("teams");
+    let candidates = sim.nodes().ids().filter(|&v| sim.node(v).injected > 0).count() as u64;
+    let k = sim.node(NodeId(0)).config().k;
     // Nodes told who leads, and told the node that actually formed the team.
     let informed = sim
         .outputs()
@@ -71,12 +99,33 @@ fn election(n: u32, c: f64, seed: u64, announce: bool) -> Election {
         candidates,
         k,
         teams,
-        success: teams == 1 && leaders.len() == 1 && (!announce || informed == n),
+        success: teams == 1 && undecided == 0 && (announce || claimed == leaders) && (!announce || informed == n),
+        claimed,
         informed,
         leaders,
+        undecided,
+        decided_by,
+        detection_messages,
         messages: sim.stats().messages_sent,
-        time_units: sim.now().as_nanos() as f64 / crate::run::UNIT.as_nanos() as f64,
+        time_units: sim.now().as_nanos() as f64 / unit,
     }
+}
+
+/// Each node is a candidate with probability q = min(1, c·ln n / n) and
+/// injects one token; k = max(2, round(n·q / 1.5)).
+fn run_election(n: u32, c: f64, seed: u64, announce: bool, elect: bool) -> agora_sim::Sim<crate::Node> {
+    let q = (c * (n.max(2) as f64).ln() / n as f64).min(1.0);
+    let k = ((n as f64 * q / 1.5).round() as u64).max(2);
+    let spec = RunSpec { spread: 0.0, announce, elect, ..RunSpec::new(n, k, 0, seed) };
+    let (mut sim, _) = build(&spec);
+    let mut g = ChaCha8Rng::seed_from_u64(seed ^ 0xe1ec);
+    for v in 0..n {
+        if g.random_bool(q) {
+            sim.schedule_input(Time::from_nanos(1), NodeId(v), Input::Inject(1));
+        }
+    }
+    sim.run_until(Time::from_nanos(u64::MAX / 2)).expect("invariants hold");
+    sim
 }
 
 /// **Distributed trigger counting**: raise an alarm exactly when w triggers

@@ -62,7 +62,27 @@ pub struct Config {
     /// When a team forms, announce its node to all n nodes: explicit leader
     /// election.
     pub announce: bool,
+    /// Implicit leader election with termination detection (the seed's
+    /// first implementation, appendix A.1.1): a node that forms a team of
+    /// election tokens leads and injects one TERM token; a node that gives
+    /// its tokens away, receives a TERM token, or forms a team with one,
+    /// knows it does not lead (`Output::Verdict`).
+    pub elect: bool,
+    /// Vector teams: a team is `colours[c]` tokens tagged c, for every
+    /// colour c (tags are colours then, not origins). `None`: any k tokens.
+    pub colours: Option<Vec<u64>>,
 }
+
+impl Config {
+    /// Plain team formation: teams of any k tokens, no application on top.
+    pub fn new(graph: Graph, k: u64) -> Self {
+        Config { graph, k, notify: false, announce: false, elect: false, colours: None }
+    }
+}
+
+/// The tag of the election's TERM token (high bit; the low bits name the
+/// leader that made it).
+pub const TERM: u64 = 1 << 63;
 
 /// The protocol's parameters in scenario and cluster files (`[params]`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -103,12 +123,7 @@ impl Params {
     }
 
     pub fn config(&self, n: u32) -> Config {
-        Config {
-            graph: Graph::new(n, self.c, self.epsilon, self.graph_seed),
-            k: self.k,
-            notify: false,
-            announce: false,
-        }
+        Config::new(Graph::new(n, self.c, self.epsilon, self.graph_seed), self.k)
     }
 }
 
@@ -118,9 +133,33 @@ pub enum Principal {
     CenterRequest,
     ArmRequest,
     No,
-    /// A response that carries the sender's tokens (their tags). An arm
-    /// holds fewer than k tokens when it gives them up, so this is O(k) words.
-    Transport(Vec<u64>),
+    /// A response that carries the sender's tokens: (tag, count) pairs,
+    /// since token counts are numbers. An arm holds fewer than k tokens when
+    /// it gives them up, and vector teams have one tag per colour, so this
+    /// is O(k) words either way.
+    Transport(Vec<(u64, u32)>),
+}
+
+/// The most tokens one transport may carry with vector teams, where an arm
+/// may hold any number of one colour while it waits for the others.
+pub const MAX_VECTOR_TRANSPORT: u64 = 1 << 24;
+
+/// Tags as (tag, count) pairs, by tag.
+pub fn pack(tags: &[u64]) -> Vec<(u64, u32)> {
+    let mut sorted = tags.to_vec();
+    sorted.sort_unstable();
+    let mut out: Vec<(u64, u32)> = Vec::new();
+    for t in sorted {
+        match out.last_mut() {
+            Some((last, n)) if *last == t => *n += 1,
+            _ => out.push((t, 1)),
+        }
+    }
+    out
+}
+
+pub fn unpack(packed: &[(u64, u32)]) -> Vec<u64> {
+    packed.iter().flat_map(|&(t, n)| std::iter::repeat_n(t, n as usize)).collect()
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -182,8 +221,11 @@ pub enum Output {
     Team(Vec<u64>),
     /// This node's token is in a team with these (with `Config::notify`).
     Matched(Vec<u64>),
-    /// This node learned who leads (with `Config::announce`).
+    /// This node learned who leads (with `Config::announce`), or, with
+    /// `Config::elect`, leads itself.
     Leader(NodeId),
+    /// With `Config::elect`: this node knows it does not lead.
+    NotLeader,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -235,11 +277,25 @@ pub struct Node {
     /// adversaries that target busy nodes; not protocol state).
     pub teams: u64,
     pub mediated: u64,
+    /// With `Config::elect`: whether this node leads, once it knows. An
+    /// application's result, so the forgetful feature does not cover it.
+    pub leads: Option<bool>,
+    /// Tokens the environment injected here (a report).
+    pub injected: u64,
 }
 
 impl Node {
     pub fn new(cfg: Arc<Config>, me: NodeId) -> Self {
-        Node { cfg, me, primary: None, utility: None, teams: 0, mediated: 0 }
+        Node { cfg, me, primary: None, utility: None, teams: 0, mediated: 0, leads: None, injected: 0 }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The tags of the tokens held as a primary.
+    pub fn held(&self) -> impl Iterator<Item = u64> + '_ {
+        self.primary.iter().flat_map(|p| p.held.iter().chain(&p.fresh).copied())
     }
 
     /// Tokens held as a primary.
@@ -298,13 +354,60 @@ impl Node {
         }
     }
 
+    /// Takes one team out of `held`, if it holds one.
+    fn take_team(&self, held: &mut Vec<u64>) -> Option<Vec<u64>> {
+        let Some(sizes) = &self.cfg.colours else {
+            let k = self.cfg.k as usize;
+            return (held.len() >= k).then(|| held.drain(..k).collect());
+        };
+        let mut have = vec![0u64; sizes.len()];
+        for &t in held.iter() {
+            if let Some(h) = have.get_mut(t as usize) {
+                *h += 1;
+            }
+        }
+        if have.iter().zip(sizes).any(|(h, s)| h < s) {
+            return None;
+        }
+        let mut want = sizes.clone();
+        let mut members = Vec::new();
+        held.retain(|&t| match want.get_mut(t as usize) {
+            Some(w) if *w > 0 => {
+                *w -= 1;
+                members.push(t);
+                false
+            }
+            _ => true,
+        });
+        Some(members)
+    }
+
+    /// Records this node's election verdict, once.
+    fn decide(&mut self, leads: bool, io: &mut Io<'_, Self>) {
+        if self.cfg.elect && self.leads.is_none() {
+            self.leads = Some(leads);
+            io.output(if leads { Output::Leader(self.me) } else { Output::NotLeader });
+        }
+    }
+
     /// ⌊τ/k⌋ teams; turns non-busy if nothing remains.
     fn form_teams(&mut self, io: &mut Io<'_, Self>) {
-        let k = self.cfg.k as usize;
-        let Some(p) = self.primary.as_mut() else { return };
-        let mut formed = 0;
-        while p.held.len() >= k {
-            let members: Vec<u64> = p.held.drain(..k).collect();
+        let Some(mut p) = self.primary.take() else { return };
+        let mut teams = Vec::new();
+        while let Some(members) = self.take_team(&mut p.held) {
+            teams.push(members);
+        }
+        self.primary = Some(p);
+        let formed = teams.len() as u64;
+        let mut term = false;
+        for members in teams {
+            if self.cfg.elect {
+                // A team of election tokens elects this node, which then
+                // starts termination detection with one TERM token.
+                let with_term = members.iter().any(|&t| t & TERM != 0);
+                term |= !with_term && self.leads.is_none();
+                self.decide(!with_term, io);
+            }
             if self.cfg.notify {
                 // Each origin once, however many of its tokens are in the team.
                 let mut origins: Vec<u32> = members.iter().map(|&m| m as u32).collect();
@@ -321,13 +424,17 @@ impl Node {
                 }
                 io.output(Output::Leader(self.me));
             }
-            formed += 1;
         }
         if formed == 0 {
             return;
         }
         self.teams += formed;
         io.count("teams", formed);
+        if term {
+            io.count("injected", 1);
+            io.count("term_tokens", 1);
+            self.receive_tokens(vec![TERM | u64::from(self.me.0)], true, io);
+        }
         if self.tokens() == 0 {
             self.turn_non_busy(io);
         }
@@ -378,13 +485,26 @@ impl Node {
     }
 
     fn on_principal(&mut self, mediator: NodeId, channel: u64, msg: Principal, io: &mut Io<'_, Self>) {
+        if let Principal::Transport(t) = &msg {
+            // An arm gives up fewer than k tokens, and vector teams are
+            // counted per colour; a frame claiming more is malformed (and
+            // would otherwise make us allocate what it claims).
+            let total: u64 = t.iter().map(|&(_, n)| u64::from(n)).sum();
+            let limit = if self.cfg.colours.is_some() { MAX_VECTOR_TRANSPORT } else { self.cfg.k - 1 };
+            if total > limit {
+                io.count("malformed_transport", 1);
+                return;
+            }
+        }
         let current = self.primary.as_ref().and_then(|p| p.channels.get(&mediator)).filter(|c| c.id == channel);
         let Some(c) = current else {
             // Not a channel we hold (released, or from another busy
             // interval): drop it, except tokens, which are never dropped.
             if let Principal::Transport(t) = msg {
+                let t = unpack(&t);
                 io.count("stale_transport", 1);
                 io.count("tokens_received", t.len() as u64);
+                self.see_term(&t, io);
                 self.receive_tokens(t, false, io);
             } else {
                 io.count("relay_dropped", 1);
@@ -401,8 +521,12 @@ impl Node {
                     let t = std::mem::take(&mut p.held);
                     let fresh = std::mem::take(&mut p.fresh);
                     io.count("tokens_transported", t.len() as u64);
-                    io.send(mediator, Msg::Relay { channel, to: peer, msg: Principal::Transport(t) });
+                    io.send(mediator, Msg::Relay { channel, to: peer, msg: Principal::Transport(pack(&t)) });
                     self.turn_non_busy(io);
+                    if !t.is_empty() {
+                        // It gave its tokens away, so it does not lead.
+                        self.decide(false, io);
+                    }
                     // This phase's injections count as injected after it.
                     self.receive_tokens(fresh, true, io);
                 }
@@ -418,9 +542,10 @@ impl Node {
             },
             Principal::No | Principal::Transport(_) => {
                 let arrived = match msg {
-                    Principal::Transport(t) => t,
+                    Principal::Transport(t) => unpack(&t),
                     _ => Vec::new(),
                 };
+                self.see_term(&arrived, io);
                 if let Some(c) = self.primary.as_mut().and_then(|p| p.channels.get_mut(&mediator)) {
                     if !c.request_out {
                         // A response to no request of this channel: a
@@ -435,6 +560,13 @@ impl Node {
                 }
                 self.maybe_end_phase(io);
             }
+        }
+    }
+
+    /// A node handed the TERM token knows the election is over without it.
+    fn see_term(&mut self, tags: &[u64], io: &mut Io<'_, Self>) {
+        if tags.iter().any(|&t| t & TERM != 0) {
+            self.decide(false, io);
         }
     }
 
@@ -544,6 +676,7 @@ impl Protocol for Node {
 
     fn on_input(&mut self, input: Input, io: &mut Io<'_, Self>) {
         let tags = input.tags(self.me);
+        self.injected += tags.len() as u64;
         io.count("injected", tags.len() as u64);
         self.receive_tokens(tags, true, io);
     }
@@ -578,7 +711,7 @@ mod tests {
     }
 
     fn utility() -> (Node, rand_chacha::ChaCha8Rng) {
-        let cfg = Arc::new(Config { graph: Graph::new(8, 2.0, 0.5, 1), k: 2, notify: false, announce: false });
+        let cfg = Arc::new(Config::new(Graph::new(8, 2.0, 0.5, 1), 2));
         (Node::new(cfg, NodeId(0)), rand_chacha::ChaCha8Rng::seed_from_u64(3))
     }
 
@@ -629,5 +762,32 @@ mod tests {
         let sent = deliver(&mut v, 5, Msg::Open { channel: 9, peer: NodeId(3), interval }, &mut rng);
         assert_eq!(v.channels(), vec![(NodeId(5), 9, NodeId(3))]);
         assert!(matches!(sent[..], [(NodeId(5), Msg::Relay { channel: 9, to: NodeId(3), .. })]), "{sent:?}");
+    }
+
+    #[test]
+    fn transports_pack_tags_as_counts() {
+        let tags = vec![7, 3, 7, 7, 1 << 63, 3];
+        assert_eq!(pack(&tags), vec![(3, 2), (7, 3), (1 << 63, 1)]);
+        let mut back = unpack(&pack(&tags));
+        back.sort_unstable();
+        let mut sorted = tags;
+        sorted.sort_unstable();
+        assert_eq!(back, sorted);
+    }
+
+    /// A frame claiming more tokens than an arm can hold is dropped and
+    /// counted, not unpacked (it would claim gigabytes).
+    #[test]
+    fn a_transport_claiming_too_many_tokens_is_dropped() {
+        let (mut v, mut rng) = utility();
+        let mut out = Vec::new();
+        v.on_input(Input::Inject(1), &mut Io::new(NodeId(0), Time::ZERO, &mut rng, &mut out));
+        let interval = v.primary.as_ref().unwrap().interval;
+        deliver(&mut v, 5, Msg::Open { channel: 9, peer: NodeId(3), interval }, &mut rng);
+        let mut out = Vec::new();
+        let huge = Msg::Relayed { channel: 9, from: NodeId(3), msg: Principal::Transport(vec![(1, u32::MAX)]) };
+        v.on_message(NodeId(5), huge, &mut Io::new(NodeId(0), Time::ZERO, &mut rng, &mut out));
+        assert!(out.iter().any(|c| matches!(c, Command::Count { name: "malformed_transport", by: 1 })));
+        assert_eq!(v.tokens(), 1);
     }
 }

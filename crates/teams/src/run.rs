@@ -49,6 +49,8 @@ pub struct RunSpec {
     pub notify: bool,
     /// Team nodes announce themselves to everyone (explicit election).
     pub announce: bool,
+    /// Implicit election with termination detection (TERM token).
+    pub elect: bool,
 }
 
 impl RunSpec {
@@ -65,6 +67,7 @@ impl RunSpec {
             epsilon: 0.5,
             notify: false,
             announce: false,
+            elect: false,
         }
     }
 }
@@ -112,10 +115,10 @@ impl Holder for Node {
 /// nodes only, so every one is accepted).
 pub fn build(spec: &RunSpec) -> (Sim<Node>, Vec<Time>) {
     let cfg = std::sync::Arc::new(Config {
-        graph: Graph::new(spec.n, spec.c, spec.epsilon, spec.seed),
-        k: spec.k,
         notify: spec.notify,
         announce: spec.announce,
+        elect: spec.elect,
+        ..Config::new(Graph::new(spec.n, spec.c, spec.epsilon, spec.seed), spec.k)
     });
     let (mut sim, times) = build_with(spec, move |id| Node::new(cfg.clone(), id));
     install_channel_checks(&mut sim);
@@ -239,9 +242,10 @@ pub fn end_check<P: Holder>(sim: &Sim<P>, k: u64) -> Result<(), String> {
     Ok(())
 }
 
-/// Every message is a few words: a transport carries fewer than k tags.
+/// Every message is a few words: a transport carries fewer than k (tag,
+/// count) pairs of at most 15 bytes.
 pub fn max_message_bytes(k: u64) -> usize {
-    48 + 10 * k as usize
+    48 + 15 * k as usize
 }
 
 /// Reaction times in units: for each stretch in which the system holds at
