@@ -7,6 +7,7 @@ use crate::plot::{line_chart, Series};
 use crate::report::{progress, table};
 use agora_teams::baselines::{run_baseline, Baseline};
 use agora_teams::run::{run, AdversaryKind, RunReport, RunSpec};
+use agora_teams::vector::{self, Algorithm, VectorSpec};
 use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -65,6 +66,28 @@ pub enum TeamsCmd {
         players: u64,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+    },
+    /// Vector team formation: coloured tokens, a team is sizes[c] tokens of
+    /// each colour c. The seed's super-token algorithm beside the direct
+    /// baseline, over seeds 0 … seeds − 1.
+    Vtf {
+        #[arg(long)]
+        n: u32,
+        /// Team size vector, one entry per colour, e.g. 2,3,1.
+        #[arg(long, value_delimiter = ',', required = true)]
+        sizes: Vec<u64>,
+        /// Tokens per run; colours drawn in proportion to the sizes.
+        #[arg(long, default_value_t = 120)]
+        tokens: u64,
+        /// Injections spread over this many time units.
+        #[arg(long, default_value_t = 10.0)]
+        over: f64,
+        #[arg(long, value_enum, default_value = "uniform")]
+        adversary: Adversary,
+        #[arg(long, default_value_t = 10)]
+        seeds: u64,
+        #[arg(long)]
+        json: bool,
     },
     /// Runs over n = 2^a … 2^b and over fragile fractions, beside the
     /// baselines, and implicit elections over n; writes CSV files and SVG
@@ -131,11 +154,25 @@ pub enum Adversary {
     Load,
 }
 
+impl From<Adversary> for AdversaryKind {
+    fn from(a: Adversary) -> Self {
+        match a {
+            Adversary::Uniform => AdversaryKind::Uniform,
+            Adversary::Max => AdversaryKind::Max,
+            Adversary::Load => AdversaryKind::Load,
+        }
+    }
+}
+
 pub fn teams(cmd: TeamsCmd) -> Result<bool> {
     match cmd {
         TeamsCmd::Run(a) => run_cmd(&a),
         TeamsCmd::Sweep(a) => sweep(&a),
         TeamsCmd::Le { n, c, seeds, explicit, json } => le(n, c, seeds, explicit, json),
+        TeamsCmd::Vtf { n, sizes, tokens, over, adversary, seeds, json } => {
+            let spec = VectorSpec { n, sizes, tokens, spread: over, adversary: adversary.into(), seed: 0 };
+            vtf(&spec, seeds, json)
+        }
         TeamsCmd::Match { n, marked, fragile, seed } => {
             if n < 2 || !(0.0..1.0).contains(&fragile) {
                 bail!("need --n ≥ 2 and --fragile in [0, 1)");
@@ -195,11 +232,7 @@ fn spec(a: &RunArgs) -> Result<RunSpec> {
         .and_then(|u| u.parse::<f64>().ok())
         .filter(|u| u.is_finite() && *u >= 0.0)
         .ok_or_else(|| anyhow::anyhow!("--inject {:?}: expected over:UNITS, e.g. over:10", a.inject))?;
-    let adversary = match a.adversary {
-        Adversary::Uniform => AdversaryKind::Uniform,
-        Adversary::Max => AdversaryKind::Max,
-        Adversary::Load => AdversaryKind::Load,
-    };
+    let adversary = a.adversary.into();
     Ok(RunSpec {
         spread,
         fragile: a.fragile,
@@ -513,6 +546,51 @@ fn sweep(a: &SweepArgs) -> Result<bool> {
         a.out.display()
     );
     Ok(true)
+}
+
+fn vtf(spec: &VectorSpec, seeds: u64, json: bool) -> Result<bool> {
+    spec.validate().map_err(|e| anyhow::anyhow!("--{e}"))?;
+    if !(spec.spread.is_finite() && spec.spread >= 0.0) || seeds == 0 {
+        bail!("need --over ≥ 0 and --seeds ≥ 1");
+    }
+    let bar = progress(2 * seeds, "runs");
+    let mut reports = Vec::new();
+    for algorithm in [Algorithm::SuperTokens, Algorithm::Direct] {
+        for seed in 0..seeds {
+            reports.push(vector::run(&VectorSpec { seed, ..spec.clone() }, algorithm).map_err(anyhow::Error::msg)?);
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    let all_safe = reports.iter().all(|r| r.safe);
+    if json {
+        println!("{}", serde_json::to_string(&reports)?);
+        return Ok(all_safe);
+    }
+    let mut rows = vec![(
+        "vector TF".to_string(),
+        format!("n = {}, sizes {:?}, {} tokens per run, {seeds} seeds", spec.n, spec.sizes, spec.tokens),
+    )];
+    for (name, runs) in [("super-tokens (seed)", &reports[..seeds as usize]), ("direct", &reports[seeds as usize..])] {
+        let sum = |f: &dyn Fn(&vector::VectorReport) -> f64| runs.iter().map(f).sum::<f64>();
+        rows.push((
+            name.into(),
+            format!(
+                "{} of {seeds} safe; {:.0} of {:.0} possible teams; {:.0} super-tokens; {:.1} messages/token; reaction {:.2} units mean",
+                runs.iter().filter(|r| r.safe).count(),
+                sum(&|r| r.teams_formed as f64),
+                sum(&|r| r.teams_possible as f64),
+                sum(&|r| r.super_tokens as f64),
+                sum(&|r| r.messages_per_token) / seeds as f64,
+                sum(&|r| r.reaction_time_mean) / seeds as f64,
+            ),
+        ));
+    }
+    print!("{}", table(&rows));
+    for r in reports.iter().filter(|r| !r.safe) {
+        eprintln!("{:?}: {}", r.algorithm, r.problem.as_deref().unwrap_or("unsafe"));
+    }
+    Ok(all_safe)
 }
 
 fn le(n: u32, c: f64, seeds: u64, explicit: bool, json: bool) -> Result<bool> {

@@ -158,4 +158,20 @@ fn applications_run_from_the_command_line() {
     assert!(out.status.success(), "{:?}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["success_rate"].as_f64().unwrap() >= 0.8);
+    // Termination detection: every candidate of every election decided.
+    for e in v["elections"].as_array().unwrap() {
+        assert_eq!(e["undecided"], 0, "{e}");
+    }
+    let out = run(&["teams", "vtf", "--n", "64", "--sizes", "2,1,3", "--tokens", "60", "--seeds", "3", "--json"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let runs = v.as_array().unwrap();
+    assert_eq!(runs.len(), 6, "3 seeds × (super-tokens, direct)");
+    for r in runs {
+        assert_eq!(r["safe"], true, "{r}");
+        assert_eq!(r["teams_formed"], r["teams_possible"], "{r}");
+    }
+    let out = run(&["teams", "vtf", "--n", "64", "--sizes", "2,0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("--sizes: colour 1 has team size 0"), "{}", text(&out).1);
 }

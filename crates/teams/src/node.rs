@@ -158,6 +158,11 @@ pub fn pack(tags: &[u64]) -> Vec<(u64, u32)> {
     out
 }
 
+/// The tokens a transport claims to carry.
+pub fn transport_total(packed: &[(u64, u32)]) -> u64 {
+    packed.iter().map(|&(_, n)| u64::from(n)).sum()
+}
+
 pub fn unpack(packed: &[(u64, u32)]) -> Vec<u64> {
     packed.iter().flat_map(|&(t, n)| std::iter::repeat_n(t, n as usize)).collect()
 }
@@ -489,7 +494,7 @@ impl Node {
             // An arm gives up fewer than k tokens, and vector teams are
             // counted per colour; a frame claiming more is malformed (and
             // would otherwise make us allocate what it claims).
-            let total: u64 = t.iter().map(|&(_, n)| u64::from(n)).sum();
+            let total = transport_total(t);
             let limit = if self.cfg.colours.is_some() { MAX_VECTOR_TRANSPORT } else { self.cfg.k - 1 };
             if total > limit {
                 io.count("malformed_transport", 1);
