@@ -55,6 +55,9 @@ pub enum TeamsCmd {
         fragile: f64,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// How partners learn of each other.
+        #[arg(long, value_enum, default_value = "trace")]
+        notify: NotifyArg,
     },
     /// Online matchmaking: players arriving at servers paired, servers told (JSON).
     Matchmaking {
@@ -66,6 +69,9 @@ pub enum TeamsCmd {
         players: u64,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// How servers learn of a match.
+        #[arg(long, value_enum, default_value = "trace")]
+        notify: NotifyArg,
     },
     /// Vector team formation: coloured tokens, a team is sizes[c] tokens of
     /// each colour c. The seed's super-token algorithm beside the direct
@@ -154,6 +160,23 @@ pub enum Adversary {
     Load,
 }
 
+/// `trace`: back along the trace tree, hop by hop; `direct`: one message to
+/// each origin (nodes have ids).
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum NotifyArg {
+    Trace,
+    Direct,
+}
+
+impl From<NotifyArg> for agora_teams::Notify {
+    fn from(n: NotifyArg) -> Self {
+        match n {
+            NotifyArg::Trace => agora_teams::Notify::Trace,
+            NotifyArg::Direct => agora_teams::Notify::Direct,
+        }
+    }
+}
+
 impl From<Adversary> for AdversaryKind {
     fn from(a: Adversary) -> Self {
         match a {
@@ -173,19 +196,19 @@ pub fn teams(cmd: TeamsCmd) -> Result<bool> {
             let spec = VectorSpec { n, sizes, tokens, spread: over, adversary: adversary.into(), seed: 0 };
             vtf(&spec, seeds, json)
         }
-        TeamsCmd::Match { n, marked, fragile, seed } => {
+        TeamsCmd::Match { n, marked, fragile, seed, notify } => {
             if n < 2 || !(0.0..1.0).contains(&fragile) {
                 bail!("need --n ≥ 2 and --fragile in [0, 1)");
             }
-            let m = agora_teams::apps::matching(n, marked, fragile, seed);
+            let m = agora_teams::apps::matching(n, marked, fragile, notify.into(), seed);
             println!("{}", serde_json::to_string(&m)?);
             Ok(m.pairs.len() == m.marked.len() / 2)
         }
-        TeamsCmd::Matchmaking { n, servers, players, seed } => {
+        TeamsCmd::Matchmaking { n, servers, players, seed, notify } => {
             if n < 2 || servers == 0 {
                 bail!("need --n ≥ 2 and --servers ≥ 1");
             }
-            let m = agora_teams::apps::matchmaking(n, servers, players, seed);
+            let m = agora_teams::apps::matchmaking(n, servers, players, notify.into(), seed);
             println!("{}", serde_json::to_string(&m)?);
             Ok(m.matches.len() as u64 == players / 2)
         }

@@ -14,7 +14,7 @@
 //! does not lead. By accumulation the leftover tokens, TERM among them, end
 //! at one node, so every candidate decides.
 
-use crate::node::TERM;
+use crate::node::{Notify, TERM};
 use crate::run::{build, RunSpec};
 use crate::Input;
 use agora_core::{NodeId, Time};
@@ -166,10 +166,10 @@ pub fn trigger_counting(n: u32, w: u64, triggers: u64, seed: u64) -> TriggerCoun
     TriggerCount { w, triggers, alarms, due, messages: sim.stats().messages_sent }
 }
 
-/// A run with `notify` on: tagged tokens injected at given times and nodes;
-/// returns the simulation after it, with its `Matched` outputs.
+/// A run with tagged tokens injected at given times and nodes; returns the
+/// simulation after it, with its `Matched` outputs.
 fn run_tagged(spec: RunSpec, tokens: &[(Time, NodeId, u64)]) -> agora_sim::Sim<crate::Node> {
-    let (mut sim, _) = build(&RunSpec { notify: true, tokens: 0, ..spec });
+    let (mut sim, _) = build(&RunSpec { tokens: 0, ..spec });
     for &(at, node, tag) in tokens {
         sim.schedule_input(at, node, Input::Tagged(tag));
     }
@@ -190,8 +190,10 @@ fn told(sim: &agora_sim::Sim<crate::Node>) -> Vec<(u32, Vec<u64>)> {
 
 /// **Distributed matching with failures.** Marked nodes inject a token
 /// tagged with their id; teams of k = 2 pair them. The node where a pair
-/// meets tells both their partner's id (2 messages). With a fragile fraction
-/// of nodes faulty from the start, the marked nodes are live ones.
+/// meets tells both their partner's id: directly (2 messages) or back along
+/// the trace tree (one message per hop of each token's path). With a
+/// fragile fraction of nodes faulty from the start, the marked nodes are
+/// live ones.
 #[derive(Clone, Debug, Serialize)]
 pub struct Matching {
     pub marked: Vec<u32>,
@@ -200,8 +202,8 @@ pub struct Matching {
     pub messages: u64,
 }
 
-pub fn matching(n: u32, marked: usize, fragile: f64, seed: u64) -> Matching {
-    let spec = RunSpec { fragile, ..RunSpec::new(n, 2, 0, seed) };
+pub fn matching(n: u32, marked: usize, fragile: f64, notify: Notify, seed: u64) -> Matching {
+    let spec = RunSpec { fragile, notify, ..RunSpec::new(n, 2, 0, seed) };
     // The fragile nodes `build` picks are faulty from time 0: mark live ones.
     let mut g = ChaCha8Rng::seed_from_u64(seed ^ 0x3a7c);
     let fragile_set = crate::run::fragile_nodes(&spec);
@@ -226,7 +228,7 @@ pub fn matching(n: u32, marked: usize, fragile: f64, seed: u64) -> Matching {
 /// **Online matchmaking.** Players arrive over time at servers; each arrival
 /// injects a token tagged (player << 32 | server). Teams of k = 2 pair
 /// players, and the node where a pair meets tells both players' servers,
-/// which connects them.
+/// which connects them: directly, or back along the trace tree.
 #[derive(Clone, Debug, Serialize)]
 pub struct Matchmaking {
     pub players: u64,
@@ -235,10 +237,17 @@ pub struct Matchmaking {
     /// Each server's notifications: (server, player, opponent).
     pub notified: Vec<(u32, u64, u64)>,
     pub messages: u64,
+    /// Of those, notices of a match (hops along the trace tree, or direct).
+    pub notices: u64,
+    /// Token moves between nodes: the trace tree's edges.
+    pub hops: u64,
+    /// Every node back in its initial state at the end, trace tree
+    /// included (true when every player was matched).
+    pub forgetful: bool,
 }
 
-pub fn matchmaking(n: u32, servers: u32, players: u64, seed: u64) -> Matchmaking {
-    let spec = RunSpec::new(n, 2, 0, seed);
+pub fn matchmaking(n: u32, servers: u32, players: u64, notify: Notify, seed: u64) -> Matchmaking {
+    let spec = RunSpec { notify, ..RunSpec::new(n, 2, 0, seed) };
     let mut g = ChaCha8Rng::seed_from_u64(seed ^ 0x9a3e);
     let server_ids: Vec<u32> =
         rand::seq::index::sample(&mut g, n as usize, servers.min(n) as usize).into_iter().map(|i| i as u32).collect();
@@ -262,12 +271,18 @@ pub fn matchmaking(n: u32, servers: u32, players: u64, seed: u64) -> Matchmaking
             _ => None,
         })
         .collect();
-    let notified = told(&sim)
+    // Along the trace tree a server hosting both players hears twice.
+    let mut notified: Vec<_> = told(&sim)
         .into_iter()
         .flat_map(|(server, m)| {
             let (a, b) = (split(m[0]), split(m[1]));
             [(a, b), (b, a)].into_iter().filter(move |(x, _)| x.1 == server).map(move |(x, y)| (server, x.0, y.0))
         })
         .collect();
-    Matchmaking { players, matches, notified, messages: sim.stats().messages_sent }
+    notified.sort_unstable();
+    notified.dedup();
+    let forgetful = sim.nodes().ids().all(|v| sim.node(v).is_initial());
+    let notices = sim.stats().delivered_by_kind.get("team");
+    let hops = sim.stats().counters.get("tokens_received");
+    Matchmaking { players, matches, notified, messages: sim.stats().messages_sent, notices, hops, forgetful }
 }

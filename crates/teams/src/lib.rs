@@ -68,13 +68,20 @@
 //!
 //! # The trace tree, as built
 //!
-//! Tokens carry tags (their origin, or an application's id), and a transport
-//! carries the tags of the fewer-than-k tokens an arm gives up. The node
-//! where a team forms therefore knows the leaves of the team's trace tree.
-//! With `notify` it tells them: k messages per team, nothing stored. That is
-//! what matching and matchmaking use the tree for. Broadcast and echo along
-//! the tree's inner nodes are not built.
-//!
+//! Tokens carry tags (their origin, or an application's id). With
+//! `Notify::Trace` every node remembers, per token that arrived, the peer
+//! that sent it (a stack per tag). When a team forms, one notice per member
+//! retraces that token's path hop by hop, popping the entries it passes, and
+//! is delivered where the path began. Each hop is retraced exactly once, and
+//! once every token is in a team the tree is gone: the forgetful feature
+//! still holds, which the tests check. Only the leftover tokens' paths stay
+//! remembered, as the tree of the next team. Matching and matchmaking use
+//! the tree by default. `Notify::Direct` instead addresses each origin by
+//! the id in its tag, which our nodes have although the seed's are
+//! anonymous. At k = 2 the tree costs fewer messages than direct
+//! notification: a token already at the team node needs no notice.
+//! Broadcast along the tree is built; the echo back to the root is not (no
+//! application here needs it).
 //!
 //! # Vector team formation: the seed's construction costs more
 //!
@@ -105,4 +112,4 @@ pub mod run;
 pub mod vector;
 
 pub use graph::Graph;
-pub use node::{Config, Input, Msg, Node, Output, Params};
+pub use node::{Config, Input, Msg, Node, Notify, Output, Params};

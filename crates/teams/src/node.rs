@@ -56,9 +56,9 @@ pub struct Config {
     pub graph: Graph,
     /// Team size.
     pub k: u64,
-    /// When a team forms, tell each member's origin (the node in the low 32
-    /// bits of its tag) who its team is: matching and matchmaking.
-    pub notify: bool,
+    /// When a team forms, tell each member's origin who its team is:
+    /// matching and matchmaking.
+    pub notify: Notify,
     /// When a team forms, announce its node to all n nodes: explicit leader
     /// election.
     pub announce: bool,
@@ -76,8 +76,23 @@ pub struct Config {
 impl Config {
     /// Plain team formation: teams of any k tokens, no application on top.
     pub fn new(graph: Graph, k: u64) -> Self {
-        Config { graph, k, notify: false, announce: false, elect: false, colours: None }
+        Config { graph, k, notify: Notify::Off, announce: false, elect: false, colours: None }
     }
+}
+
+/// How a team node tells its members' origins.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Notify {
+    #[default]
+    Off,
+    /// One message to each origin, the node named by the low 32 bits of the
+    /// tag (nodes have ids here).
+    Direct,
+    /// Back along the trace tree: every node remembers, per token that
+    /// arrived, which peer sent it, and the notice retraces each member's
+    /// path hop by hop, clearing what it passes. Needs no ids in tags.
+    Trace,
 }
 
 /// The tag of the election's TERM token (high bit; the low bits name the
@@ -179,8 +194,11 @@ pub enum Msg {
     Relay { channel: u64, to: NodeId, msg: Principal },
     /// Mediator → primary.
     Relayed { channel: u64, from: NodeId, msg: Principal },
-    /// Team node → each member's origin (with `Config::notify`).
+    /// Team node → each member's origin (with `Notify::Direct`).
     Team { members: Vec<u64> },
+    /// One hop back along the path of the token tagged `tag` (with
+    /// `Notify::Trace`).
+    Trace { tag: u64, members: Vec<u64> },
     /// Team node → every node (with `Config::announce`): "I lead".
     Leader,
 }
@@ -191,7 +209,7 @@ impl Message for Msg {
             Msg::Status { .. } => "status",
             Msg::Open { .. } => "open",
             Msg::Close { .. } => "close",
-            Msg::Team { .. } => "team",
+            Msg::Team { .. } | Msg::Trace { .. } => "team",
             Msg::Leader => "leader",
             Msg::Relay { msg, .. } | Msg::Relayed { msg, .. } => match msg {
                 Principal::Transport(_) => "transport",
@@ -287,11 +305,25 @@ pub struct Node {
     pub leads: Option<bool>,
     /// Tokens the environment injected here (a report).
     pub injected: u64,
+    /// With `Notify::Trace`: this node's part of the trace tree, the peers
+    /// that sent it tokens, by tag (a stack per tag, as tokens with one tag
+    /// are interchangeable).
+    routes: BTreeMap<u64, Vec<NodeId>>,
 }
 
 impl Node {
     pub fn new(cfg: Arc<Config>, me: NodeId) -> Self {
-        Node { cfg, me, primary: None, utility: None, teams: 0, mediated: 0, leads: None, injected: 0 }
+        Node {
+            cfg,
+            me,
+            primary: None,
+            utility: None,
+            teams: 0,
+            mediated: 0,
+            leads: None,
+            injected: 0,
+            routes: BTreeMap::new(),
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -315,7 +347,36 @@ impl Node {
 
     /// In the initial state (nothing remembered).
     pub fn is_initial(&self) -> bool {
-        self.primary.is_none() && self.utility.is_none()
+        self.primary.is_none() && self.utility.is_none() && self.routes.is_empty()
+    }
+
+    /// Trace-tree entries held (tokens that passed through here and are not
+    /// in a team yet).
+    pub fn routes(&self) -> usize {
+        self.routes.values().map(Vec::len).sum()
+    }
+
+    /// Tokens arrived from `sender`: remember where they came from.
+    fn record_route(&mut self, tags: &[u64], sender: NodeId) {
+        if self.cfg.notify == Notify::Trace {
+            for &t in tags {
+                self.routes.entry(t).or_default().push(sender);
+            }
+        }
+    }
+
+    /// One hop of a team notice back along the path of a `tag` token: on to
+    /// the peer it came from, or, where it has no route, it was injected
+    /// here and the notice is delivered.
+    fn trace_back(&mut self, tag: u64, members: Vec<u64>, io: &mut Io<'_, Self>) {
+        let next = self.routes.get_mut(&tag).and_then(Vec::pop);
+        if self.routes.get(&tag).is_some_and(Vec::is_empty) {
+            self.routes.remove(&tag);
+        }
+        match next {
+            Some(v) => io.send(v, Msg::Trace { tag, members }),
+            None => io.output(Output::Matched(members)),
+        }
     }
 
     fn send_status(&self, busy: bool, interval: u64, io: &mut Io<'_, Self>) {
@@ -413,14 +474,19 @@ impl Node {
                 term |= !with_term && self.leads.is_none();
                 self.decide(!with_term, io);
             }
-            if self.cfg.notify {
-                // Each origin once, however many of its tokens are in the team.
-                let mut origins: Vec<u32> = members.iter().map(|&m| m as u32).collect();
-                origins.sort_unstable();
-                origins.dedup();
-                for o in origins {
-                    io.send(NodeId(o), Msg::Team { members: members.clone() });
+            match self.cfg.notify {
+                Notify::Off => {}
+                Notify::Direct => {
+                    // Each origin once, however many of its tokens are in the team.
+                    let mut origins: Vec<u32> = members.iter().map(|&m| m as u32).collect();
+                    origins.sort_unstable();
+                    origins.dedup();
+                    for o in origins {
+                        io.send(NodeId(o), Msg::Team { members: members.clone() });
+                    }
                 }
+                // One notice per member token, each retracing its path.
+                Notify::Trace => members.iter().for_each(|&t| self.trace_back(t, members.clone(), io)),
             }
             io.output(Output::Team(members));
             if self.cfg.announce {
@@ -489,7 +555,7 @@ impl Node {
         }
     }
 
-    fn on_principal(&mut self, mediator: NodeId, channel: u64, msg: Principal, io: &mut Io<'_, Self>) {
+    fn on_principal(&mut self, mediator: NodeId, sender: NodeId, channel: u64, msg: Principal, io: &mut Io<'_, Self>) {
         if let Principal::Transport(t) = &msg {
             // An arm gives up fewer than k tokens, and vector teams are
             // counted per colour; a frame claiming more is malformed (and
@@ -510,6 +576,7 @@ impl Node {
                 io.count("stale_transport", 1);
                 io.count("tokens_received", t.len() as u64);
                 self.see_term(&t, io);
+                self.record_route(&t, sender);
                 self.receive_tokens(t, false, io);
             } else {
                 io.count("relay_dropped", 1);
@@ -551,6 +618,7 @@ impl Node {
                     _ => Vec::new(),
                 };
                 self.see_term(&arrived, io);
+                self.record_route(&arrived, sender);
                 if let Some(c) = self.primary.as_mut().and_then(|p| p.channels.get_mut(&mediator)) {
                     if !c.request_out {
                         // A response to no request of this channel: a
@@ -671,8 +739,9 @@ impl Protocol for Node {
                     self.maybe_end_phase(io);
                 }
             }
-            Msg::Relayed { channel, from: _, msg } => self.on_principal(from, channel, msg, io),
+            Msg::Relayed { channel, from: sender, msg } => self.on_principal(from, sender, channel, msg, io),
             Msg::Team { members } => io.output(Output::Matched(members)),
+            Msg::Trace { tag, members } => self.trace_back(tag, members, io),
             Msg::Leader => io.output(Output::Leader(from)),
         }
     }

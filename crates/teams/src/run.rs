@@ -3,6 +3,7 @@
 //! the token schedule, the invariants checked after every event, and the
 //! report `agora teams run` prints.
 
+use crate::node::Notify;
 use crate::{Config, Graph, Input, Node, Output};
 use agora_core::{NodeId, Protocol, Time};
 use agora_sim::network::{LoadAdversary, MaxAdversary, UniformAdversary};
@@ -46,7 +47,7 @@ pub struct RunSpec {
     pub c: f64,
     pub epsilon: f64,
     /// Team nodes tell the members' origins (matching, matchmaking).
-    pub notify: bool,
+    pub notify: Notify,
     /// Team nodes announce themselves to everyone (explicit election).
     pub announce: bool,
     /// Implicit election with termination detection (TERM token).
@@ -65,7 +66,7 @@ impl RunSpec {
             seed,
             c: 2.0,
             epsilon: 0.5,
-            notify: false,
+            notify: Notify::Off,
             announce: false,
             elect: false,
         }

@@ -6,6 +6,7 @@
 use agora_core::Time;
 use agora_sim::Stop;
 use agora_teams::run::{build, end_check, reaction_times, run, AdversaryKind, RunSpec};
+use agora_teams::Notify;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -44,9 +45,13 @@ fn seed_sweep_small_n() {
     for seed in 0..1000u64 {
         let mut g = ChaCha8Rng::seed_from_u64(seed);
         let adversary = [AdversaryKind::Uniform, AdversaryKind::Max, AdversaryKind::Load][seed as usize % 3];
+        // Notices to origins (direct, or back along the trace tree) must
+        // keep the same bounds.
+        let notify = [Notify::Off, Notify::Direct, Notify::Trace][(seed / 3) as usize % 3];
         let spec = RunSpec {
             spread: g.random_range(0.0..30.0),
             adversary,
+            notify,
             ..RunSpec::new(g.random_range(4..40u32), g.random_range(2..6u64), g.random_range(0..40u64), seed)
         };
         teams += check(&spec).stats().counters.get("teams");
@@ -225,10 +230,11 @@ fn trigger_counting_raises_the_alarm_exactly_at_w_triggers() {
 
 #[test]
 fn matching_pairs_marked_nodes_and_each_learns_its_partner() {
-    use agora_teams::apps::matching;
+    use agora_teams::{apps::matching, Notify};
     for seed in 0..30 {
         let fragile = if seed % 2 == 0 { 0.0 } else { 0.4 };
-        let m = matching(128, 21, fragile, seed);
+        let notify = if seed % 4 < 2 { Notify::Direct } else { Notify::Trace };
+        let m = matching(128, 21, fragile, notify, seed);
         // 21 marked: 10 pairs, one left alone; every pair told to both, once.
         assert_eq!(m.pairs.len(), 10, "seed {seed}: {m:?}");
         let mut seen: Vec<u32> = m.pairs.iter().flat_map(|&(a, b)| [a, b]).collect();
@@ -241,16 +247,37 @@ fn matching_pairs_marked_nodes_and_each_learns_its_partner() {
 
 #[test]
 fn matchmaking_connects_the_servers_of_matched_players() {
-    use agora_teams::apps::matchmaking;
+    use agora_teams::{apps::matchmaking, Notify};
     for seed in 0..30 {
-        let r = matchmaking(128, 8, 31, seed);
-        assert_eq!(r.matches.len(), 15, "seed {seed}");
-        // Both servers of every match heard of it, each about its own player.
-        for &(p, q, s, t) in &r.matches {
-            assert!(r.notified.contains(&(s, p, q)), "seed {seed}: server {s} not told of {p} vs {q}");
-            assert!(r.notified.contains(&(t, q, p)), "seed {seed}: server {t} not told of {q} vs {p}");
+        for notify in [Notify::Direct, Notify::Trace] {
+            let r = matchmaking(128, 8, 31, notify, seed);
+            assert_eq!(r.matches.len(), 15, "seed {seed}");
+            // Both servers of every match heard of it, each about its own player.
+            for &(p, q, s, t) in &r.matches {
+                assert!(r.notified.contains(&(s, p, q)), "seed {seed}: server {s} not told of {p} vs {q}");
+                assert!(r.notified.contains(&(t, q, p)), "seed {seed}: server {t} not told of {q} vs {p}");
+            }
+            assert_eq!(r.notified.len(), 30, "{notify:?}");
         }
-        assert_eq!(r.notified.len(), 30);
+    }
+}
+
+/// Notices retrace each token's path: with every player matched, each hop
+/// of each token is retraced exactly once, and the trace tree is cleared
+/// behind them (every node ends in its initial state). A notice for a
+/// token already at the team node costs nothing, so at k = 2 this is
+/// fewer messages than addressing both origins directly.
+#[test]
+fn the_trace_tree_carries_notices_home_and_is_forgotten() {
+    use agora_teams::{apps::matchmaking, Notify};
+    for seed in 0..20 {
+        let t = matchmaking(128, 8, 30, Notify::Trace, seed);
+        assert_eq!(t.matches.len(), 15);
+        assert!(t.forgetful, "seed {seed}: a node remembers something");
+        assert_eq!(t.notices, t.hops, "seed {seed}: every hop retraced once");
+        let d = matchmaking(128, 8, 30, Notify::Direct, seed);
+        assert!(d.forgetful);
+        assert_eq!(d.notices, 30 - d.matches.iter().filter(|m| m.2 == m.3).count() as u64, "seed {seed}");
     }
 }
 
