@@ -241,6 +241,10 @@ pub struct Matchmaking {
     pub notices: u64,
     /// Token moves between nodes: the trace tree's edges.
     pub hops: u64,
+    /// Along the trace tree: echo messages, and the teams whose node heard
+    /// every member's echo.
+    pub echoes: u64,
+    pub echoed: u64,
     /// Every node back in its initial state at the end, trace tree
     /// included (true when every player was matched).
     pub forgetful: bool,
@@ -284,5 +288,18 @@ pub fn matchmaking(n: u32, servers: u32, players: u64, notify: Notify, seed: u64
     let forgetful = sim.nodes().ids().all(|v| sim.node(v).is_initial());
     let notices = sim.stats().delivered_by_kind.get("team");
     let hops = sim.stats().counters.get("tokens_received");
-    Matchmaking { players, matches, notified, messages: sim.stats().messages_sent, notices, hops, forgetful }
+    let echoes = sim.stats().delivered_by_kind.get("echo");
+    // An echo completes at the node where its team formed.
+    let echoed = sim
+        .outputs()
+        .iter()
+        .filter(|e| {
+            let formed = |m: &Vec<u64>| {
+                sim.outputs().iter().any(|o| o.node == e.node && matches!(&o.output, crate::Output::Team(t) if t == m))
+            };
+            matches!(&e.output, crate::Output::Echoed(m) if formed(m))
+        })
+        .count() as u64;
+    let messages = sim.stats().messages_sent;
+    Matchmaking { players, matches, notified, messages, notices, hops, echoes, echoed, forgetful }
 }

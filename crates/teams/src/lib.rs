@@ -79,9 +79,11 @@
 //! the tree by default. `Notify::Direct` instead addresses each origin by
 //! the id in its tag, which our nodes have although the seed's are
 //! anonymous. At k = 2 the tree costs fewer messages than direct
-//! notification: a token already at the team node needs no notice.
-//! Broadcast along the tree is built; the echo back to the root is not (no
-//! application here needs it).
+//! notification: a token already at the team node needs no notice. Each
+//! origin echoes its notice back along the same hops (a node passing a
+//! notice remembers whom to echo to until the echo passes), and the team
+//! node reports `Output::Echoed` once every member's origin was told:
+//! broadcast and echo along the tree, each hop once each way.
 //!
 //! # Vector team formation: the seed's construction costs more
 //!

@@ -91,7 +91,9 @@ pub enum Notify {
     Direct,
     /// Back along the trace tree: every node remembers, per token that
     /// arrived, which peer sent it, and the notice retraces each member's
-    /// path hop by hop, clearing what it passes. Needs no ids in tags.
+    /// path hop by hop, clearing what it passes. Needs no ids in tags. Each
+    /// origin's echo returns the same way, and the team node reports
+    /// `Output::Echoed` once all members' origins have been told.
     Trace,
 }
 
@@ -173,6 +175,17 @@ pub fn pack(tags: &[u64]) -> Vec<(u64, u32)> {
     out
 }
 
+/// Pops the latest entry under `key`, dropping the key once it is empty
+/// (so a node that has forgotten everything holds nothing).
+fn pop<K: Ord + Copy>(map: &mut BTreeMap<K, Vec<NodeId>>, key: K) -> Option<NodeId> {
+    let stack = map.get_mut(&key)?;
+    let top = stack.pop();
+    if stack.is_empty() {
+        map.remove(&key);
+    }
+    top
+}
+
 /// The tokens a transport claims to carry.
 pub fn transport_total(packed: &[(u64, u32)]) -> u64 {
     packed.iter().map(|&(_, n)| u64::from(n)).sum()
@@ -198,7 +211,9 @@ pub enum Msg {
     Team { members: Vec<u64> },
     /// One hop back along the path of the token tagged `tag` (with
     /// `Notify::Trace`).
-    Trace { tag: u64, members: Vec<u64> },
+    Trace { tag: u64, team: u64, members: Vec<u64> },
+    /// One hop of the echo of a `Trace` notice, back towards the team node.
+    Echo { tag: u64, team: u64 },
     /// Team node → every node (with `Config::announce`): "I lead".
     Leader,
 }
@@ -210,6 +225,7 @@ impl Message for Msg {
             Msg::Open { .. } => "open",
             Msg::Close { .. } => "close",
             Msg::Team { .. } | Msg::Trace { .. } => "team",
+            Msg::Echo { .. } => "echo",
             Msg::Leader => "leader",
             Msg::Relay { msg, .. } | Msg::Relayed { msg, .. } => match msg {
                 Principal::Transport(_) => "transport",
@@ -244,6 +260,9 @@ pub enum Output {
     Team(Vec<u64>),
     /// This node's token is in a team with these (with `Config::notify`).
     Matched(Vec<u64>),
+    /// At the team node: every member's origin has been told (the echo of
+    /// `Notify::Trace`).
+    Echoed(Vec<u64>),
     /// This node learned who leads (with `Config::announce`), or, with
     /// `Config::elect`, leads itself.
     Leader(NodeId),
@@ -309,6 +328,10 @@ pub struct Node {
     /// that sent it tokens, by tag (a stack per tag, as tokens with one tag
     /// are interchangeable).
     routes: BTreeMap<u64, Vec<NodeId>>,
+    /// Notices passed on, by (tag, team): whom to echo to.
+    echo_to: BTreeMap<(u64, u64), Vec<NodeId>>,
+    /// Teams formed here whose echoes are awaited: members and how many.
+    awaiting: BTreeMap<u64, (Vec<u64>, usize)>,
 }
 
 impl Node {
@@ -323,6 +346,8 @@ impl Node {
             leads: None,
             injected: 0,
             routes: BTreeMap::new(),
+            echo_to: BTreeMap::new(),
+            awaiting: BTreeMap::new(),
         }
     }
 
@@ -347,7 +372,11 @@ impl Node {
 
     /// In the initial state (nothing remembered).
     pub fn is_initial(&self) -> bool {
-        self.primary.is_none() && self.utility.is_none() && self.routes.is_empty()
+        self.primary.is_none()
+            && self.utility.is_none()
+            && self.routes.is_empty()
+            && self.echo_to.is_empty()
+            && self.awaiting.is_empty()
     }
 
     /// Trace-tree entries held (tokens that passed through here and are not
@@ -367,15 +396,40 @@ impl Node {
 
     /// One hop of a team notice back along the path of a `tag` token: on to
     /// the peer it came from, or, where it has no route, it was injected
-    /// here and the notice is delivered.
-    fn trace_back(&mut self, tag: u64, members: Vec<u64>, io: &mut Io<'_, Self>) {
-        let next = self.routes.get_mut(&tag).and_then(Vec::pop);
-        if self.routes.get(&tag).is_some_and(Vec::is_empty) {
-            self.routes.remove(&tag);
+    /// here: the notice is delivered and echoed back. `from` is the hop
+    /// before (`None` at the team node).
+    fn trace_back(&mut self, tag: u64, team: u64, members: Vec<u64>, from: Option<NodeId>, io: &mut Io<'_, Self>) {
+        match pop(&mut self.routes, tag) {
+            Some(v) => {
+                if let Some(f) = from {
+                    self.echo_to.entry((tag, team)).or_default().push(f);
+                }
+                io.send(v, Msg::Trace { tag, team, members });
+            }
+            None => {
+                io.output(Output::Matched(members));
+                match from {
+                    Some(f) => io.send(f, Msg::Echo { tag, team }),
+                    None => self.echoed(team, io),
+                }
+            }
         }
-        match next {
-            Some(v) => io.send(v, Msg::Trace { tag, members }),
-            None => io.output(Output::Matched(members)),
+    }
+
+    /// An echo reached the team node.
+    fn echoed(&mut self, team: u64, io: &mut Io<'_, Self>) {
+        let Some((_, left)) = self.awaiting.get_mut(&team) else { return };
+        *left -= 1;
+        if *left == 0 {
+            let (members, _) = self.awaiting.remove(&team).expect("present");
+            io.output(Output::Echoed(members));
+        }
+    }
+
+    fn on_echo(&mut self, tag: u64, team: u64, io: &mut Io<'_, Self>) {
+        match pop(&mut self.echo_to, (tag, team)) {
+            Some(p) => io.send(p, Msg::Echo { tag, team }),
+            None => self.echoed(team, io),
         }
     }
 
@@ -486,7 +540,13 @@ impl Node {
                     }
                 }
                 // One notice per member token, each retracing its path.
-                Notify::Trace => members.iter().for_each(|&t| self.trace_back(t, members.clone(), io)),
+                Notify::Trace => {
+                    let team = io.rng().random::<u64>();
+                    self.awaiting.insert(team, (members.clone(), members.len()));
+                    for &t in &members {
+                        self.trace_back(t, team, members.clone(), None, io);
+                    }
+                }
             }
             io.output(Output::Team(members));
             if self.cfg.announce {
@@ -741,7 +801,8 @@ impl Protocol for Node {
             }
             Msg::Relayed { channel, from: sender, msg } => self.on_principal(from, sender, channel, msg, io),
             Msg::Team { members } => io.output(Output::Matched(members)),
-            Msg::Trace { tag, members } => self.trace_back(tag, members, io),
+            Msg::Trace { tag, team, members } => self.trace_back(tag, team, members, Some(from), io),
+            Msg::Echo { tag, team } => self.on_echo(tag, team, io),
             Msg::Leader => io.output(Output::Leader(from)),
         }
     }

@@ -263,7 +263,8 @@ fn matchmaking_connects_the_servers_of_matched_players() {
 }
 
 /// Notices retrace each token's path: with every player matched, each hop
-/// of each token is retraced exactly once, and the trace tree is cleared
+/// of each token is retraced exactly once (then echoed back to the team
+/// node, which learns that every member was told), and the trace tree is cleared
 /// behind them (every node ends in its initial state). A notice for a
 /// token already at the team node costs nothing, so at k = 2 this is
 /// fewer messages than addressing both origins directly.
@@ -275,6 +276,9 @@ fn the_trace_tree_carries_notices_home_and_is_forgotten() {
         assert_eq!(t.matches.len(), 15);
         assert!(t.forgetful, "seed {seed}: a node remembers something");
         assert_eq!(t.notices, t.hops, "seed {seed}: every hop retraced once");
+        // …and echoed back once, every team node hearing all its members.
+        assert_eq!(t.echoes, t.hops, "seed {seed}");
+        assert_eq!(t.echoed, 15, "seed {seed}");
         let d = matchmaking(128, 8, 30, Notify::Direct, seed);
         assert!(d.forgetful);
         assert_eq!(d.notices, 30 - d.matches.iter().filter(|m| m.2 == m.3).count() as u64, "seed {seed}");
