@@ -73,9 +73,9 @@ pub enum TeamsCmd {
         #[arg(long, value_enum, default_value = "trace")]
         notify: NotifyArg,
     },
-    /// Vector team formation: coloured tokens, a team is sizes[c] tokens of
-    /// each colour c. The seed's super-token algorithm beside the direct
-    /// baseline, over seeds 0 … seeds − 1.
+    /// Vector team formation: coloured tokens; a team takes as many tokens
+    /// of each colour as --sizes says. The seed's super-token algorithm
+    /// beside the direct baseline, over seeds 0 … seeds − 1.
     Vtf {
         #[arg(long)]
         n: u32,

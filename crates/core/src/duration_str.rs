@@ -23,7 +23,7 @@ pub fn format(d: Duration) -> String {
     format!("{ns}ns")
 }
 
-/// Parses "<number><unit>" with unit ns, us, ms, s, m or h.
+/// Parses `<number><unit>` with unit ns, us, ms, s, m or h.
 pub fn parse(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let split = t

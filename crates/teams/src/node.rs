@@ -66,7 +66,7 @@ pub struct Config {
     /// first implementation, appendix A.1.1): a node that forms a team of
     /// election tokens leads and injects one TERM token; a node that gives
     /// its tokens away, receives a TERM token, or forms a team with one,
-    /// knows it does not lead (`Output::Verdict`).
+    /// knows it does not lead (`Output::Leader`, `Output::NotLeader`).
     pub elect: bool,
     /// Vector teams: a team is `colours[c]` tokens tagged c, for every
     /// colour c (tags are colours then, not origins). `None`: any k tokens.
@@ -175,17 +175,6 @@ pub fn pack(tags: &[u64]) -> Vec<(u64, u32)> {
     out
 }
 
-/// Pops the latest entry under `key`, dropping the key once it is empty
-/// (so a node that has forgotten everything holds nothing).
-fn pop<K: Ord + Copy>(map: &mut BTreeMap<K, Vec<NodeId>>, key: K) -> Option<NodeId> {
-    let stack = map.get_mut(&key)?;
-    let top = stack.pop();
-    if stack.is_empty() {
-        map.remove(&key);
-    }
-    top
-}
-
 /// The tokens a transport claims to carry.
 pub fn transport_total(packed: &[(u64, u32)]) -> u64 {
     packed.iter().map(|&(_, n)| u64::from(n)).sum()
@@ -268,6 +257,17 @@ pub enum Output {
     Leader(NodeId),
     /// With `Config::elect`: this node knows it does not lead.
     NotLeader,
+}
+
+/// Pops the latest entry under `key`, dropping the key once it is empty
+/// (so a node that has forgotten everything holds nothing).
+fn pop<K: Ord + Copy>(map: &mut BTreeMap<K, Vec<NodeId>>, key: K) -> Option<NodeId> {
+    let stack = map.get_mut(&key)?;
+    let top = stack.pop();
+    if stack.is_empty() {
+        map.remove(&key);
+    }
+    top
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -377,12 +377,6 @@ impl Node {
             && self.routes.is_empty()
             && self.echo_to.is_empty()
             && self.awaiting.is_empty()
-    }
-
-    /// Trace-tree entries held (tokens that passed through here and are not
-    /// in a team yet).
-    pub fn routes(&self) -> usize {
-        self.routes.values().map(Vec::len).sum()
     }
 
     /// Tokens arrived from `sender`: remember where they came from.

@@ -13,7 +13,7 @@
 //!
 //! [`VectorNode`] runs the C + 1 copies in one node, over the same
 //! primary–utility graph, and tags each message with its copy.
-//! [`direct`] is the baseline: one copy over colour-tagged tokens whose team
+//! [`Algorithm::Direct`] is the baseline: one copy over colour-tagged tokens whose team
 //! rule is the whole vector.
 //!
 //! Token conservation is checked in raw tokens after every event: a
@@ -105,10 +105,6 @@ impl VectorNode {
     pub fn held(&self, c: usize) -> (u64, u64) {
         (self.copies[c].tokens(), self.copies[self.collector()].held().filter(|&t| t == c as u64).count() as u64)
     }
-
-    pub fn is_initial(&self) -> bool {
-        self.copies.iter().all(Node::is_initial)
-    }
 }
 
 /// Super-tokens in a collector transport, weighed in raw tokens.
@@ -117,7 +113,7 @@ fn weight(sizes: &[u64], t: &[(u64, u32)]) -> u64 {
 }
 
 impl Holder for VectorNode {
-    /// Raw tokens: a super-token of colour c counts sizes[c].
+    /// Raw tokens: a super-token of colour c counts `sizes[c]`.
     fn tokens(&self) -> u64 {
         (0..self.sizes.len()).map(|c| self.held(c)).zip(self.sizes.iter()).map(|((raw, sup), k)| raw + sup * k).sum()
     }
