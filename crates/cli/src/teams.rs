@@ -354,7 +354,7 @@ fn sweep(a: &SweepArgs) -> Result<bool> {
     let fractions = [0.0, 0.25, 0.5, 0.75, 0.9];
     let per_size = |n: u32| 2 + u64::from(n <= a.broadcast_max_n);
     let total: u64 =
-        sizes.iter().map(|&n| (per_size(n) + 2) * a.seeds).sum::<u64>() + fractions.len() as u64 * 3 * a.seeds;
+        sizes.iter().map(|&n| (per_size(n) + 2) * a.seeds).sum::<u64>() + fractions.len() as u64 * 4 * a.seeds;
     let bar = progress(total, "runs");
     let mut rows = Vec::new();
     let base =
@@ -365,6 +365,14 @@ fn sweep(a: &SweepArgs) -> Result<bool> {
         for seed in first_seed..first_seed + a.seeds {
             let spec = base(n, seed, fragile);
             rows.push(Row { algorithm: "team formation", fragile, seed, r: run(&spec, &mut |_| {}) });
+            if fragile > 0.0 {
+                // The graph is built for a live fraction ε: with more nodes
+                // faulty than 1 − ε, two primaries may share no live utility.
+                let epsilon = (1.0 - fragile).clamp(0.05, 1.0);
+                let r = run(&RunSpec { epsilon, ..spec.clone() }, &mut |_| {});
+                rows.push(Row { algorithm: MATCHED, fragile, seed, r });
+                bar.inc(1);
+            }
             rows.push(Row {
                 algorithm: "leader gathering",
                 fragile,
@@ -453,7 +461,7 @@ fn sweep(a: &SweepArgs) -> Result<bool> {
         by_n.push((alg, pts));
     }
     let mut fragile_pts: Vec<(&str, Vec<(f64, f64)>)> = Vec::new();
-    for alg in algorithms {
+    for alg in [algorithms[0], MATCHED, algorithms[1], algorithms[2]] {
         let mut pts = Vec::new();
         for &f in &fractions {
             let sel: Vec<&RunReport> = rows
@@ -461,6 +469,9 @@ fn sweep(a: &SweepArgs) -> Result<bool> {
                 .filter(|x| x.algorithm == alg && x.fragile == f && x.r.n == a.fragile_n && x.seed >= 1_000_000)
                 .map(|x| &x.r)
                 .collect();
+            if sel.is_empty() {
+                continue;
+            }
             let ok = sel.iter().filter(|r| success(r)).count() as f64 / sel.len().max(1) as f64;
             writeln!(summary, "{alg},{},{f},{},,,,,{ok:.3}", a.fragile_n, sel.len())?;
             pts.push((f, ok));
@@ -526,7 +537,10 @@ fn sweep(a: &SweepArgs) -> Result<bool> {
     )?;
     let fragile_series: Vec<Series> = fragile_pts
         .iter()
-        .map(|(alg, pts)| Series { name: (*alg).into(), points: pts.clone(), fitted: false })
+        .map(|(alg, pts)| {
+            let name = if *alg == algorithms[0] { format!("{alg} (ε = 0.5)") } else { (*alg).into() };
+            Series { name, points: pts.clone(), fitted: false }
+        })
         .collect();
     line_chart(
         &a.out.join("fragile.svg"),
@@ -615,6 +629,10 @@ fn vtf(spec: &VectorSpec, seeds: u64, json: bool) -> Result<bool> {
     }
     Ok(all_safe)
 }
+
+/// Team formation in the fragile sweep with the graph's ε set to the live
+/// fraction (the other runs use ε = 0.5).
+const MATCHED: &str = "team formation (ε = 1 − fragile)";
 
 fn le(n: u32, c: f64, seeds: u64, explicit: bool, json: bool) -> Result<bool> {
     if n < 4 || seeds == 0 || c.is_nan() || c <= 0.0 {

@@ -68,8 +68,10 @@ fn sweep_writes_csv_and_plots() {
         assert!(len > 100, "{f}: {len} bytes");
     }
     let runs = std::fs::read_to_string(dir.join("runs.csv")).unwrap();
-    // 3 sizes × 2 seeds × 3 algorithms, then 5 fractions × 2 seeds × 3.
-    assert_eq!(runs.lines().count(), 1 + 18 + 30);
+    // 3 sizes × 2 seeds × 3 algorithms, then 5 fractions × 2 seeds × 3,
+    // and team formation with ε = 1 − fragile at the 4 fractions above 0.
+    assert_eq!(runs.lines().count(), 1 + 18 + 30 + 8);
+    assert_eq!(runs.lines().filter(|l| l.starts_with("team formation (ε = 1 − fragile),32,")).count(), 8);
     let summary = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
     assert!(summary.contains("# fit: messages per token ≈"), "{summary}");
     assert!(std::fs::read_to_string(dir.join("messages.svg")).unwrap().contains("<svg"));
