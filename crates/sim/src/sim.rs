@@ -476,6 +476,7 @@ impl<P: Protocol> Sim<P> {
                 let result = match reason {
                     Some(r) => {
                         self.stats.dropped.add(r, 1);
+                        self.stats.dropped_by_kind.add(kind, 1);
                         self.after_event(TAG_DROP, to, Some(from), r, &enc, body)
                     }
                     None => {
@@ -587,17 +588,20 @@ impl<P: Protocol> Sim<P> {
 
     fn send(&mut self, from: NodeId, to: NodeId, msg: P::Msg) {
         self.stats.messages_sent += 1;
-        self.stats.messages_by_kind.add(agora_core::Message::kind(&msg), 1);
-        if to.index() >= self.slots.len() {
-            self.stats.dropped.add("no_such_node", 1);
-            return;
-        }
-        if (!self.node_omission.is_empty() || !self.link_omission.is_empty()) && self.omitted(from, to) {
-            self.stats.dropped.add("omission", 1);
-            return;
-        }
-        if self.cfg.loss > 0.0 && self.net_rng.random::<f64>() < self.cfg.loss {
-            self.stats.dropped.add("loss", 1);
+        let kind = agora_core::Message::kind(&msg);
+        self.stats.messages_by_kind.add(kind, 1);
+        let reason = if to.index() >= self.slots.len() {
+            Some("no_such_node")
+        } else if (!self.node_omission.is_empty() || !self.link_omission.is_empty()) && self.omitted(from, to) {
+            Some("omission")
+        } else if self.cfg.loss > 0.0 && self.net_rng.random::<f64>() < self.cfg.loss {
+            Some("loss")
+        } else {
+            None
+        };
+        if let Some(r) = reason {
+            self.stats.dropped.add(r, 1);
+            self.stats.dropped_by_kind.add(kind, 1);
             return;
         }
         let copies = if self.cfg.duplication > 0.0 && self.net_rng.random::<f64>() < self.cfg.duplication {

@@ -50,6 +50,8 @@ pub struct Stats {
     pub delivered_by_kind: KindCounts,
     /// Messages lost, by reason: loss, omission, partition, crashed, faulty, no_such_node.
     pub dropped: KindCounts,
+    /// The same messages, by kind.
+    pub dropped_by_kind: KindCounts,
     pub duplicated: u64,
     pub timers_fired: u64,
     pub inputs: u64,

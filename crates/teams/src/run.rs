@@ -199,7 +199,8 @@ pub fn install_conservation<P: Holder>(sim: &mut Sim<P>, n: u32, k: u64) {
 /// The channel layer's guarantees that a single event can break, checked at
 /// the event's node: only busy primaries hold channels (G1); no response
 /// arrives that no request awaits (4.I: a message that crossed from another
-/// channel would show up so; counted by the nodes). The two ends of a
+/// channel would show up so; counted by the nodes); no token transport is
+/// lost, that is, none goes to a node faulty at delivery. The two ends of a
 /// channel may briefly disagree (one still holds a released channel while the
 /// other holds its successor through the same mediator); FIFO links from the
 /// mediator order `Close`, `Open` and the relayed messages, so nothing is
@@ -214,6 +215,10 @@ pub fn install_channel_checks(sim: &mut Sim<Node>) {
         }
         if w.stats.counters.get("unexpected_response") > 0 {
             return Err("a response arrived that no request awaited (a message crossed channels)".into());
+        }
+        // No token is sent to a node that is faulty (or down) at delivery.
+        if w.stats.dropped_by_kind.get("transport") > 0 {
+            return Err(format!("a token transport was lost ({:?})", w.stats.dropped.to_map()));
         }
         Ok(())
     });

@@ -317,3 +317,24 @@ fn afek_gafni_elects_exactly_one_leader_in_n_log_n_messages() {
         }
     }
 }
+
+/// The check that no token goes to a node faulty at delivery fires when the
+/// failure model is broken: crashing nodes at arbitrary times (not at
+/// quiescent ones) loses transports in flight to them.
+#[test]
+fn a_transport_lost_to_a_crashed_node_is_caught() {
+    use agora_core::NodeId;
+    use agora_sim::Fault;
+    let mut caught = 0;
+    for seed in 0..20 {
+        let (mut sim, _) = build(&RunSpec::new(32, 4, 60, seed));
+        for v in 0..16 {
+            sim.schedule_fault(Time::from_nanos(300_000 + 20_000 * v), Fault::Crash(NodeId(v as u32)));
+        }
+        if let Err(e) = sim.run_until(Time::from_nanos(1 << 40)) {
+            assert!(e.to_string().contains("a token transport was lost"), "seed {seed}: {e}");
+            caught += 1;
+        }
+    }
+    assert!(caught > 0, "no run lost a transport");
+}
