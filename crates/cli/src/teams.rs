@@ -85,9 +85,9 @@ pub enum TeamsCmd {
         /// Tokens per run; colours drawn in proportion to the sizes.
         #[arg(long, default_value_t = 120)]
         tokens: u64,
-        /// Injections spread over this many time units.
-        #[arg(long, default_value_t = 10.0)]
-        over: f64,
+        /// Injection schedule: over:UNITS, as for `teams run`.
+        #[arg(long, default_value = "over:10")]
+        inject: String,
         #[arg(long, value_enum, default_value = "uniform")]
         adversary: Adversary,
         #[arg(long, default_value_t = 10)]
@@ -192,8 +192,9 @@ pub fn teams(cmd: TeamsCmd) -> Result<bool> {
         TeamsCmd::Run(a) => run_cmd(&a),
         TeamsCmd::Sweep(a) => sweep(&a),
         TeamsCmd::Le { n, c, seeds, explicit, json } => le(n, c, seeds, explicit, json),
-        TeamsCmd::Vtf { n, sizes, tokens, over, adversary, seeds, json } => {
-            let spec = VectorSpec { n, sizes, tokens, spread: over, adversary: adversary.into(), seed: 0 };
+        TeamsCmd::Vtf { n, sizes, tokens, inject, adversary, seeds, json } => {
+            let spread = parse_inject(&inject)?;
+            let spec = VectorSpec { n, sizes, tokens, spread, adversary: adversary.into(), seed: 0 };
             vtf(&spec, seeds, json)
         }
         TeamsCmd::Match { n, marked, fragile, seed, notify } => {
@@ -249,12 +250,7 @@ fn spec(a: &RunArgs) -> Result<RunSpec> {
     if !(a.c > 0.0 && a.epsilon > 0.0 && a.epsilon <= 1.0) {
         bail!("--c must be > 0 and --epsilon in (0, 1]");
     }
-    let spread = a
-        .inject
-        .strip_prefix("over:")
-        .and_then(|u| u.parse::<f64>().ok())
-        .filter(|u| u.is_finite() && *u >= 0.0)
-        .ok_or_else(|| anyhow::anyhow!("--inject {:?}: expected over:UNITS, e.g. over:10", a.inject))?;
+    let spread = parse_inject(&a.inject)?;
     let adversary = a.adversary.into();
     Ok(RunSpec {
         spread,
@@ -585,10 +581,19 @@ fn sweep(a: &SweepArgs) -> Result<bool> {
     Ok(true)
 }
 
+/// `over:UNITS`: injections at uniform random times in [0, UNITS).
+fn parse_inject(inject: &str) -> Result<f64> {
+    inject
+        .strip_prefix("over:")
+        .and_then(|u| u.parse::<f64>().ok())
+        .filter(|u| u.is_finite() && *u >= 0.0)
+        .ok_or_else(|| anyhow::anyhow!("--inject {inject:?}: expected over:UNITS, e.g. over:10"))
+}
+
 fn vtf(spec: &VectorSpec, seeds: u64, json: bool) -> Result<bool> {
     spec.validate().map_err(|e| anyhow::anyhow!("--{e}"))?;
-    if !(spec.spread.is_finite() && spec.spread >= 0.0) || seeds == 0 {
-        bail!("need --over ≥ 0 and --seeds ≥ 1");
+    if seeds == 0 {
+        bail!("--seeds must be at least 1");
     }
     let bar = progress(2 * seeds, "runs");
     let mut reports = Vec::new();
