@@ -15,6 +15,13 @@
 //!   answers with its current status: a utility that missed updates (they
 //!   are lost while it is faulty) learns the truth and releases the channel,
 //!   which frees the peer.
+//! * The utility opens a channel one end at a time: the first end answers
+//!   `Accept`, and only then does the second get its `Open`, already usable.
+//!   The first end starts using the channel when the second end's first
+//!   message arrives on it. So no primary ever waits on a channel whose
+//!   other end is faulty (an `Open` to a faulty node is lost); only the
+//!   utility stays occupied, until an end's status changes. This costs one
+//!   message per channel.
 //! * The utility releases the channel when, and only when, it hears that one
 //!   end turned non-busy (or began a new busy interval). It then sends
 //!   `Close` to both ends.
@@ -188,8 +195,12 @@ pub fn unpack(packed: &[(u64, u32)]) -> Vec<u64> {
 pub enum Msg {
     /// Primary → its utilities.
     Status { busy: bool, interval: u64 },
-    /// Utility → primary: a channel to `peer` is open, for your busy `interval`.
-    Open { channel: u64, peer: NodeId, interval: u64 },
+    /// Utility → primary: a channel to `peer` is open, for your busy
+    /// `interval`. `ready`: the peer accepted already, so use it now;
+    /// otherwise answer `Accept`.
+    Open { channel: u64, peer: NodeId, interval: u64, ready: bool },
+    /// Primary → utility: I take part in this channel (the first end).
+    Accept { channel: u64 },
     /// Utility → primary: the channel is released.
     Close { channel: u64 },
     /// Primary → mediator: please relay to the peer.
@@ -213,6 +224,7 @@ impl Message for Msg {
             Msg::Status { .. } => "status",
             Msg::Open { .. } => "open",
             Msg::Close { .. } => "close",
+            Msg::Accept { .. } => "accept",
             Msg::Team { .. } | Msg::Trace { .. } => "team",
             Msg::Echo { .. } => "echo",
             Msg::Leader => "leader",
@@ -280,6 +292,8 @@ enum Kind {
 struct Channel {
     id: u64,
     peer: NodeId,
+    /// The peer is known to have it too: phases use it.
+    ready: bool,
     /// A request of ours awaits its response (this phase).
     request_out: bool,
     /// A center holding an arm-request until its next phase.
@@ -303,8 +317,18 @@ struct Primary {
 struct Utility {
     /// Primaries whose latest status is busy, with their interval.
     busy: BTreeMap<NodeId, u64>,
-    /// The channel it mediates: id and its two ends with their intervals.
-    channel: Option<(u64, [(NodeId, u64); 2])>,
+    /// The channel it mediates.
+    channel: Option<Mediated>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Mediated {
+    id: u64,
+    /// The two ends with the busy intervals it was opened for; the first
+    /// is asked first.
+    ends: [(NodeId, u64); 2],
+    /// The first end accepted and the second was told: messages may flow.
+    ready: bool,
 }
 
 /// A node: both roles, each `None` while in its initial state (the
@@ -579,7 +603,7 @@ impl Node {
         let fresh = std::mem::take(&mut p.fresh);
         p.held.extend(fresh);
         let mut sends = Vec::new();
-        for (&u, c) in p.channels.iter_mut() {
+        for (&u, c) in p.channels.iter_mut().filter(|(_, c)| c.ready) {
             if std::mem::take(&mut c.waiting) && kind == Kind::Arm {
                 sends.push((u, c.id, c.peer, Principal::No));
             }
@@ -604,7 +628,7 @@ impl Node {
         p.held.extend(fresh);
         self.form_teams(io);
         // Still operational: the next phase.
-        if self.tokens() > 0 && self.primary.as_ref().is_some_and(|p| !p.channels.is_empty()) {
+        if self.tokens() > 0 && self.primary.as_ref().is_some_and(|p| p.channels.values().any(|c| c.ready)) {
             self.start_phase(io);
         }
     }
@@ -619,6 +643,16 @@ impl Node {
             if total > limit {
                 io.count("malformed_transport", 1);
                 return;
+            }
+        }
+        // The peer's first message on a channel we accepted makes it ready:
+        // join it with a phase before handling the message.
+        if let Some(p) = self.primary.as_mut() {
+            if let Some(c) = p.channels.get_mut(&mediator).filter(|c| c.id == channel && !c.ready) {
+                c.ready = true;
+                if p.phase.is_none() {
+                    self.start_phase(io);
+                }
             }
         }
         let current = self.primary.as_ref().and_then(|p| p.channels.get(&mediator)).filter(|c| c.id == channel);
@@ -709,11 +743,12 @@ impl Node {
             u.busy.remove(&from);
         }
         // Release the channel if this end left the interval it was opened for.
-        if let Some((id, ends)) = u.channel {
-            if ends.iter().any(|&(v, i)| v == from && (!busy || i != interval)) {
+        if let Some(m) = u.channel {
+            if m.ends.iter().any(|&(v, i)| v == from && (!busy || i != interval)) {
                 u.channel = None;
-                for (v, _) in ends {
-                    io.send(v, Msg::Close { channel: id });
+                // The second end knows of the channel only once it is ready.
+                for (v, _) in &m.ends[..1 + usize::from(m.ready)] {
+                    io.send(*v, Msg::Close { channel: m.id });
                 }
             }
         }
@@ -737,16 +772,26 @@ impl Node {
         let pick = |i: usize| u.busy.iter().nth(i).map(|(&v, &iv)| (v, iv)).expect("in range");
         let ends = [pick(a), pick(b)];
         let id = io.rng().random::<u64>() | 1;
-        u.channel = Some((id, ends));
-        io.send(ends[0].0, Msg::Open { channel: id, peer: ends[1].0, interval: ends[0].1 });
-        io.send(ends[1].0, Msg::Open { channel: id, peer: ends[0].0, interval: ends[1].1 });
+        u.channel = Some(Mediated { id, ends, ready: false });
+        io.send(ends[0].0, Msg::Open { channel: id, peer: ends[1].0, interval: ends[0].1, ready: false });
         io.count("channels", 1);
         self.mediated += 1;
     }
 
+    /// The first end accepted: open the channel at the second, ready.
+    fn on_accept(&mut self, from: NodeId, channel: u64, io: &mut Io<'_, Self>) {
+        let Some(m) = self.utility.as_mut().and_then(|u| u.channel.as_mut()) else { return };
+        if m.id != channel || m.ends[0].0 != from || m.ready {
+            return;
+        }
+        m.ready = true;
+        let (first, (second, interval)) = (m.ends[0].0, m.ends[1]);
+        io.send(second, Msg::Open { channel, peer: first, interval, ready: true });
+    }
+
     fn on_relay(&mut self, from: NodeId, channel: u64, to: NodeId, msg: Principal, io: &mut Io<'_, Self>) {
-        let open = self.utility.as_ref().and_then(|u| u.channel).is_some_and(|(id, ends)| {
-            id == channel && ends.iter().any(|e| e.0 == from) && ends.iter().any(|e| e.0 == to)
+        let open = self.utility.as_ref().and_then(|u| u.channel).is_some_and(|m| {
+            m.id == channel && m.ready && m.ends.iter().any(|e| e.0 == from) && m.ends.iter().any(|e| e.0 == to)
         });
         if open || matches!(msg, Principal::Transport(_)) {
             if !open {
@@ -771,7 +816,7 @@ impl Protocol for Node {
         match msg {
             Msg::Status { busy, interval } => self.on_status(from, busy, interval, io),
             Msg::Relay { channel, to, msg } => self.on_relay(from, channel, to, msg, io),
-            Msg::Open { channel, peer, interval } => {
+            Msg::Open { channel, peer, interval, ready } => {
                 let Some(p) = self.primary.as_mut().filter(|p| p.interval == interval) else {
                     // Opened on a stale view of us (the utility missed our
                     // updates, e.g. while it was faulty): correct it, which
@@ -781,11 +826,14 @@ impl Protocol for Node {
                     io.count("status_corrections", 1);
                     return;
                 };
-                p.channels.insert(from, Channel { id: channel, peer, request_out: false, waiting: false });
-                if p.phase.is_none() {
+                p.channels.insert(from, Channel { id: channel, peer, ready, request_out: false, waiting: false });
+                if !ready {
+                    io.send(from, Msg::Accept { channel });
+                } else if p.phase.is_none() {
                     self.start_phase(io);
                 }
             }
+            Msg::Accept { channel } => self.on_accept(from, channel, io),
             Msg::Close { channel } => {
                 let Some(p) = self.primary.as_mut() else { return };
                 if p.channels.get(&from).is_some_and(|c| c.id == channel) {
@@ -844,11 +892,24 @@ mod tests {
         (Node::new(cfg, NodeId(0)), rand_chacha::ChaCha8Rng::seed_from_u64(3))
     }
 
-    fn opened(sent: &[(NodeId, Msg)]) -> Option<u64> {
-        sent.iter().find_map(|(_, m)| match m {
-            Msg::Open { channel, .. } => Some(*channel),
+    /// The first `Open` sent: (to whom, channel id, ready).
+    fn opened(sent: &[(NodeId, Msg)]) -> Option<(NodeId, u64, bool)> {
+        sent.iter().find_map(|(to, m)| match m {
+            Msg::Open { channel, ready, .. } => Some((*to, *channel, *ready)),
             _ => None,
         })
+    }
+
+    /// Opens a channel between busy primaries 1 and 2 at utility `u`: the
+    /// first end is asked, accepts, and only then is the second told.
+    fn open_channel(u: &mut Node, rng: &mut rand_chacha::ChaCha8Rng, interval: u64) -> u64 {
+        let (first, id, ready) =
+            opened(&deliver(u, 1, Msg::Status { busy: true, interval }, rng)).expect("the first end is asked");
+        assert!(!ready);
+        let sent = deliver(u, first.0, Msg::Accept { channel: id }, rng);
+        let second = NodeId(3 - first.0);
+        assert_eq!(opened(&sent), Some((second, id, true)), "then the second, ready");
+        id
     }
 
     /// Guarantee 4.I at the mediator: a message sent on a released channel
@@ -856,13 +917,13 @@ mod tests {
     #[test]
     fn a_mediator_never_relays_across_channels() {
         let (mut u, mut rng) = utility();
-        assert!(deliver(&mut u, 1, Msg::Status { busy: true, interval: 11 }, &mut rng).is_empty());
-        let a = opened(&deliver(&mut u, 2, Msg::Status { busy: true, interval: 22 }, &mut rng)).expect("A opens");
+        assert!(deliver(&mut u, 2, Msg::Status { busy: true, interval: 22 }, &mut rng).is_empty());
+        let a = open_channel(&mut u, &mut rng, 11);
         // Node 1 turns non-busy: A is released, both ends told.
         let sent = deliver(&mut u, 1, Msg::Status { busy: false, interval: 11 }, &mut rng);
         assert_eq!(sent.iter().filter(|(_, m)| *m == Msg::Close { channel: a }).count(), 2);
         // Node 1 is busy again: the same pair gets channel B.
-        let b = opened(&deliver(&mut u, 1, Msg::Status { busy: true, interval: 33 }, &mut rng)).expect("B opens");
+        let b = open_channel(&mut u, &mut rng, 33);
         assert_ne!(a, b);
         // A message node 2 sent on A, arriving now, is dropped…
         let stale = Msg::Relay { channel: a, to: NodeId(1), msg: Principal::ArmRequest };
@@ -885,12 +946,41 @@ mod tests {
         v.on_input(Input::Inject(1), &mut Io::new(NodeId(0), Time::ZERO, &mut rng, &mut out));
         let interval = v.primary.as_ref().unwrap().interval;
         // An Open for another interval is refused, and the utility corrected.
-        let sent = deliver(&mut v, 5, Msg::Open { channel: 9, peer: NodeId(3), interval: interval ^ 1 }, &mut rng);
+        let stale = Msg::Open { channel: 9, peer: NodeId(3), interval: interval ^ 1, ready: true };
+        let sent = deliver(&mut v, 5, stale, &mut rng);
         assert_eq!(sent, vec![(NodeId(5), Msg::Status { busy: true, interval })]);
         assert!(v.channels().is_empty());
-        let sent = deliver(&mut v, 5, Msg::Open { channel: 9, peer: NodeId(3), interval }, &mut rng);
+        // A ready Open for this interval starts a phase at once.
+        let sent = deliver(&mut v, 5, Msg::Open { channel: 9, peer: NodeId(3), interval, ready: true }, &mut rng);
         assert_eq!(v.channels(), vec![(NodeId(5), 9, NodeId(3))]);
         assert!(matches!(sent[..], [(NodeId(5), Msg::Relay { channel: 9, to: NodeId(3), .. })]), "{sent:?}");
+    }
+
+    /// A channel whose second end is faulty holds nobody up: the first end
+    /// accepted but waits on it only once the peer speaks, and a first end
+    /// that never accepts (faulty) means the second is never told.
+    #[test]
+    fn a_channel_to_a_silent_end_is_never_waited_on() {
+        let (mut v, mut rng) = utility();
+        let mut out = Vec::new();
+        v.on_input(Input::Inject(1), &mut Io::new(NodeId(0), Time::ZERO, &mut rng, &mut out));
+        let interval = v.primary.as_ref().unwrap().interval;
+        let sent = deliver(&mut v, 5, Msg::Open { channel: 9, peer: NodeId(3), interval, ready: false }, &mut rng);
+        assert_eq!(sent, vec![(NodeId(5), Msg::Accept { channel: 9 })]);
+        assert!(v.primary.as_ref().unwrap().phase.is_none(), "no phase on a channel the peer may never use");
+        // The peer's first message makes it usable: a phase starts, then the
+        // message is answered in it.
+        let req = Msg::Relayed { channel: 9, from: NodeId(3), msg: Principal::ArmRequest };
+        let sent = deliver(&mut v, 5, req, &mut rng);
+        assert!(v.primary.as_ref().unwrap().phase.is_some());
+        assert!(!sent.is_empty());
+        // At the utility: nothing reaches the second end before the first accepts.
+        let (mut u, mut rng) = utility();
+        deliver(&mut u, 2, Msg::Status { busy: true, interval: 22 }, &mut rng);
+        let (first, a, _) = opened(&deliver(&mut u, 1, Msg::Status { busy: true, interval: 11 }, &mut rng)).unwrap();
+        let other = NodeId(3 - first.0);
+        let req = Msg::Relay { channel: a, to: first, msg: Principal::CenterRequest };
+        assert!(deliver(&mut u, other.0, req, &mut rng).is_empty());
     }
 
     #[test]
@@ -912,7 +1002,7 @@ mod tests {
         let mut out = Vec::new();
         v.on_input(Input::Inject(1), &mut Io::new(NodeId(0), Time::ZERO, &mut rng, &mut out));
         let interval = v.primary.as_ref().unwrap().interval;
-        deliver(&mut v, 5, Msg::Open { channel: 9, peer: NodeId(3), interval }, &mut rng);
+        deliver(&mut v, 5, Msg::Open { channel: 9, peer: NodeId(3), interval, ready: true }, &mut rng);
         let mut out = Vec::new();
         let huge = Msg::Relayed { channel: 9, from: NodeId(3), msg: Principal::Transport(vec![(1, u32::MAX)]) };
         v.on_message(NodeId(5), huge, &mut Io::new(NodeId(0), Time::ZERO, &mut rng, &mut out));
