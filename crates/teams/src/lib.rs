@@ -19,41 +19,43 @@
 //! # Measured against the paper's claims
 //!
 //! `agora teams sweep --n-from 64 --n-to 1048576 --seeds 3` (k = 2, 64 tokens
-//! over 10 time units, uniform adversary, c = 2, ε = 0.5; 9 min 41 s):
+//! over 10 time units, uniform adversary, c = 2, ε = 0.5; 6 min 35 s):
 //!
-//! * **Messages per token: sublinear, as claimed.** The means are 114 at
-//!   n = 64, 924 at 1024, 6079 at 65,536 and 19,058 at 2^20. The p99.9 stays
-//!   within 7% of the mean. The best power law is n^0.50; least squares
-//!   against a·sqrt(n ln n), our reading of the bound, gives a = 5.4. Most of
+//! * **Messages per token: sublinear, as claimed.** The means are 98 at
+//!   n = 64, 830 at 1024, 6189 at 65,536 and 19,156 at 2^20. The p99.9 stays
+//!   within 7% of the mean. The best power law is n^0.52; least squares
+//!   against a·sqrt(n ln n), our reading of the bound, gives a = 5.45. Most of
 //!   it is status updates: each busy interval costs two broadcasts to the
-//!   primary's ≈ sqrt(c n ln n / ε) utilities. Below n ≈ 512 this is *more*
+//!   primary's ≈ sqrt(c n ln n / ε) utilities. Below n ≈ 500 this is *more*
 //!   than broadcasting every token (n messages), so team formation pays off
 //!   only at larger n.
 //! * **Reaction time: logarithmic-order or better, as claimed.** The mean
-//!   stays between 0.53 and 0.78 units from n = 64 to 2^20. The p99 ranges
-//!   from 4 to 24 units with no trend.
+//!   stays between 0.54 and 0.73 units from n = 64 to 2^20. The p99 ranges
+//!   from 2.7 to 15 units with no trend.
 //! * **Fault tolerance: as claimed, for the ε the graph is built with.**
 //!   `--seeds 20` at n = 1024: with ε = 0.5, every run succeeded up to 75% of
-//!   nodes faulty, and 16 of 20 at 90%. With more than 1 − ε of the nodes
+//!   nodes faulty, and 18 of 20 at 90%. With more than 1 − ε of the nodes
 //!   faulty, two busy primaries can share no live utility (about 2.8 live
 //!   shared ones are expected here), and such runs strand their tokens.
 //!   With ε = 1 − fragile fraction (the sweep's second team-formation line),
 //!   all 20 succeeded at every fraction up to 90%. At 90% faulty that costs
-//!   745 messages per token, against 349 with ε = 0.5. Leader gathering succeeded in 9 of 20 runs at 50% faulty and
-//!   2 of 20 at 90%: its leader is faulty with that probability.
+//!   699 messages per token, against 331 with ε = 0.5. Leader gathering
+//!   succeeded in 9 of 20 runs at 50% faulty and 2 of 20 at 90%: its leader
+//!   is faulty with that probability.
 //! * **Implicit election: total messages grow sublinearly, but do not fall
 //!   below n up to 2^20** (c = 8, 3 seeds per n, every run one leader).
-//!   Per node: 82 at n = 64, 51 at 1024, 11.8 at 65,536, 3.1 at 2^20.
+//!   Per node, termination detection included: 76 at n = 64, 42 at 1024,
+//!   11.1 at 65,536, 2.9 at 2^20.
 //! * **Termination detection for non-leaders** (the seed's TERM token,
 //!   `agora teams le`, 10 seeds each): every candidate decided in every
-//!   run. It cost 0 messages on average at n = 1024 and 256 of 325k at
+//!   run. It cost 48 messages of 41k on average at n = 1024 and 0 of 297k at
 //!   16,384. The leader is often still busy with leftover tokens, and the
 //!   TERM token then rides along for free.
 //! * **Against Afek–Gafni** (our baseline measures ≈ 1.45 n log₂ n): the
-//!   election by team formation is costlier up to n ≈ 13,000 (52k vs 15k
-//!   messages at 1024) and cheaper beyond: 466k vs 718k at 32,768, and 3.2 M
+//!   election by team formation is costlier up to n ≈ 12,000 (43k vs 15k
+//!   messages at 1024) and cheaper beyond: 402k vs 718k at 32,768, and 3.1 M
 //!   vs 31 M at 2^20 (`election.svg` of the sweep).
-//! * At n = 2^20, one run with 200 tokens takes 13.7 s and 465 MB (25k
+//! * At n = 2^20, one run with 200 tokens takes 12.9 s and 490 MB (25k
 //!   messages per token).
 //!
 //! # Nodes that turn faulty holding tokens
@@ -121,12 +123,12 @@
 //!
 //! | n | super-tokens (seed) | direct |
 //! |---|---|---|
-//! | 256 (10 seeds) | 394 | 184 |
-//! | 4096 (5 seeds) | 2714 | 1612 |
+//! | 256 (10 seeds) | 342 | 158 |
+//! | 4096 (5 seeds) | 2403 | 1382 |
 //!
 //! Both formed every possible team. The seed's construction pays status
 //! traffic in C + 1 copies of the channel layer, so the direct one is
-//! 1.7–2.1× cheaper here. We keep the seed's construction as the default of
+//! 1.7–2.2× cheaper here. We keep the seed's construction as the default of
 //! the command and report both.
 
 pub mod afek_gafni;
