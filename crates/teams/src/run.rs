@@ -91,7 +91,7 @@ pub struct RunReport {
     /// time and seed), or the end check that failed.
     pub problem: Option<String>,
     /// Every token accounted for, every team exactly k, nothing left in
-    /// transit, fewer than k tokens left, all at one node.
+    /// transit, fewer than k tokens left at live nodes, all at one node.
     pub safe: bool,
     pub trace_hash: String,
     pub events: u64,
