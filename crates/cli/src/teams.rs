@@ -468,7 +468,7 @@ fn sweep(a: &SweepArgs) -> Result<bool> {
             if sel.is_empty() {
                 continue;
             }
-            let ok = sel.iter().filter(|r| success(r)).count() as f64 / sel.len().max(1) as f64;
+            let ok = sel.iter().filter(|r| success(r)).count() as f64 / sel.len() as f64;
             writeln!(summary, "{alg},{},{f},{},,,,,{ok:.3}", a.fragile_n, sel.len())?;
             pts.push((f, ok));
         }
@@ -534,7 +534,8 @@ fn sweep(a: &SweepArgs) -> Result<bool> {
     let fragile_series: Vec<Series> = fragile_pts
         .iter()
         .map(|(alg, pts)| {
-            let name = if *alg == algorithms[0] { format!("{alg} (ε = 0.5)") } else { (*alg).into() };
+            let epsilon = RunSpec::new(a.fragile_n, a.k, 0, 0).epsilon;
+            let name = if *alg == algorithms[0] { format!("{alg} (ε = {epsilon})") } else { (*alg).into() };
             Series { name, points: pts.clone(), fitted: false }
         })
         .collect();
@@ -636,7 +637,7 @@ fn vtf(spec: &VectorSpec, seeds: u64, json: bool) -> Result<bool> {
 }
 
 /// Team formation in the fragile sweep with the graph's ε set to the live
-/// fraction (the other runs use ε = 0.5).
+/// fraction (the other runs use the default ε of `RunSpec::new`).
 const MATCHED: &str = "team formation (ε = 1 − fragile)";
 
 fn le(n: u32, c: f64, seeds: u64, explicit: bool, json: bool) -> Result<bool> {

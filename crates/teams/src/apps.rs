@@ -74,9 +74,9 @@ fn election(n: u32, c: f64, seed: u64, announce: bool) -> Election {
     let unit = crate::run::UNIT.as_nanos() as f64;
     let (mut undecided, mut decided_by, mut detection_messages) = (0, 0.0, 0);
     let claimed: Vec<u32> = sim.nodes().ids().filter(|&v| sim.node(v).leads == Some(true)).map(|v| v.0).collect();
+    let candidates: Vec<NodeId> = sim.nodes().ids().filter(|&v| sim.node(v).injected > 0).collect();
     if elect {
-        let candidates = sim.nodes().ids().filter(|&v| sim.node(v).injected > 0);
-        undecided = candidates.filter(|&v| sim.node(v).leads.is_none()).count() as u64;
+        undecided = candidates.iter().filter(|&&v| sim.node(v).leads.is_none()).count() as u64;
         decided_by = sim
             .outputs()
             .iter()
@@ -86,7 +86,6 @@ fn election(n: u32, c: f64, seed: u64, announce: bool) -> Election {
         let without = run_election(n, c, seed, false, false).stats().messages_sent;
         detection_messages = sim.stats().messages_sent.saturating_sub(without);
     }
-    let candidates = sim.nodes().ids().filter(|&v| sim.node(v).injected > 0).count() as u64;
     let k = sim.node(NodeId(0)).config().k;
     // Nodes told who leads, and told the node that actually formed the team.
     let informed = sim
@@ -96,7 +95,7 @@ fn election(n: u32, c: f64, seed: u64, announce: bool) -> Election {
         .count() as u32;
     Election {
         n,
-        candidates,
+        candidates: candidates.len() as u64,
         k,
         teams,
         success: teams == 1 && undecided == 0 && (announce || claimed == leaders) && (!announce || informed == n),

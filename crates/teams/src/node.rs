@@ -892,6 +892,15 @@ mod tests {
         (Node::new(cfg, NodeId(0)), rand_chacha::ChaCha8Rng::seed_from_u64(3))
     }
 
+    /// Node 0 holding one injected token: (node, rng, its busy interval).
+    fn busy_primary() -> (Node, rand_chacha::ChaCha8Rng, u64) {
+        let (mut v, mut rng) = utility();
+        let mut out = Vec::new();
+        v.on_input(Input::Inject(1), &mut Io::new(NodeId(0), Time::ZERO, &mut rng, &mut out));
+        let interval = v.primary.as_ref().expect("busy").interval;
+        (v, rng, interval)
+    }
+
     /// The first `Open` sent: (to whom, channel id, ready).
     fn opened(sent: &[(NodeId, Msg)]) -> Option<(NodeId, u64, bool)> {
         sent.iter().find_map(|(to, m)| match m {
@@ -941,10 +950,7 @@ mod tests {
     /// refused, with a status update that corrects the utility.
     #[test]
     fn a_primary_refuses_a_channel_for_a_past_busy_interval() {
-        let (mut v, mut rng) = utility();
-        let mut out = Vec::new();
-        v.on_input(Input::Inject(1), &mut Io::new(NodeId(0), Time::ZERO, &mut rng, &mut out));
-        let interval = v.primary.as_ref().unwrap().interval;
+        let (mut v, mut rng, interval) = busy_primary();
         // An Open for another interval is refused, and the utility corrected.
         let stale = Msg::Open { channel: 9, peer: NodeId(3), interval: interval ^ 1, ready: true };
         let sent = deliver(&mut v, 5, stale, &mut rng);
@@ -961,10 +967,7 @@ mod tests {
     /// that never accepts (faulty) means the second is never told.
     #[test]
     fn a_channel_to_a_silent_end_is_never_waited_on() {
-        let (mut v, mut rng) = utility();
-        let mut out = Vec::new();
-        v.on_input(Input::Inject(1), &mut Io::new(NodeId(0), Time::ZERO, &mut rng, &mut out));
-        let interval = v.primary.as_ref().unwrap().interval;
+        let (mut v, mut rng, interval) = busy_primary();
         let sent = deliver(&mut v, 5, Msg::Open { channel: 9, peer: NodeId(3), interval, ready: false }, &mut rng);
         assert_eq!(sent, vec![(NodeId(5), Msg::Accept { channel: 9 })]);
         assert!(v.primary.as_ref().unwrap().phase.is_none(), "no phase on a channel the peer may never use");
@@ -998,10 +1001,7 @@ mod tests {
     /// counted, not unpacked (it would claim gigabytes).
     #[test]
     fn a_transport_claiming_too_many_tokens_is_dropped() {
-        let (mut v, mut rng) = utility();
-        let mut out = Vec::new();
-        v.on_input(Input::Inject(1), &mut Io::new(NodeId(0), Time::ZERO, &mut rng, &mut out));
-        let interval = v.primary.as_ref().unwrap().interval;
+        let (mut v, mut rng, interval) = busy_primary();
         deliver(&mut v, 5, Msg::Open { channel: 9, peer: NodeId(3), interval, ready: true }, &mut rng);
         let mut out = Vec::new();
         let huge = Msg::Relayed { channel: 9, from: NodeId(3), msg: Principal::Transport(vec![(1, u32::MAX)]) };
