@@ -14,8 +14,8 @@
 //!   barrier-free; faults (provider crash and rejoin, silent recipients
 //!   released after T rounds). The same nodes run in the simulator and on
 //!   the TCP runtime.
-//! * [`ledger`]: the public ledger behind one trait: memory, a redb file,
-//!   etcd.
+//! * [`ledger`]: the public ledger's entry, kept in the ledger node's
+//!   durable storage (the driver's: a modelled disk, redb or etcd).
 //! * [`DefaultRule`] / [`solve`]: the same agents over arrays in one process,
 //!   for `agora alloc solve` and the benchmarks.
 //! * [`SeedRule`]: the seed's literal rule, kept to show that it oscillates

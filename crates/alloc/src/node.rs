@@ -10,7 +10,9 @@
 //!    0 to the rest, plus anything it gives back) and `Publish`es its entry
 //!    (level, converged) to the ledger. *Barrier 1:* the ledger waits for
 //!    every recipient, or `phase_timeout`.
-//! 2. **Provider computation.** The ledger writes the batch to its backend
+//! 2. **Provider computation.** The ledger writes the batch to its durable
+//!    storage (the driver's: a modelled disk in the simulator, redb or etcd
+//!    on real nodes; see `agora_core::storage`)
 //!    and sends each provider a `Snapshot` (every entry and the gap level).
 //!    Each provider waits for the requests of the recipients that published,
 //!    steps, and…
@@ -41,7 +43,7 @@
 //! requests, the latest deliveries. The ledger writes its batch every tick and
 //! ends the run once every agent has reported three unchanged steps in a row.
 
-use crate::ledger::{Backend, Entry, Ledger};
+use crate::ledger::{Entry, LEDGER_TABLE};
 use crate::rule::{gap, Provider, ProviderEdge, Recipient, RecipientEdge, UNREACHABLE};
 use crate::Network;
 use agora_core::{duration_str, Io, Message, NodeId, Protocol, Time};
@@ -55,9 +57,6 @@ use std::time::Duration;
 pub struct Config {
     /// The instance file (JSON or TOML), relative to the working directory.
     pub instance: String,
-    /// The ledger node's backend: `memory`, `redb:PATH`, `etcd:HOST:PORT[/PREFIX]`.
-    #[serde(default = "default_ledger")]
-    pub ledger: Backend,
     /// How long a barrier waits for stragglers.
     #[serde(default = "default_phase_timeout", with = "duration_str")]
     pub phase_timeout: Duration,
@@ -75,9 +74,6 @@ pub struct Config {
     pub max_rounds: u32,
 }
 
-fn default_ledger() -> Backend {
-    Backend::Memory
-}
 fn default_phase_timeout() -> Duration {
     Duration::from_millis(200)
 }
@@ -212,7 +208,11 @@ enum Kind {
 }
 
 struct LedgerNode {
-    backend: Option<Box<dyn Ledger>>,
+    /// What the disk held when the node restarted (applied at start).
+    restored: Vec<(u32, Entry)>,
+    /// Every batch written, in order (what was ever made public).
+    history: Vec<Vec<(u32, Entry)>>,
+    next_sync: u64,
     /// (round, level) by node id, as last published.
     entries: Vec<(u32, u32)>,
     batch: Vec<(u32, Entry)>,
@@ -287,7 +287,9 @@ impl Node {
         let net = &setup.net;
         let kind = match setup.role(me) {
             Role::Ledger => Kind::Ledger(LedgerNode {
-                backend: None,
+                restored: Vec::new(),
+                history: Vec::new(),
+                next_sync: 0,
                 entries: vec![(0, 2); setup.nodes() as usize],
                 batch: Vec::new(),
                 round: 1,
@@ -373,10 +375,10 @@ impl Node {
         }
     }
 
-    /// Every batch the ledger node wrote, where its backend keeps them.
+    /// Every batch the ledger node wrote since it (re)started.
     pub fn ledger_history(&self) -> Option<&[Vec<(u32, Entry)>]> {
         match &self.kind {
-            Kind::Ledger(l) => l.backend.as_ref().and_then(|b| b.history()),
+            Kind::Ledger(l) => Some(&l.history),
             _ => None,
         }
     }
@@ -423,23 +425,11 @@ impl Protocol for Node {
         let tick = self.jittered_tick(io);
         match &mut self.kind {
             Kind::Ledger(l) => {
-                if l.backend.is_none() {
-                    match self.setup.config.ledger.open().and_then(|mut b| b.read_all().map(|e| (b, e))) {
-                        Ok((b, existing)) => {
-                            // A restarted ledger node resumes from what its backend holds.
-                            for (agent, e) in existing {
-                                if let Some(slot) = l.entries.get_mut(agent as usize) {
-                                    *slot = (e.round, e.level);
-                                    l.round = l.round.max(e.round);
-                                }
-                            }
-                            l.backend = Some(b);
-                        }
-                        Err(e) => {
-                            io.output(Output::LedgerFailed { error: e.to_string() });
-                            self.finished = true;
-                            return;
-                        }
+                // A restarted ledger node resumes from what its disk holds.
+                for (agent, e) in std::mem::take(&mut l.restored) {
+                    if let Some(slot) = l.entries.get_mut(agent as usize) {
+                        *slot = (e.round, e.level);
+                        l.round = l.round.max(e.round);
                     }
                 }
                 if asynchronous {
@@ -568,6 +558,24 @@ impl Protocol for Node {
         }
     }
 
+    fn on_restore(&mut self, disk: &agora_core::storage::Durable) {
+        if let Kind::Ledger(l) = &mut self.kind {
+            l.restored = disk
+                .table(LEDGER_TABLE)
+                .filter_map(|(k, v)| Some((u32::from_be_bytes(k.try_into().ok()?), serde_json::from_slice(v).ok()?)))
+                .collect();
+        }
+    }
+
+    fn on_synced(&mut self, done: agora_core::storage::SyncDone, io: &mut Io<'_, Self>) {
+        if let Err(e) = done.result {
+            // The ledger cannot make its entries durable: stop rather than
+            // run on with a ledger that a restart would not find.
+            io.output(Output::LedgerFailed { error: e.to_string() });
+            self.finished = true;
+        }
+    }
+
     fn status(&self) -> serde_json::Value {
         match &self.kind {
             Kind::Ledger(l) => serde_json::json!({"role": "ledger", "round": l.round, "phase": l.phase,
@@ -588,6 +596,20 @@ fn absent(heard_at: &[u32], round: u32, t: u32) -> Vec<NodeId> {
 /// The asynchronous mode's round: ticks since the start.
 fn clock_round(cfg: &Config, now: Time) -> u32 {
     (now.as_nanos() / cfg.tick.as_nanos().max(1) as u64) as u32
+}
+
+impl LedgerNode {
+    /// Puts the batch's entries in the ledger table and syncs them. Nothing
+    /// waits on the sync: the entries are public already, and a ledger that
+    /// restarts resumes from the last round that was durable.
+    fn write_batch(&mut self, io: &mut Io<'_, Node>) {
+        for (agent, entry) in &self.batch {
+            io.put(LEDGER_TABLE, agent.to_be_bytes(), serde_json::to_vec(entry).expect("entries serialize"));
+        }
+        self.next_sync += 1;
+        io.sync(self.next_sync);
+        self.history.push(std::mem::take(&mut self.batch));
+    }
 }
 
 fn snapshot(l: &LedgerNode, round: u32) -> Msg {
@@ -640,12 +662,7 @@ impl Node {
         let setup = self.setup.clone();
         let timeout = setup.config.phase_timeout;
         let Kind::Ledger(l) = &mut self.kind else { return };
-        if let Err(e) = l.backend.as_mut().expect("opened at start").write(&l.batch) {
-            io.output(Output::LedgerFailed { error: e.to_string() });
-            self.finished = true;
-            return;
-        }
-        l.batch.clear();
+        l.write_batch(io);
         let heard = l.heard.iter().filter(|&&h| h).count() as u32;
         l.heard.iter_mut().for_each(|h| *h = false);
         let changed = std::mem::take(&mut l.changed);
@@ -695,12 +712,7 @@ impl Node {
         let setup = self.setup.clone();
         let Kind::Ledger(l) = &mut self.kind else { return };
         if !l.batch.is_empty() {
-            if let Err(e) = l.backend.as_mut().expect("opened at start").write(&l.batch) {
-                io.output(Output::LedgerFailed { error: e.to_string() });
-                self.finished = true;
-                return;
-            }
-            l.batch.clear();
+            l.write_batch(io);
         }
         let round = clock_round(&setup.config, io.now());
         // Every agent reported three unchanged steps in a row, or is gone (as

@@ -1,7 +1,6 @@
 //! The round protocol as simulator nodes: faithful to the in-process rule,
 //! safe after every event, and tolerant of the seed's faults.
 
-use agora_alloc::ledger::Backend;
 use agora_alloc::node::{allocation, check_node, Config, Msg, Node, Output, Setup};
 use agora_alloc::{generate, max_flow, DefaultRule, Network};
 use agora_core::{NodeId, Time};
@@ -14,7 +13,6 @@ use std::time::Duration;
 fn config(asynchronous: bool) -> Config {
     Config {
         instance: String::new(),
-        ledger: Backend::Memory,
         phase_timeout: Duration::from_millis(100),
         silent_rounds: 3,
         asynchronous,

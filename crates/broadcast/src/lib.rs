@@ -19,10 +19,18 @@
 //! Safety, checked by [`check_prefix_agreement`]: every node's delivered
 //! sequence of an origin equals a prefix of that origin's log (a hash chain
 //! over delivered values makes this an O(1) comparison per node and origin).
+//! Composed with [`heartbeat`] (see [`monitored`]), an origin skips
+//! retransmissions to a peer its detector suspects (`Input::Suspect`) until
+//! it is trusted again.
+//!
 //! Liveness, checked by [`all_delivered`]: once the network heals and nodes
 //! are up, every node delivers every value. The origin's log is its stable
 //! storage: an origin restarted *without* memory would break agreement, so
 //! scenarios crash origins only with memory.
+
+pub mod heartbeat;
+pub mod monitored;
+pub mod register;
 
 use agora_core::{duration_str, Io, Message, NodeId, Protocol};
 use rand::Rng;
@@ -146,6 +154,10 @@ pub enum Timer {
 pub enum Input {
     /// Broadcast this value (only an origin accepts it).
     Broadcast(u64),
+    /// A failure detector suspects this peer: do not retransmit to it.
+    Suspect(NodeId),
+    /// …and trusts it again.
+    Trust(NodeId),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -186,6 +198,8 @@ struct OriginState {
     acked: Vec<u32>,
     session: Vec<u64>,
     retransmitting: bool,
+    /// Peers a failure detector suspects (skipped by retransmission).
+    suspected: Vec<bool>,
 }
 
 /// One node of the reliable broadcast. `Eq + Hash` so that the model
@@ -210,6 +224,7 @@ impl Node {
                 acked: vec![0; cfg.nodes as usize],
                 session: vec![0; cfg.nodes as usize],
                 retransmitting: false,
+                suspected: vec![false; cfg.nodes as usize],
             })
         });
         Node { cfg, me, session: 0, receipts, origin }
@@ -414,7 +429,11 @@ impl Protocol for Node {
                     .map(|(p, &a)| (NodeId(p as u32), a))
                     .collect();
                 for &(peer, from) in &lagging {
-                    self.resend(peer, from, io);
+                    if o.suspected[peer.index()] {
+                        io.count("retransmit_skipped_suspected", 1);
+                    } else {
+                        self.resend(peer, from, io);
+                    }
                 }
                 io.count("retransmit_rounds", 1);
                 let o = self.origin.as_mut().expect("checked above");
@@ -442,6 +461,15 @@ impl Protocol for Node {
     fn on_input(&mut self, input: Input, io: &mut Io<'_, Self>) {
         match input {
             Input::Broadcast(v) => self.broadcast(v, io),
+            Input::Suspect(p) | Input::Trust(p) => {
+                let suspect = matches!(input, Input::Suspect(_));
+                if let Some(s) = self.origin.as_mut().and_then(|o| o.suspected.get_mut(p.index())) {
+                    *s = suspect;
+                }
+                if !suspect {
+                    self.ensure_retransmit(io);
+                }
+            }
         }
     }
 

@@ -18,11 +18,11 @@ fn model(nodes: u32, count: u32) -> ActorModel<Checked<Node>, Arc<Config>> {
         .init_network(Network::new_unordered_duplicating([]))
         .lossy_network(LossyNetwork::Yes)
         .property(Expectation::Always, "prefix agreement", |m, s| {
-            check_prefix_agreement(&m.cfg, |id: NodeId| &*s.actor_states[id.index()]).is_ok()
+            check_prefix_agreement(&m.cfg, |id: NodeId| &s.actor_states[id.index()].proto).is_ok()
         })
         .property(Expectation::Sometimes, "everyone delivers everything", |m, s| {
             let all = m.cfg.origins.iter().all(|&o| s.actor_states[o.index()].broadcast_count() == m.cfg.count);
-            all && all_delivered(&m.cfg, |id: NodeId| &*s.actor_states[id.index()], (0..m.cfg.nodes).map(NodeId))
+            all && all_delivered(&m.cfg, |id: NodeId| &s.actor_states[id.index()].proto, (0..m.cfg.nodes).map(NodeId))
         })
 }
 

@@ -14,11 +14,25 @@
 //!   moves on (with a seed from the id alone, every value an origin broadcast
 //!   was the same, and a reordering bug went unseen).
 //!
+//! * Storage is part of the explored state: writes join the node's pending
+//!   set, a sync's batch becomes durable when a nondeterministic `Disk`
+//!   timer fires (so every interleaving of "sync completes" with the rest is
+//!   explored), and durable state is stateright's non-volatile `Storage`.
+//!   With `ActorModel::max_crashes(n)` stateright crashes nodes at any
+//!   point; a crashed node loses its state, its timers and every write not
+//!   yet durable, and on recovery is rebuilt, restored from its durable
+//!   state (`on_restore`) and started. Disk faults (torn writes,
+//!   corruption, a full disk) are the simulator's.
+//! * Signatures use keys derived from seed 0 (`SeededKeys`).
+//!
 //! The protocol's state is the actor's state, so it must be
 //! `Clone + Debug + Eq + Hash`; stateright also wants messages and timers
 //! `Eq + Hash + Ord` (for canonical network and timer sets).
 
+use agora_core::keys::SeededKeys;
+use agora_core::storage::{seal, Durable, Space, StoreOp, SyncDone};
 use agora_core::{Command, Io, NodeId, Protocol, Time};
+use std::collections::BTreeMap;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use stateright::actor::{Actor, Id, Out};
@@ -47,24 +61,98 @@ impl<P> Checked<P> {
     }
 }
 
+/// A node's timers in the model: the protocol's, and its disk completing
+/// the oldest pending sync.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CheckTimer<T> {
+    Proto(T),
+    Disk,
+}
+
+/// A node's durable state: stateright's non-volatile storage.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Disk {
+    tables: BTreeMap<Space, BTreeMap<Vec<u8>, Vec<u8>>>,
+    logs: BTreeMap<Space, Vec<Vec<u8>>>,
+}
+
+impl Disk {
+    fn apply(&mut self, op: StoreOp) {
+        match op {
+            StoreOp::Put { space, key, value } => {
+                self.tables.entry(space).or_default().insert(key, value);
+            }
+            StoreOp::Delete { space, key } => {
+                self.tables.entry(space).or_default().remove(&key);
+            }
+            StoreOp::Append { space, record } => self.logs.entry(space).or_default().push(record),
+            StoreOp::Sync { .. } => {}
+        }
+    }
+
+    /// The disk as a restarted node reads it back.
+    pub fn read_back(&self) -> Durable {
+        let sealed_tables: Vec<(Space, &[u8], Vec<u8>)> = self
+            .tables
+            .iter()
+            .flat_map(|(s, t)| t.iter().map(move |(k, v)| (*s, k.as_slice(), seal(v))))
+            .collect();
+        let sealed_logs: Vec<(Space, u64, Vec<u8>)> = self
+            .logs
+            .iter()
+            .flat_map(|(s, l)| l.iter().enumerate().map(move |(i, v)| (*s, i as u64, seal(v))))
+            .collect();
+        Durable::from_sealed(
+            sealed_tables.iter().map(|(s, k, v)| (*s, *k, v.as_slice())),
+            sealed_logs.iter().map(|(s, i, v)| (*s, *i, v.as_slice())),
+        )
+    }
+}
+
+/// A node in the model: the protocol's state, its durable state (a copy of
+/// what stateright keeps as storage), writes not yet synced, and syncs
+/// waiting for the disk.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NodeState<P> {
+    pub proto: P,
+    pub disk: Disk,
+    pending: Vec<StoreOp>,
+    syncing: Vec<(&'static str, u64, Vec<StoreOp>)>,
+}
+
+impl<P> std::ops::Deref for NodeState<P> {
+    type Target = P;
+    fn deref(&self) -> &P {
+        &self.proto
+    }
+}
+
 /// Runs one handler and hands its commands to stateright.
-fn drive<P>(node: NodeId, state: &mut P, o: &mut Out<Checked<P>>, f: impl FnOnce(&mut P, &mut Io<'_, P>))
+fn drive<P>(node: NodeId, state: &mut NodeState<P>, o: &mut Out<Checked<P>>, f: impl FnOnce(&mut P, &mut Io<'_, P>))
 where
     P: Protocol + Clone + Debug + Eq + Hash + Sync,
     P::Msg: Eq + Hash,
     P::Timer: Sync,
 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    (node, &*state).hash(&mut h);
+    (node, &state.proto).hash(&mut h);
     let mut rng = ChaCha8Rng::seed_from_u64(h.finish());
     let mut out = Vec::new();
-    f(state, &mut Io::new(node, Time::ZERO, &mut rng, &mut out));
+    let keys = SeededKeys { seed: 0 };
+    f(&mut state.proto, &mut Io::new(node, Time::ZERO, &mut rng, &mut out).with_keys(&keys));
     for cmd in out {
         match cmd {
             Command::Send { to, msg } => o.send(Id::from(to.index()), msg),
             // Any delay: stateright may fire it at any later point.
-            Command::SetTimer { timer, .. } => o.set_timer(timer, Duration::ZERO..Duration::from_secs(1)),
-            Command::CancelTimer { timer } => o.cancel_timer(timer),
+            Command::SetTimer { timer, .. } => {
+                o.set_timer(CheckTimer::Proto(timer), Duration::ZERO..Duration::from_secs(1))
+            }
+            Command::CancelTimer { timer } => o.cancel_timer(CheckTimer::Proto(timer)),
+            Command::Store(StoreOp::Sync { service, ticket }) => {
+                state.syncing.push((service, ticket, std::mem::take(&mut state.pending)));
+                o.set_timer(CheckTimer::Disk, Duration::ZERO..Duration::from_secs(1));
+            }
+            Command::Store(op) => state.pending.push(op),
             Command::Output(_) | Command::Count { .. } => {}
         }
     }
@@ -77,27 +165,48 @@ where
     P::Timer: Sync,
 {
     type Msg = P::Msg;
-    type Timer = P::Timer;
-    type State = P;
-    type Storage = ();
+    type Timer = CheckTimer<P::Timer>;
+    type State = NodeState<P>;
+    type Storage = Disk;
     type Random = ();
 
-    fn on_start(&self, id: Id, _: &Option<()>, o: &mut Out<Self>) -> P {
+    fn on_start(&self, id: Id, storage: &Option<Disk>, o: &mut Out<Self>) -> NodeState<P> {
         let node = NodeId(usize::from(id) as u32);
-        let mut state = (self.factory)(node);
+        let mut proto = (self.factory)(node);
+        let disk = storage.clone().unwrap_or_default();
+        if storage.is_some() {
+            proto.on_restore(&disk.read_back());
+        }
+        let mut state = NodeState { proto, disk, pending: Vec::new(), syncing: Vec::new() };
         drive(node, &mut state, o, |p, io| p.on_start(io));
         state
     }
 
-    fn on_msg(&self, id: Id, state: &mut Cow<P>, src: Id, msg: P::Msg, o: &mut Out<Self>) {
+    fn on_msg(&self, id: Id, state: &mut Cow<NodeState<P>>, src: Id, msg: P::Msg, o: &mut Out<Self>) {
         let node = NodeId(usize::from(id) as u32);
         let from = NodeId(usize::from(src) as u32);
         drive(node, state.to_mut(), o, |p, io| p.on_message(from, msg, io));
     }
 
-    fn on_timeout(&self, id: Id, state: &mut Cow<P>, timer: &P::Timer, o: &mut Out<Self>) {
+    fn on_timeout(&self, id: Id, state: &mut Cow<NodeState<P>>, timer: &CheckTimer<P::Timer>, o: &mut Out<Self>) {
         let node = NodeId(usize::from(id) as u32);
-        let timer = timer.clone();
-        drive(node, state.to_mut(), o, |p, io| p.on_timer(timer, io));
+        match timer.clone() {
+            CheckTimer::Proto(timer) => drive(node, state.to_mut(), o, |p, io| p.on_timer(timer, io)),
+            CheckTimer::Disk => {
+                let s = state.to_mut();
+                if s.syncing.is_empty() {
+                    return;
+                }
+                let (service, ticket, ops) = s.syncing.remove(0);
+                for op in ops {
+                    s.disk.apply(op);
+                }
+                o.save(s.disk.clone());
+                if !s.syncing.is_empty() {
+                    o.set_timer(CheckTimer::Disk, Duration::ZERO..Duration::from_secs(1));
+                }
+                drive(node, s, o, |p, io| p.on_synced(SyncDone { service, ticket, result: Ok(()) }, io));
+            }
+        }
     }
 }

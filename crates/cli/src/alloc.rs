@@ -4,7 +4,6 @@
 //! random instances.
 
 use crate::report::{count, progress, table};
-use agora_alloc::ledger::Backend;
 use agora_alloc::node::{self, allocation, Config, Output, Setup};
 use agora_alloc::{max_flow, solve, suite_instance, Instance, Network, RuleName};
 use agora_core::Time;
@@ -61,9 +60,6 @@ pub enum AllocCmd {
         /// Rounds of silence after which a recipient counts as gone.
         #[arg(long, default_value_t = 3)]
         silent_rounds: u32,
-        /// Ledger backend: memory, redb:PATH or etcd:HOST:PORT[/PREFIX].
-        #[arg(long, default_value = "memory")]
-        ledger: String,
         #[arg(long)]
         json: bool,
     },
@@ -109,9 +105,8 @@ pub fn alloc(cmd: AllocCmd) -> Result<bool> {
         AllocCmd::Solve { instance, rule, epsilon, max_rounds, json } => {
             solve_cmd(&instance, rule.into(), epsilon, max_rounds, json)
         }
-        AllocCmd::Sim { instance, faults, asynchronous, seed, silent_rounds, ledger, json } => {
-            let ledger = Backend::try_from(ledger).map_err(|e| anyhow::anyhow!("--ledger: {e}"))?;
-            sim_cmd(&instance, &faults, asynchronous, seed, silent_rounds, ledger, json)
+        AllocCmd::Sim { instance, faults, asynchronous, seed, silent_rounds, json } => {
+            sim_cmd(&instance, &faults, asynchronous, seed, silent_rounds, json)
         }
         AllocCmd::Rounds { instances, rule, max_rounds, json } => rounds_cmd(instances, rule.into(), max_rounds, json),
     }
@@ -231,13 +226,11 @@ fn sim_cmd(
     asynchronous: bool,
     seed: u64,
     silent_rounds: u32,
-    ledger: Backend,
     json: bool,
 ) -> Result<bool> {
     let (instance, net) = load(path)?;
     let config = Config {
         instance: path.display().to_string(),
-        ledger,
         phase_timeout: Duration::from_millis(200),
         silent_rounds,
         asynchronous,

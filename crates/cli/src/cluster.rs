@@ -29,6 +29,19 @@ pub struct NodeArgs {
 pub enum ClusterCmd {
     /// Start every node of a cluster file as a local process; Ctrl-C stops them all.
     Up(UpArgs),
+    /// Generate every node's key pair and a control token: DIR/NAME.key
+    /// (mode 0600), DIR/token, and DIR/cluster.toml (the file with each
+    /// node's public_key and a [security] section; comments are not kept).
+    Keys(KeysArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct KeysArgs {
+    /// The cluster file (TOML).
+    pub config: PathBuf,
+    /// Where the keys, the token and the keyed cluster file go.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
@@ -109,11 +122,83 @@ pub fn cluster(cmd: ClusterCmd) -> Result<bool> {
             let protocol = protocol_in(&args.config)?;
             with_protocol!(&protocol, P => up::<P>(&args))
         }
+        ClusterCmd::Keys(args) => {
+            let keyed = write_keys(&args.config, &args.out, None)?;
+            eprintln!(
+                "keys for every node, a control token ({}) and the keyed cluster file {} written; copy each NAME.key only to its own machine",
+                args.out.join("token").display(),
+                keyed.display()
+            );
+            Ok(true)
+        }
     }
+}
+
+/// Generates the keys and token of `config`'s nodes into `out`, and writes
+/// `out/cluster.toml`: the same file with each node's `public_key`, a
+/// `[security]` section pointing at them, and `data_dir` if given and absent.
+fn write_keys(config: &Path, out: &Path, data_dir: Option<&Path>) -> Result<PathBuf> {
+    let src = std::fs::read_to_string(config).with_context(|| format!("cannot read {}", config.display()))?;
+    let mut doc: toml::Table = toml::from_str(&src).with_context(|| format!("{} is not TOML", config.display()))?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let nodes = doc.get_mut("node").and_then(|n| n.as_array_mut()).context("the cluster file has no [[node]]")?;
+    for (i, n) in nodes.iter_mut().enumerate() {
+        let t = n.as_table_mut().with_context(|| format!("node[{i}] is not a table"))?;
+        let name = t.get("name").and_then(|v| v.as_str()).with_context(|| format!("node[{i}] has no name"))?.to_string();
+        let key = agora_net::security::generate_key();
+        let path = out.join(format!("{name}.key"));
+        agora_net::security::write_key(&path, &key).with_context(|| format!("cannot write {}", path.display()))?;
+        t.insert("public_key".into(), agora_net::security::public_key_string(&key.verifying_key()).into());
+    }
+    let token = out.join("token");
+    write_private(&token, &agora_net::security::generate_token())?;
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
+    let mut sec = toml::Table::new();
+    sec.insert("key_dir".into(), abs(out).into());
+    sec.insert("token_file".into(), abs(&token).into());
+    if let Some(old) = doc.get("security").and_then(|s| s.as_table()) {
+        if let Some(p) = old.get("protect_reads") {
+            sec.insert("protect_reads".into(), p.clone());
+        }
+    }
+    doc.insert("security".into(), sec.into());
+    if let (Some(d), false) = (data_dir, doc.contains_key("data_dir")) {
+        doc.insert("data_dir".into(), abs(d).into());
+    }
+    let keyed = out.join("cluster.toml");
+    std::fs::write(&keyed, toml::to_string(&doc)?).with_context(|| format!("cannot write {}", keyed.display()))?;
+    Ok(keyed)
+}
+
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    writeln!(f, "{text}")?;
+    Ok(())
 }
 
 fn up<P: Runnable>(args: &UpArgs) -> Result<bool> {
     let cf = load::<P>(&args.config)?;
+    // A file without keys runs with ephemeral ones, made for this run.
+    let keyless = cf.node.iter().all(|n| n.public_key.is_none()) && !cf.security.plaintext;
+    let config = if keyless {
+        let stem = args.config.file_stem().map_or("cluster".into(), |s| s.to_string_lossy().into_owned());
+        let run = std::env::temp_dir().join(format!("agora-{stem}-{}", std::process::id()));
+        let keyed = write_keys(&args.config, &run, Some(&run.join("data")))?;
+        eprintln!(
+            "{} has no keys: this run uses ephemeral keys in {}; control token in {}",
+            args.config.display(),
+            run.display(),
+            run.join("token").display()
+        );
+        keyed
+    } else {
+        args.config.clone()
+    };
+    let cf = load::<P>(&config)?;
     let exe = std::env::current_exe().context("cannot find the agora executable")?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
@@ -121,7 +206,7 @@ fn up<P: Runnable>(args: &UpArgs) -> Result<bool> {
         for n in &cf.node {
             let child = tokio::process::Command::new(&exe)
                 .args(["node", "--config"])
-                .arg(&args.config)
+                .arg(&config)
                 .args(["--id", &n.name, "--stop-on-stdin-eof"])
                 .stdin(Stdio::piped())
                 .kill_on_drop(true)

@@ -64,6 +64,37 @@ impl Runnable for agora_broadcast::Node {
     }
 }
 
+impl Runnable for agora_broadcast::monitored::Monitored {
+    const NAME: &'static str = "monitored-broadcast";
+    type Params = agora_broadcast::monitored::Params;
+
+    fn validate(params: &Self::Params, nodes: u32) -> Result<(), String> {
+        params.validate(nodes)
+    }
+    fn build(params: &Self::Params, nodes: u32) -> Box<dyn FnMut(NodeId) -> Self + Send> {
+        let params = params.clone();
+        Box::new(move |id| params.build(nodes, id))
+    }
+    fn install_invariants(params: &Self::Params, nodes: u32, sim: &mut Sim<Self>) {
+        let cfg = broadcast_config(&params.broadcast, nodes);
+        sim.add_invariant("prefix agreement", move |w| match w.active {
+            Some(id) => agora_broadcast::check_node_prefix(&cfg, &|n| &w.nodes.state(n).broadcast, id),
+            None => agora_broadcast::check_prefix_agreement(&cfg, |n| &w.nodes.state(n).broadcast),
+        });
+    }
+    fn outcome(params: &Self::Params, nodes: u32, sim: &Sim<Self>) -> serde_json::Value {
+        let cfg = broadcast_config(&params.broadcast, nodes);
+        let live: Vec<NodeId> = sim.nodes().ids().filter(|&id| sim.nodes().is_live(id)).collect();
+        let all = agora_broadcast::all_delivered(&cfg, |n| &sim.node(n).broadcast, live.iter().copied());
+        // What each live node's detector suspects at the end.
+        let suspected: Vec<_> = live
+            .iter()
+            .map(|&id| serde_json::json!({"node": id.0, "suspects": sim.node(id).heartbeat.suspected().map(|p| p.0).collect::<Vec<_>>()}))
+            .collect();
+        serde_json::json!({"live_nodes": live.len(), "all_delivered": all, "suspected": suspected})
+    }
+}
+
 impl Runnable for agora_alloc::node::Node {
     const NAME: &'static str = "alloc";
     type Params = agora_alloc::node::Config;
@@ -160,7 +191,12 @@ pub fn check_params<P: Runnable>(params: &P::Params, nodes: u32) -> Result<(), P
 }
 
 /// The protocol names the command knows.
-pub const PROTOCOLS: &[&str] = &[agora_broadcast::Node::NAME, agora_alloc::node::Node::NAME, agora_teams::Node::NAME];
+pub const PROTOCOLS: &[&str] = &[
+    agora_broadcast::Node::NAME,
+    agora_broadcast::monitored::Monitored::NAME,
+    agora_alloc::node::Node::NAME,
+    agora_teams::Node::NAME,
+];
 
 /// Runs `$body` with `$P` bound to the protocol type named `$name`.
 macro_rules! with_protocol {
@@ -169,6 +205,10 @@ macro_rules! with_protocol {
         match name {
             n if n == <agora_broadcast::Node as $crate::registry::Runnable>::NAME => {
                 type $P = agora_broadcast::Node;
+                $body
+            }
+            n if n == <agora_broadcast::monitored::Monitored as $crate::registry::Runnable>::NAME => {
+                type $P = agora_broadcast::monitored::Monitored;
                 $body
             }
             n if n == <agora_teams::Node as $crate::registry::Runnable>::NAME => {

@@ -2,7 +2,6 @@
 //! protocol as real processes over TCP with a redb ledger.
 
 mod common;
-use agora_alloc::ledger::{Ledger, RedbLedger};
 use agora_net::probe;
 use common::*;
 use std::process::Child;
@@ -140,12 +139,12 @@ fn alloc_cluster(
     silent_rounds: u32,
 ) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf, Vec<std::net::SocketAddr>) {
     let inst = instance(dir, "3", "4", "2", "5");
-    let ledger = dir.join("ledger.redb");
+    let ledger = dir.join("data");
     let a = free_addrs(2 * NAMES.len());
     let mut file = format!(
-        "protocol = \"alloc\"\n[params]\ninstance = {:?}\nledger = \"redb:{}\"\nphase_timeout = \"300ms\"\nsilent_rounds = {silent_rounds}\n",
-        inst.to_str().unwrap(),
-        ledger.display()
+        "protocol = \"alloc\"\ndata_dir = {:?}\n[params]\ninstance = {:?}\nphase_timeout = \"300ms\"\nsilent_rounds = {silent_rounds}\n",
+        ledger.to_str().unwrap(),
+        inst.to_str().unwrap()
     );
     for (i, n) in NAMES.iter().enumerate() {
         file += &format!("\n[[node]]\nname = \"{n}\"\nlisten = \"{}\"\nhttp = \"{}\"\n", a[2 * i], a[2 * i + 1]);
@@ -195,10 +194,17 @@ fn over_tcp_with_a_redb_ledger_and_a_late_provider() {
         drop(n.stdin.take());
         assert!(n.wait().unwrap().success());
     }
-    // The ledger file holds every agent's last public entry, and nothing else.
-    let entries = RedbLedger::open(&ledger).unwrap().read_all().unwrap();
-    assert_eq!(entries.keys().copied().collect::<Vec<_>>(), (1..8).collect::<Vec<u32>>());
-    assert!(entries.values().all(|e| e.round >= 2));
+    // The ledger node's storage (redb, through the driver) holds every
+    // agent's last public entry, and nothing else.
+    let (_, disk) = agora_net::storage::Storage::open(&agora_net::storage::Backend::Redb, Some(&ledger), "n0", |_, _| {})
+        .unwrap();
+    let entries: Vec<(u32, agora_alloc::ledger::Entry)> = disk
+        .table(agora_alloc::ledger::LEDGER_TABLE)
+        .map(|(k, v)| (u32::from_be_bytes(k.try_into().unwrap()), serde_json::from_slice(v).unwrap()))
+        .collect();
+    assert_eq!(entries.iter().map(|e| e.0).collect::<Vec<_>>(), (1..8).collect::<Vec<u32>>());
+    assert!(entries.iter().all(|e| e.1.round >= 2));
+    assert!(disk.damaged().is_empty());
 }
 
 /// The benchmark runs and measures a real solve (its times are not judged

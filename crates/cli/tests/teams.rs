@@ -81,10 +81,16 @@ fn teams_at(http: std::net::SocketAddr) -> Option<u64> {
     agora_net::probe::get_json(http, "/status").ok()?["protocol"]["teams"].as_u64()
 }
 
-fn inject(http: std::net::SocketAddr) {
-    let (code, body) =
-        agora_net::probe::request(http, "POST", "/input", Some(r#"{"Inject": 1}"#), std::time::Duration::from_secs(5))
-            .unwrap();
+fn inject(http: std::net::SocketAddr, token: &str) {
+    let (code, body) = agora_net::probe::request_with_token(
+        http,
+        "POST",
+        "/input",
+        Some(r#"{"Inject": 1}"#),
+        Some(token),
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap();
     assert_eq!(code, 202, "{body}");
 }
 
@@ -103,6 +109,7 @@ fn sixteen_processes_form_teams_over_tcp_and_survive_a_kill() {
     let config = dir.join("cluster.toml");
     std::fs::write(&config, file).unwrap();
     let mut nodes: Vec<_> = (0..16).map(|i| spawn_node(&config, &format!("n{i}"))).collect();
+    let tok = token(&config);
     let http = |i: usize| a[2 * i + 1];
     let start = Instant::now();
     while !(0..16).all(|i| teams_at(http(i)).is_some()) {
@@ -119,7 +126,7 @@ fn sixteen_processes_form_teams_over_tcp_and_survive_a_kill() {
     };
     let all: Vec<usize> = (0..16).collect();
     for i in 0..6 {
-        inject(http(i));
+        inject(http(i), &tok);
     }
     wait_for(&all, 2);
     // Quiescent now: no tokens left (6 = 2 teams of 3), let in-flight
@@ -130,7 +137,7 @@ fn sixteen_processes_form_teams_over_tcp_and_survive_a_kill() {
     nodes[15].wait().unwrap();
     let live: Vec<usize> = (0..15).collect();
     for i in 6..12 {
-        inject(http(i));
+        inject(http(i), &tok);
     }
     wait_for(&live, 4 - before);
     assert_eq!(total(&live) + before, 4, "exactly 4 teams of 3 from 12 tokens");

@@ -1,3 +1,5 @@
+use crate::keys::{Keys, NoKeys, Signature};
+use crate::storage::{Space, StoreOp};
 use crate::{NodeId, Protocol, Time};
 use rand::RngCore;
 use std::time::Duration;
@@ -14,23 +16,44 @@ pub enum Command<P: Protocol + ?Sized> {
     CancelTimer { timer: P::Timer },
     /// Report something to the outside world.
     Output(P::Output),
-    /// Add `by` to the protocol-defined counter `name`.
-    Count { name: &'static str, by: u64 },
+    /// Add `by` to the protocol-defined counter `name` of `service` (`""`
+    /// for a protocol running alone; set by the composition layer).
+    Count { service: &'static str, name: &'static str, by: u64 },
+    /// Write to the node's durable storage (see [`crate::storage`]).
+    Store(StoreOp),
 }
 
 /// The handle a protocol handler receives: who it is, what time it is, the
-/// driver's random number generator, and the command buffer.
+/// driver's random number generator, its keys, and the command buffer.
 pub struct Io<'a, P: Protocol + ?Sized> {
     me: NodeId,
     now: Time,
     rng: &'a mut dyn RngCore,
+    keys: &'a dyn Keys,
     out: &'a mut Vec<Command<P>>,
 }
 
 impl<'a, P: Protocol + ?Sized> Io<'a, P> {
     /// Made by drivers only: `out` collects the handler's commands.
     pub fn new(me: NodeId, now: Time, rng: &'a mut dyn RngCore, out: &'a mut Vec<Command<P>>) -> Self {
-        Io { me, now, rng, out }
+        Io { me, now, rng, keys: &NoKeys, out }
+    }
+
+    /// The driver's signing keys (drivers only; without them `sign` is `None`).
+    pub fn with_keys(mut self, keys: &'a dyn Keys) -> Self {
+        self.keys = keys;
+        self
+    }
+
+    /// An `Io` for a protocol nested in this one (composition): same node,
+    /// time, randomness and keys, its own command buffer.
+    pub fn nested<'b, Q: Protocol + ?Sized>(&'b mut self, out: &'b mut Vec<Command<Q>>) -> Io<'b, Q> {
+        Io { me: self.me, now: self.now, rng: &mut *self.rng, keys: self.keys, out }
+    }
+
+    /// Pushes a command as it is (composition layers forward translated ones).
+    pub fn push(&mut self, cmd: Command<P>) {
+        self.out.push(cmd);
     }
 
     /// This node's id.
@@ -59,6 +82,41 @@ impl<'a, P: Protocol + ?Sized> Io<'a, P> {
         self.out.push(Command::Output(output));
     }
     pub fn count(&mut self, name: &'static str, by: u64) {
-        self.out.push(Command::Count { name, by });
+        self.out.push(Command::Count { service: "", name, by });
+    }
+
+    // ---- durable storage (see `crate::storage`) ----
+
+    /// Sets `key` in `table` to `value` (durable after the next sync).
+    pub fn put(&mut self, table: &'static str, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        let space = Space { service: "", name: table };
+        self.out.push(Command::Store(StoreOp::Put { space, key: key.into(), value: value.into() }));
+    }
+    /// Removes `key` from `table` (durable after the next sync).
+    pub fn delete(&mut self, table: &'static str, key: impl Into<Vec<u8>>) {
+        let space = Space { service: "", name: table };
+        self.out.push(Command::Store(StoreOp::Delete { space, key: key.into() }));
+    }
+    /// Appends `record` to `log` (durable after the next sync).
+    pub fn append(&mut self, log: &'static str, record: impl Into<Vec<u8>>) {
+        let space = Space { service: "", name: log };
+        self.out.push(Command::Store(StoreOp::Append { space, record: record.into() }));
+    }
+    /// Asks for every write so far to be made durable; the driver answers
+    /// with [`Protocol::on_synced`] carrying `ticket`. Acknowledge nothing
+    /// that depends on those writes before then.
+    pub fn sync(&mut self, ticket: u64) {
+        self.out.push(Command::Store(StoreOp::Sync { service: "", ticket }));
+    }
+
+    // ---- signatures (see `crate::keys`) ----
+
+    /// Signs `msg` with this node's key, where the driver holds one.
+    pub fn sign(&self, msg: &[u8]) -> Option<Signature> {
+        self.keys.sign(self.me, msg)
+    }
+    /// Whether `sig` is node `who`'s signature of `msg`.
+    pub fn verify(&self, who: NodeId, msg: &[u8], sig: &Signature) -> bool {
+        self.keys.verify(who, msg, sig)
     }
 }

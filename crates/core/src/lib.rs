@@ -10,12 +10,20 @@
 //! (`agora-net`).
 //!
 //! Messages cross the wire with one compact, versioned encoding: see [`wire`].
+//!
+//! Beyond messages and timers, a protocol gets three capabilities from its
+//! driver: several services composed on one node ([`service`],
+//! [`compose!`]), durable storage ([`storage`]: put, append, sync, restore),
+//! and signatures ([`keys`]).
 
 pub mod config_file;
 pub mod duration_str;
 mod id;
 mod io;
+pub mod keys;
 mod protocol;
+pub mod service;
+pub mod storage;
 mod time;
 pub mod wire;
 
@@ -26,3 +34,6 @@ pub use time::Time;
 
 /// Re-exported so protocol crates name the same RNG traits as the drivers.
 pub use rand;
+/// Re-exported for [`compose!`]'s generated code.
+pub use serde;
+pub use serde_json;

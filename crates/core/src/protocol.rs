@@ -1,3 +1,4 @@
+use crate::storage::{Durable, SyncDone};
 use crate::{Io, NodeId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -10,6 +11,16 @@ pub trait Message: Clone + Debug + Serialize + DeserializeOwned + Send + 'static
     /// A short, static name of the message's kind ("data", "ack", …), used
     /// for message counts by kind in the simulator and in `/metrics`.
     fn kind(&self) -> &'static str;
+    /// The service of a composed node this message belongs to (`""` for a
+    /// protocol running alone); see [`crate::compose!`].
+    fn service(&self) -> &'static str {
+        ""
+    }
+    /// A composed node's service names, in wire-tag order (empty for a
+    /// protocol running alone): lets the transport name an unknown tag.
+    fn services() -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// A deterministic, sans-IO protocol state machine: one value per node.
@@ -43,6 +54,16 @@ pub trait Protocol: Send + 'static {
     /// does, which must then be safe to call on a node with state.
     fn on_recover(&mut self, io: &mut Io<'_, Self>) {
         self.on_start(io);
+    }
+    /// The node (re)starts without its memory and its disk holds `disk`:
+    /// called after the node is built and before [`Protocol::on_start`].
+    /// Only what was synced is there; damaged records are listed, not given.
+    fn on_restore(&mut self, disk: &Durable) {
+        let _ = disk;
+    }
+    /// A sync asked for with [`Io::sync`] finished.
+    fn on_synced(&mut self, done: SyncDone, io: &mut Io<'_, Self>) {
+        let _ = (done, io);
     }
     /// A JSON snapshot of the node's state for humans (`/status`, summaries).
     fn status(&self) -> serde_json::Value {

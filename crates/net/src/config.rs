@@ -11,10 +11,22 @@
 //! [params]                      # the protocol's parameters
 //! count = 20
 //!
+//! data_dir = "target/run"      # optional: NAME/storage.redb for each node
+//!
+//! [storage]                     # optional
+//! backend = "redb"              # redb | etcd:HOST:PORT[/PREFIX] | memory
+//!
+//! [security]                    # written by `agora cluster keys`
+//! key_dir = "keys"              # this node's private key: KEY_DIR/NAME.key
+//! token_file = "keys/token"     # the bearer token of mutating HTTP endpoints
+//! protect_reads = false         # true: /status and /metrics need it too
+//! plaintext = false             # true: no keys, plain TCP (never across machines)
+//!
 //! [[node]]
 //! name = "n0"
-//! listen = "127.0.0.1:7100"     # peer-to-peer TCP
+//! listen = "127.0.0.1:7100"     # peer-to-peer TLS (TCP with plaintext = true)
 //! http = "127.0.0.1:8100"       # /health, /status, /metrics, /input, /faults
+//! public_key = "ed25519:…"      # every node's, or none with plaintext = true
 //! ```
 
 use agora_core::config_file::{parse_toml, FileError};
@@ -32,6 +44,12 @@ pub struct ClusterFile<P> {
     pub seed: Option<u64>,
     #[serde(default)]
     pub transport: TransportConfig,
+    #[serde(default)]
+    pub data_dir: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub storage: StorageSection,
+    #[serde(default)]
+    pub security: SecuritySection,
     pub params: P,
     pub node: Vec<NodeEntry>,
     #[serde(skip)]
@@ -45,6 +63,29 @@ pub struct NodeEntry {
     pub listen: SocketAddr,
     #[serde(default)]
     pub http: Option<SocketAddr>,
+    /// `ed25519:BASE64`: the key this node authenticates with.
+    #[serde(default)]
+    pub public_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    #[serde(default)]
+    pub backend: crate::storage::Backend,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecuritySection {
+    #[serde(default)]
+    pub key_dir: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub token_file: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub protect_reads: bool,
+    #[serde(default)]
+    pub plaintext: bool,
 }
 
 /// Transport limits and timings.
@@ -96,6 +137,37 @@ pub struct NodeConfig {
     /// Seeded randomness (for reproducible experiments); OS randomness if absent.
     pub seed: Option<u64>,
     pub transport: TransportConfig,
+    /// Keys: TLS to peers and signatures. `None`: plain TCP, no signing.
+    pub identity: Option<std::sync::Arc<crate::security::Identity>>,
+    /// The bearer token that mutating HTTP endpoints require.
+    pub control_token: Option<String>,
+    /// Whether read endpoints need the token too.
+    pub protect_reads: bool,
+    pub storage: crate::storage::Backend,
+    /// Where the redb backend keeps `NAME/storage.redb`.
+    pub data_dir: Option<std::path::PathBuf>,
+}
+
+impl NodeConfig {
+    /// A node of `peers` on plain TCP without keys, token or data directory
+    /// (tests and benchmarks).
+    pub fn plain(id: NodeId, peers: Vec<NodeEntry>) -> Self {
+        let me = &peers[id.index()];
+        NodeConfig {
+            id,
+            name: me.name.clone(),
+            listen: me.listen,
+            http: me.http,
+            peers: peers.clone(),
+            seed: None,
+            transport: TransportConfig::default(),
+            identity: None,
+            control_token: None,
+            protect_reads: false,
+            storage: crate::storage::Backend::Memory,
+            data_dir: None,
+        }
+    }
 }
 
 impl<P: DeserializeOwned> ClusterFile<P> {
@@ -137,6 +209,19 @@ impl<P> ClusterFile<P> {
                 return Err(self.error(format!("node[{i}].http"), "is the same address as its listen address".into()));
             }
         }
+        let keyed = self.node.iter().filter(|n| n.public_key.is_some()).count();
+        if keyed != 0 && keyed != self.node.len() {
+            let i = self.node.iter().position(|n| n.public_key.is_none()).expect("some node has none");
+            return Err(self.error(format!("node[{i}].public_key"), "every node needs a public_key, or none does".into()));
+        }
+        for (i, n) in self.node.iter().enumerate() {
+            if let Some(k) = &n.public_key {
+                crate::security::parse_public_key(k).map_err(|e| self.error(format!("node[{i}].public_key"), e))?;
+            }
+        }
+        if keyed > 0 && self.security.key_dir.is_none() {
+            return Err(self.error("security.key_dir".into(), "the nodes have public keys, so each needs KEY_DIR/NAME.key: set key_dir".into()));
+        }
         let t = &self.transport;
         if t.max_frame_bytes < 64 || t.queue_frames == 0 || t.backoff_min.is_zero() || t.backoff_min > t.backoff_max {
             return Err(self.error(
@@ -160,6 +245,51 @@ impl<P> ClusterFile<P> {
             self.error("node".into(), format!("no node is called {name:?} (nodes: {})", names.join(", ")))
         })?;
         let n = &self.node[i];
+        let sec = &self.security;
+        let identity = match (&n.public_key, sec.plaintext) {
+            (Some(listed), _) => {
+                let dir = sec.key_dir.as_ref().expect("validated: keys need key_dir");
+                let path = dir.join(format!("{}.key", n.name));
+                let secret = crate::security::read_key(&path).map_err(|e| self.error("security.key_dir".into(), e))?;
+                if crate::security::public_key_string(&secret.verifying_key()) != *listed {
+                    return Err(self.error(
+                        format!("node[{i}].public_key"),
+                        format!("is not the public half of {}", path.display()),
+                    ));
+                }
+                let public = self
+                    .node
+                    .iter()
+                    .map(|m| crate::security::parse_public_key(m.public_key.as_deref().unwrap_or_default()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| self.error("node".into(), e))?;
+                let id = crate::security::Identity::new(NodeId(i as u32), secret, public)
+                    .map_err(|e| self.error("security".into(), e))?;
+                Some(std::sync::Arc::new(id))
+            }
+            (None, true) => None,
+            (None, false) => {
+                return Err(self.error(
+                    format!("node[{i}].public_key"),
+                    format!(
+                        "the nodes have no keys: generate them with `agora cluster keys {} --out DIR`, or set [security] plaintext = true (unauthenticated, for a trusted network only)",
+                        self.path
+                    ),
+                ))
+            }
+        };
+        let control_token = match &sec.token_file {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .map_err(|e| self.error("security.token_file".into(), format!("{}: {e}", p.display())))?
+                    .trim()
+                    .to_string(),
+            ),
+            None => None,
+        };
+        if control_token.as_deref() == Some("") {
+            return Err(self.error("security.token_file".into(), "the token file is empty".into()));
+        }
         Ok(NodeConfig {
             id: NodeId(i as u32),
             name: n.name.clone(),
@@ -168,6 +298,11 @@ impl<P> ClusterFile<P> {
             peers: self.node.clone(),
             seed: self.seed,
             transport: self.transport.clone(),
+            identity,
+            control_token,
+            protect_reads: sec.protect_reads,
+            storage: self.storage.backend.clone(),
+            data_dir: self.data_dir.clone(),
         })
     }
 }

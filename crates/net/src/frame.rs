@@ -7,7 +7,7 @@
 //! or a second `Hello` closes the connection: it is counted and logged with
 //! the peer, and the node carries on.
 
-use agora_core::{wire, NodeId};
+use agora_core::{wire, Message, NodeId};
 use bytes::{Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -31,6 +31,8 @@ pub enum FrameError {
     Malformed,
     #[error("unexpected Hello after the handshake")]
     UnexpectedHello,
+    #[error("a message for service tag {0}, which this node does not host")]
+    UnknownService(u32),
 }
 
 impl FrameError {
@@ -39,6 +41,7 @@ impl FrameError {
             FrameError::Oversized => "oversized",
             FrameError::Malformed => "malformed",
             FrameError::UnexpectedHello => "unexpected_hello",
+            FrameError::UnknownService(_) => "unknown_service",
         }
     }
 }
@@ -54,13 +57,30 @@ pub fn encode<M: Serialize>(frame: &Frame<M>) -> Bytes {
 }
 
 /// Decodes one frame's payload.
-pub fn decode<M: DeserializeOwned>(payload: &[u8]) -> Result<Frame<M>, FrameError> {
-    wire::decode(payload).map_err(|_| FrameError::Malformed)
+pub fn decode<M: DeserializeOwned + Message>(payload: &[u8]) -> Result<Frame<M>, FrameError> {
+    wire::decode(payload).map_err(|_| match unknown_service::<M>(payload) {
+        Some(tag) => FrameError::UnknownService(tag),
+        None => FrameError::Malformed,
+    })
+}
+
+/// For a composed node's messages, whose first field is the service tag
+/// (postcard: the version byte, `Frame::Msg`'s variant index 1, then the
+/// tag, each a varint): the tag, if it names no service here.
+fn unknown_service<M: Message>(payload: &[u8]) -> Option<u32> {
+    let services = M::services();
+    if services.is_empty() {
+        return None;
+    }
+    let (version, rest) = postcard::take_from_bytes::<u8>(payload).ok()?;
+    let (variant, rest) = postcard::take_from_bytes::<u32>(rest).ok()?;
+    let (tag, _) = postcard::take_from_bytes::<u32>(rest).ok()?;
+    (version == wire::WIRE_VERSION && variant == 1 && tag as usize >= services.len()).then_some(tag)
 }
 
 /// Decodes a whole byte stream as a connection would see it, stopping at the
 /// first bad frame: the fuzz target's and property tests' entry point.
-pub fn decode_stream<M: DeserializeOwned>(bytes: &[u8], max_frame_bytes: usize) -> Vec<Result<Frame<M>, FrameError>> {
+pub fn decode_stream<M: DeserializeOwned + Message>(bytes: &[u8], max_frame_bytes: usize) -> Vec<Result<Frame<M>, FrameError>> {
     let mut codec = codec(max_frame_bytes);
     let mut buf = BytesMut::from(bytes);
     let mut out = Vec::new();

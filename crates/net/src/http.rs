@@ -7,16 +7,25 @@
 //! | GET | `/metrics` | Prometheus text |
 //! | POST | `/input` | JSON body: one protocol input |
 //! | GET, PUT | `/faults` | the transport fault layer (JSON) |
+//!
+//! Mutating endpoints (`POST /input`, `PUT /faults`) need
+//! `Authorization: Bearer TOKEN` with the token of the cluster file's
+//! `token_file` (compared in constant time); without a configured token
+//! they refuse everyone. Reads are open unless `protect_reads` is set.
+//! A refusal is 401 with a message saying what is missing, counted in
+//! `agora_http_unauthorized_total` and logged with the client's address,
+//! never with the token.
 
 use crate::faults::FaultLayer;
 use crate::node::{LoopMsg, Shared};
 use agora_core::Protocol;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -46,16 +55,43 @@ pub(crate) async fn serve<P: Protocol>(
         .route("/input", axum::routing::post(input::<P>))
         .route("/faults", get(get_faults::<P>).put(put_faults::<P>))
         .with_state(App { shared: shared.clone(), tx });
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { token.cancelled().await }).await {
         tracing::warn!(node = %shared.cfg.name, "HTTP server failed: {e}");
     }
+}
+
+/// `None` if the request may go on; else the 401 to answer.
+fn refuse(shared: &Shared, headers: &HeaderMap, from: SocketAddr, mutating: bool) -> Option<Response> {
+    if !mutating && !shared.cfg.protect_reads {
+        return None;
+    }
+    let why = match (&shared.cfg.control_token, headers.get(header::AUTHORIZATION)) {
+        (None, _) => "this node has no control token configured ([security] token_file), so it takes no commands",
+        (Some(_), None) => "missing `Authorization: Bearer TOKEN` (the token is in the cluster's token_file)",
+        (Some(t), Some(h)) => match h.as_bytes().strip_prefix(b"Bearer ") {
+            Some(given) if crate::security::token_matches(given, t.as_bytes()) => return None,
+            Some(_) => "wrong token",
+            None => "the Authorization header must be `Bearer TOKEN`",
+        },
+    };
+    shared.metrics.http_unauthorized.inc();
+    tracing::warn!(node = %shared.cfg.name, client = %from, "HTTP request refused: {why}");
+    Some((StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], format!("unauthorized: {why}\n")).into_response())
 }
 
 fn unavailable() -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, "the node is stopping\n").into_response()
 }
 
-async fn status<P: Protocol>(State(app): State<App<P>>) -> Response {
+async fn status<P: Protocol>(
+    State(app): State<App<P>>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = refuse(&app.shared, &headers, from, false) {
+        return r;
+    }
     let (reply, answer) = oneshot::channel();
     if app.tx.send(LoopMsg::Status(reply)).is_err() {
         return unavailable();
@@ -66,7 +102,14 @@ async fn status<P: Protocol>(State(app): State<App<P>>) -> Response {
     }
 }
 
-async fn metrics<P: Protocol>(State(app): State<App<P>>) -> Response {
+async fn metrics<P: Protocol>(
+    State(app): State<App<P>>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = refuse(&app.shared, &headers, from, false) {
+        return r;
+    }
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         app.shared.metrics.encode(),
@@ -74,7 +117,15 @@ async fn metrics<P: Protocol>(State(app): State<App<P>>) -> Response {
         .into_response()
 }
 
-async fn input<P: Protocol>(State(app): State<App<P>>, body: Bytes) -> Response {
+async fn input<P: Protocol>(
+    State(app): State<App<P>>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = refuse(&app.shared, &headers, from, true) {
+        return r;
+    }
     let input: P::Input = match serde_json::from_slice(&body) {
         Ok(i) => i,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("the input does not parse: {e}\n")).into_response(),
@@ -85,11 +136,26 @@ async fn input<P: Protocol>(State(app): State<App<P>>, body: Bytes) -> Response 
     }
 }
 
-async fn get_faults<P: Protocol>(State(app): State<App<P>>) -> Json<FaultLayer> {
-    Json(app.shared.faults.lock().expect("fault layer lock").clone())
+async fn get_faults<P: Protocol>(
+    State(app): State<App<P>>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = refuse(&app.shared, &headers, from, false) {
+        return r;
+    }
+    Json(app.shared.faults.lock().expect("fault layer lock").clone()).into_response()
 }
 
-async fn put_faults<P: Protocol>(State(app): State<App<P>>, body: Bytes) -> Response {
+async fn put_faults<P: Protocol>(
+    State(app): State<App<P>>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = refuse(&app.shared, &headers, from, true) {
+        return r;
+    }
     let layer: FaultLayer = match serde_json::from_slice(&body) {
         Ok(l) => l,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("the fault layer does not parse: {e}\n")).into_response(),

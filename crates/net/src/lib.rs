@@ -18,6 +18,8 @@ pub mod faults;
 pub mod frame;
 pub mod http;
 mod metrics;
+pub mod security;
+pub mod storage;
 pub mod node;
 pub mod probe;
 

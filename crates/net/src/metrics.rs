@@ -5,10 +5,13 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Kind {
+    /// The service of a composed node (empty for a protocol running alone).
+    pub service: &'static str,
     pub kind: &'static str,
 }
 
@@ -25,6 +28,7 @@ pub struct PeerSlot {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Name {
+    pub service: &'static str,
     pub name: &'static str,
 }
 
@@ -41,6 +45,10 @@ pub struct Metrics {
     pub peers_connected: Gauge,
     pub quota_refused: Family<PeerSlot, Counter>,
     pub inbound_queued_bytes: Gauge,
+    pub storage_syncs: Counter,
+    pub storage_commits: Counter,
+    pub storage_commit_seconds: Histogram,
+    pub http_unauthorized: Counter,
 }
 
 impl Metrics {
@@ -58,6 +66,10 @@ impl Metrics {
             peers_connected: Gauge::default(),
             quota_refused: Family::default(),
             inbound_queued_bytes: Gauge::default(),
+            storage_syncs: Counter::default(),
+            storage_commits: Counter::default(),
+            storage_commit_seconds: Histogram::new(exponential_buckets(1e-5, 2.0, 16)),
+            http_unauthorized: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("messages_sent", "Messages the protocol sent, by kind", m.sent.clone());
@@ -82,6 +94,18 @@ impl Metrics {
             "inbound_queued_bytes",
             "Memory of received messages waiting for the event loop",
             m.inbound_queued_bytes.clone(),
+        );
+        registry.register("storage_syncs", "Syncs the storage thread made durable", m.storage_syncs.clone());
+        registry.register(
+            "storage_commits",
+            "Durable commits (one fsync each; group commit puts many syncs in one)",
+            m.storage_commits.clone(),
+        );
+        registry.register("storage_commit_seconds", "Time per durable commit", m.storage_commit_seconds.clone());
+        registry.register(
+            "http_unauthorized",
+            "HTTP requests refused for a missing or wrong token",
+            m.http_unauthorized.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -7,6 +7,7 @@ use crate::config::NodeConfig;
 use crate::faults::FaultLayer;
 use crate::frame::{self, Frame, FrameError};
 use crate::metrics::{Kind, Metrics, Name};
+use crate::storage::Storage;
 use agora_core::{Command, Io, Message, NodeId, Protocol, Time};
 use bytes::Bytes;
 use futures::stream::SplitStream;
@@ -18,6 +19,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -26,7 +28,11 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-type Conn = Framed<TcpStream, LengthDelimitedCodec>;
+/// A peer connection's byte stream: TLS over TCP, or plain TCP where the
+/// cluster runs without keys.
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
+type Conn = Framed<Box<dyn Stream>, LengthDelimitedCodec>;
 /// A connection and the connection slot it holds (returned when it closes).
 type Slotted = (Conn, agora_fairdist::Charge<NodeId>);
 
@@ -86,6 +92,8 @@ pub(crate) enum LoopMsg<P: Protocol> {
     },
     Input(P::Input),
     Status(oneshot::Sender<serde_json::Value>),
+    /// The storage thread finished a sync.
+    Synced(agora_core::storage::SyncDone),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +105,8 @@ pub enum NetError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Storage(#[from] crate::storage::StorageError),
 }
 
 /// A running node. Dropping it does not stop it: call [`NodeHandle::stop`].
@@ -120,7 +130,7 @@ impl NodeHandle {
 
 /// Binds the node's sockets and starts it. Errors only if a socket cannot be
 /// bound; everything after that (peers down, bad frames) is handled inside.
-pub async fn start<P: Protocol>(cfg: NodeConfig, protocol: P) -> Result<NodeHandle, NetError> {
+pub async fn start<P: Protocol>(cfg: NodeConfig, mut protocol: P) -> Result<NodeHandle, NetError> {
     let listener = TcpListener::bind(cfg.listen).await.map_err(|source| NetError::Bind {
         what: "peers",
         addr: cfg.listen,
@@ -169,7 +179,31 @@ pub async fn start<P: Protocol>(cfg: NodeConfig, protocol: P) -> Result<NodeHand
     if let Some(l) = http {
         tasks.spawn(crate::http::serve::<P>(l, shared.clone(), loop_tx.clone(), token.clone()));
     }
-    let host = Host::new(protocol, shared.clone(), queues, loop_tx);
+    let storage = {
+        let (tx, s) = (loop_tx.clone(), shared.clone());
+        let done = move |d, committed: Option<crate::storage::Committed>| {
+            if let Some(c) = committed {
+                s.metrics.storage_commits.inc();
+                s.metrics.storage_commit_seconds.observe(c.took.as_secs_f64());
+            }
+            s.metrics.storage_syncs.inc();
+            let _ = tx.send(LoopMsg::Synced(d));
+        };
+        let backend = match (&shared.cfg.storage, &shared.cfg.data_dir) {
+            (crate::storage::Backend::Redb, None) => {
+                debug!(node = %shared.cfg.name, "no data_dir: storage lives in memory and does not survive a restart");
+                crate::storage::Backend::Memory
+            }
+            (b, _) => b.clone(),
+        };
+        let (storage, durable) = Storage::open(&backend, shared.cfg.data_dir.as_deref(), &shared.cfg.name, done)?;
+        if !durable.is_empty() {
+            info!(node = %shared.cfg.name, damaged = durable.damaged().len(), "restoring from durable storage");
+            protocol.on_restore(&durable);
+        }
+        storage
+    };
+    let host = Host::new(protocol, shared.clone(), queues, loop_tx, storage);
     tasks.spawn(host.run(loop_rx, token.clone()));
     info!(node = %shared.cfg.name, id = me.0, listen = %shared.cfg.listen, http = ?http_addr, "node started");
     Ok(NodeHandle { name: shared.cfg.name.clone(), http_addr, token, tasks })
@@ -200,7 +234,15 @@ async fn peer_task<P: Protocol>(
             let attempt = async {
                 let s = TcpStream::connect(addr).await?;
                 s.set_nodelay(true)?;
-                let mut f = Framed::new(s, frame::codec(t.max_frame_bytes));
+                let stream: Box<dyn Stream> = match &shared.cfg.identity {
+                    Some(id) => {
+                        let client = id.tls.client_for(peer).ok_or_else(|| std::io::Error::other("no key for the peer"))?;
+                        let name = rustls_pki_types::ServerName::try_from("agora-node").expect("a valid name");
+                        Box::new(tokio_rustls::TlsConnector::from(client).connect(name, s).await?)
+                    }
+                    None => Box::new(s),
+                };
+                let mut f = Framed::new(stream, frame::codec(t.max_frame_bytes));
                 f.send(frame::encode(&Frame::<P::Msg>::Hello { from: me })).await?;
                 Ok::<_, std::io::Error>(f)
             };
@@ -301,6 +343,11 @@ async fn read_loop<P: Protocol>(
     while let Some(item) = stream.next().await {
         let payload = match item {
             Ok(p) => p,
+            Err(e) if is_tls_error(&e) => {
+                // A record that does not authenticate: altered or replayed bytes.
+                shared.reject(&name, None, "tls_bad_record", &e);
+                return;
+            }
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
                 shared.reject(&name, None, FrameError::Oversized.reason(), &e);
                 return;
@@ -340,6 +387,10 @@ async fn read_loop<P: Protocol>(
     }
 }
 
+fn is_tls_error(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|x| x.is::<rustls::Error>())
+}
+
 /// Accepts connections and hands each, once it said Hello, to its peer task.
 async fn accept_loop<P: Protocol>(
     listener: TcpListener,
@@ -363,16 +414,41 @@ async fn accept_loop<P: Protocol>(
         tokio::spawn(async move {
             let _ = sock.set_nodelay(true);
             let t = &shared.cfg.transport;
-            let mut f = Framed::new(sock, frame::codec(t.max_frame_bytes));
+            // With keys, the TLS handshake says who the peer is; its Hello must agree.
+            let (stream, authenticated): (Box<dyn Stream>, Option<NodeId>) = match &shared.cfg.identity {
+                Some(id) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(id.tls.server.clone());
+                    match timeout(t.hello_timeout, acceptor.accept(sock)).await {
+                        Err(_) => return shared.reject("?", Some(addr), "hello_timeout", &"no TLS handshake in time"),
+                        Ok(Err(e)) => return shared.reject("?", Some(addr), "tls_handshake", &e),
+                        Ok(Ok(tls)) => {
+                            let key = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
+                            let Some(peer) = key.and_then(|k| id.tls.node_of(&k)) else {
+                                return shared.reject("?", Some(addr), "tls_handshake", &"no listed key presented");
+                            };
+                            (Box::new(tls), Some(peer))
+                        }
+                    }
+                }
+                None => (Box::new(sock), None),
+            };
+            let mut f = Framed::new(stream, frame::codec(t.max_frame_bytes));
             let me = shared.cfg.id;
             match timeout(t.hello_timeout, f.next()).await {
                 Err(_) => shared.reject("?", Some(addr), "hello_timeout", &"no Hello in time"),
                 Ok(None) => {}
+                Ok(Some(Err(e))) if is_tls_error(&e) => shared.reject("?", Some(addr), "tls_bad_record", &e),
                 Ok(Some(Err(e))) if e.kind() == std::io::ErrorKind::InvalidData => {
                     shared.reject("?", Some(addr), FrameError::Oversized.reason(), &e)
                 }
                 Ok(Some(Err(e))) => debug!(node = %shared.cfg.name, ?addr, "read failed before Hello: {e}"),
                 Ok(Some(Ok(payload))) => match frame::decode::<P::Msg>(&payload) {
+                    Ok(Frame::Hello { from }) if authenticated.is_some_and(|a| a != from) => shared.reject(
+                        shared.peer_name(authenticated.expect("checked")),
+                        Some(addr),
+                        "key_mismatch",
+                        &format!("authenticated as {} but claims to be {}", shared.peer_name(authenticated.expect("checked")), shared.peer_name(from)),
+                    ),
                     Ok(Frame::Hello { from }) if from < me && from.index() < accepted.len() => {
                         let name = shared.peer_name(from).to_string();
                         match shared.admission.admit_connection(&shared.metrics, &shared.cfg.name, from, &name) {
@@ -411,6 +487,8 @@ struct Host<P: Protocol> {
     next_timer_id: u64,
     out: Vec<Command<P>>,
     recent: VecDeque<serde_json::Value>,
+    storage: Storage,
+    keys: Arc<dyn agora_core::keys::Keys>,
 }
 
 const RECENT_OUTPUTS: usize = 32;
@@ -421,8 +499,10 @@ impl<P: Protocol> Host<P> {
         shared: Arc<Shared>,
         queues: Vec<Option<mpsc::Sender<Bytes>>>,
         self_tx: mpsc::UnboundedSender<LoopMsg<P>>,
+        storage: Storage,
     ) -> Self {
         let me = shared.cfg.id.0 as u64;
+        let shared_keys = shared.cfg.identity.as_ref().map(|i| i.keyring.clone() as Arc<dyn agora_core::keys::Keys>);
         let (rng, fault_rng) = match shared.cfg.seed {
             Some(s) => {
                 let mut a = ChaCha8Rng::seed_from_u64(s.wrapping_add(me));
@@ -445,6 +525,11 @@ impl<P: Protocol> Host<P> {
             next_timer_id: 0,
             out: Vec::new(),
             recent: VecDeque::with_capacity(RECENT_OUTPUTS),
+            storage,
+            keys: match &shared_keys {
+                Some(k) => k.clone(),
+                None => Arc::new(agora_core::keys::NoKeys),
+            },
         }
     }
 
@@ -459,7 +544,7 @@ impl<P: Protocol> Host<P> {
                 m = rx.recv() => match m {
                     None => break,
                     Some(LoopMsg::Message { from, msg, admitted }) => {
-                        self.shared.metrics.received.get_or_create(&Kind { kind: msg.kind() }).inc();
+                        self.shared.metrics.received.get_or_create(&Kind { service: msg.service(), kind: msg.kind() }).inc();
                         self.dispatch(|p, io| p.on_message(from, msg, io));
                         drop(admitted); // handled: its queue memory is free again
                     }
@@ -467,6 +552,7 @@ impl<P: Protocol> Host<P> {
                     Some(LoopMsg::Status(reply)) => {
                         let _ = reply.send(self.status());
                     }
+                    Some(LoopMsg::Synced(done)) => self.dispatch(|p, io| p.on_synced(done, io)),
                 },
             }
         }
@@ -490,7 +576,8 @@ impl<P: Protocol> Host<P> {
         let now = Time::from_nanos(self.epoch.elapsed().as_nanos() as u64);
         let mut out = std::mem::take(&mut self.out);
         {
-            let mut io = Io::new(self.shared.cfg.id, now, &mut self.rng, &mut out);
+            let keys = self.keys.clone();
+            let mut io = Io::new(self.shared.cfg.id, now, &mut self.rng, &mut out).with_keys(&*keys);
             f(&mut self.protocol, &mut io);
         }
         for cmd in out.drain(..) {
@@ -524,15 +611,16 @@ impl<P: Protocol> Host<P> {
                 }
                 self.recent.push_back(serde_json::json!({"t": self.epoch.elapsed().as_secs_f64(), "output": value}));
             }
-            Command::Count { name, by } => {
-                self.shared.metrics.protocol.get_or_create(&Name { name }).inc_by(by);
+            Command::Count { service, name, by } => {
+                self.shared.metrics.protocol.get_or_create(&Name { service, name }).inc_by(by);
             }
+            Command::Store(op) => self.storage.submit(op),
         }
     }
 
     fn send(&mut self, to: NodeId, msg: P::Msg) {
         let m = &self.shared.metrics;
-        m.sent.get_or_create(&Kind { kind: msg.kind() }).inc();
+        m.sent.get_or_create(&Kind { service: msg.service(), kind: msg.kind() }).inc();
         if to == self.shared.cfg.id {
             // The node's own messages are not charged to any peer.
             let _ = self.self_tx.send(LoopMsg::Message { from: to, msg, admitted: None });

@@ -52,7 +52,7 @@ async fn a_flooding_peer_is_refused_while_the_others_keep_their_share() {
     // Nodes 1 and 2 are real; node 0 is the flooder.
     let mut nodes = Vec::new();
     for i in 1..3 {
-        let c = node_cfg_with(&peers, i, transport.clone());
+        let c = plain_cfg_with(&peers, i, transport.clone());
         nodes.push(agora_net::start(c, Node::new(cfg.clone(), NodeId(i as u32))).await.unwrap());
     }
     let stop = Arc::new(AtomicBool::new(false));

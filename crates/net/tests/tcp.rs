@@ -39,7 +39,7 @@ async fn broadcast_over_tcp_with_partition_and_heal() {
     wait_until(&peers, Duration::from_secs(20), |s| delivered(s) == 10).await;
     let m = metrics(h(3)).await;
     assert!(m.contains("agora_outputs_total 10"), "{m}");
-    assert!(m.contains("agora_messages_received_total{kind=\"data\"}"));
+    assert!(m.contains("agora_messages_received_total{service=\"\",kind=\"data\"}"));
     for n in nodes {
         n.stop().await;
     }
@@ -49,7 +49,9 @@ async fn broadcast_over_tcp_with_partition_and_heal() {
 async fn bad_frames_close_the_connection_are_counted_and_harm_nobody() {
     let peers = entries(3);
     let cfg = Arc::new(Config { retransmit: Duration::from_millis(50), ..Config::new(3) });
-    let nodes = start_all(&peers, &cfg).await;
+    // Plain TCP, so that raw bad frames reach the framing layer (with keys,
+    // the TLS handshake refuses them first: see tests/security.rs).
+    let nodes = start_all_with(&peers, &cfg, |p, i| plain_cfg_with(p, i, Default::default())).await;
     let (h, listen) = (peers[2].http.unwrap(), peers[2].listen);
 
     // 1. A length prefix far beyond the 1 MiB limit.

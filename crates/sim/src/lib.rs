@@ -11,11 +11,16 @@
 //!   omission per node or link, partitions that split and heal, fragile nodes
 //!   whose faulty status toggles only at quiescent times, and Byzantine nodes
 //!   whose outgoing messages a hook rewrites.
+//! * **Disks** ([`disk`]): the storage capability's writes and syncs with
+//!   modelled latency; crashes lose what was not synced, may tear the last
+//!   write or corrupt a record; a full disk refuses syncs.
+//! * **Keys**: every node's signing key derived from the seed.
 //! * **Checks**: invariants run after every event; a violation stops the run
 //!   and names the invariant, event, time and seed.
 //! * **Traces** ([`trace`]): optional JSON lines with the running hash, for
 //!   replay and diffing.
 
+pub mod disk;
 pub mod network;
 mod queue;
 pub mod scenario;
@@ -25,4 +30,5 @@ pub mod trace;
 
 pub use network::{Adversary, Latency, LinkCtx, Model};
 pub use sim::{Byzantine, Fault, Nodes, OutputRecord, Report, Scope, Sim, SimConfig, SimError, Stop, Toggle, World};
-pub use stats::{KindCounts, Stats};
+pub use disk::DiskModel;
+pub use stats::{DiskStats, KindCounts, Stats};

@@ -16,8 +16,16 @@
 //! [params]                      # the protocol's own parameters
 //! count = 50
 //!
-//! [[fault]]
-//! kind = "crash"
+//! [disk]                        # the storage capability's disk (all optional)
+//! write = "10us"                # per write in a sync's batch
+//! sync_min = "500us"
+//! sync_max = "2ms"
+//! capacity_bytes = 1048576      # a sync beyond it is refused as full
+//! torn = 0.1                    # P(a crash tears the last unsynced write)
+//! corrupt = 0.0                 # P(a crash corrupts one durable record)
+//!
+//! [[fault]]                     # crash | recover | omission | partition | heal
+//! kind = "crash"                # | fragile | disk_full | disk_corrupt
 //! at = "200ms"
 //! node = 5
 //! ```
@@ -54,6 +62,9 @@ pub struct Scenario<P> {
     pub max_events: Option<u64>,
     #[serde(default)]
     pub network: NetworkSpec,
+    /// The disk model behind the storage capability.
+    #[serde(default)]
+    pub disk: crate::DiskModel,
     pub params: P,
     #[serde(default)]
     pub fault: Vec<Spanned<FaultSpec>>,
@@ -177,6 +188,9 @@ pub struct FaultSpec {
     /// fragile: turn faulty (default) or back.
     #[serde(default)]
     pub faulty: Option<bool>,
+    /// disk_full: full (default) or back to accepting writes.
+    #[serde(default)]
+    pub full: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq)]
@@ -188,6 +202,8 @@ pub enum FaultKind {
     Partition,
     Heal,
     Fragile,
+    DiskFull,
+    DiskCorrupt,
 }
 
 impl FaultSpec {
@@ -202,6 +218,8 @@ impl FaultSpec {
             Partition => &["at", "heal", "groups"],
             Heal => &["at"],
             Fragile => &["at", "node", "faulty"],
+            DiskFull => &["at", "node", "full"],
+            DiskCorrupt => &["at", "node"],
         };
         let present = [
             ("at", self.at.is_some()),
@@ -213,6 +231,7 @@ impl FaultSpec {
             ("heal", self.heal.is_some()),
             ("groups", self.groups.is_some()),
             ("faulty", self.faulty.is_some()),
+            ("full", self.full.is_some()),
         ];
         if let Some((f, _)) = present.iter().find(|(f, p)| *p && !allowed.contains(f)) {
             return Err((f, format!("a {k:?} fault takes only {}", allowed.join(", ")).to_lowercase()));
@@ -237,6 +256,8 @@ impl FaultSpec {
                 vec![(at, Fault::Recover { node: node(need_node()?, "node")?, memory: self.memory.unwrap_or(false) })]
             }
             Heal => vec![(at, Fault::Heal)],
+            DiskFull => vec![(at, Fault::DiskFull { node: node(need_node()?, "node")?, full: self.full.unwrap_or(true) })],
+            DiskCorrupt => vec![(at, Fault::DiskCorrupt(node(need_node()?, "node")?))],
             Fragile => {
                 let v = need_node()?;
                 if !fragile.contains(&v) {
@@ -420,6 +441,10 @@ impl<P> Scenario<P> {
             }
             _ => {}
         }
+        if let Err(e) = self.disk.validate() {
+            let (field, m) = e.split_once(": ").unwrap_or(("", &e));
+            return Err(self.error(self.key_span("disk"), &format!("disk.{field}"), m));
+        }
         for (i, f) in self.fault.iter().enumerate() {
             f.get_ref()
                 .resolve(n, &self.fragile)
@@ -451,6 +476,7 @@ impl<P> Scenario<P> {
             loss: self.network.loss,
             duplication: self.network.duplication,
             collect_outputs: true,
+            disk: self.disk.clone(),
         }
     }
 

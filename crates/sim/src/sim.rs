@@ -1,8 +1,11 @@
+use crate::disk::{Disk, DiskModel};
 use crate::network::{Latency, LinkCtx};
 use crate::queue::EventQueue;
 use crate::stats::Stats;
 use crate::trace::{hex, TraceHash, TraceRecord, TraceSink};
-use agora_core::{wire, Command, Io, NodeId, Protocol, Time};
+use agora_core::keys::SeededKeys;
+use agora_core::storage::{DiskError, Durable, StoreOp, SyncDone};
+use agora_core::{wire, Command, Io, Message, NodeId, Protocol, Time};
 use fnv::FnvHashMap;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -21,11 +24,13 @@ pub struct SimConfig {
     pub duplication: f64,
     /// Keep every output in memory (off for huge runs: outputs are still counted).
     pub collect_outputs: bool,
+    /// The disk behind the storage capability.
+    pub disk: DiskModel,
 }
 
 impl SimConfig {
     pub fn new(seed: u64) -> Self {
-        SimConfig { seed, fifo: false, loss: 0.0, duplication: 0.0, collect_outputs: true }
+        SimConfig { seed, fifo: false, loss: 0.0, duplication: 0.0, collect_outputs: true, disk: DiskModel::default() }
     }
 }
 
@@ -54,6 +59,10 @@ pub enum Fault {
     /// Ask for a fragile node to turn faulty (or back): the toggle waits for
     /// the next quiescent time.
     Fragile { node: NodeId, faulty: bool },
+    /// The node's disk refuses every sync (`full`), or accepts them again.
+    DiskFull { node: NodeId, full: bool },
+    /// One durable record on the node's disk gets a byte flipped.
+    DiskCorrupt(NodeId),
 }
 
 impl Fault {
@@ -65,6 +74,8 @@ impl Fault {
             Fault::Partition(_) => "partition",
             Fault::Heal => "heal",
             Fault::Fragile { .. } => "fragile",
+            Fault::DiskFull { .. } => "disk_full",
+            Fault::DiskCorrupt(_) => "disk_corrupt",
         }
     }
 }
@@ -145,6 +156,14 @@ pub struct World<'a, P: Protocol> {
     /// The node the last event concerned (whose state may have changed):
     /// lets an invariant check that node only, in O(1) instead of O(n).
     pub active: Option<NodeId>,
+    disks: &'a FnvHashMap<u32, Disk>,
+}
+
+impl<P: Protocol> World<'_, P> {
+    /// What `node` would read back from its disk if it restarted now.
+    pub fn durable(&self, node: NodeId) -> Durable {
+        self.disks.get(&node.0).map(Disk::read_back).unwrap_or_default()
+    }
 }
 
 /// A fragile toggle that took effect.
@@ -192,6 +211,8 @@ enum Event<P: Protocol> {
     Timer { node: NodeId, id: u64 },
     Input { node: NodeId, input: Box<P::Input> },
     Fault(Box<Fault>),
+    /// A sync batch of `node`'s disk completes (stale if lost in a crash).
+    Synced { node: NodeId, id: u64 },
 }
 
 /// What the last handled event was, for violation reports and traces.
@@ -209,7 +230,8 @@ const TAG_TIMER: u8 = 2;
 const TAG_INPUT: u8 = 3;
 const TAG_FAULT: u8 = 4;
 const TAG_DROP: u8 = 5;
-const TAG_NAMES: [&str; 6] = ["start", "deliver", "timer", "input", "fault", "drop"];
+const TAG_SYNC: u8 = 6;
+const TAG_NAMES: [&str; 7] = ["start", "deliver", "timer", "input", "fault", "drop", "synced"];
 
 /// The deterministic discrete-event simulator.
 ///
@@ -229,6 +251,9 @@ pub struct Sim<P: Protocol> {
     net_rng: ChaCha8Rng,
     proto_rng: ChaCha8Rng,
     fault_rng: ChaCha8Rng,
+    disk_rng: ChaCha8Rng,
+    keys: SeededKeys,
+    disks: FnvHashMap<u32, Disk>,
     in_flight: u64,
     in_flight_to: Vec<u32>,
     armed_timers: u64,
@@ -272,6 +297,10 @@ impl<P: Protocol> Sim<P> {
             net_rng: stream(cfg.seed, 1),
             proto_rng: stream(cfg.seed, 2),
             fault_rng: stream(cfg.seed, 3),
+            // Far from the key streams (4 + node id).
+            disk_rng: stream(cfg.seed, 1 << 40),
+            keys: SeededKeys { seed: cfg.seed },
+            disks: FnvHashMap::default(),
             cfg,
             slots,
             factory: Box::new(factory),
@@ -393,6 +422,7 @@ impl<P: Protocol> Sim<P> {
             outputs: &self.outputs,
             in_flight: self.in_flight,
             active: self.started.then_some(self.last.node),
+            disks: &self.disks,
         }
     }
     /// No message in flight, no timer pending, and the protocol's own
@@ -521,6 +551,28 @@ impl<P: Protocol> Sim<P> {
                 let node = self.apply_fault(*fault);
                 self.after_event(TAG_FAULT, node, None, name, text.as_bytes(), text.clone().into())?;
             }
+            Event::Synced { node, id } => {
+                let done = self.disks.get_mut(&node.0).and_then(|d| d.complete(&self.cfg.disk, id));
+                let Some((service, ticket, ok)) = done else {
+                    return Ok(true); // lost in a crash
+                };
+                self.stats.disk.syncs += 1;
+                let result = if ok {
+                    Ok(())
+                } else {
+                    self.stats.disk.syncs_refused += 1;
+                    Err(DiskError::Full)
+                };
+                let body = if self.sink.is_some() {
+                    serde_json::json!({"service": service, "ticket": ticket, "ok": ok})
+                } else {
+                    serde_json::Value::Null
+                };
+                self.dispatch(node, |p, io| p.on_synced(SyncDone { service, ticket, result }, io));
+                let mut digest = ticket.to_le_bytes().to_vec();
+                digest.push(ok as u8);
+                self.after_event(TAG_SYNC, node, None, "synced", &digest, body)?;
+            }
         }
         Ok(true)
     }
@@ -536,7 +588,7 @@ impl<P: Protocol> Sim<P> {
     fn dispatch(&mut self, node: NodeId, f: impl FnOnce(&mut P, &mut Io<'_, P>)) {
         let mut out = std::mem::take(&mut self.out);
         {
-            let mut io = Io::new(node, self.now, &mut self.proto_rng, &mut out);
+            let mut io = Io::new(node, self.now, &mut self.proto_rng, &mut out).with_keys(&self.keys);
             f(&mut self.slots[node.index()].state, &mut io);
         }
         for cmd in out.drain(..) {
@@ -582,14 +634,34 @@ impl<P: Protocol> Sim<P> {
                     self.outputs.push(OutputRecord { at: self.now, node, output });
                 }
             }
-            Command::Count { name, by } => self.stats.counters.add(name, by),
+            Command::Count { service: "", name, by } => self.stats.counters.add(name, by),
+            Command::Count { service, name, by } => *self.stats.service_counters.entry((service, name)).or_default() += by,
+            Command::Store(op) => {
+                let disk = self.disks.entry(node.0).or_default();
+                match op {
+                    StoreOp::Sync { service, ticket } => {
+                        self.seq += 1;
+                        let id = self.seq;
+                        let at = disk.sync(&self.cfg.disk, id, service, ticket, self.now, &mut self.disk_rng);
+                        self.queue.push(at, id, Event::Synced { node, id });
+                    }
+                    op => {
+                        self.stats.disk.writes += 1;
+                        disk.write(op);
+                    }
+                }
+            }
         }
     }
 
     fn send(&mut self, from: NodeId, to: NodeId, msg: P::Msg) {
         self.stats.messages_sent += 1;
-        let kind = agora_core::Message::kind(&msg);
+        let kind = msg.kind();
         self.stats.messages_by_kind.add(kind, 1);
+        let service = msg.service();
+        if !service.is_empty() {
+            self.stats.messages_by_service.add(service, 1);
+        }
         let reason = if to.index() >= self.slots.len() {
             Some("no_such_node")
         } else if (!self.node_omission.is_empty() || !self.link_omission.is_empty()) && self.omitted(from, to) {
@@ -655,6 +727,11 @@ impl<P: Protocol> Sim<P> {
                     self.armed_timers -= slot.timers.len() as u64;
                     slot.timers.clear();
                     self.stats.crashes += 1;
+                    if let Some(disk) = self.disks.get_mut(&node.0) {
+                        let (torn, corrupted) = disk.crash(&self.cfg.disk, &mut self.disk_rng);
+                        self.stats.disk.torn_writes += torn as u64;
+                        self.stats.disk.corrupted_records += corrupted as u64;
+                    }
                 }
                 node
             }
@@ -665,7 +742,11 @@ impl<P: Protocol> Sim<P> {
                     if memory {
                         self.dispatch(node, |p, io| p.on_recover(io));
                     } else {
-                        self.slots[node.index()].state = (self.factory)(node);
+                        let mut state = (self.factory)(node);
+                        if let Some(disk) = self.disks.get(&node.0) {
+                            state.on_restore(&disk.read_back());
+                        }
+                        self.slots[node.index()].state = state;
                         self.dispatch(node, |p, io| p.on_start(io));
                     }
                 }
@@ -703,6 +784,15 @@ impl<P: Protocol> Sim<P> {
             Fault::Heal => {
                 self.group_of = None;
                 NodeId(0)
+            }
+            Fault::DiskFull { node, full } => {
+                self.disks.entry(node.0).or_default().full = full;
+                node
+            }
+            Fault::DiskCorrupt(node) => {
+                let corrupted = self.disks.get_mut(&node.0).is_some_and(|d| d.corrupt_one(&mut self.disk_rng));
+                self.stats.disk.corrupted_records += corrupted as u64;
+                node
             }
             Fault::Fragile { node, faulty } => {
                 if self.slots[node.index()].fragile {

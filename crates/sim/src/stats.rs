@@ -40,6 +40,27 @@ impl Serialize for KindCounts {
     }
 }
 
+/// What the simulated disks did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DiskStats {
+    pub writes: u64,
+    /// Syncs completed (refused ones included).
+    pub syncs: u64,
+    /// Syncs a full disk refused.
+    pub syncs_refused: u64,
+    /// Crashes that tore their last unsynced write onto the disk.
+    pub torn_writes: u64,
+    pub corrupted_records: u64,
+}
+
+fn by_service<S: serde::Serializer>(m: &BTreeMap<(&'static str, &'static str), u64>, s: S) -> Result<S::Ok, S::Error> {
+    let mut out: BTreeMap<&str, BTreeMap<&str, u64>> = BTreeMap::new();
+    for (&(service, name), &v) in m {
+        out.entry(service).or_default().insert(name, v);
+    }
+    out.serialize(s)
+}
+
 /// What happened during a run.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Stats {
@@ -60,6 +81,12 @@ pub struct Stats {
     pub outputs: u64,
     /// Counters the protocol reported with `Io::count`.
     pub counters: KindCounts,
+    /// The same for the services of a composed node, by (service, counter).
+    #[serde(serialize_with = "by_service")]
+    pub service_counters: BTreeMap<(&'static str, &'static str), u64>,
+    /// Messages sent by the services of a composed node, by service.
+    pub messages_by_service: KindCounts,
+    pub disk: DiskStats,
     pub max_in_flight: u64,
     /// Largest encoded message (version byte included).
     pub max_message_bytes: usize,

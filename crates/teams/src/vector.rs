@@ -69,7 +69,7 @@ impl VectorNode {
     /// Runs one copy's handler and turns its commands into this node's.
     fn drive(&mut self, copy: usize, io: &mut Io<'_, Self>, f: impl FnOnce(&mut Node, &mut Io<'_, Node>)) {
         let mut out = Vec::new();
-        f(&mut self.copies[copy], &mut Io::new(io.me(), io.now(), io.rng(), &mut out));
+        f(&mut self.copies[copy], &mut io.nested(&mut out));
         self.apply(copy, out, io);
     }
 
@@ -93,10 +93,12 @@ impl VectorNode {
                 // A colour team turns k_c tokens into a super-token of the
                 // same weight; the collector's own counts are raw weights,
                 // kept here.
-                Command::Count { name: "teams", by } if !collecting => io.count("colour_teams", by),
+                Command::Count { name: "teams", by, .. } if !collecting => io.count("colour_teams", by),
                 Command::Count { name: "injected" | "tokens_transported" | "tokens_received", .. } if collecting => {}
-                Command::Count { name, by } => io.count(name, by),
-                Command::SetTimer { .. } | Command::CancelTimer { .. } => unreachable!("team formation sets no timers"),
+                Command::Count { name, by, .. } => io.count(name, by),
+                Command::SetTimer { .. } | Command::CancelTimer { .. } | Command::Store(_) => {
+                    unreachable!("team formation sets no timers and stores nothing")
+                }
             }
         }
     }

@@ -42,11 +42,28 @@ pub fn cluster_file(n: usize, params: &str) -> (String, Vec<(SocketAddr, SocketA
     (s, addrs)
 }
 
-/// `agora node` for `name` of the cluster file, stopped by closing its stdin.
+/// The keyed copy of a cluster file (`agora cluster keys` into `keys/`
+/// beside it, made once): what its node processes run with.
+pub fn keyed(config: &std::path::Path) -> PathBuf {
+    let dir = config.parent().unwrap().join("keys");
+    let file = dir.join("cluster.toml");
+    if !file.exists() {
+        let out = agora().args(["cluster", "keys"]).arg(config).arg("--out").arg(&dir).output().unwrap();
+        assert!(out.status.success(), "{:?}", text(&out));
+    }
+    file
+}
+
+/// The control token of a keyed cluster file.
+pub fn token(config: &std::path::Path) -> String {
+    std::fs::read_to_string(keyed(config).parent().unwrap().join("token")).unwrap().trim().to_string()
+}
+
+/// `agora node` for `name` of the cluster file (keyed), stopped by closing its stdin.
 pub fn spawn_node(config: &std::path::Path, name: &str) -> Child {
     agora()
         .args(["node", "--config"])
-        .arg(config)
+        .arg(keyed(config))
         .args(["--id", name, "--stop-on-stdin-eof"])
         .stdin(Stdio::piped())
         .stderr(Stdio::null())

@@ -15,7 +15,9 @@ pub fn free_addrs(k: usize) -> Vec<SocketAddr> {
 
 pub fn entries(n: usize) -> Vec<NodeEntry> {
     let a = free_addrs(2 * n);
-    (0..n).map(|i| NodeEntry { name: format!("n{i}"), listen: a[2 * i], http: Some(a[2 * i + 1]) }).collect()
+    (0..n)
+        .map(|i| NodeEntry { name: format!("n{i}"), listen: a[2 * i], http: Some(a[2 * i + 1]), public_key: None })
+        .collect()
 }
 
 pub fn node_cfg(peers: &[NodeEntry], i: usize) -> NodeConfig {
@@ -26,17 +28,38 @@ pub fn node_cfg(peers: &[NodeEntry], i: usize) -> NodeConfig {
 pub fn node_cfg_with(peers: &[NodeEntry], i: usize, t: TransportConfig) -> NodeConfig {
     let t = TransportConfig { backoff_min: Duration::from_millis(20), backoff_max: Duration::from_millis(200), ..t };
     NodeConfig {
-        id: NodeId(i as u32),
-        name: peers[i].name.clone(),
-        listen: peers[i].listen,
-        http: peers[i].http,
-        peers: peers.to_vec(),
         seed: Some(1),
         transport: t,
+        identity: Some(Arc::new(identity(peers.len(), i))),
+        control_token: Some(TOKEN.into()),
+        ..NodeConfig::plain(NodeId(i as u32), peers.to_vec())
     }
 }
 
+/// [`node_cfg_with`] on plain TCP: no keys (for tests that speak raw frames).
+pub fn plain_cfg_with(peers: &[NodeEntry], i: usize, t: TransportConfig) -> NodeConfig {
+    NodeConfig { identity: None, ..node_cfg_with(peers, i, t) }
+}
+
+/// The control token every test node takes.
+pub const TOKEN: &str = "test-token";
+
+/// Node `i`'s keys, derived from seed 1 (as the simulator derives them).
+pub fn identity(n: usize, i: usize) -> agora_net::security::Identity {
+    let k = agora_core::keys::SeededKeys { seed: 1 };
+    let public = (0..n).map(|j| k.secret(NodeId(j as u32)).verifying_key()).collect();
+    agora_net::security::Identity::new(NodeId(i as u32), k.secret(NodeId(i as u32)), public).unwrap()
+}
+
 pub async fn start_all(peers: &[NodeEntry], cfg: &Arc<Config>) -> Vec<NodeHandle> {
+    start_all_with(peers, cfg, node_cfg).await
+}
+
+pub async fn start_all_with(
+    peers: &[NodeEntry],
+    cfg: &Arc<Config>,
+    node_cfg: impl Fn(&[NodeEntry], usize) -> NodeConfig,
+) -> Vec<NodeHandle> {
     let mut hs = Vec::new();
     for i in 0..peers.len() {
         hs.push(agora_net::start(node_cfg(peers, i), Node::new(cfg.clone(), NodeId(i as u32))).await.unwrap());
@@ -48,11 +71,24 @@ pub async fn get(addr: SocketAddr, path: &'static str) -> serde_json::Value {
     tokio::task::spawn_blocking(move || probe::get_json(addr, path)).await.unwrap().unwrap()
 }
 
+/// A request with the control token.
 pub async fn http(addr: SocketAddr, method: &'static str, path: &'static str, body: String) -> (u16, String) {
-    tokio::task::spawn_blocking(move || probe::request(addr, method, path, Some(&body), Duration::from_secs(5)))
-        .await
-        .unwrap()
-        .unwrap()
+    http_as(addr, method, path, body, Some(TOKEN)).await
+}
+
+pub async fn http_as(
+    addr: SocketAddr,
+    method: &'static str,
+    path: &'static str,
+    body: String,
+    token: Option<&'static str>,
+) -> (u16, String) {
+    tokio::task::spawn_blocking(move || {
+        probe::request_with_token(addr, method, path, Some(&body), token, Duration::from_secs(5))
+    })
+    .await
+    .unwrap()
+    .unwrap()
 }
 
 pub async fn metrics(addr: SocketAddr) -> String {

@@ -1,0 +1,247 @@
+//! Several services on one node: each service is a [`Protocol`] of its own
+//! (its own `Msg`, `Timer`, `Input`, `Output`, counters, storage), and
+//! [`compose!`](crate::compose) makes one node protocol of them. The
+//! simulator, the TCP runtime and the model checker then drive the composed
+//! node unchanged.
+//!
+//! * The wire carries a service tag: the composed `Msg` is an enum with one
+//!   variant per service, in declaration order, so postcard writes the
+//!   variant index first. A frame with a tag the node does not host is
+//!   refused by the transport as `unknown_service` (see
+//!   [`Message::services`]).
+//! * Timers, outputs, counters, storage spaces and sync answers are tagged
+//!   with the service and routed back to it.
+//! * Services talk locally through a **route**: a function from a composed
+//!   output to a composed input. After a handler, each output it produced
+//!   that the route maps is handed to the target service's `on_input` at
+//!   once, in order, before any other event: no network hop, and the same
+//!   order in every driver (the failure detector tells the transaction
+//!   manager a peer is suspected; the RPC layer tells the load balancer a
+//!   latency sample). A routed input's own outputs are routed in turn, up to
+//!   [`MAX_LOCAL_HOPS`] per event (beyond, they are counted as
+//!   `local_route_overflow` and dropped: a routing loop).
+//!
+//! ```
+//! # use agora_core::{compose, Io, Message, NodeId, Protocol};
+//! # use serde::{Deserialize, Serialize};
+//! # #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)] pub struct Ping;
+//! # #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)] pub struct P;
+//! # impl Message for P { fn kind(&self) -> &'static str { "p" } }
+//! # impl Protocol for Ping {
+//! #   type Msg = P; type Timer = (); type Input = u8; type Output = u8;
+//! #   fn on_start(&mut self, _: &mut Io<'_, Self>) {}
+//! #   fn on_message(&mut self, _: NodeId, _: P, _: &mut Io<'_, Self>) {}
+//! #   fn on_timer(&mut self, _: (), _: &mut Io<'_, Self>) {}
+//! # }
+//! compose! {
+//!     /// Two services on one node.
+//!     #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+//!     pub mod pair {
+//!         left: Left = Ping,
+//!         right: Right = Ping,
+//!     }
+//!     // Optional: what `left` outputs, `right` is told.
+//!     route = to_right;
+//! }
+//! fn to_right(o: &pair::Output) -> Option<pair::Input> {
+//!     match o { pair::Output::Left(x) => Some(pair::Input::Right(*x)), _ => None }
+//! }
+//! # fn main() {
+//! let node = pair::Node::default();
+//! # let _ = node;
+//! # }
+//! ```
+//!
+//! The generated module holds `Node` (a struct with one public field per
+//! service), and the enums `Msg`, `Timer`, `Input`, `Output` with one variant
+//! per service. Inputs and outputs are JSON objects keyed by the variant
+//! name in snake case (`{"right": 7}`), so name each variant as its field in
+//! CamelCase. Inside the generated module those five names shadow any of
+//! the same name outside: give the services' types by paths that do not
+//! start with them (`crate::Node`, not `Node`).
+
+use crate::{Command, Io, Protocol};
+
+/// Routed hops a single event may cause; more means a routing loop.
+pub const MAX_LOCAL_HOPS: usize = 1024;
+
+/// Runs one handler of service `service` (a field of a composed node) and
+/// forwards its commands to the composed node's `io`, each wrapped in the
+/// service's variant. Returns the service's outputs (wrapped) when `keep` is
+/// set, for local routing.
+#[allow(clippy::too_many_arguments)]
+pub fn drive<O: Protocol, S: Protocol>(
+    io: &mut Io<'_, O>,
+    service: &'static str,
+    state: &mut S,
+    handler: impl FnOnce(&mut S, &mut Io<'_, S>),
+    msg: fn(S::Msg) -> O::Msg,
+    timer: fn(S::Timer) -> O::Timer,
+    output: fn(S::Output) -> O::Output,
+    keep: bool,
+) -> Vec<O::Output> {
+    let mut out: Vec<Command<S>> = Vec::new();
+    handler(state, &mut io.nested(&mut out));
+    let mut kept = Vec::new();
+    for cmd in out {
+        io.push(match cmd {
+            Command::Send { to, msg: m } => Command::Send { to, msg: msg(m) },
+            Command::SetTimer { after, timer: t } => Command::SetTimer { after, timer: timer(t) },
+            Command::CancelTimer { timer: t } => Command::CancelTimer { timer: timer(t) },
+            Command::Output(o) => {
+                let o = output(o);
+                if keep {
+                    kept.push(o.clone());
+                }
+                Command::Output(o)
+            }
+            Command::Count { service: s, name, by } => {
+                Command::Count { service: if s.is_empty() { service } else { s }, name, by }
+            }
+            Command::Store(op) => Command::Store(op.in_service(service)),
+        });
+    }
+    kept
+}
+
+/// Builds a node protocol from services; see the [module docs](self).
+#[macro_export]
+macro_rules! compose {
+    (
+        $(#[$meta:meta])*
+        $vis:vis mod $module:ident {
+            $( $field:ident : $Variant:ident = $Svc:ty ),+ $(,)?
+        }
+        $( route = $route:path ; )?
+    ) => {
+        $vis mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            use $crate::{Io, Message as _, NodeId, Protocol};
+
+            $(#[$meta])*
+            pub struct Node {
+                $( pub $field: $Svc, )+
+            }
+
+            /// A message of one of the node's services; the variant is the wire's service tag.
+            #[derive(Clone, Debug, PartialEq, Eq, Hash, $crate::serde::Serialize, $crate::serde::Deserialize)]
+            #[serde(crate = "::agora_core::serde")]
+            pub enum Msg { $( $Variant(<$Svc as Protocol>::Msg), )+ }
+
+            #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+            pub enum Timer { $( $Variant(<$Svc as Protocol>::Timer), )+ }
+
+            #[derive(Debug, $crate::serde::Deserialize)]
+            #[serde(crate = "::agora_core::serde", rename_all = "snake_case")]
+            pub enum Input { $( $Variant(<$Svc as Protocol>::Input), )+ }
+
+            #[derive(Clone, Debug, $crate::serde::Serialize)]
+            #[serde(crate = "::agora_core::serde", rename_all = "snake_case")]
+            pub enum Output { $( $Variant(<$Svc as Protocol>::Output), )+ }
+
+            /// The service names, in wire-tag order.
+            pub const SERVICES: &[&str] = &[ $( stringify!($field), )+ ];
+
+            const ROUTE: Option<fn(&Output) -> Option<Input>> = $crate::compose!(@route $($route)?);
+
+            impl $crate::Message for Msg {
+                fn kind(&self) -> &'static str {
+                    match self { $( Msg::$Variant(m) => m.kind(), )+ }
+                }
+                fn service(&self) -> &'static str {
+                    match self { $( Msg::$Variant(_) => stringify!($field), )+ }
+                }
+                fn services() -> &'static [&'static str] {
+                    SERVICES
+                }
+            }
+
+            impl Node {
+                /// Delivers the locally routed inputs that `outputs` give, and theirs in turn.
+                fn route_locally(&mut self, io: &mut Io<'_, Self>, outputs: Vec<Output>) {
+                    let Some(route) = ROUTE else { return };
+                    let mut queue: std::collections::VecDeque<Input> = outputs.iter().filter_map(route).collect();
+                    let mut hops = 0;
+                    while let Some(input) = queue.pop_front() {
+                        hops += 1;
+                        if hops > $crate::service::MAX_LOCAL_HOPS {
+                            io.count("local_route_overflow", 1 + queue.len() as u64);
+                            return;
+                        }
+                        let produced = self.input_to_service(io, input);
+                        queue.extend(produced.iter().filter_map(route));
+                    }
+                }
+
+                fn input_to_service(&mut self, io: &mut Io<'_, Self>, input: Input) -> Vec<Output> {
+                    match input {
+                        $( Input::$Variant(i) => $crate::service::drive(io, stringify!($field), &mut self.$field,
+                            |s, io| s.on_input(i, io), Msg::$Variant, Timer::$Variant, Output::$Variant, ROUTE.is_some()), )+
+                    }
+                }
+            }
+
+            impl Protocol for Node {
+                type Msg = Msg;
+                type Timer = Timer;
+                type Input = Input;
+                type Output = Output;
+
+                fn on_start(&mut self, io: &mut Io<'_, Self>) {
+                    $(
+                        let o = $crate::service::drive(io, stringify!($field), &mut self.$field,
+                            |s, io| s.on_start(io), Msg::$Variant, Timer::$Variant, Output::$Variant, ROUTE.is_some());
+                        self.route_locally(io, o);
+                    )+
+                }
+                fn on_recover(&mut self, io: &mut Io<'_, Self>) {
+                    $(
+                        let o = $crate::service::drive(io, stringify!($field), &mut self.$field,
+                            |s, io| s.on_recover(io), Msg::$Variant, Timer::$Variant, Output::$Variant, ROUTE.is_some());
+                        self.route_locally(io, o);
+                    )+
+                }
+                fn on_message(&mut self, from: NodeId, msg: Msg, io: &mut Io<'_, Self>) {
+                    let o = match msg {
+                        $( Msg::$Variant(m) => $crate::service::drive(io, stringify!($field), &mut self.$field,
+                            |s, io| s.on_message(from, m, io), Msg::$Variant, Timer::$Variant, Output::$Variant, ROUTE.is_some()), )+
+                    };
+                    self.route_locally(io, o);
+                }
+                fn on_timer(&mut self, timer: Timer, io: &mut Io<'_, Self>) {
+                    let o = match timer {
+                        $( Timer::$Variant(t) => $crate::service::drive(io, stringify!($field), &mut self.$field,
+                            |s, io| s.on_timer(t, io), Msg::$Variant, Timer::$Variant, Output::$Variant, ROUTE.is_some()), )+
+                    };
+                    self.route_locally(io, o);
+                }
+                fn on_input(&mut self, input: Input, io: &mut Io<'_, Self>) {
+                    let o = self.input_to_service(io, input);
+                    self.route_locally(io, o);
+                }
+                fn on_restore(&mut self, disk: &$crate::storage::Durable) {
+                    $( self.$field.on_restore(&disk.of_service(stringify!($field))); )+
+                }
+                fn on_synced(&mut self, done: $crate::storage::SyncDone, io: &mut Io<'_, Self>) {
+                    let o = match done.service {
+                        $( stringify!($field) => $crate::service::drive(io, stringify!($field), &mut self.$field,
+                            |s, io| s.on_synced(done, io), Msg::$Variant, Timer::$Variant, Output::$Variant, ROUTE.is_some()), )+
+                        _ => {
+                            io.count("sync_for_unknown_service", 1);
+                            Vec::new()
+                        }
+                    };
+                    self.route_locally(io, o);
+                }
+                fn status(&self) -> $crate::serde_json::Value {
+                    let mut m = $crate::serde_json::Map::new();
+                    $( m.insert(stringify!($field).to_string(), self.$field.status()); )+
+                    $crate::serde_json::Value::Object(m)
+                }
+            }
+        }
+    };
+    (@route $route:path) => { Some($route as fn(&Output) -> Option<Input>) };
+    (@route) => { None };
+}

@@ -1,0 +1,160 @@
+//! Nobody gets in who does not belong: peers authenticate with the keys the
+//! cluster lists, bytes altered on the way close the connection, and the
+//! control endpoints need the token.
+
+mod common;
+use agora_broadcast::{Config, Msg};
+use agora_core::NodeId;
+use agora_net::frame::{encode, Frame};
+use agora_net::NodeEntry;
+use common::*;
+use futures::SinkExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::codec::Framed;
+
+fn rejected(m: &str, reason: &str) -> u64 {
+    let prefix = format!("agora_frames_rejected_total{{reason=\"{reason}\"}}");
+    m.lines().find(|l| l.starts_with(&prefix)).and_then(|l| l.split_whitespace().last()?.parse().ok()).unwrap_or(0)
+}
+
+async fn wait_rejected(http: std::net::SocketAddr, reason: &str) {
+    let start = Instant::now();
+    while rejected(&metrics(http).await, reason) == 0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "no {reason} rejection counted:\n{}", metrics(http).await.lines().filter(|l| !l.starts_with("#")).collect::<Vec<_>>().join("\n"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Dials `addr` with TLS as the holder of `me`'s key among `n` nodes, pinned
+/// to `peer`'s key, then says Hello as `claim`.
+async fn dial_as(addr: std::net::SocketAddr, ident: &agora_net::security::Identity, peer: usize, claim: u32) -> bool {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let client = ident.tls.client_for(NodeId(peer as u32)).unwrap();
+    let name = rustls_pki_types::ServerName::try_from("agora-node").unwrap();
+    let Ok(tls) = tokio_rustls::TlsConnector::from(client).connect(name, tcp).await else { return false };
+    let mut f = Framed::new(tls, agora_net::frame::codec(1 << 20));
+    f.send(encode(&Frame::<Msg>::Hello { from: NodeId(claim) })).await.is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impostors_and_false_ids_are_refused_counted_and_logged() {
+    let peers = entries(3);
+    let cfg = Arc::new(Config { retransmit: Duration::from_millis(50), ..Config::new(3) });
+    let nodes = start_all(&peers, &cfg).await;
+    let h2 = peers[2].http.unwrap();
+
+    // 1. No key at all: plain TCP saying Hello as node 0.
+    let mut s = tokio::net::TcpStream::connect(peers[2].listen).await.unwrap();
+    let hello = encode(&Frame::<Msg>::Hello { from: NodeId(0) });
+    s.write_all(&(hello.len() as u32).to_be_bytes()).await.unwrap();
+    s.write_all(&hello).await.unwrap();
+    wait_rejected(h2, "tls_handshake").await;
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.unwrap().unwrap_or(0);
+    assert!(n == 0 || buf[0] == 0x15, "the node answered a keyless peer with something other than an alert");
+
+    // 2. A key the cluster does not list, pretending to be node 0.
+    let k = agora_core::keys::SeededKeys { seed: 99 };
+    let mut public: Vec<_> = (0..3).map(|j| agora_core::keys::SeededKeys { seed: 1 }.secret(NodeId(j)).verifying_key()).collect();
+    public[0] = k.secret(NodeId(0)).verifying_key();
+    let stranger = agora_net::security::Identity::new(NodeId(0), k.secret(NodeId(0)), public).unwrap();
+    let before = rejected(&metrics(h2).await, "tls_handshake");
+    dial_as(peers[2].listen, &stranger, 2, 0).await;
+    let start = Instant::now();
+    while rejected(&metrics(h2).await, "tls_handshake") == before {
+        assert!(start.elapsed() < Duration::from_secs(10), "the stranger's handshake was not refused");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // 3. Node 0's real key, claiming to be node 1.
+    assert!(dial_as(peers[2].listen, &identity(3, 0), 2, 1).await, "the handshake itself succeeds");
+    wait_rejected(h2, "key_mismatch").await;
+
+    // The real cluster is untouched.
+    assert_eq!(http(peers[0].http.unwrap(), "POST", "/input", "{\"broadcast\": 5}".into()).await.0, 202);
+    wait_until(&peers, Duration::from_secs(10), |s| delivered(s) == 1).await;
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+/// Forwards `from` → `to`, flipping one byte of the dialler's stream once it
+/// has passed `flip_at` bytes; later connections pass untouched.
+async fn flipping_proxy(listen: tokio::net::TcpListener, to: std::net::SocketAddr, flip_at: usize) {
+    let mut first = true;
+    loop {
+        let Ok((mut a, _)) = listen.accept().await else { return };
+        let Ok(mut b) = tokio::net::TcpStream::connect(to).await else { return };
+        let flip = std::mem::take(&mut first);
+        tokio::spawn(async move {
+            let (mut ar, mut aw) = a.split();
+            let (mut br, mut bw) = b.split();
+            let up = async {
+                let mut seen = 0usize;
+                let mut buf = vec![0u8; 4096];
+                loop {
+                    let n = match ar.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    if flip && seen <= flip_at && flip_at < seen + n {
+                        buf[flip_at - seen] ^= 0x40;
+                    }
+                    seen += n;
+                    if bw.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            };
+            let down = tokio::io::copy(&mut br, &mut aw);
+            tokio::select! { _ = up => {}, _ = down => {} }
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_byte_flipped_on_the_wire_closes_the_connection_and_the_retry_delivers() {
+    let peers = entries(2);
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let via: Vec<NodeEntry> = vec![peers[0].clone(), NodeEntry { listen: proxy.local_addr().unwrap(), ..peers[1].clone() }];
+    tokio::spawn(flipping_proxy(proxy, peers[1].listen, 3000));
+    let cfg = Arc::new(Config { retransmit: Duration::from_millis(50), count: 200, interval: Duration::from_millis(2), ..Config::new(2) });
+    // Node 0 dials node 1 through the proxy; node 1 knows its real address.
+    let n0 = agora_net::start(node_cfg(&via, 0), agora_broadcast::Node::new(cfg.clone(), NodeId(0))).await.unwrap();
+    let n1 = agora_net::start(node_cfg(&peers, 1), agora_broadcast::Node::new(cfg.clone(), NodeId(1))).await.unwrap();
+    wait_rejected(peers[1].http.unwrap(), "tls_bad_record").await;
+    wait_until(&peers, Duration::from_secs(20), |s| delivered(s) == 200).await;
+    n0.stop().await;
+    n1.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_endpoints_need_the_token() {
+    let peers = entries(2);
+    let cfg = Arc::new(Config::new(2));
+    let nodes = start_all_with(&peers, &cfg, |p, i| agora_net::NodeConfig {
+        protect_reads: i == 1,
+        ..node_cfg(p, i)
+    })
+    .await;
+    let (h0, h1) = (peers[0].http.unwrap(), peers[1].http.unwrap());
+    let body = || "{\"broadcast\": 1}".to_string();
+    let (code, text) = http_as(h0, "POST", "/input", body(), None).await;
+    assert_eq!(code, 401);
+    assert!(text.contains("missing `Authorization: Bearer TOKEN`"), "{text}");
+    let (code, text) = http_as(h0, "PUT", "/faults", "{}".into(), Some("guess")).await;
+    assert_eq!((code, text.contains("wrong token")), (401, true), "{text}");
+    assert_eq!(http(h0, "POST", "/input", body()).await.0, 202);
+    // Reads: open on node 0, closed on node 1.
+    assert_eq!(http_as(h0, "GET", "/status", String::new(), None).await.0, 200);
+    assert_eq!(http_as(h1, "GET", "/status", String::new(), None).await.0, 401);
+    assert_eq!(http_as(h1, "GET", "/status", String::new(), Some(TOKEN)).await.0, 200);
+    let m = http(h0, "GET", "/metrics", String::new()).await.1;
+    assert!(m.contains("agora_http_unauthorized_total 2"), "{m}");
+    assert!(!m.contains(TOKEN), "the token never appears in metrics");
+    for n in nodes {
+        n.stop().await;
+    }
+}
