@@ -32,11 +32,11 @@
 use agora_core::keys::SeededKeys;
 use agora_core::storage::{seal, Durable, Space, StoreOp, SyncDone};
 use agora_core::{Command, Io, NodeId, Protocol, Time};
-use std::collections::BTreeMap;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use stateright::actor::{Actor, Id, Out};
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -92,11 +92,8 @@ impl Disk {
 
     /// The disk as a restarted node reads it back.
     pub fn read_back(&self) -> Durable {
-        let sealed_tables: Vec<(Space, &[u8], Vec<u8>)> = self
-            .tables
-            .iter()
-            .flat_map(|(s, t)| t.iter().map(move |(k, v)| (*s, k.as_slice(), seal(v))))
-            .collect();
+        let sealed_tables: Vec<(Space, &[u8], Vec<u8>)> =
+            self.tables.iter().flat_map(|(s, t)| t.iter().map(move |(k, v)| (*s, k.as_slice(), seal(v)))).collect();
         let sealed_logs: Vec<(Space, u64, Vec<u8>)> = self
             .logs
             .iter()

@@ -220,14 +220,7 @@ fn parse_faults(spec: &str, instance: &Instance, setup: &Setup) -> Result<(Vec<(
     Ok((faults, loss))
 }
 
-fn sim_cmd(
-    path: &Path,
-    faults: &str,
-    asynchronous: bool,
-    seed: u64,
-    silent_rounds: u32,
-    json: bool,
-) -> Result<bool> {
+fn sim_cmd(path: &Path, faults: &str, asynchronous: bool, seed: u64, silent_rounds: u32, json: bool) -> Result<bool> {
     let (instance, net) = load(path)?;
     let config = Config {
         instance: path.display().to_string(),

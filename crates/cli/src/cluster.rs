@@ -31,7 +31,7 @@ pub enum ClusterCmd {
     Up(UpArgs),
     /// Generate every node's key pair and a control token: DIR/NAME.key
     /// (mode 0600), DIR/token, and DIR/cluster.toml (the file with each
-    /// node's public_key and a [security] section; comments are not kept).
+    /// node's public_key and a `[security]` section; comments are not kept).
     Keys(KeysArgs),
 }
 
@@ -144,7 +144,8 @@ fn write_keys(config: &Path, out: &Path, data_dir: Option<&Path>) -> Result<Path
     let nodes = doc.get_mut("node").and_then(|n| n.as_array_mut()).context("the cluster file has no [[node]]")?;
     for (i, n) in nodes.iter_mut().enumerate() {
         let t = n.as_table_mut().with_context(|| format!("node[{i}] is not a table"))?;
-        let name = t.get("name").and_then(|v| v.as_str()).with_context(|| format!("node[{i}] has no name"))?.to_string();
+        let name =
+            t.get("name").and_then(|v| v.as_str()).with_context(|| format!("node[{i}] has no name"))?.to_string();
         let key = agora_net::security::generate_key();
         let path = out.join(format!("{name}.key"));
         agora_net::security::write_key(&path, &key).with_context(|| format!("cannot write {}", path.display()))?;

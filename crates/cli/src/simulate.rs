@@ -121,6 +121,9 @@ fn run_typed<P: Runnable>(args: &SimArgs, path: &str, src: &str) -> Result<bool>
             "inputs_refused": stats.inputs_refused,
             "outputs": stats.outputs,
             "counters": stats.counters,
+            "messages_by_service": stats.messages_by_service,
+            "service_counters": crate::simulate::service_counters(stats),
+            "disk": stats.disk,
             "max_message_bytes": stats.max_message_bytes,
             "faults": {"crashes": stats.crashes, "recoveries": stats.recoveries, "fragile_toggles": stats.fragile_toggles},
             "invariant_violation": violation,
@@ -255,4 +258,14 @@ pub fn replay(args: ReplayArgs) -> Result<bool> {
         println!("replayed {} events of {}: identical, trace hash {}", count(events), sc.path, hex(sim.trace_hash()));
         Ok(true)
     })
+}
+
+/// A composed node's counters, by service.
+fn service_counters(stats: &agora_sim::Stats) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for (&(service, name), &v) in &stats.service_counters {
+        let e = out.entry(service).or_insert_with(|| serde_json::json!({}));
+        e[name] = v.into();
+    }
+    out.into()
 }

@@ -196,8 +196,8 @@ fn over_tcp_with_a_redb_ledger_and_a_late_provider() {
     }
     // The ledger node's storage (redb, through the driver) holds every
     // agent's last public entry, and nothing else.
-    let (_, disk) = agora_net::storage::Storage::open(&agora_net::storage::Backend::Redb, Some(&ledger), "n0", |_, _| {})
-        .unwrap();
+    let (_, disk) =
+        agora_net::storage::Storage::open(&agora_net::storage::Backend::Redb, Some(&ledger), "n0", |_, _| {}).unwrap();
     let entries: Vec<(u32, agora_alloc::ledger::Entry)> = disk
         .table(agora_alloc::ledger::LEDGER_TABLE)
         .map(|(k, v)| (u32::from_be_bytes(k.try_into().unwrap()), serde_json::from_slice(v).unwrap()))

@@ -106,3 +106,36 @@ fn bad_scenarios_name_file_line_and_field() {
     let (_, stderr) = text(&run(&["sim", "/nonexistent.toml"]));
     assert!(stderr.contains("cannot read /nonexistent.toml"), "{stderr}");
 }
+
+/// Broadcast and a heartbeat detector composed on one node: per-service
+/// counts, the detector's suspicion of the crashed node routed to
+/// broadcast (which skipped retransmissions to it), and delivery to all.
+#[test]
+fn composed_services_report_per_service_and_route_suspicions_locally() {
+    let path = format!("{}/../../scenarios/monitored.toml", env!("CARGO_MANIFEST_DIR"));
+    let out = run(&["sim", &path, "--json"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let by_service = &v["messages_by_service"];
+    assert!(
+        by_service["broadcast"].as_u64().unwrap() > 0 && by_service["heartbeat"].as_u64().unwrap() > 0,
+        "{by_service}"
+    );
+    assert_eq!(
+        by_service["broadcast"].as_u64().unwrap() + by_service["heartbeat"].as_u64().unwrap(),
+        v["messages_sent"].as_u64().unwrap()
+    );
+    assert!(
+        v["service_counters"]["heartbeat"]["suspicions"].as_u64().unwrap() >= 15,
+        "every live node suspected node 5: {}",
+        v["service_counters"]
+    );
+    assert!(
+        v["service_counters"]["broadcast"]["retransmit_skipped_suspected"].as_u64().unwrap() > 0,
+        "{}",
+        v["service_counters"]
+    );
+    assert_eq!(v["outcome"]["all_delivered"], true, "{}", v["outcome"]);
+    assert_eq!(v["invariant_violation"], serde_json::Value::Null);
+}

@@ -97,7 +97,8 @@ mod tests {
         assert!(!k.verify(NodeId(2), b"view 3", &sig));
         assert!(!k.verify(NodeId(1), b"view 4", &sig));
         assert_ne!(SeededKeys { seed: 8 }.secret(NodeId(1)).to_bytes(), k.secret(NodeId(1)).to_bytes());
-        let ring = Keyring::new(NodeId(1), k.secret(NodeId(1)), (0..3).map(|i| k.secret(NodeId(i)).verifying_key()).collect());
+        let ring =
+            Keyring::new(NodeId(1), k.secret(NodeId(1)), (0..3).map(|i| k.secret(NodeId(i)).verifying_key()).collect());
         assert!(ring.sign(NodeId(0), b"x").is_none());
         assert!(ring.verify(NodeId(1), b"view 3", &sig));
     }

@@ -8,7 +8,7 @@
 //!   variant per service, in declaration order, so postcard writes the
 //!   variant index first. A frame with a tag the node does not host is
 //!   refused by the transport as `unknown_service` (see
-//!   [`Message::services`]).
+//!   [`Message::services`](crate::Message::services)).
 //! * Timers, outputs, counters, storage spaces and sync answers are tagged
 //!   with the service and routed back to it.
 //! * Services talk locally through a **route**: a function from a composed

@@ -212,7 +212,9 @@ impl<P> ClusterFile<P> {
         let keyed = self.node.iter().filter(|n| n.public_key.is_some()).count();
         if keyed != 0 && keyed != self.node.len() {
             let i = self.node.iter().position(|n| n.public_key.is_none()).expect("some node has none");
-            return Err(self.error(format!("node[{i}].public_key"), "every node needs a public_key, or none does".into()));
+            return Err(
+                self.error(format!("node[{i}].public_key"), "every node needs a public_key, or none does".into())
+            );
         }
         for (i, n) in self.node.iter().enumerate() {
             if let Some(k) = &n.public_key {
@@ -220,7 +222,10 @@ impl<P> ClusterFile<P> {
             }
         }
         if keyed > 0 && self.security.key_dir.is_none() {
-            return Err(self.error("security.key_dir".into(), "the nodes have public keys, so each needs KEY_DIR/NAME.key: set key_dir".into()));
+            return Err(self.error(
+                "security.key_dir".into(),
+                "the nodes have public keys, so each needs KEY_DIR/NAME.key: set key_dir".into(),
+            ));
         }
         let t = &self.transport;
         if t.max_frame_bytes < 64 || t.queue_frames == 0 || t.backoff_min.is_zero() || t.backoff_min > t.backoff_max {

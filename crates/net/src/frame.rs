@@ -80,7 +80,10 @@ fn unknown_service<M: Message>(payload: &[u8]) -> Option<u32> {
 
 /// Decodes a whole byte stream as a connection would see it, stopping at the
 /// first bad frame: the fuzz target's and property tests' entry point.
-pub fn decode_stream<M: DeserializeOwned + Message>(bytes: &[u8], max_frame_bytes: usize) -> Vec<Result<Frame<M>, FrameError>> {
+pub fn decode_stream<M: DeserializeOwned + Message>(
+    bytes: &[u8],
+    max_frame_bytes: usize,
+) -> Vec<Result<Frame<M>, FrameError>> {
     let mut codec = codec(max_frame_bytes);
     let mut buf = BytesMut::from(bytes);
     let mut out = Vec::new();

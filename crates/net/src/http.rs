@@ -77,7 +77,10 @@ fn refuse(shared: &Shared, headers: &HeaderMap, from: SocketAddr, mutating: bool
     };
     shared.metrics.http_unauthorized.inc();
     tracing::warn!(node = %shared.cfg.name, client = %from, "HTTP request refused: {why}");
-    Some((StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], format!("unauthorized: {why}\n")).into_response())
+    Some(
+        (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], format!("unauthorized: {why}\n"))
+            .into_response(),
+    )
 }
 
 fn unavailable() -> Response {

@@ -18,10 +18,10 @@ pub mod faults;
 pub mod frame;
 pub mod http;
 mod metrics;
-pub mod security;
-pub mod storage;
 pub mod node;
 pub mod probe;
+pub mod security;
+pub mod storage;
 
 pub use config::{ClusterFile, NodeConfig, NodeEntry, TransportConfig};
 pub use faults::FaultLayer;

@@ -236,7 +236,8 @@ async fn peer_task<P: Protocol>(
                 s.set_nodelay(true)?;
                 let stream: Box<dyn Stream> = match &shared.cfg.identity {
                     Some(id) => {
-                        let client = id.tls.client_for(peer).ok_or_else(|| std::io::Error::other("no key for the peer"))?;
+                        let client =
+                            id.tls.client_for(peer).ok_or_else(|| std::io::Error::other("no key for the peer"))?;
                         let name = rustls_pki_types::ServerName::try_from("agora-node").expect("a valid name");
                         Box::new(tokio_rustls::TlsConnector::from(client).connect(name, s).await?)
                     }
@@ -447,7 +448,11 @@ async fn accept_loop<P: Protocol>(
                         shared.peer_name(authenticated.expect("checked")),
                         Some(addr),
                         "key_mismatch",
-                        &format!("authenticated as {} but claims to be {}", shared.peer_name(authenticated.expect("checked")), shared.peer_name(from)),
+                        &format!(
+                            "authenticated as {} but claims to be {}",
+                            shared.peer_name(authenticated.expect("checked")),
+                            shared.peer_name(from)
+                        ),
                     ),
                     Ok(Frame::Hello { from }) if from < me && from.index() < accepted.len() => {
                         let name = shared.peer_name(from).to_string();

@@ -117,7 +117,11 @@ impl RedbStore {
                 for row in t.iter().map_err(|x| e(x.into()))? {
                     let (k, v) = row.map_err(|x| e(x.into()))?;
                     let (service, name, key) = k.value();
-                    tables.push((Space { service: intern(service), name: intern(name) }, key.to_vec(), v.value().to_vec()));
+                    tables.push((
+                        Space { service: intern(service), name: intern(name) },
+                        key.to_vec(),
+                        v.value().to_vec(),
+                    ));
                 }
             }
             Err(redb::TableError::TableDoesNotExist(_)) => {}
@@ -163,7 +167,9 @@ impl Store for RedbStore {
             for row in rows {
                 match row {
                     Row::Table { space, key, sealed: Some(v) } => {
-                        tables.insert((space.service, space.name, key.as_slice()), v.as_slice()).map_err(|x| e(x.into()))?;
+                        tables
+                            .insert((space.service, space.name, key.as_slice()), v.as_slice())
+                            .map_err(|x| e(x.into()))?;
                     }
                     Row::Table { space, key, sealed: None } => {
                         tables.remove((space.service, space.name, key.as_slice())).map_err(|x| e(x.into()))?;
@@ -214,7 +220,8 @@ impl Etcd {
         // [prefix, prefix with its last byte + 1) holds every key under it.
         let mut end = prefix.as_bytes().to_vec();
         *end.last_mut().expect("a non-empty prefix") += 1;
-        let reply = self.call("/v3/kv/range", serde_json::json!({"key": b64(prefix.as_bytes()), "range_end": b64(&end)}))?;
+        let reply =
+            self.call("/v3/kv/range", serde_json::json!({"key": b64(prefix.as_bytes()), "range_end": b64(&end)}))?;
         let mut out = Vec::new();
         for kv in reply["kvs"].as_array().map(Vec::as_slice).unwrap_or_default() {
             let key = String::from_utf8(unb64(&kv["key"])?).map_err(|e| err("etcd", e))?;
@@ -283,10 +290,9 @@ impl Store for EtcdStore {
         let ops: Vec<(String, Option<&[u8]>)> = rows
             .iter()
             .map(|r| match r {
-                Row::Table { space, key, sealed } => (
-                    format!("{}t/{}/{}/{}", self.root, space.service, space.name, hex(key)),
-                    sealed.as_deref(),
-                ),
+                Row::Table { space, key, sealed } => {
+                    (format!("{}t/{}/{}/{}", self.root, space.service, space.name, hex(key)), sealed.as_deref())
+                }
                 Row::Log { space, index, sealed } => {
                     (format!("{}l/{}/{}/{index:020}", self.root, space.service, space.name), Some(sealed.as_slice()))
                 }

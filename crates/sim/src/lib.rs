@@ -28,7 +28,7 @@ mod sim;
 mod stats;
 pub mod trace;
 
+pub use disk::DiskModel;
 pub use network::{Adversary, Latency, LinkCtx, Model};
 pub use sim::{Byzantine, Fault, Nodes, OutputRecord, Report, Scope, Sim, SimConfig, SimError, Stop, Toggle, World};
-pub use disk::DiskModel;
 pub use stats::{DiskStats, KindCounts, Stats};

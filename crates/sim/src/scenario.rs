@@ -256,7 +256,9 @@ impl FaultSpec {
                 vec![(at, Fault::Recover { node: node(need_node()?, "node")?, memory: self.memory.unwrap_or(false) })]
             }
             Heal => vec![(at, Fault::Heal)],
-            DiskFull => vec![(at, Fault::DiskFull { node: node(need_node()?, "node")?, full: self.full.unwrap_or(true) })],
+            DiskFull => {
+                vec![(at, Fault::DiskFull { node: node(need_node()?, "node")?, full: self.full.unwrap_or(true) })]
+            }
             DiskCorrupt => vec![(at, Fault::DiskCorrupt(node(need_node()?, "node")?))],
             Fragile => {
                 let v = need_node()?;

@@ -207,12 +207,25 @@ pub enum SimError {
 
 /// Rare, large events are boxed so that queue entries stay small.
 enum Event<P: Protocol> {
-    Deliver { from: NodeId, to: NodeId, msg: P::Msg },
-    Timer { node: NodeId, id: u64 },
-    Input { node: NodeId, input: Box<P::Input> },
+    Deliver {
+        from: NodeId,
+        to: NodeId,
+        msg: P::Msg,
+    },
+    Timer {
+        node: NodeId,
+        id: u64,
+    },
+    Input {
+        node: NodeId,
+        input: Box<P::Input>,
+    },
     Fault(Box<Fault>),
     /// A sync batch of `node`'s disk completes (stale if lost in a crash).
-    Synced { node: NodeId, id: u64 },
+    Synced {
+        node: NodeId,
+        id: u64,
+    },
 }
 
 /// What the last handled event was, for violation reports and traces.
@@ -635,7 +648,9 @@ impl<P: Protocol> Sim<P> {
                 }
             }
             Command::Count { service: "", name, by } => self.stats.counters.add(name, by),
-            Command::Count { service, name, by } => *self.stats.service_counters.entry((service, name)).or_default() += by,
+            Command::Count { service, name, by } => {
+                *self.stats.service_counters.entry((service, name)).or_default() += by
+            }
             Command::Store(op) => {
                 let disk = self.disks.entry(node.0).or_default();
                 match op {

@@ -14,7 +14,12 @@ fn ms(v: u64) -> Time {
 fn register_sim(seed: u64, cfg: Config, disk: DiskModel) -> Sim<Register> {
     let n = cfg.nodes;
     let sim_cfg = SimConfig { disk, ..SimConfig::new(seed) };
-    let mut sim = Sim::new(n, move |id| Register::new(cfg.clone(), id), Model::Uniform { min: Duration::from_micros(200), max: Duration::from_millis(2) }, sim_cfg);
+    let mut sim = Sim::new(
+        n,
+        move |id| Register::new(cfg.clone(), id),
+        Model::Uniform { min: Duration::from_micros(200), max: Duration::from_millis(2) },
+        sim_cfg,
+    );
     sim.add_invariant("acknowledged writes kept", move |w| {
         check_acknowledged_kept(n, |id| w.nodes.state(id), w.nodes.is_up(SERVER))
     });
@@ -72,7 +77,12 @@ fn restored(sim: &Sim<Register>) -> Vec<(usize, usize)> {
 #[test]
 fn a_crash_tears_the_last_unsynced_write_and_the_restart_reports_it() {
     // Syncs take 5 ms, so a crash at 7 ms finds writes in flight.
-    let disk = DiskModel { torn: 1.0, sync_min: Duration::from_millis(5), sync_max: Duration::from_millis(5), ..DiskModel::default() };
+    let disk = DiskModel {
+        torn: 1.0,
+        sync_min: Duration::from_millis(5),
+        sync_max: Duration::from_millis(5),
+        ..DiskModel::default()
+    };
     let mut sim = register_sim(3, Config::new(3), disk);
     sim.schedule_fault(ms(7), Fault::Crash(SERVER));
     sim.schedule_fault(ms(8), Fault::Recover { node: SERVER, memory: false });
