@@ -138,12 +138,12 @@ impl Protocol for Register {
         match msg {
             Msg::Write { seq } if self.me == SERVER => {
                 let w = (from.0, seq);
-                if self.values.contains(&w) && !self.syncing.values().any(|ws| ws.contains(&w)) {
-                    io.send(from, Msg::Ack { seq });
-                    return;
-                }
                 if self.syncing.values().any(|ws| ws.contains(&w)) {
                     return; // its sync is under way
+                }
+                if self.values.contains(&w) {
+                    io.send(from, Msg::Ack { seq }); // durable already: the ack was lost
+                    return;
                 }
                 io.append(LOG, Self::record(from.0, seq));
                 self.values.insert(w);

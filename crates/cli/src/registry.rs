@@ -86,9 +86,10 @@ impl Runnable for agora_broadcast::monitored::Monitored {
         let cfg = broadcast_config(&params.broadcast, nodes);
         let live: Vec<NodeId> = sim.nodes().ids().filter(|&id| sim.nodes().is_live(id)).collect();
         let all = agora_broadcast::all_delivered(&cfg, |n| &sim.node(n).broadcast, live.iter().copied());
-        // What each live node's detector suspects at the end.
+        // The live nodes whose detector suspects someone at the end.
         let suspected: Vec<_> = live
             .iter()
+            .filter(|&&id| sim.node(id).heartbeat.suspected().next().is_some())
             .map(|&id| serde_json::json!({"node": id.0, "suspects": sim.node(id).heartbeat.suspected().map(|p| p.0).collect::<Vec<_>>()}))
             .collect();
         serde_json::json!({"live_nodes": live.len(), "all_delivered": all, "suspected": suspected})

@@ -20,8 +20,9 @@ use crate::faults::FaultLayer;
 use crate::node::{LoopMsg, Shared};
 use agora_core::Protocol;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -49,11 +50,13 @@ pub(crate) async fn serve<P: Protocol>(
     token: CancellationToken,
 ) {
     let app = Router::new()
-        .route("/health", get(|| async { "ok\n" }))
         .route("/status", get(status::<P>))
         .route("/metrics", get(metrics::<P>))
         .route("/input", axum::routing::post(input::<P>))
         .route("/faults", get(get_faults::<P>).put(put_faults::<P>))
+        .route_layer(axum::middleware::from_fn_with_state(shared.clone(), authorize))
+        // After the layer: always open, for readiness checks.
+        .route("/health", get(|| async { "ok\n" }))
         .with_state(App { shared: shared.clone(), tx });
     let app = app.into_make_service_with_connect_info::<SocketAddr>();
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { token.cancelled().await }).await {
@@ -61,40 +64,37 @@ pub(crate) async fn serve<P: Protocol>(
     }
 }
 
-/// `None` if the request may go on; else the 401 to answer.
-fn refuse(shared: &Shared, headers: &HeaderMap, from: SocketAddr, mutating: bool) -> Option<Response> {
+/// Every route but `/health` passes here: a mutating request (anything
+/// but GET) needs the token, a read only with `protect_reads`.
+async fn authorize(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let mutating = req.method() != Method::GET;
     if !mutating && !shared.cfg.protect_reads {
-        return None;
+        return next.run(req).await;
     }
-    let why = match (&shared.cfg.control_token, headers.get(header::AUTHORIZATION)) {
+    let why = match (&shared.cfg.control_token, req.headers().get(header::AUTHORIZATION)) {
         (None, _) => "this node has no control token configured ([security] token_file), so it takes no commands",
         (Some(_), None) => "missing `Authorization: Bearer TOKEN` (the token is in the cluster's token_file)",
         (Some(t), Some(h)) => match h.as_bytes().strip_prefix(b"Bearer ") {
-            Some(given) if crate::security::token_matches(given, t.as_bytes()) => return None,
+            Some(given) if crate::security::token_matches(given, t.as_bytes()) => return next.run(req).await,
             Some(_) => "wrong token",
             None => "the Authorization header must be `Bearer TOKEN`",
         },
     };
     shared.metrics.http_unauthorized.inc();
     tracing::warn!(node = %shared.cfg.name, client = %from, "HTTP request refused: {why}");
-    Some(
-        (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], format!("unauthorized: {why}\n"))
-            .into_response(),
-    )
+    (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], format!("unauthorized: {why}\n")).into_response()
 }
 
 fn unavailable() -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, "the node is stopping\n").into_response()
 }
 
-async fn status<P: Protocol>(
-    State(app): State<App<P>>,
-    ConnectInfo(from): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(r) = refuse(&app.shared, &headers, from, false) {
-        return r;
-    }
+async fn status<P: Protocol>(State(app): State<App<P>>) -> Response {
     let (reply, answer) = oneshot::channel();
     if app.tx.send(LoopMsg::Status(reply)).is_err() {
         return unavailable();
@@ -105,14 +105,7 @@ async fn status<P: Protocol>(
     }
 }
 
-async fn metrics<P: Protocol>(
-    State(app): State<App<P>>,
-    ConnectInfo(from): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(r) = refuse(&app.shared, &headers, from, false) {
-        return r;
-    }
+async fn metrics<P: Protocol>(State(app): State<App<P>>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         app.shared.metrics.encode(),
@@ -120,15 +113,7 @@ async fn metrics<P: Protocol>(
         .into_response()
 }
 
-async fn input<P: Protocol>(
-    State(app): State<App<P>>,
-    ConnectInfo(from): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if let Some(r) = refuse(&app.shared, &headers, from, true) {
-        return r;
-    }
+async fn input<P: Protocol>(State(app): State<App<P>>, body: Bytes) -> Response {
     let input: P::Input = match serde_json::from_slice(&body) {
         Ok(i) => i,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("the input does not parse: {e}\n")).into_response(),
@@ -139,26 +124,11 @@ async fn input<P: Protocol>(
     }
 }
 
-async fn get_faults<P: Protocol>(
-    State(app): State<App<P>>,
-    ConnectInfo(from): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(r) = refuse(&app.shared, &headers, from, false) {
-        return r;
-    }
-    Json(app.shared.faults.lock().expect("fault layer lock").clone()).into_response()
+async fn get_faults<P: Protocol>(State(app): State<App<P>>) -> Json<FaultLayer> {
+    Json(app.shared.faults.lock().expect("fault layer lock").clone())
 }
 
-async fn put_faults<P: Protocol>(
-    State(app): State<App<P>>,
-    ConnectInfo(from): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if let Some(r) = refuse(&app.shared, &headers, from, true) {
-        return r;
-    }
+async fn put_faults<P: Protocol>(State(app): State<App<P>>, body: Bytes) -> Response {
     let layer: FaultLayer = match serde_json::from_slice(&body) {
         Ok(l) => l,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("the fault layer does not parse: {e}\n")).into_response(),

@@ -444,16 +444,11 @@ async fn accept_loop<P: Protocol>(
                 }
                 Ok(Some(Err(e))) => debug!(node = %shared.cfg.name, ?addr, "read failed before Hello: {e}"),
                 Ok(Some(Ok(payload))) => match frame::decode::<P::Msg>(&payload) {
-                    Ok(Frame::Hello { from }) if authenticated.is_some_and(|a| a != from) => shared.reject(
-                        shared.peer_name(authenticated.expect("checked")),
-                        Some(addr),
-                        "key_mismatch",
-                        &format!(
-                            "authenticated as {} but claims to be {}",
-                            shared.peer_name(authenticated.expect("checked")),
-                            shared.peer_name(from)
-                        ),
-                    ),
+                    Ok(Frame::Hello { from }) if authenticated.is_some_and(|a| a != from) => {
+                        let key_of = shared.peer_name(authenticated.unwrap_or(from));
+                        let claim = format!("authenticated as {key_of} but claims to be {}", shared.peer_name(from));
+                        shared.reject(key_of, Some(addr), "key_mismatch", &claim)
+                    }
                     Ok(Frame::Hello { from }) if from < me && from.index() < accepted.len() => {
                         let name = shared.peer_name(from).to_string();
                         match shared.admission.admit_connection(&shared.metrics, &shared.cfg.name, from, &name) {
@@ -507,7 +502,6 @@ impl<P: Protocol> Host<P> {
         storage: Storage,
     ) -> Self {
         let me = shared.cfg.id.0 as u64;
-        let shared_keys = shared.cfg.identity.as_ref().map(|i| i.keyring.clone() as Arc<dyn agora_core::keys::Keys>);
         let (rng, fault_rng) = match shared.cfg.seed {
             Some(s) => {
                 let mut a = ChaCha8Rng::seed_from_u64(s.wrapping_add(me));
@@ -520,7 +514,6 @@ impl<P: Protocol> Host<P> {
         };
         Host {
             protocol,
-            shared,
             queues,
             self_tx,
             epoch: Instant::now(),
@@ -531,10 +524,11 @@ impl<P: Protocol> Host<P> {
             out: Vec::new(),
             recent: VecDeque::with_capacity(RECENT_OUTPUTS),
             storage,
-            keys: match &shared_keys {
-                Some(k) => k.clone(),
+            keys: match &shared.cfg.identity {
+                Some(id) => id.keyring.clone(),
                 None => Arc::new(agora_core::keys::NoKeys),
             },
+            shared,
         }
     }
 
@@ -581,8 +575,7 @@ impl<P: Protocol> Host<P> {
         let now = Time::from_nanos(self.epoch.elapsed().as_nanos() as u64);
         let mut out = std::mem::take(&mut self.out);
         {
-            let keys = self.keys.clone();
-            let mut io = Io::new(self.shared.cfg.id, now, &mut self.rng, &mut out).with_keys(&*keys);
+            let mut io = Io::new(self.shared.cfg.id, now, &mut self.rng, &mut out).with_keys(&*self.keys);
             f(&mut self.protocol, &mut io);
         }
         for cmd in out.drain(..) {

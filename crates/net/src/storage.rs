@@ -337,7 +337,7 @@ impl Storage {
         let (store, durable, next): (Box<dyn Store>, _, _) = match backend {
             Backend::Redb => {
                 let dir = data_dir.ok_or_else(|| err("redb", "no data_dir is configured for this node"))?;
-                let (s, d, n) = RedbStore::open(&dir.join(node).join("storage.redb"))?;
+                let (s, d, n) = RedbStore::open(&redb_path(dir, node))?;
                 (Box::new(s), d, n)
             }
             Backend::Etcd { addr, prefix } => {
@@ -358,11 +358,6 @@ impl Storage {
         // The thread only stops when this handle is dropped.
         let _ = self.tx.send(op);
     }
-
-    /// The path redb uses for `node` under `data_dir`.
-    pub fn redb_path(data_dir: &Path, node: &str) -> PathBuf {
-        data_dir.join(node).join("storage.redb")
-    }
 }
 
 impl Drop for Storage {
@@ -373,6 +368,11 @@ impl Drop for Storage {
             let _ = t.join();
         }
     }
+}
+
+/// Where the redb backend keeps `node`'s storage under `data_dir`.
+pub fn redb_path(data_dir: &Path, node: &str) -> PathBuf {
+    data_dir.join(node).join("storage.redb")
 }
 
 fn run(
