@@ -327,3 +327,35 @@ fn fault_sweep() {
     }
     assert!(crashes > 100 && lost > 100, "faults fired: {crashes} crashes, {lost} messages lost");
 }
+
+/// The ledger node crashes mid-run and restarts without its memory: it
+/// reads its entries back from its disk (the storage capability) and
+/// resumes at the round it had reached, instead of starting over at 1.
+#[test]
+fn a_restarted_ledger_resumes_from_its_disk() {
+    let net = instance(5, 8, 2, 4);
+    let (mut sim, setup) = sim(&net, config(false), 4);
+    let crash = ms(40);
+    sim.schedule_fault(crash, Fault::Crash(NodeId(0)));
+    sim.schedule_fault(ms(45), Fault::Recover { node: NodeId(0), memory: false });
+    sim.run_until(ms(60_000)).unwrap();
+    let rounds = |after: bool| {
+        sim.outputs()
+            .iter()
+            .filter(|o| o.node == NodeId(0) && (o.at > crash) == after)
+            .filter_map(|o| match o.output {
+                Output::Round { round, .. } => Some(round),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let (before, after) = (rounds(false), rounds(true));
+    let reached = *before.last().expect("rounds closed before the crash");
+    assert!(reached >= 2, "the crash came mid-run (round {reached})");
+    assert!(after[0] >= reached, "resumed at round {} after reaching {reached}", after[0]);
+    assert!(sim.stats().disk.syncs > 0);
+    let (_, converged) = finished(&sim).expect("the run ends");
+    assert!(converged);
+    let total: f64 = allocation(&setup, |id| sim.node(id)).iter().sum();
+    assert!(total >= (1.0 - 1e-3) * max_flow(&net));
+}

@@ -135,6 +135,21 @@ mod tests {
         assert_eq!(decode_stream::<agora_broadcast::Msg>(&wrong_version, 1024), vec![Err(FrameError::Malformed)]);
     }
 
+    #[test]
+    fn a_message_for_a_service_the_node_does_not_host_is_named() {
+        use agora_broadcast::monitored::node::Msg as Composed;
+        let beat: Frame<Composed> = Frame::Msg(Composed::Heartbeat(agora_broadcast::heartbeat::Msg::Beat));
+        let mut payload = encode(&beat).to_vec();
+        assert_eq!(decode::<Composed>(&payload), Ok(beat));
+        // [version, Frame::Msg = 1, service tag, …]: tag 1 is heartbeat; 7 is nobody.
+        assert_eq!(payload[2], 1);
+        payload[2] = 7;
+        assert_eq!(decode::<Composed>(&payload), Err(FrameError::UnknownService(7)));
+        assert_eq!(FrameError::UnknownService(7).reason(), "unknown_service");
+        // A protocol that runs alone has no tags: garbage stays "malformed".
+        assert_eq!(decode::<agora_broadcast::Msg>(&[1, 1, 9]), Err(FrameError::Malformed));
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
