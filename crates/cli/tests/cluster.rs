@@ -110,3 +110,46 @@ fn ctrl_c_stops_cluster_up_cleanly() {
     std::thread::sleep(Duration::from_millis(200));
     assert!(addrs.iter().all(|a| delivered(a.1).is_none()), "every node process is gone");
 }
+
+/// Broadcast and a heartbeat detector composed on every node, as real
+/// processes over TLS: `/status` shows each service under its name,
+/// `/metrics` labels counts by service, a node killed with SIGKILL is
+/// suspected by the others, and once restarted it is trusted again and
+/// catches up.
+#[test]
+fn composed_services_over_processes_detect_a_killed_node() {
+    let dir = temp_dir("monitored");
+    let (file, addrs) = cluster_file(3, "count = 30\ninterval = \"50ms\"\nretransmit = \"100ms\"\nsync = \"100ms\"\n[params.heartbeat]\ninterval = \"50ms\"\ntimeout = \"300ms\"");
+    let file = file.replace("protocol = \"broadcast\"", "protocol = \"monitored-broadcast\"");
+    let config = dir.join("cluster.toml");
+    std::fs::write(&config, file).unwrap();
+    let mut nodes: Vec<Child> = (0..3).map(|i| spawn_node(&config, &format!("n{i}"))).collect();
+    let status = |i: usize| probe::get_json(addrs[i].1, "/status").ok();
+    let suspects = |i: usize| status(i).map(|s| s["protocol"]["heartbeat"]["suspected"].clone());
+    let wait = |what: &str, ok: &dyn Fn() -> bool| {
+        let start = Instant::now();
+        while !ok() {
+            assert!(start.elapsed() < Duration::from_secs(20), "{what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait("n2 started delivering", &|| {
+        status(2).and_then(|s| s["protocol"]["broadcast"]["delivered"][0]["delivered"].as_u64()).unwrap_or(0) >= 3
+    });
+    let m = probe::request(addrs[0].1, "GET", "/metrics", None, Duration::from_secs(5)).unwrap().1;
+    assert!(m.contains("agora_messages_sent_total{service=\"heartbeat\",kind=\"beat\"}"), "{m}");
+    assert!(m.contains("agora_messages_sent_total{service=\"broadcast\",kind=\"data\"}"), "{m}");
+
+    nodes[2].kill().unwrap();
+    nodes[2].wait().unwrap();
+    wait("n0 and n1 suspect the killed n2", &|| (0..2).all(|i| suspects(i) == Some(serde_json::json!([2]))));
+    nodes[2] = spawn_node(&config, "n2");
+    wait("n2 is trusted again", &|| (0..2).all(|i| suspects(i) == Some(serde_json::json!([]))));
+    wait("the restarted n2 caught up", &|| {
+        status(2).and_then(|s| s["protocol"]["broadcast"]["delivered"][0]["delivered"].as_u64()) == Some(30)
+    });
+    for mut n in nodes {
+        drop(n.stdin.take());
+        assert!(n.wait().unwrap().success());
+    }
+}
