@@ -23,6 +23,10 @@ pub enum BenchCmd {
     Sim(SimBenchArgs),
     /// Allocation round and solve times at the spec's sizes, beside the seed rule.
     Alloc(crate::bench_alloc::AllocBenchArgs),
+    /// Synced writes per second and sync latency (redb, group commit), beside bare fdatasync.
+    Storage(crate::bench_net::StorageBenchArgs),
+    /// Round trips per second and latency between two nodes, TLS beside plain TCP.
+    Transport(crate::bench_net::TransportBenchArgs),
     /// One measurement in this process (used by `bench sim`).
     #[command(hide = true)]
     SimOne {
@@ -140,6 +144,8 @@ fn baseline_events_per_s(events: u64) -> f64 {
 pub fn bench(cmd: BenchCmd) -> Result<bool> {
     match cmd {
         BenchCmd::Alloc(args) => crate::bench_alloc::run(&args),
+        BenchCmd::Storage(args) => crate::bench_net::storage(&args),
+        BenchCmd::Transport(args) => crate::bench_net::transport(&args),
         BenchCmd::SimOne { nodes } => {
             println!("{}", serde_json::to_string(&sample(nodes)?)?);
             Ok(true)

@@ -4,6 +4,7 @@
 mod alloc;
 mod bench;
 mod bench_alloc;
+mod bench_net;
 mod cluster;
 mod plot;
 mod quota;

@@ -153,3 +153,34 @@ fn composed_services_over_processes_detect_a_killed_node() {
         assert!(n.wait().unwrap().success());
     }
 }
+
+/// The runtime's benchmarks run and measure something real (their times are
+/// judged by `agora bench`, not here).
+#[test]
+fn bench_storage_and_transport_report_beside_their_baselines() {
+    let dir = temp_dir("bench-net");
+    let out = run(&[
+        "bench",
+        "storage",
+        "--in-flight",
+        "1,16",
+        "--syncs",
+        "100",
+        "--repeat",
+        "1",
+        "--json",
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {:?}", text(&out)));
+    for row in v.as_array().unwrap() {
+        assert!(row["synced_writes"]["per_s"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(row["fdatasync_baseline"]["per_s"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(row["synced_writes"]["p99_us"].as_f64().unwrap() >= row["synced_writes"]["p50_us"].as_f64().unwrap());
+    }
+    // One sync in flight can share a commit with nobody.
+    assert_eq!(v[0]["syncs_per_commit"], 1.0);
+    let out = run(&["bench", "transport", "--in-flight", "4", "--duration", "300ms", "--repeat", "1", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {:?}", text(&out)));
+    assert!(v[0]["tls"]["per_s"].as_f64().unwrap() > 100.0 && v[0]["plain"]["per_s"].as_f64().unwrap() > 100.0, "{v}");
+}

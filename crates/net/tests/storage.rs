@@ -154,7 +154,10 @@ impl Drop for Etcd {
 fn start_etcd() -> Option<Etcd> {
     let Some(bin) = ["/usr/bin/etcd", "/usr/local/bin/etcd"].into_iter().find(|p| std::path::Path::new(p).exists())
     else {
-        assert!(std::env::var_os("AGORA_REQUIRE_ETCD").is_none(), "AGORA_REQUIRE_ETCD is set but there is no etcd binary");
+        assert!(
+            std::env::var_os("AGORA_REQUIRE_ETCD").is_none(),
+            "AGORA_REQUIRE_ETCD is set but there is no etcd binary"
+        );
         eprintln!("SKIPPED: no etcd binary; `apt-get install etcd-server` (Debian) runs the etcd storage tests.");
         return None;
     };
