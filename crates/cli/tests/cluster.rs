@@ -88,6 +88,16 @@ fn node_with_a_bad_cluster_file_says_what_is_wrong() {
         .unwrap();
     let (_, err) = text(&run(&["node", "--config", config.to_str().unwrap(), "--id", "zz"]));
     assert!(err.contains("no node is called \"zz\""), "{err}");
+    // A file without keys: `agora node` says how to make them.
+    let (_, err) = text(&run(&["node", "--config", config.to_str().unwrap(), "--id", "a"]));
+    assert!(err.contains("node[0].public_key") && err.contains("agora cluster keys"), "{err}");
+    // A key file that is not the listed key's other half.
+    let keyed = keyed(&config);
+    let other = dir.join("other");
+    assert!(run(&["cluster", "keys", config.to_str().unwrap(), "--out", other.to_str().unwrap()]).status.success());
+    std::fs::copy(other.join("a.key"), keyed.parent().unwrap().join("a.key")).unwrap();
+    let (_, err) = text(&run(&["node", "--config", keyed.to_str().unwrap(), "--id", "a"]));
+    assert!(err.contains("is not the public half of"), "{err}");
 }
 
 #[test]

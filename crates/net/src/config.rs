@@ -4,14 +4,13 @@
 //! ```toml
 //! protocol = "broadcast"
 //! seed = 1                      # optional: seeded randomness (seed + node index)
+//! data_dir = "target/run"       # optional: NAME/storage.redb for each node
 //!
 //! [transport]                   # optional
 //! max_frame_bytes = 1048576
 //!
 //! [params]                      # the protocol's parameters
 //! count = 20
-//!
-//! data_dir = "target/run"      # optional: NAME/storage.redb for each node
 //!
 //! [storage]                     # optional
 //! backend = "redb"              # redb | etcd:HOST:PORT[/PREFIX] | memory
