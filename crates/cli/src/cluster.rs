@@ -152,7 +152,8 @@ fn write_keys(config: &Path, out: &Path, data_dir: Option<&Path>) -> Result<Path
         t.insert("public_key".into(), agora_net::security::public_key_string(&key.verifying_key()).into());
     }
     let token = out.join("token");
-    write_private(&token, &agora_net::security::generate_token())?;
+    agora_net::security::write_secret(&token, &agora_net::security::generate_token())
+        .with_context(|| format!("cannot write {}", token.display()))?;
     let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
     let mut sec = toml::Table::new();
     sec.insert("key_dir".into(), abs(out).into());
@@ -169,16 +170,6 @@ fn write_keys(config: &Path, out: &Path, data_dir: Option<&Path>) -> Result<Path
     let keyed = out.join("cluster.toml");
     std::fs::write(&keyed, toml::to_string(&doc)?).with_context(|| format!("cannot write {}", keyed.display()))?;
     Ok(keyed)
-}
-
-fn write_private(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(path).with_context(|| format!("cannot write {}", path.display()))?;
-    writeln!(f, "{text}")?;
-    Ok(())
 }
 
 fn up<P: Runnable>(args: &UpArgs) -> Result<bool> {

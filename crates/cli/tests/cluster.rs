@@ -93,6 +93,11 @@ fn node_with_a_bad_cluster_file_says_what_is_wrong() {
     assert!(err.contains("node[0].public_key") && err.contains("agora cluster keys"), "{err}");
     // A key file that is not the listed key's other half.
     let keyed = keyed(&config);
+    for secret in ["a.key", "token"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(keyed.parent().unwrap().join(secret)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{secret} is readable by its owner only");
+    }
     let other = dir.join("other");
     assert!(run(&["cluster", "keys", config.to_str().unwrap(), "--out", other.to_str().unwrap()]).status.success());
     std::fs::copy(other.join("a.key"), keyed.parent().unwrap().join("a.key")).unwrap();

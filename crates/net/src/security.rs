@@ -67,17 +67,21 @@ pub fn spki(k: &VerifyingKey) -> Vec<u8> {
     [&SPKI_PREFIX[..], k.as_bytes()].concat()
 }
 
+/// Writes a secret (a key, a token) readable by its owner only, also when
+/// the file existed before with wider permissions.
+pub fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    writeln!(f, "{text}")
+}
+
 /// Writes a private key as PKCS#8 PEM, readable by its owner only.
 pub fn write_key(path: &Path, k: &SigningKey) -> std::io::Result<()> {
     use base64::Engine;
-    use std::io::Write;
     let b64 = base64::engine::general_purpose::STANDARD.encode(pkcs8(k));
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(path)?;
-    writeln!(f, "-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----")
+    write_secret(path, &format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----"))
 }
 
 /// Reads a private key written by [`write_key`] (or `openssl genpkey -algorithm ed25519`).

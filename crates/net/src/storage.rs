@@ -313,7 +313,8 @@ impl Store for NoStore {
 
 /// The handle the event loop writes through.
 pub struct Storage {
-    tx: mpsc::Sender<StoreOp>,
+    /// `None` only while dropping: closing it stops the thread.
+    tx: Option<mpsc::Sender<StoreOp>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -351,19 +352,20 @@ impl Storage {
             .name(format!("storage-{node}"))
             .spawn(move || run(store, next, rx, done))
             .map_err(|e| err("thread", e))?;
-        Ok((Storage { tx, thread: Some(thread) }, durable))
+        Ok((Storage { tx: Some(tx), thread: Some(thread) }, durable))
     }
 
     pub fn submit(&self, op: StoreOp) {
         // The thread only stops when this handle is dropped.
-        let _ = self.tx.send(op);
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(op);
+        }
     }
 }
 
 impl Drop for Storage {
     fn drop(&mut self) {
-        let (tx, _) = mpsc::channel();
-        drop(std::mem::replace(&mut self.tx, tx));
+        drop(self.tx.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
