@@ -172,20 +172,31 @@ fn write_keys(config: &Path, out: &Path, data_dir: Option<&Path>) -> Result<Path
     Ok(keyed)
 }
 
+/// A run's ephemeral keys, token and data: gone when the run ends.
+struct RunDir(PathBuf);
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn up<P: Runnable>(args: &UpArgs) -> Result<bool> {
     let cf = load::<P>(&args.config)?;
     // A file without keys runs with ephemeral ones, made for this run.
     let keyless = cf.node.iter().all(|n| n.public_key.is_none()) && !cf.security.plaintext;
+    let mut _ephemeral = None;
     let config = if keyless {
         let stem = args.config.file_stem().map_or("cluster".into(), |s| s.to_string_lossy().into_owned());
-        let run = std::env::temp_dir().join(format!("agora-{stem}-{}", std::process::id()));
-        let keyed = write_keys(&args.config, &run, Some(&run.join("data")))?;
+        let run = RunDir(std::env::temp_dir().join(format!("agora-{stem}-{}", std::process::id())));
+        let keyed = write_keys(&args.config, &run.0, Some(&run.0.join("data")))?;
         eprintln!(
-            "{} has no keys: this run uses ephemeral keys in {}; control token in {}",
+            "{} has no keys: this run uses ephemeral keys in {} (removed when it stops); control token in {}",
             args.config.display(),
-            run.display(),
-            run.join("token").display()
+            run.0.display(),
+            run.0.join("token").display()
         );
+        _ephemeral = Some(run);
         keyed
     } else {
         args.config.clone()

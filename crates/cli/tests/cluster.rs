@@ -64,6 +64,9 @@ fn cluster_up_starts_reports_and_stops_every_node() {
         assert!(stdout.contains(&format!("n{i} outputs=5")), "{stdout}");
     }
     assert!(stderr.contains("cluster stopped"), "{stderr}");
+    // The ephemeral keys and token it made are gone with it.
+    let run = stderr.split("ephemeral keys in ").nth(1).and_then(|r| r.split(" (removed").next()).expect(&stderr);
+    assert!(!std::path::Path::new(run).exists(), "{run} was left behind");
 }
 
 #[test]
