@@ -151,15 +151,15 @@ impl Runnable for agora_teams::Node {
         Box::new(move |id| agora_teams::Node::new(cfg.clone(), id))
     }
     fn install_invariants(params: &Self::Params, nodes: u32, sim: &mut Sim<Self>) {
-        agora_teams::run::install_conservation(sim, nodes, params.k);
-        agora_teams::run::install_channel_checks(sim);
+        agora_lab::teams::run::install_conservation(sim, nodes, params.k);
+        agora_lab::teams::run::install_channel_checks(sim);
     }
     fn outcome(params: &Self::Params, _nodes: u32, sim: &Sim<Self>) -> serde_json::Value {
         let c = &sim.stats().counters;
         serde_json::json!({
             "tokens_injected": c.get("injected"),
             "teams_formed": c.get("teams"),
-            "end_check": agora_teams::run::end_check(sim, params.k).err().unwrap_or_else(|| "passed".into()),
+            "end_check": agora_lab::teams::run::end_check(sim, params.k).err().unwrap_or_else(|| "passed".into()),
         })
     }
 }

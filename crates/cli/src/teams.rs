@@ -5,9 +5,9 @@
 
 use crate::plot::{line_chart, Series};
 use crate::report::{progress, table};
-use agora_teams::baselines::{run_baseline, Baseline};
-use agora_teams::run::{run, AdversaryKind, RunReport, RunSpec};
-use agora_teams::vector::{self, Algorithm, VectorSpec};
+use agora_lab::teams::baselines::{run_baseline, Baseline};
+use agora_lab::teams::run::{run, AdversaryKind, RunReport, RunSpec};
+use agora_lab::teams::vector::{self, Algorithm, VectorSpec};
 use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -201,7 +201,7 @@ pub fn teams(cmd: TeamsCmd) -> Result<bool> {
             if n < 2 || !(0.0..1.0).contains(&fragile) {
                 bail!("need --n ≥ 2 and --fragile in [0, 1)");
             }
-            let m = agora_teams::apps::matching(n, marked, fragile, notify.into(), seed);
+            let m = agora_lab::teams::apps::matching(n, marked, fragile, notify.into(), seed);
             println!("{}", serde_json::to_string(&m)?);
             Ok(m.pairs.len() == m.marked.len() / 2)
         }
@@ -209,7 +209,7 @@ pub fn teams(cmd: TeamsCmd) -> Result<bool> {
             if n < 2 || servers == 0 {
                 bail!("need --n ≥ 2 and --servers ≥ 1");
             }
-            let m = agora_teams::apps::matchmaking(n, servers, players, notify.into(), seed);
+            let m = agora_lab::teams::apps::matchmaking(n, servers, players, notify.into(), seed);
             println!("{}", serde_json::to_string(&m)?);
             Ok(m.matches.len() as u64 == players / 2)
         }
@@ -217,7 +217,7 @@ pub fn teams(cmd: TeamsCmd) -> Result<bool> {
             if n < 2 || w < 2 {
                 bail!("need --n ≥ 2 and --w ≥ 2");
             }
-            let r = agora_teams::apps::trigger_counting(n, w, triggers, seed);
+            let r = agora_lab::teams::apps::trigger_counting(n, w, triggers, seed);
             if json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
@@ -268,7 +268,7 @@ fn run_cmd(a: &RunArgs) -> Result<bool> {
     bar.set_style(
         indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}").expect("valid template"),
     );
-    let unit = agora_teams::run::UNIT.as_nanos() as f64;
+    let unit = agora_lab::teams::run::UNIT.as_nanos() as f64;
     let start = std::time::Instant::now();
     let r = run(&spec, &mut |t| bar.set_message(format!("simulated {:.1} time units", t.as_nanos() as f64 / unit)));
     bar.finish_and_clear();
@@ -395,8 +395,8 @@ fn sweep(a: &SweepArgs) -> Result<bool> {
     // Implicit leader election (c = 8) against Afek–Gafni: total messages against n.
     let mut elections = Vec::new();
     for &n in &sizes {
-        let runs: Vec<_> = (0..a.seeds).map(|s| agora_teams::apps::implicit_election(n, 8.0, s)).collect();
-        let ag: Vec<_> = (0..a.seeds).map(|s| agora_teams::afek_gafni::afek_gafni(n, s)).collect();
+        let runs: Vec<_> = (0..a.seeds).map(|s| agora_lab::teams::apps::implicit_election(n, 8.0, s)).collect();
+        let ag: Vec<_> = (0..a.seeds).map(|s| agora_lab::teams::afek_gafni::afek_gafni(n, s)).collect();
         bar.inc(2 * a.seeds);
         let ok = runs.iter().filter(|e| e.success).count() as f64 / runs.len() as f64;
         let messages = runs.iter().map(|e| e.messages as f64).sum::<f64>() / runs.len() as f64;
@@ -648,9 +648,9 @@ fn le(n: u32, c: f64, seeds: u64, explicit: bool, json: bool) -> Result<bool> {
     let runs: Vec<_> = (0..seeds)
         .map(|s| {
             let e = if explicit {
-                agora_teams::apps::explicit_election(n, c, s)
+                agora_lab::teams::apps::explicit_election(n, c, s)
             } else {
-                agora_teams::apps::implicit_election(n, c, s)
+                agora_lab::teams::apps::implicit_election(n, c, s)
             };
             bar.inc(1);
             e
@@ -678,7 +678,8 @@ fn le(n: u32, c: f64, seeds: u64, explicit: bool, json: bool) -> Result<bool> {
         ];
         if !explicit {
             // Termination detection for non-leaders (the TERM token).
-            let mean = |f: &dyn Fn(&agora_teams::apps::Election) -> f64| runs.iter().map(f).sum::<f64>() / seeds as f64;
+            let mean =
+                |f: &dyn Fn(&agora_lab::teams::apps::Election) -> f64| runs.iter().map(f).sum::<f64>() / seeds as f64;
             let undecided: u64 = runs.iter().map(|e| e.undecided).sum();
             rows.push(("candidates undecided".into(), format!("{undecided} over all runs")));
             let detection = mean(&|e| e.detection_messages as f64);

@@ -9,9 +9,7 @@
 //! In the same simulator as team formation, so the message counts of
 //! `agora teams le` and this compare like with like.
 
-use agora_core::{Io, Message, NodeId, Protocol, Time};
-use agora_sim::network::UniformAdversary;
-use agora_sim::{Model, Sim, SimConfig};
+use agora_core::{Io, Message, NodeId, Protocol};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
@@ -153,22 +151,4 @@ impl Protocol for AgNode {
     }
 
     fn on_timer(&mut self, _: (), _: &mut Io<'_, Self>) {}
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct AgReport {
-    pub n: u32,
-    pub leaders: u32,
-    pub messages: u64,
-}
-
-/// One election: every node a candidate, uniform adversary, FIFO links.
-pub fn afek_gafni(n: u32, seed: u64) -> AgReport {
-    let mut sc = SimConfig::new(seed);
-    sc.fifo = true;
-    let model = Model::Async { unit: crate::run::UNIT, adversary: Box::new(UniformAdversary) };
-    let mut sim = Sim::new(n, move |id| AgNode::new(id, n), model, sc);
-    sim.run_until(Time::from_nanos(u64::MAX / 2)).expect("no invariants to break");
-    let leaders = sim.nodes().ids().filter(|&id| sim.node(id).is_leader()).count() as u32;
-    AgReport { n, leaders, messages: sim.stats().messages_sent }
 }

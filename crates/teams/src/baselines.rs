@@ -11,7 +11,7 @@
 //!   form there. About n messages per token. It tolerates faulty nodes,
 //!   since they never hold tokens and so never attract any.
 
-use crate::run::Holder;
+use crate::Holder;
 use crate::{Input, Output};
 use agora_core::{Io, Message, NodeId, Protocol};
 use serde::{Deserialize, Serialize};
@@ -168,28 +168,6 @@ impl Protocol for Broadcast {
                 io.count("tokens_received", t.len() as u64);
                 self.receive(t, io);
             }
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Baseline {
-    LeaderGather,
-    Broadcast,
-}
-
-/// One baseline run with the same spec, network, faults and checks as
-/// [`crate::run::run`].
-pub fn run_baseline(b: Baseline, spec: &crate::run::RunSpec) -> crate::run::RunReport {
-    let (n, k) = (spec.n, spec.k);
-    match b {
-        Baseline::LeaderGather => {
-            let (sim, inj) = crate::run::build_with(spec, move |id| LeaderGather::new(id, k));
-            crate::run::finish(spec, sim, inj, &mut |_| {})
-        }
-        Baseline::Broadcast => {
-            let (sim, inj) = crate::run::build_with(spec, move |id| Broadcast::new(id, n, k));
-            crate::run::finish(spec, sim, inj, &mut |_| {})
         }
     }
 }

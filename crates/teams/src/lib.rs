@@ -6,15 +6,14 @@
 //! * [`node`]: the channel layer (our design: the seed defers it) and the
 //!   principal layer (center/arm phases, selective waiting), as one
 //!   `Protocol`.
-//! * [`run`]: one run in the simulator, with the invariants checked after
-//!   every event, and its report.
-//! * [`baselines`]: leader gathering and broadcast per token, in the same
-//!   simulator; [`afek_gafni`]: the asynchronous election baseline.
-//! * [`apps`]: implicit leader election (with termination detection for
-//!   non-leaders) and explicit leader election, distributed trigger
-//!   counting, distributed matching with failures, online matchmaking.
-//! * [`vector`]: vector team formation, the seed's super-token algorithm
-//!   beside a direct baseline.
+//! * [`Holder`]: what a harness reads of any token-holding protocol.
+//! * [`baselines`]: leader gathering and broadcast per token;
+//!   [`afek_gafni`]: the asynchronous election baseline.
+//! * [`vector`]: vector team formation, the seed's super-token node.
+//!
+//! The crate depends on `agora-core` only. Its runs in the simulator — the
+//! invariants after every event, the reports, the applications (elections,
+//! trigger counting, matching, matchmaking) — are `agora_lab::teams`.
 //!
 //! # Measured against the paper's claims
 //!
@@ -132,12 +131,22 @@
 //! the command and report both.
 
 pub mod afek_gafni;
-pub mod apps;
 pub mod baselines;
 pub mod graph;
 pub mod node;
-pub mod run;
 pub mod vector;
 
 pub use graph::Graph;
 pub use node::{Config, Input, Msg, Node, Notify, Output, Params};
+
+/// A protocol whose nodes hold tokens: what the conservation and end checks
+/// read. The team-formation node and the baselines implement it.
+pub trait Holder: agora_core::Protocol<Input = Input, Output = Output> + Sized {
+    fn tokens(&self) -> u64;
+}
+
+impl Holder for node::Node {
+    fn tokens(&self) -> u64 {
+        node::Node::tokens(self)
+    }
+}

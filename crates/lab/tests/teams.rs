@@ -4,8 +4,8 @@
 //! fragile nodes, and sweeps over many seeds.
 
 use agora_core::Time;
+use agora_lab::teams::run::{build, end_check, reaction_times, run, AdversaryKind, RunSpec};
 use agora_sim::Stop;
-use agora_teams::run::{build, end_check, reaction_times, run, AdversaryKind, RunSpec};
 use agora_teams::Notify;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -88,7 +88,7 @@ fn reaction_time_counts_from_the_kth_token() {
 
 #[test]
 fn baselines_form_teams_and_leader_gathering_loses_tokens_to_a_faulty_leader() {
-    use agora_teams::baselines::{run_baseline, Baseline};
+    use agora_lab::teams::baselines::{run_baseline, Baseline};
     for seed in 0..20 {
         let spec = RunSpec { spread: 10.0, ..RunSpec::new(64, 3, 60, seed) };
         for b in [Baseline::LeaderGather, Baseline::Broadcast] {
@@ -116,7 +116,7 @@ fn baselines_form_teams_and_leader_gathering_loses_tokens_to_a_faulty_leader() {
 
 #[test]
 fn implicit_leader_election_elects_exactly_one_leader_whp() {
-    use agora_teams::apps::implicit_election;
+    use agora_lab::teams::apps::implicit_election;
     let runs: Vec<_> = (0..100).map(|seed| implicit_election(1024, 8.0, seed)).collect();
     let ok = runs.iter().filter(|e| e.success).count();
     // The Poisson estimate for c = 8, n = 1024 is 0.99.
@@ -155,7 +155,7 @@ fn fragile_nodes_toggle_between_bursts() {
     use agora_teams::Input;
     use std::cell::Cell;
     use std::rc::Rc;
-    let unit = agora_teams::run::UNIT.as_nanos() as u64;
+    let unit = agora_lab::teams::run::UNIT.as_nanos() as u64;
     let (mut holders_went_faulty, mut stuck, mut scattered) = (0, 0, 0);
     for seed in 0..200u64 {
         let (mut sim, _) = build(&RunSpec::new(64, 3, 0, seed));
@@ -225,7 +225,7 @@ fn adversarially_chosen_fragile_nodes() {
         let live: Vec<_> = sim.nodes().ids().filter(|id| !targets.contains(id)).collect();
         let mut g = ChaCha8Rng::seed_from_u64(seed);
         for _ in 0..40 {
-            let at = Time::from_nanos(1 + g.random_range(0..10 * agora_teams::run::UNIT.as_nanos() as u64));
+            let at = Time::from_nanos(1 + g.random_range(0..10 * agora_lab::teams::run::UNIT.as_nanos() as u64));
             sim.schedule_input(at, live[g.random_range(0..live.len())], agora_teams::Input::Inject(1));
         }
         sim.run_until(Time::from_nanos(1 << 42)).unwrap();
@@ -236,7 +236,7 @@ fn adversarially_chosen_fragile_nodes() {
 
 #[test]
 fn trigger_counting_raises_the_alarm_exactly_at_w_triggers() {
-    use agora_teams::apps::trigger_counting;
+    use agora_lab::teams::apps::trigger_counting;
     for seed in 0..30 {
         // w − 1 triggers: no alarm, ever.
         assert!(trigger_counting(64, 5, 4, seed).alarms.is_empty(), "seed {seed}");
@@ -251,7 +251,8 @@ fn trigger_counting_raises_the_alarm_exactly_at_w_triggers() {
 
 #[test]
 fn matching_pairs_marked_nodes_and_each_learns_its_partner() {
-    use agora_teams::{apps::matching, Notify};
+    use agora_lab::teams::apps::matching;
+    use agora_teams::Notify;
     for seed in 0..30 {
         let fragile = if seed % 2 == 0 { 0.0 } else { 0.4 };
         let notify = if seed % 4 < 2 { Notify::Direct } else { Notify::Trace };
@@ -268,7 +269,8 @@ fn matching_pairs_marked_nodes_and_each_learns_its_partner() {
 
 #[test]
 fn matchmaking_connects_the_servers_of_matched_players() {
-    use agora_teams::{apps::matchmaking, Notify};
+    use agora_lab::teams::apps::matchmaking;
+    use agora_teams::Notify;
     for seed in 0..30 {
         for notify in [Notify::Direct, Notify::Trace] {
             let r = matchmaking(128, 8, 31, notify, seed);
@@ -291,7 +293,8 @@ fn matchmaking_connects_the_servers_of_matched_players() {
 /// fewer messages than addressing both origins directly.
 #[test]
 fn the_trace_tree_carries_notices_home_and_is_forgotten() {
-    use agora_teams::{apps::matchmaking, Notify};
+    use agora_lab::teams::apps::matchmaking;
+    use agora_teams::Notify;
     for seed in 0..20 {
         let t = matchmaking(128, 8, 30, Notify::Trace, seed);
         assert_eq!(t.matches.len(), 15);
@@ -308,7 +311,7 @@ fn the_trace_tree_carries_notices_home_and_is_forgotten() {
 
 #[test]
 fn explicit_election_tells_every_node_the_same_leader() {
-    use agora_teams::apps::{explicit_election, implicit_election};
+    use agora_lab::teams::apps::{explicit_election, implicit_election};
     let mut ok = 0;
     for seed in 0..50 {
         let e = explicit_election(512, 8.0, seed);
@@ -328,7 +331,7 @@ fn explicit_election_tells_every_node_the_same_leader() {
 
 #[test]
 fn afek_gafni_elects_exactly_one_leader_in_n_log_n_messages() {
-    use agora_teams::afek_gafni::afek_gafni;
+    use agora_lab::teams::afek_gafni::afek_gafni;
     for n in [2u32, 3, 8, 64, 256] {
         for seed in 0..20 {
             let r = afek_gafni(n, seed);

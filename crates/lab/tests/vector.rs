@@ -3,8 +3,8 @@
 //! team exactly the vector, no full vector left, leftovers accumulated,
 //! bounded messages.
 
-use agora_teams::run::AdversaryKind;
-use agora_teams::vector::{run, Algorithm, VectorSpec};
+use agora_lab::teams::run::AdversaryKind;
+use agora_lab::teams::vector::{run, Algorithm, VectorSpec};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

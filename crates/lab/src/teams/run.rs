@@ -3,11 +3,10 @@
 //! the token schedule, the invariants checked after every event, and the
 //! report `agora teams run` prints.
 
-use crate::node::Notify;
-use crate::{Config, Graph, Input, Node, Output};
-use agora_core::{NodeId, Protocol, Time};
+use agora_core::{NodeId, Time};
 use agora_sim::network::{LoadAdversary, MaxAdversary, UniformAdversary};
 use agora_sim::{Adversary, Fault, Model, Sim, SimConfig};
+use agora_teams::{Config, Graph, Holder, Input, Node, Notify, Output};
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -97,18 +96,6 @@ pub struct RunReport {
     pub events: u64,
     pub sim_time_units: f64,
     pub faulty_nodes: u32,
-}
-
-/// A protocol whose nodes hold tokens: what the conservation and end checks
-/// read. The team-formation node and the baselines implement it.
-pub trait Holder: Protocol<Input = Input, Output = Output> + Sized {
-    fn tokens(&self) -> u64;
-}
-
-impl Holder for Node {
-    fn tokens(&self) -> u64 {
-        Node::tokens(self)
-    }
 }
 
 /// The team-formation simulation, ready to run: invariants installed, faults

@@ -14,10 +14,10 @@
 //! does not lead. By accumulation the leftover tokens, TERM among them, end
 //! at one node, so every candidate decides.
 
-use crate::node::{Notify, TERM};
-use crate::run::{build, RunSpec};
-use crate::Input;
+use super::run::{build, RunSpec};
 use agora_core::{NodeId, Time};
+use agora_teams::node::{Notify, TERM};
+use agora_teams::Input;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -67,11 +67,11 @@ fn election(n: u32, c: f64, seed: u64, announce: bool) -> Election {
     let leaders: Vec<u32> = sim
         .outputs()
         .iter()
-        .filter(|o| matches!(&o.output, crate::Output::Team(m) if m.iter().all(|&t| t & TERM == 0)))
+        .filter(|o| matches!(&o.output, agora_teams::Output::Team(m) if m.iter().all(|&t| t & TERM == 0)))
         .map(|o| o.node.0)
         .collect();
     let teams = leaders.len() as u64;
-    let unit = crate::run::UNIT.as_nanos() as f64;
+    let unit = super::run::UNIT.as_nanos() as f64;
     let (mut undecided, mut decided_by, mut detection_messages) = (0, 0.0, 0);
     let claimed: Vec<u32> = sim.nodes().ids().filter(|&v| sim.node(v).leads == Some(true)).map(|v| v.0).collect();
     let candidates: Vec<NodeId> = sim.nodes().ids().filter(|&v| sim.node(v).injected > 0).collect();
@@ -80,7 +80,7 @@ fn election(n: u32, c: f64, seed: u64, announce: bool) -> Election {
         decided_by = sim
             .outputs()
             .iter()
-            .filter(|o| matches!(o.output, crate::Output::Leader(_) | crate::Output::NotLeader))
+            .filter(|o| matches!(o.output, agora_teams::Output::Leader(_) | agora_teams::Output::NotLeader))
             .map(|o| o.at.as_nanos() as f64 / unit)
             .fold(0.0, f64::max);
         let without = run_election(n, c, seed, false, false).stats().messages_sent;
@@ -91,7 +91,7 @@ fn election(n: u32, c: f64, seed: u64, announce: bool) -> Election {
     let informed = sim
         .outputs()
         .iter()
-        .filter(|o| matches!(o.output, crate::Output::Leader(l) if leaders.len() == 1 && l.0 == leaders[0]))
+        .filter(|o| matches!(o.output, agora_teams::Output::Leader(l) if leaders.len() == 1 && l.0 == leaders[0]))
         .count() as u32;
     Election {
         n,
@@ -112,7 +112,7 @@ fn election(n: u32, c: f64, seed: u64, announce: bool) -> Election {
 
 /// Each node is a candidate with probability q = min(1, c·ln n / n) and
 /// injects one token; k = max(2, round(n·q / 1.5)).
-fn run_election(n: u32, c: f64, seed: u64, announce: bool, elect: bool) -> agora_sim::Sim<crate::Node> {
+fn run_election(n: u32, c: f64, seed: u64, announce: bool, elect: bool) -> agora_sim::Sim<agora_teams::Node> {
     let q = (c * (n.max(2) as f64).ln() / n as f64).min(1.0);
     let k = ((n as f64 * q / 1.5).round() as u64).max(2);
     let spec = RunSpec { spread: 0.0, announce, elect, ..RunSpec::new(n, k, 0, seed) };
@@ -144,7 +144,7 @@ pub struct TriggerCount {
 }
 
 pub fn trigger_counting(n: u32, w: u64, triggers: u64, seed: u64) -> TriggerCount {
-    let unit = crate::run::UNIT.as_nanos() as f64;
+    let unit = super::run::UNIT.as_nanos() as f64;
     let spec = RunSpec { spread: 0.0, ..RunSpec::new(n, w.max(2), 0, seed) };
     let (mut sim, _) = build(&spec);
     let mut g = ChaCha8Rng::seed_from_u64(seed ^ 0x7219);
@@ -158,7 +158,7 @@ pub fn trigger_counting(n: u32, w: u64, triggers: u64, seed: u64) -> TriggerCoun
     let alarms: Vec<f64> = sim
         .outputs()
         .iter()
-        .filter(|o| matches!(o.output, crate::Output::Team(_)))
+        .filter(|o| matches!(o.output, agora_teams::Output::Team(_)))
         .map(|o| o.at.as_nanos() as f64 / unit)
         .collect();
     let due = times.iter().skip(w.max(1) as usize - 1).step_by(w.max(1) as usize).map(|&t| t as f64 / unit).collect();
@@ -167,7 +167,7 @@ pub fn trigger_counting(n: u32, w: u64, triggers: u64, seed: u64) -> TriggerCoun
 
 /// A run with tagged tokens injected at given times and nodes; returns the
 /// simulation after it, with its `Matched` outputs.
-fn run_tagged(spec: RunSpec, tokens: &[(Time, NodeId, u64)]) -> agora_sim::Sim<crate::Node> {
+fn run_tagged(spec: RunSpec, tokens: &[(Time, NodeId, u64)]) -> agora_sim::Sim<agora_teams::Node> {
     let (mut sim, _) = build(&RunSpec { tokens: 0, ..spec });
     for &(at, node, tag) in tokens {
         sim.schedule_input(at, node, Input::Tagged(tag));
@@ -177,11 +177,11 @@ fn run_tagged(spec: RunSpec, tokens: &[(Time, NodeId, u64)]) -> agora_sim::Sim<c
 }
 
 /// What each node learned: (node, the team it was told of).
-fn told(sim: &agora_sim::Sim<crate::Node>) -> Vec<(u32, Vec<u64>)> {
+fn told(sim: &agora_sim::Sim<agora_teams::Node>) -> Vec<(u32, Vec<u64>)> {
     sim.outputs()
         .iter()
         .filter_map(|o| match &o.output {
-            crate::Output::Matched(m) => Some((o.node.0, m.clone())),
+            agora_teams::Output::Matched(m) => Some((o.node.0, m.clone())),
             _ => None,
         })
         .collect()
@@ -205,11 +205,11 @@ pub fn matching(n: u32, marked: usize, fragile: f64, notify: Notify, seed: u64) 
     let spec = RunSpec { fragile, notify, ..RunSpec::new(n, 2, 0, seed) };
     // The fragile nodes `build` picks are faulty from time 0: mark live ones.
     let mut g = ChaCha8Rng::seed_from_u64(seed ^ 0x3a7c);
-    let fragile_set = crate::run::fragile_nodes(&spec);
+    let fragile_set = super::run::fragile_nodes(&spec);
     let live: Vec<u32> = (0..n).filter(|v| !fragile_set.contains(v)).collect();
     let picks = rand::seq::index::sample(&mut g, live.len(), marked.min(live.len()));
     let marked: Vec<u32> = picks.into_iter().map(|i| live[i]).collect();
-    let unit = crate::run::UNIT.as_nanos() as u64;
+    let unit = super::run::UNIT.as_nanos() as u64;
     let tokens: Vec<_> =
         marked.iter().map(|&v| (Time::from_nanos(1 + g.random_range(0..5 * unit)), NodeId(v), u64::from(v))).collect();
     let sim = run_tagged(spec, &tokens);
@@ -254,7 +254,7 @@ pub fn matchmaking(n: u32, servers: u32, players: u64, notify: Notify, seed: u64
     let mut g = ChaCha8Rng::seed_from_u64(seed ^ 0x9a3e);
     let server_ids: Vec<u32> =
         rand::seq::index::sample(&mut g, n as usize, servers.min(n) as usize).into_iter().map(|i| i as u32).collect();
-    let unit = crate::run::UNIT.as_nanos() as u64;
+    let unit = super::run::UNIT.as_nanos() as u64;
     let tokens: Vec<_> = (0..players)
         .map(|p| {
             let s = server_ids[g.random_range(0..server_ids.len())];
@@ -267,7 +267,7 @@ pub fn matchmaking(n: u32, servers: u32, players: u64, notify: Notify, seed: u64
         .outputs()
         .iter()
         .filter_map(|o| match &o.output {
-            crate::Output::Team(m) => {
+            agora_teams::Output::Team(m) => {
                 let ((p, s), (q, t)) = (split(m[0]), split(m[1]));
                 Some((p, q, s, t))
             }
@@ -294,9 +294,11 @@ pub fn matchmaking(n: u32, servers: u32, players: u64, notify: Notify, seed: u64
         .iter()
         .filter(|e| {
             let formed = |m: &Vec<u64>| {
-                sim.outputs().iter().any(|o| o.node == e.node && matches!(&o.output, crate::Output::Team(t) if t == m))
+                sim.outputs()
+                    .iter()
+                    .any(|o| o.node == e.node && matches!(&o.output, agora_teams::Output::Team(t) if t == m))
             };
-            matches!(&e.output, crate::Output::Echoed(m) if formed(m))
+            matches!(&e.output, agora_teams::Output::Echoed(m) if formed(m))
         })
         .count() as u64;
     let messages = sim.stats().messages_sent;

@@ -1,0 +1,13 @@
+//! Team formation in the simulator (the protocol is [`agora_teams`]).
+//!
+//! * [`run`]: one run (network, fragile nodes, token schedule, invariants
+//!   after every event, the end check and report of `agora teams run`);
+//! * [`baselines`], [`afek_gafni`]: the baselines under the same harness;
+//! * [`vector`]: vector team formation runs;
+//! * [`apps`]: elections, trigger counting, matching, matchmaking.
+
+pub mod afek_gafni;
+pub mod apps;
+pub mod baselines;
+pub mod run;
+pub mod vector;
