@@ -7,6 +7,7 @@ use crate::report::{count, progress, table};
 use agora_alloc::node::{self, allocation, Config, Output, Setup};
 use agora_alloc::{max_flow, solve, suite_instance, Instance, Network, RuleName};
 use agora_core::Time;
+use agora_lab::stats::quantile;
 use agora_sim::{Fault, Model, Sim, SimConfig};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -298,10 +299,6 @@ fn sim_cmd(path: &Path, faults: &str, asynchronous: bool, seed: u64, silent_roun
     Ok(converged)
 }
 
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
-}
-
 fn rounds_cmd(instances: u64, rule: RuleName, max_rounds: u32, json: bool) -> Result<bool> {
     if instances == 0 {
         bail!("--instances must be at least 1");
@@ -319,15 +316,13 @@ fn rounds_cmd(instances: u64, rule: RuleName, max_rounds: u32, json: bool) -> Re
         bar.inc(1);
     }
     bar.finish_and_clear();
-    rounds.sort_by(f64::total_cmp);
-    ratios.sort_by(f64::total_cmp);
     let out = serde_json::json!({
         "instances": instances,
         "rule": format!("{rule:?}").to_lowercase(),
         "unconverged": unconverged,
-        "rounds": {"median": quantile(&rounds, 0.5), "p99": quantile(&rounds, 0.99), "max": quantile(&rounds, 1.0)},
-        "optimality": {"min": quantile(&ratios, 0.0), "p01": quantile(&ratios, 0.01),
-            "median": quantile(&ratios, 0.5), "max": quantile(&ratios, 1.0)},
+        "rounds": {"median": quantile(&mut rounds, 0.5), "p99": quantile(&mut rounds, 0.99), "max": quantile(&mut rounds, 1.0)},
+        "optimality": {"min": quantile(&mut ratios, 0.0), "p01": quantile(&mut ratios, 0.01),
+            "median": quantile(&mut ratios, 0.5), "max": quantile(&mut ratios, 1.0)},
     });
     if json {
         println!("{out}");
@@ -351,10 +346,10 @@ fn rounds_cmd(instances: u64, rule: RuleName, max_rounds: u32, json: bool) -> Re
                     "allocated / max-flow".into(),
                     format!(
                         "min {:.9}, p1 {:.9}, median {:.9}; worst shortfall {:.1e}",
-                        quantile(&ratios, 0.0),
-                        quantile(&ratios, 0.01),
-                        quantile(&ratios, 0.5),
-                        (1.0 - quantile(&ratios, 0.0)).max(0.0)
+                        quantile(&mut ratios, 0.0),
+                        quantile(&mut ratios, 0.01),
+                        quantile(&mut ratios, 0.5),
+                        (1.0 - quantile(&mut ratios, 0.0)).max(0.0)
                     )
                 ),
             ])

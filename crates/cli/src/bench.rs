@@ -179,19 +179,9 @@ pub fn bench(cmd: BenchCmd) -> Result<bool> {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
-    }
-}
-
 /// The median of each figure over the runs of one size.
 fn median_sample(s: Vec<Sample>) -> Sample {
-    let f = |g: fn(&Sample) -> f64| median(s.iter().map(g).collect());
+    let f = |g: fn(&Sample) -> f64| agora_lab::stats::median(&mut s.iter().map(g).collect::<Vec<_>>());
     Sample {
         nodes: s[0].nodes,
         events: s[0].events,

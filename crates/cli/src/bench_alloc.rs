@@ -12,6 +12,7 @@
 
 use crate::report::table;
 use agora_alloc::{max_flow, random_network, DefaultRule, SeedRule};
+use agora_lab::stats::median;
 use anyhow::Result;
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -52,11 +53,6 @@ pub struct Case {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn measure(

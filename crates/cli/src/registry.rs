@@ -5,6 +5,7 @@
 
 use agora_core::{NodeId, Protocol};
 use agora_sim::Sim;
+use agora_teams::counters;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
@@ -157,8 +158,8 @@ impl Runnable for agora_teams::Node {
     fn outcome(params: &Self::Params, _nodes: u32, sim: &Sim<Self>) -> serde_json::Value {
         let c = &sim.stats().counters;
         serde_json::json!({
-            "tokens_injected": c.get("injected"),
-            "teams_formed": c.get("teams"),
+            "tokens_injected": c.get(counters::INJECTED),
+            "teams_formed": c.get(counters::TEAMS),
             "end_check": agora_lab::teams::run::end_check(sim, params.k).err().unwrap_or_else(|| "passed".into()),
         })
     }

@@ -5,6 +5,7 @@
 
 use crate::plot::{line_chart, Series};
 use crate::report::{progress, table};
+use agora_lab::stats::quantile;
 use agora_lab::teams::baselines::{run_baseline, Baseline};
 use agora_lab::teams::run::{run, AdversaryKind, RunReport, RunSpec};
 use agora_lab::teams::vector::{self, Algorithm, VectorSpec};
@@ -329,11 +330,6 @@ struct Row {
 /// Did every token end in a team (or the < k left over), with every check passing?
 fn success(r: &RunReport) -> bool {
     r.safe && r.tokens_left < r.k
-}
-
-fn quantile(v: &mut [f64], q: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[((v.len() - 1) as f64 * q).round() as usize]
 }
 
 fn sweep(a: &SweepArgs) -> Result<bool> {

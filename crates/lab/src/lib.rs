@@ -7,4 +7,5 @@
 //! * [`teams`]: team-formation runs, the baselines, Afek–Gafni, vector team
 //!   formation and the applications (elections, trigger counting, matching).
 
+pub mod stats;
 pub mod teams;

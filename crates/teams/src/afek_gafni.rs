@@ -9,6 +9,7 @@
 //! In the same simulator as team formation, so the message counts of
 //! `agora teams le` and this compare like with like.
 
+use crate::counters;
 use agora_core::{Io, Message, NodeId, Protocol};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -77,7 +78,7 @@ impl AgNode {
     fn capture_next(&mut self, io: &mut Io<'_, Self>) {
         if self.level + 1 >= self.n {
             self.leader = true;
-            io.count("leaders", 1);
+            io.count(counters::LEADERS, 1);
             return;
         }
         let target = NodeId((self.me.0 + self.level + 1) % self.n);

@@ -11,6 +11,7 @@
 //!   form there. About n messages per token. It tolerates faulty nodes,
 //!   since they never hold tokens and so never attract any.
 
+use crate::counters;
 use crate::Holder;
 use crate::{Input, Output};
 use agora_core::{Io, Message, NodeId, Protocol};
@@ -37,12 +38,12 @@ impl Message for BaselineMsg {
 fn form<P: Protocol<Output = Output>>(tokens: &mut Vec<u64>, k: u64, io: &mut Io<'_, P>) {
     while tokens.len() as u64 >= k {
         io.output(Output::Team(tokens.drain(..k as usize).collect()));
-        io.count("teams", 1);
+        io.count(counters::TEAMS, 1);
     }
 }
 
 fn send_tokens<P: Protocol<Msg = BaselineMsg>>(to: NodeId, t: Vec<u64>, io: &mut Io<'_, P>) {
-    io.count("tokens_transported", t.len() as u64);
+    io.count(counters::TOKENS_TRANSPORTED, t.len() as u64);
     io.send(to, BaselineMsg::Tokens(t));
 }
 
@@ -76,7 +77,7 @@ impl Protocol for LeaderGather {
 
     fn on_input(&mut self, input: Input, io: &mut Io<'_, Self>) {
         let t = input.tags(self.me);
-        io.count("injected", t.len() as u64);
+        io.count(counters::INJECTED, t.len() as u64);
         if self.me == Self::LEADER {
             self.tokens.extend(t);
             form(&mut self.tokens, self.k, io);
@@ -87,7 +88,7 @@ impl Protocol for LeaderGather {
 
     fn on_message(&mut self, _: NodeId, msg: BaselineMsg, io: &mut Io<'_, Self>) {
         if let BaselineMsg::Tokens(t) = msg {
-            io.count("tokens_received", t.len() as u64);
+            io.count(counters::TOKENS_RECEIVED, t.len() as u64);
             self.tokens.extend(t);
             form(&mut self.tokens, self.k, io);
         }
@@ -151,7 +152,7 @@ impl Protocol for Broadcast {
 
     fn on_input(&mut self, input: Input, io: &mut Io<'_, Self>) {
         let t = input.tags(self.me);
-        io.count("injected", t.len() as u64);
+        io.count(counters::INJECTED, t.len() as u64);
         self.announce(io);
         self.receive(t, io);
     }
@@ -165,7 +166,7 @@ impl Protocol for Broadcast {
                 self.settle(io);
             }
             BaselineMsg::Tokens(t) => {
-                io.count("tokens_received", t.len() as u64);
+                io.count(counters::TOKENS_RECEIVED, t.len() as u64);
                 self.receive(t, io);
             }
         }

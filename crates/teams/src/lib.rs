@@ -150,3 +150,24 @@ impl Holder for node::Node {
         node::Node::tokens(self)
     }
 }
+
+/// The counters the protocols report (`Io::count`) and the invariants and
+/// reports read back: named once, so that a typo is a compile error rather
+/// than a token-conservation check that silently reads zero.
+pub mod counters {
+    pub const INJECTED: &str = "injected";
+    pub const TEAMS: &str = "teams";
+    pub const TOKENS_TRANSPORTED: &str = "tokens_transported";
+    pub const TOKENS_RECEIVED: &str = "tokens_received";
+    pub const SUPER_TOKENS: &str = "super_tokens";
+    pub const STALE_TRANSPORT: &str = "stale_transport";
+    pub const MALFORMED_TRANSPORT: &str = "malformed_transport";
+    pub const MALFORMED_COPY: &str = "malformed_copy";
+    pub const BAD_INPUT: &str = "bad_input";
+    pub const UNEXPECTED_RESPONSE: &str = "unexpected_response";
+    pub const COLOUR_TEAMS: &str = "colour_teams";
+    pub const TERM_TOKENS: &str = "term_tokens";
+    pub const RELAY_DROPPED: &str = "relay_dropped";
+    pub const LEADERS: &str = "leaders";
+    pub const CHANNELS: &str = "channels";
+}

@@ -51,6 +51,7 @@
 //! At the end of a phase the primary forms ⌊τ/k⌋ teams. A primary that is
 //! not operational forms teams as soon as it holds k tokens.
 
+use crate::counters;
 use crate::graph::Graph;
 use agora_core::{Io, Message, NodeId, Protocol};
 use rand::Rng;
@@ -578,10 +579,10 @@ impl Node {
             return;
         }
         self.teams += formed;
-        io.count("teams", formed);
+        io.count(counters::TEAMS, formed);
         if term {
-            io.count("injected", 1);
-            io.count("term_tokens", 1);
+            io.count(counters::INJECTED, 1);
+            io.count(counters::TERM_TOKENS, 1);
             self.receive_tokens(vec![TERM | u64::from(self.me.0)], true, io);
         }
         if self.tokens() == 0 {
@@ -641,7 +642,7 @@ impl Node {
             let total = transport_total(t);
             let limit = if self.cfg.colours.is_some() { MAX_VECTOR_TRANSPORT } else { self.cfg.k - 1 };
             if total > limit {
-                io.count("malformed_transport", 1);
+                io.count(counters::MALFORMED_TRANSPORT, 1);
                 return;
             }
         }
@@ -661,13 +662,13 @@ impl Node {
             // interval): drop it, except tokens, which are never dropped.
             if let Principal::Transport(t) = msg {
                 let t = unpack(&t);
-                io.count("stale_transport", 1);
-                io.count("tokens_received", t.len() as u64);
+                io.count(counters::STALE_TRANSPORT, 1);
+                io.count(counters::TOKENS_RECEIVED, t.len() as u64);
                 self.see_term(&t, io);
                 self.record_route(&t, sender);
                 self.receive_tokens(t, false, io);
             } else {
-                io.count("relay_dropped", 1);
+                io.count(counters::RELAY_DROPPED, 1);
             }
             return;
         };
@@ -680,7 +681,7 @@ impl Node {
                     let p = self.primary.as_mut().expect("held");
                     let t = std::mem::take(&mut p.held);
                     let fresh = std::mem::take(&mut p.fresh);
-                    io.count("tokens_transported", t.len() as u64);
+                    io.count(counters::TOKENS_TRANSPORTED, t.len() as u64);
                     io.send(mediator, Msg::Relay { channel, to: peer, msg: Principal::Transport(pack(&t)) });
                     self.turn_non_busy(io);
                     if !t.is_empty() {
@@ -711,12 +712,12 @@ impl Node {
                     if !c.request_out {
                         // A response to no request of this channel: a
                         // message from another channel got through (4.I).
-                        io.count("unexpected_response", 1);
+                        io.count(counters::UNEXPECTED_RESPONSE, 1);
                     }
                     c.request_out = false;
                 }
                 if !arrived.is_empty() {
-                    io.count("tokens_received", arrived.len() as u64);
+                    io.count(counters::TOKENS_RECEIVED, arrived.len() as u64);
                     self.primary.as_mut().expect("held").held.extend(arrived);
                 }
                 self.maybe_end_phase(io);
@@ -774,7 +775,7 @@ impl Node {
         let id = io.rng().random::<u64>() | 1;
         u.channel = Some(Mediated { id, ends, ready: false });
         io.send(ends[0].0, Msg::Open { channel: id, peer: ends[1].0, interval: ends[0].1, ready: false });
-        io.count("channels", 1);
+        io.count(counters::CHANNELS, 1);
         self.mediated += 1;
     }
 
@@ -795,11 +796,11 @@ impl Node {
         });
         if open || matches!(msg, Principal::Transport(_)) {
             if !open {
-                io.count("stale_transport", 1);
+                io.count(counters::STALE_TRANSPORT, 1);
             }
             io.send(to, Msg::Relayed { channel, from, msg });
         } else {
-            io.count("relay_dropped", 1);
+            io.count(counters::RELAY_DROPPED, 1);
         }
     }
 }
@@ -854,7 +855,7 @@ impl Protocol for Node {
     fn on_input(&mut self, input: Input, io: &mut Io<'_, Self>) {
         let tags = input.tags(self.me);
         self.injected += tags.len() as u64;
-        io.count("injected", tags.len() as u64);
+        io.count(counters::INJECTED, tags.len() as u64);
         self.receive_tokens(tags, true, io);
     }
 
@@ -1006,7 +1007,7 @@ mod tests {
         let mut out = Vec::new();
         let huge = Msg::Relayed { channel: 9, from: NodeId(3), msg: Principal::Transport(vec![(1, u32::MAX)]) };
         v.on_message(NodeId(5), huge, &mut Io::new(NodeId(0), Time::ZERO, &mut rng, &mut out));
-        assert!(out.iter().any(|c| matches!(c, Command::Count { name: "malformed_transport", by: 1, .. })));
+        assert!(out.iter().any(|c| matches!(c, Command::Count { name: counters::MALFORMED_TRANSPORT, by: 1, .. })));
         assert_eq!(v.tokens(), 1);
     }
 }

@@ -21,6 +21,7 @@
 //! super-token of colour c counts `sizes[c]`, so the existing check applies
 //! with k = Σ sizes.
 
+use crate::counters;
 use crate::node::{transport_total, Principal, MAX_VECTOR_TRANSPORT};
 use crate::Holder;
 use crate::{Config, Graph, Input, Msg, Node, Output};
@@ -77,13 +78,13 @@ impl VectorNode {
             match cmd {
                 Command::Send { to, msg } => {
                     if let (true, Msg::Relay { msg: Principal::Transport(t), .. }) = (collecting, &msg) {
-                        io.count("tokens_transported", weight(&self.sizes, t));
+                        io.count(counters::TOKENS_TRANSPORTED, weight(&self.sizes, t));
                     }
                     io.send(to, VectorMsg { copy: copy as u8, msg });
                 }
                 Command::Output(Output::Team(_)) if !collecting => {
                     // A team of colour `copy` becomes a super-token here.
-                    io.count("super_tokens", 1);
+                    io.count(counters::SUPER_TOKENS, 1);
                     let c = self.collector();
                     self.drive(c, io, |n, io| n.on_input(Input::Tagged(copy as u64), io));
                 }
@@ -91,8 +92,11 @@ impl VectorNode {
                 // A colour team turns k_c tokens into a super-token of the
                 // same weight; the collector's own counts are raw weights,
                 // kept here.
-                Command::Count { name: "teams", by, .. } if !collecting => io.count("colour_teams", by),
-                Command::Count { name: "injected" | "tokens_transported" | "tokens_received", .. } if collecting => {}
+                Command::Count { name: counters::TEAMS, by, .. } if !collecting => io.count(counters::COLOUR_TEAMS, by),
+                Command::Count {
+                    name: counters::INJECTED | counters::TOKENS_TRANSPORTED | counters::TOKENS_RECEIVED,
+                    ..
+                } if collecting => {}
                 Command::Count { name, by, .. } => io.count(name, by),
                 Command::SetTimer { .. } | Command::CancelTimer { .. } | Command::Store(_) => {
                     unreachable!("team formation sets no timers and stores nothing")
@@ -130,13 +134,13 @@ impl Protocol for VectorNode {
     fn on_message(&mut self, from: NodeId, msg: VectorMsg, io: &mut Io<'_, Self>) {
         let copy = msg.copy as usize;
         if copy >= self.copies.len() {
-            io.count("malformed_copy", 1);
+            io.count(counters::MALFORMED_COPY, 1);
             return;
         }
         if let (true, Msg::Relayed { msg: Principal::Transport(t), .. }) = (copy == self.collector(), &msg.msg) {
             // The copy receives it unless it is malformed.
             if transport_total(t) <= MAX_VECTOR_TRANSPORT {
-                io.count("tokens_received", weight(&self.sizes, t));
+                io.count(counters::TOKENS_RECEIVED, weight(&self.sizes, t));
             }
         }
         self.drive(copy, io, |n, io| n.on_message(from, msg.msg, io));
@@ -150,7 +154,7 @@ impl Protocol for VectorNode {
             Input::Tagged(c) if (c as usize) < self.sizes.len() => {
                 self.drive(c as usize, io, |n, io| n.on_input(Input::Inject(1), io))
             }
-            _ => io.count("bad_input", 1),
+            _ => io.count(counters::BAD_INPUT, 1),
         }
     }
 

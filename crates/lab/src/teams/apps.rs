@@ -16,6 +16,7 @@
 
 use super::run::{build, RunSpec};
 use agora_core::{NodeId, Time};
+use agora_teams::counters;
 use agora_teams::node::{Notify, TERM};
 use agora_teams::Input;
 use rand::{Rng, SeedableRng};
@@ -286,7 +287,7 @@ pub fn matchmaking(n: u32, servers: u32, players: u64, notify: Notify, seed: u64
     notified.dedup();
     let forgetful = sim.nodes().ids().all(|v| sim.node(v).is_initial());
     let notices = sim.stats().delivered_by_kind.get("team");
-    let hops = sim.stats().counters.get("tokens_received");
+    let hops = sim.stats().counters.get(counters::TOKENS_RECEIVED);
     let echoes = sim.stats().delivered_by_kind.get("echo");
     // An echo completes at the node where its team formed.
     let echoed = sim

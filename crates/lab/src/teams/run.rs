@@ -6,6 +6,7 @@
 use agora_core::{NodeId, Time};
 use agora_sim::network::{LoadAdversary, MaxAdversary, UniformAdversary};
 use agora_sim::{Adversary, Fault, Model, Sim, SimConfig};
+use agora_teams::counters;
 use agora_teams::{Config, Graph, Holder, Input, Node, Notify, Output};
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
@@ -173,8 +174,8 @@ pub fn install_conservation<P: Holder>(sim: &mut Sim<P>, n: u32, k: u64) {
             None => w.nodes.ids().for_each(&mut update),
         }
         let c = &w.stats.counters;
-        let in_transit = c.get("tokens_transported") - c.get("tokens_received");
-        let (injected, teams) = (c.get("injected"), c.get("teams"));
+        let in_transit = c.get(counters::TOKENS_TRANSPORTED) - c.get(counters::TOKENS_RECEIVED);
+        let (injected, teams) = (c.get(counters::INJECTED), c.get(counters::TEAMS));
         if injected == total.get() + in_transit + k * teams {
             Ok(())
         } else {
@@ -200,7 +201,7 @@ pub fn install_channel_checks(sim: &mut Sim<Node>) {
                 return Err(format!("{v} holds channels while not busy"));
             }
         }
-        if w.stats.counters.get("unexpected_response") > 0 {
+        if w.stats.counters.get(counters::UNEXPECTED_RESPONSE) > 0 {
             return Err("a response arrived that no request awaited (a message crossed channels)".into());
         }
         // No token is sent to a node that is faulty (or down) at delivery.
@@ -217,11 +218,11 @@ pub fn install_channel_checks(sim: &mut Sim<Node>) {
 pub fn end_check<P: Holder>(sim: &Sim<P>, k: u64) -> Result<(), String> {
     let s = sim.stats();
     let c = &s.counters;
-    if c.get("tokens_transported") != c.get("tokens_received") {
+    if c.get(counters::TOKENS_TRANSPORTED) != c.get(counters::TOKENS_RECEIVED) {
         return Err("tokens still in transit at the end".into());
     }
-    if c.get("stale_transport") > 0 {
-        return Err(format!("{} token transports outside their channel", c.get("stale_transport")));
+    if c.get(counters::STALE_TRANSPORT) > 0 {
+        return Err(format!("{} token transports outside their channel", c.get(counters::STALE_TRANSPORT)));
     }
     let live = |id: &NodeId| !sim.nodes().is_faulty(*id);
     let left: u64 = sim.nodes().ids().filter(live).map(|id| Holder::tokens(sim.node(id))).sum();
@@ -293,12 +294,11 @@ pub fn finish<P: Holder>(
     let violations = u64::from(violation.is_some());
     let s = sim.stats();
     let c = &s.counters;
-    let injected = c.get("injected");
-    let teams = c.get("teams");
+    let injected = c.get(counters::INJECTED);
+    let teams = c.get(counters::TEAMS);
     let mut rt = reaction_times(&sim, spec.k, &injections);
-    rt.sort_by(f64::total_cmp);
+    let p99 = crate::stats::quantile(&mut rt, 0.99);
     let mean = if rt.is_empty() { 0.0 } else { rt.iter().sum::<f64>() / rt.len() as f64 };
-    let p99 = rt.get(((rt.len() as f64 - 1.0) * 0.99).round() as usize).copied().unwrap_or(0.0);
     let problem = violation.or_else(|| end_check(&sim, spec.k).err());
     let safe = problem.is_none();
     RunReport {

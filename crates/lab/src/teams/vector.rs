@@ -6,6 +6,7 @@
 use super::run::{build_with, AdversaryKind, RunSpec, UNIT};
 use agora_core::{NodeId, Time};
 use agora_sim::Sim;
+use agora_teams::counters;
 use agora_teams::vector::{Colours, VectorNode, MAX_COLOURS};
 use agora_teams::{Config, Graph, Input, Node, Output};
 use rand::{Rng, SeedableRng};
@@ -141,7 +142,7 @@ fn execute<P: Colours>(spec: &VectorSpec, algorithm: Algorithm, mut sim: Sim<P>)
         })
         .collect();
     let mut rt = reaction_times(&spec.sizes, &injections, &teams);
-    rt.sort_by(f64::total_cmp);
+    let p99 = crate::stats::quantile(&mut rt, 0.99);
     let problem = match &outcome {
         Err(e) => Some(e.to_string()),
         Ok(_) => end_check(spec, algorithm, &sim, &teams, teams_possible).err(),
@@ -154,11 +155,11 @@ fn execute<P: Colours>(spec: &VectorSpec, algorithm: Algorithm, mut sim: Sim<P>)
         teams_formed: teams.len() as u64,
         teams_possible,
         injected,
-        super_tokens: s.counters.get("super_tokens"),
+        super_tokens: s.counters.get(counters::SUPER_TOKENS),
         messages_total: s.messages_sent,
         messages_per_token: s.messages_sent as f64 / spec.tokens.max(1) as f64,
         reaction_time_mean: if rt.is_empty() { 0.0 } else { rt.iter().sum::<f64>() / rt.len() as f64 },
-        reaction_time_p99: rt.get(((rt.len() as f64 - 1.0) * 0.99).round() as usize).copied().unwrap_or(0.0),
+        reaction_time_p99: p99,
         safe: problem.is_none(),
         problem,
         trace_hash: format!("{:016x}", outcome.map_or(sim.trace_hash(), |r| r.trace_hash)),
@@ -187,12 +188,18 @@ fn end_check<P: Colours>(
     possible: u64,
 ) -> Result<(), String> {
     let c = &sim.stats().counters;
-    for name in ["stale_transport", "malformed_transport", "malformed_copy", "bad_input", "unexpected_response"] {
+    for name in [
+        counters::STALE_TRANSPORT,
+        counters::MALFORMED_TRANSPORT,
+        counters::MALFORMED_COPY,
+        counters::BAD_INPUT,
+        counters::UNEXPECTED_RESPONSE,
+    ] {
         if c.get(name) > 0 {
             return Err(format!("{name}: {}", c.get(name)));
         }
     }
-    if c.get("tokens_transported") != c.get("tokens_received") {
+    if c.get(counters::TOKENS_TRANSPORTED) != c.get(counters::TOKENS_RECEIVED) {
         return Err("tokens still in transit at the end".into());
     }
     // A collector team is one super-token of each colour; a direct team the
