@@ -17,7 +17,7 @@
 //! never with the token.
 
 use crate::faults::FaultLayer;
-use crate::node::{LoopMsg, Shared};
+use crate::shared::{LoopMsg, Shared};
 use agora_core::Protocol;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Request, State};
