@@ -65,7 +65,9 @@ fn load<P: Runnable>(path: &Path) -> Result<ClusterFile<P::Params>> {
 
 fn protocol_in(path: &Path) -> Result<String> {
     let src = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(protocol_of(&path.display().to_string(), &src)?)
+    let name = path.display().to_string();
+    crate::simulate::check_kind(&name, &src, crate::simulate::FileKind::Cluster)?;
+    Ok(protocol_of(&name, &src)?)
 }
 
 pub fn node(args: NodeArgs) -> Result<bool> {

@@ -61,9 +61,36 @@ fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
+/// The two kinds of TOML file the command takes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// `agora sim`: `nodes = N` and a fault plan.
+    Scenario,
+    /// `agora cluster up` / `agora node`: `[[node]]` entries with addresses.
+    Cluster,
+}
+
+/// An error naming the right command when `src` is plainly the other kind
+/// of file (a cluster file given to `agora sim`, a scenario to `cluster up`).
+pub fn check_kind(path: &str, src: &str, want: FileKind) -> Result<()> {
+    let Ok(t) = toml::from_str::<toml::Table>(src) else { return Ok(()) }; // the parser names the error
+    let is_cluster = t.get("node").is_some_and(|n| n.is_array()) && !t.contains_key("nodes");
+    let is_scenario = t.get("nodes").is_some_and(|n| n.is_integer()) && !t.contains_key("node");
+    match want {
+        FileKind::Scenario if is_cluster => {
+            bail!("{path} is a cluster file ([[node]] entries with addresses), not a scenario: run it with `agora cluster up {path}`, or give `agora sim` a scenario (`nodes = N`)")
+        }
+        FileKind::Cluster if is_scenario => {
+            bail!("{path} is a scenario (`nodes = N`), not a cluster file: run it with `agora sim {path}`, or give a cluster file ([[node]] entries with addresses)")
+        }
+        _ => Ok(()),
+    }
+}
+
 pub fn run(args: SimArgs) -> Result<bool> {
     let path = args.scenario.display().to_string();
     let src = read(&args.scenario)?;
+    check_kind(&path, &src, FileKind::Scenario)?;
     let protocol = protocol_of(&path, &src)?;
     with_protocol!(&protocol, P => run_typed::<P>(&args, &path, &src))
 }

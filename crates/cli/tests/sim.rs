@@ -139,3 +139,22 @@ fn composed_services_report_per_service_and_route_suspicions_locally() {
     assert_eq!(v["outcome"]["all_delivered"], true, "{}", v["outcome"]);
     assert_eq!(v["invariant_violation"], serde_json::Value::Null);
 }
+
+/// A cluster file given to `agora sim`, or a scenario to `agora cluster up`
+/// or `agora node`, gets an error naming the command it belongs to.
+#[test]
+fn a_file_of_the_other_kind_names_its_command() {
+    let root = format!("{}/../..", env!("CARGO_MANIFEST_DIR"));
+    let cluster = format!("{root}/scenarios/cluster.toml");
+    let scenario = format!("{root}/scenarios/broadcast.toml");
+    let out = run(&["sim", &cluster]);
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.contains("is a cluster file") && err.contains("agora cluster up"), "{err}");
+    for args in [vec!["cluster", "up", &scenario], vec!["node", "--config", &scenario, "--id", "n0"]] {
+        let out = run(&args);
+        let (_, err) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(err.contains("is a scenario") && err.contains("agora sim"), "{err}");
+    }
+}
