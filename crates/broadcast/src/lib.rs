@@ -35,6 +35,7 @@ pub mod register;
 use agora_core::{duration_str, Io, Message, NodeId, Protocol};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -195,11 +196,21 @@ struct OriginState {
     log: Vec<u64>,
     /// `prefix[i]` is the hash chain over `log[..i]`.
     prefix: Vec<u64>,
-    acked: Vec<u32>,
-    session: Vec<u64>,
+    /// One record per node, so that handling a peer's message touches one
+    /// cache line of a long list.
+    peers: Vec<Peer>,
     retransmitting: bool,
-    /// Peers a failure detector suspects (skipped by retransmission).
-    suspected: Vec<bool>,
+}
+
+/// What an origin knows of one peer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+struct Peer {
+    /// The session of the peer's latest `Sync` (0: not heard from).
+    session: u64,
+    /// How many values the peer has acknowledged.
+    acked: u32,
+    /// A failure detector suspects it (skipped by retransmission).
+    suspected: bool,
 }
 
 /// One node of the reliable broadcast. `Eq + Hash` so that the model
@@ -209,22 +220,21 @@ pub struct Node {
     cfg: Arc<Config>,
     me: NodeId,
     session: u64,
-    /// One receipt per configured origin, in `cfg.origins` order.
-    receipts: Vec<Receipt>,
+    /// One receipt per configured origin, in `cfg.origins` order; inline
+    /// for the usual single origin, so a node's state is one allocation.
+    receipts: SmallVec<[Receipt; 1]>,
     origin: Option<Box<OriginState>>,
 }
 
 impl Node {
     pub fn new(cfg: Arc<Config>, me: NodeId) -> Self {
-        let receipts = vec![Receipt::default(); cfg.origins.len()];
+        let receipts = smallvec::smallvec![Receipt::default(); cfg.origins.len()];
         let origin = cfg.origins.contains(&me).then(|| {
             Box::new(OriginState {
                 log: Vec::new(),
                 prefix: vec![0],
-                acked: vec![0; cfg.nodes as usize],
-                session: vec![0; cfg.nodes as usize],
+                peers: vec![Peer::default(); cfg.nodes as usize],
                 retransmitting: false,
-                suspected: vec![false; cfg.nodes as usize],
             })
         });
         Node { cfg, me, session: 0, receipts, origin }
@@ -254,7 +264,7 @@ impl Node {
         o.log.push(value);
         let link = chain(*o.prefix.last().expect("prefix starts with the empty chain"), value);
         o.prefix.push(link);
-        o.acked[me.index()] = seq + 1;
+        o.peers[me.index()].acked = seq + 1;
         for peer in (0..self.cfg.nodes).map(NodeId).filter(|&p| p != me) {
             io.send(peer, Msg::Data { origin: me, seq, value });
         }
@@ -344,6 +354,15 @@ impl Protocol for Node {
         }
     }
 
+    fn prefetch(&self, from: NodeId, msg: &Msg) {
+        // An origin's handling of a peer's message reads that peer's row.
+        if let (Msg::Ack { .. } | Msg::Sync { .. }, Some(o)) = (msg, &self.origin) {
+            if let Some(peer) = o.peers.get(from.index()) {
+                agora_core::prefetch(peer);
+            }
+        }
+    }
+
     fn on_message(&mut self, from: NodeId, msg: Msg, io: &mut Io<'_, Self>) {
         match msg {
             Msg::Data { origin, seq, value } => {
@@ -361,31 +380,36 @@ impl Protocol for Node {
                 let Some(o) = self.origin.as_mut().filter(|_| origin == self.me) else {
                     return;
                 };
-                let p = from.index();
+                let end = o.log.len() as u32;
+                let Some(peer) = o.peers.get_mut(from.index()) else {
+                    return;
+                };
                 // Only the session of the peer's latest Sync counts: an ack of an
                 // older incarnation may arrive after a restart. A peer never
                 // heard from has no older incarnation, so its session is adopted.
-                if p < o.acked.len() && o.session[p] == 0 {
-                    o.session[p] = session;
+                if peer.session == 0 {
+                    peer.session = session;
                 }
-                if p < o.acked.len() && o.session[p] == session {
-                    o.acked[p] = o.acked[p].max(next.min(o.log.len() as u32));
+                if peer.session == session {
+                    peer.acked = peer.acked.max(next.min(end));
                 }
             }
             Msg::Sync { session, next } => {
-                let p = from.index();
-                let Some(o) = self.origin.as_mut().filter(|o| p < o.acked.len()) else {
+                let Some(o) = self.origin.as_mut() else {
                     return;
                 };
-                let next = next.min(o.log.len() as u32);
+                let end = o.log.len() as u32;
+                let Some(peer) = o.peers.get_mut(from.index()) else {
+                    return;
+                };
+                let next = next.min(end);
                 // A new session replacing a known one is a restart: resend its
                 // gap now. At first contact what it lacks is still in flight,
                 // and the retransmit timer covers real losses.
-                let restarted = o.session[p] != 0 && o.session[p] != session;
-                o.session[p] = session;
-                o.acked[p] = next;
+                let restarted = peer.session != 0 && peer.session != session;
+                *peer = Peer { session, acked: next, ..*peer };
                 io.send(from, Msg::SyncOk { session });
-                if (next as usize) < o.log.len() {
+                if next < end {
                     if restarted {
                         self.resend(from, next, io);
                     }
@@ -421,15 +445,15 @@ impl Protocol for Node {
                     return;
                 };
                 let end = o.log.len() as u32;
-                let lagging: Vec<(NodeId, u32)> = o
-                    .acked
+                let lagging: Vec<(NodeId, u32, bool)> = o
+                    .peers
                     .iter()
                     .enumerate()
-                    .filter(|&(_, &a)| a < end)
-                    .map(|(p, &a)| (NodeId(p as u32), a))
+                    .filter(|(_, p)| p.acked < end)
+                    .map(|(i, p)| (NodeId(i as u32), p.acked, p.suspected))
                     .collect();
-                for &(peer, from) in &lagging {
-                    if o.suspected[peer.index()] {
+                for &(peer, from, suspected) in &lagging {
+                    if suspected {
                         io.count("retransmit_skipped_suspected", 1);
                     } else {
                         self.resend(peer, from, io);
@@ -463,8 +487,8 @@ impl Protocol for Node {
             Input::Broadcast(v) => self.broadcast(v, io),
             Input::Suspect(p) | Input::Trust(p) => {
                 let suspect = matches!(input, Input::Suspect(_));
-                if let Some(s) = self.origin.as_mut().and_then(|o| o.suspected.get_mut(p.index())) {
-                    *s = suspect;
+                if let Some(s) = self.origin.as_mut().and_then(|o| o.peers.get_mut(p.index())) {
+                    s.suspected = suspect;
                 }
                 if !suspect {
                     self.ensure_retransmit(io);

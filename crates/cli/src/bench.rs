@@ -6,7 +6,9 @@
 //! that its peak RSS is its own. In the same child, a **baseline** pushes and
 //! pops the same number of events through a bare `BinaryHeap` of same-sized
 //! entries: the floor any event-queue simulator pays; the ratio says what the
-//! simulator costs on top. Figures are medians over `--repeat` runs.
+//! simulator costs on top. Figures are medians over `--repeat` runs; the
+//! trace hash of each size is printed and must agree across the runs (and
+//! across changes that only make the simulator faster).
 
 use crate::report::count;
 use agora_broadcast::{Config, Node};
@@ -60,6 +62,9 @@ pub struct Sample {
     pub peak_rss_bytes: u64,
     /// Resident memory the idle nodes add, per node (before the run).
     pub bytes_per_idle_node: f64,
+    /// The run's trace hash: the same at every repeat and across changes
+    /// that only make the simulator faster.
+    pub trace_hash: String,
 }
 
 /// Values the origin broadcasts: about two million deliveries at any size.
@@ -106,6 +111,7 @@ pub fn sample(nodes: u32) -> Result<Sample> {
         baseline_events_per_s: baseline,
         peak_rss_bytes: rss_kib("VmHWM:") * 1024,
         bytes_per_idle_node: (after.saturating_sub(before) * 1024) as f64 / nodes as f64,
+        trace_hash: agora_sim::trace::hex(report.trace_hash),
     })
 }
 
@@ -166,7 +172,7 @@ pub fn bench(cmd: BenchCmd) -> Result<bool> {
                     samples.push(serde_json::from_slice::<Sample>(&out.stdout)?);
                     bar.inc(1);
                 }
-                rows.push(median_sample(samples));
+                rows.push(median_sample(samples)?);
             }
             bar.finish_and_clear();
             if args.json {
@@ -180,9 +186,17 @@ pub fn bench(cmd: BenchCmd) -> Result<bool> {
 }
 
 /// The median of each figure over the runs of one size.
-fn median_sample(s: Vec<Sample>) -> Sample {
+fn median_sample(s: Vec<Sample>) -> Result<Sample> {
+    if let Some(other) = s.iter().find(|x| x.trace_hash != s[0].trace_hash) {
+        bail!(
+            "the simulator is not deterministic: runs at {} nodes gave trace hashes {} and {}",
+            s[0].nodes,
+            s[0].trace_hash,
+            other.trace_hash
+        );
+    }
     let f = |g: fn(&Sample) -> f64| agora_lab::stats::median(&mut s.iter().map(g).collect::<Vec<_>>());
-    Sample {
+    Ok(Sample {
         nodes: s[0].nodes,
         events: s[0].events,
         wall_s: f(|x| x.wall_s),
@@ -190,7 +204,8 @@ fn median_sample(s: Vec<Sample>) -> Sample {
         baseline_events_per_s: f(|x| x.baseline_events_per_s),
         peak_rss_bytes: f(|x| x.peak_rss_bytes as f64) as u64,
         bytes_per_idle_node: f(|x| x.bytes_per_idle_node),
-    }
+        trace_hash: s[0].trace_hash.clone(),
+    })
 }
 
 fn print_table(rows: &[Sample], repeat: usize) {
@@ -198,19 +213,20 @@ fn print_table(rows: &[Sample], repeat: usize) {
         "reliable broadcast, one origin, uniform 1–10 ms delays; medians of {repeat} runs, each in its own process\n"
     );
     println!(
-        "{:>9}  {:>11}  {:>13}  {:>15}  {:>8}  {:>12}  {:>10}",
+        "{:>9}  {:>11}  {:>13}  {:>15}  {:>8}  {:>12}  {:>10}  trace hash",
         "nodes", "events", "events/s", "bare heap ev/s", "ratio", "peak RSS", "B/idle node"
     );
     for r in rows {
         println!(
-            "{:>9}  {:>11}  {:>13}  {:>15}  {:>8.2}  {:>9.1} MiB  {:>10.0}",
+            "{:>9}  {:>11}  {:>13}  {:>15}  {:>8.2}  {:>9.1} MiB  {:>10.0}  {}",
             count(r.nodes as u64),
             count(r.events),
             count(r.events_per_s as u64),
             count(r.baseline_events_per_s as u64),
             r.events_per_s / r.baseline_events_per_s,
             r.peak_rss_bytes as f64 / (1 << 20) as f64,
-            r.bytes_per_idle_node
+            r.bytes_per_idle_node,
+            r.trace_hash
         );
     }
 }

@@ -6,6 +6,7 @@ mod bench;
 mod bench_alloc;
 mod bench_net;
 mod cluster;
+mod huge_pages;
 mod plot;
 mod quota;
 mod registry;
@@ -14,6 +15,9 @@ mod simulate;
 mod teams;
 
 use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static ALLOCATOR: huge_pages::HugePages = huge_pages::HugePages;
 use std::process::ExitCode;
 
 #[derive(Parser)]

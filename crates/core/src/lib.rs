@@ -32,6 +32,28 @@ pub use io::{Command, Io};
 pub use protocol::{Message, Protocol};
 pub use time::Time;
 
+/// Asks the CPU to bring `value` into the cache: a hint for
+/// [`Protocol::prefetch`] and the simulator, with no effect on behaviour
+/// (a no-op off x86-64).
+#[inline(always)]
+pub fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let p = value as *const T as *const i8;
+        // SAFETY: SSE is part of the x86-64 baseline, and a prefetch reads
+        // nothing and cannot fault, whatever the address.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(p);
+            if std::mem::size_of::<T>() > 64 {
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64));
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}
+
 /// Re-exported so protocol crates name the same RNG traits as the drivers.
 pub use rand;
 /// Re-exported for [`compose!`]'s generated code.

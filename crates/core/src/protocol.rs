@@ -43,6 +43,13 @@ pub trait Protocol: Send + 'static {
     fn on_start(&mut self, io: &mut Io<'_, Self>);
     /// A message from `from` arrived.
     fn on_message(&mut self, from: NodeId, msg: Self::Msg, io: &mut Io<'_, Self>);
+    /// A hint that `on_message(from, msg)` comes soon: a protocol whose
+    /// handler reads a large table (a row per peer) may [`crate::prefetch`]
+    /// the row, so that the cache miss overlaps the events before it. Called
+    /// by the simulator a few events ahead; it must not change anything.
+    fn prefetch(&self, from: NodeId, msg: &Self::Msg) {
+        let _ = (from, msg);
+    }
     /// A timer set earlier fired (and was not cancelled or re-armed since).
     fn on_timer(&mut self, timer: Self::Timer, io: &mut Io<'_, Self>);
     /// The outside world hands the node an input.

@@ -209,6 +209,11 @@ macro_rules! compose {
                     };
                     self.route_locally(io, o);
                 }
+                fn prefetch(&self, from: NodeId, msg: &Msg) {
+                    match msg {
+                        $( Msg::$Variant(m) => self.$field.prefetch(from, m), )+
+                    }
+                }
                 fn on_timer(&mut self, timer: Timer, io: &mut Io<'_, Self>) {
                     let o = match timer {
                         $( Timer::$Variant(t) => $crate::service::drive(io, stringify!($field), &mut self.$field,

@@ -17,7 +17,9 @@ pub struct LinkCtx<'a, P: Protocol> {
     pub to: NodeId,
     pub now: Time,
     pub msg: &'a P::Msg,
-    /// Messages currently in flight towards `to` (before this one).
+    /// Messages currently in flight towards `to` (before this one); counted
+    /// only for a model whose [`Latency::counts_in_flight`] is true (else 0),
+    /// since the count costs a cache miss per message at scale.
     pub in_flight_to: u32,
     /// Read access to every node, for adversaries that target nodes by
     /// what they hold.
@@ -27,12 +29,20 @@ pub struct LinkCtx<'a, P: Protocol> {
 /// Picks the delay of one message. Randomness must come from `rng` only.
 pub trait Latency<P: Protocol> {
     fn delay(&mut self, ctx: &LinkCtx<'_, P>, rng: &mut ChaCha8Rng) -> Duration;
+    /// Whether [`LinkCtx::in_flight_to`] is read.
+    fn counts_in_flight(&self) -> bool {
+        false
+    }
 }
 
 /// The asynchronous adversary: picks each message's delay as a fraction of
 /// the time unit in (0, 1].
 pub trait Adversary<P: Protocol> {
     fn fraction(&mut self, ctx: &LinkCtx<'_, P>, rng: &mut ChaCha8Rng) -> f64;
+    /// Whether [`LinkCtx::in_flight_to`] is read.
+    fn counts_in_flight(&self) -> bool {
+        false
+    }
 }
 
 /// Delays uniformly at random in (0, 1].
@@ -66,6 +76,9 @@ impl<P: Protocol> Adversary<P> for LoadAdversary {
             self.fast * (1.0 - rng.random::<f64>())
         }
     }
+    fn counts_in_flight(&self) -> bool {
+        true
+    }
 }
 
 /// The built-in delay models.
@@ -95,6 +108,9 @@ pub enum Model<P: Protocol> {
 }
 
 impl<P: Protocol> Latency<P> for Model<P> {
+    fn counts_in_flight(&self) -> bool {
+        matches!(self, Model::Async { adversary, .. } if adversary.counts_in_flight())
+    }
     fn delay(&mut self, ctx: &LinkCtx<'_, P>, rng: &mut ChaCha8Rng) -> Duration {
         match self {
             Model::Constant(d) => *d,
