@@ -4,15 +4,11 @@
 //! random instances.
 
 use crate::report::{count, progress, table};
-use agora_alloc::node::{self, allocation, Config, Output, Setup};
 use agora_alloc::{max_flow, solve, suite_instance, Instance, Network, RuleName};
-use agora_core::Time;
+use agora_lab::alloc::SimSpec;
 use agora_lab::stats::quantile;
-use agora_sim::{Fault, Model, Sim, SimConfig};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum AllocCmd {
@@ -63,6 +59,9 @@ pub enum AllocCmd {
         silent_rounds: u32,
         #[arg(long)]
         json: bool,
+        /// Write every event as a JSON line to this file (replay it with `agora replay`).
+        #[arg(long)]
+        trace: Option<PathBuf>,
     },
     /// Convergence rounds and optimality over the spec's random suite.
     Rounds {
@@ -106,8 +105,9 @@ pub fn alloc(cmd: AllocCmd) -> Result<bool> {
         AllocCmd::Solve { instance, rule, epsilon, max_rounds, json } => {
             solve_cmd(&instance, rule.into(), epsilon, max_rounds, json)
         }
-        AllocCmd::Sim { instance, faults, asynchronous, seed, silent_rounds, json } => {
-            sim_cmd(&instance, &faults, asynchronous, seed, silent_rounds, json)
+        AllocCmd::Sim { instance, faults, asynchronous, seed, silent_rounds, json, trace } => {
+            let spec = SimSpec { instance: instance.display().to_string(), faults, asynchronous, seed, silent_rounds };
+            sim_cmd(&spec, trace.as_deref(), json)
         }
         AllocCmd::Rounds { instances, rule, max_rounds, json } => rounds_cmd(instances, rule.into(), max_rounds, json),
     }
@@ -185,118 +185,45 @@ fn ratio(a: f64, b: f64) -> f64 {
     }
 }
 
-/// `--faults`: comma-separated `crash:ID@TIME`, `recover:ID@TIME`,
-/// `restart:ID@TIME`, `loss:RATE`.
-fn parse_faults(spec: &str, instance: &Instance, setup: &Setup) -> Result<(Vec<(Time, Fault)>, f64)> {
-    let mut faults = Vec::new();
-    let mut loss = 0.0;
-    for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let bad = |why: String| anyhow::anyhow!("--faults entry {entry:?}: {why}");
-        let (kind, rest) = entry.split_once(':').ok_or_else(|| bad("expected KIND:…".into()))?;
-        if kind == "loss" {
-            loss = rest
-                .parse::<f64>()
-                .ok()
-                .filter(|r| (0.0..1.0).contains(r))
-                .ok_or_else(|| bad("rate in [0, 1)".into()))?;
-            continue;
-        }
-        let (id, at) = rest.split_once('@').ok_or_else(|| bad("expected KIND:ID@TIME".into()))?;
-        let node = if let Some(p) = instance.providers.iter().position(|p| p.id == id) {
-            setup.provider_id(p)
-        } else if let Some(r) = instance.recipients.iter().position(|r| r.id == id) {
-            setup.recipient_id(r)
-        } else {
-            return Err(bad(format!("no provider or recipient {id:?}")));
-        };
-        let at = agora_core::duration_str::parse(at).map_err(bad)?;
-        let at = Time::from_nanos(at.as_nanos() as u64);
-        faults.push(match kind {
-            "crash" => (at, Fault::Crash(node)),
-            "recover" => (at, Fault::Recover { node, memory: true }),
-            "restart" => (at, Fault::Recover { node, memory: false }),
-            other => return Err(bad(format!("unknown kind {other:?} (crash, recover, restart, loss)"))),
-        });
+fn sim_cmd(spec: &SimSpec, trace: Option<&Path>, json: bool) -> Result<bool> {
+    let (instance, net) = load(Path::new(&spec.instance))?;
+    let sc = agora_lab::alloc::scenario(spec).map_err(anyhow::Error::msg)?;
+    let mut sim = agora_lab::alloc::build(&sc);
+    if let Some(path) = trace {
+        sim.set_trace_sink(crate::simulate::trace_file(path, &sc.path, sc.seed, &sc.source)?);
     }
-    Ok((faults, loss))
-}
-
-fn sim_cmd(path: &Path, faults: &str, asynchronous: bool, seed: u64, silent_rounds: u32, json: bool) -> Result<bool> {
-    let (instance, net) = load(path)?;
-    let config = Config {
-        instance: path.display().to_string(),
-        phase_timeout: Duration::from_millis(200),
-        silent_rounds,
-        asynchronous,
-        tick: Duration::from_millis(20),
-        max_rounds: 1000,
-    };
-    let setup = Arc::new(Setup { config, net: net.clone() });
-    let (faults, loss) = parse_faults(faults, &instance, &setup)?;
-    let mut sim_cfg = SimConfig::new(seed);
-    sim_cfg.loss = loss;
-    let s = setup.clone();
-    let delay = Model::Uniform { min: Duration::from_millis(1), max: Duration::from_millis(10) };
-    let mut sim = Sim::new(setup.nodes(), move |id| node::Node::new(s.clone(), id), delay, sim_cfg);
-    <node::Node as crate::registry::Runnable>::install_invariants(&setup.config, setup.nodes(), &mut sim);
-    for (at, f) in faults {
-        sim.schedule_fault(at, f);
-    }
-    let report = sim.run_until(Time::from_nanos(3_600 * 1_000_000_000))?;
-    let (rounds, converged) = sim
-        .outputs()
-        .iter()
-        .find_map(|o| match &o.output {
-            Output::Finished { round, converged } => Some(Ok((*round, *converged))),
-            Output::LedgerFailed { error } => Some(Err(anyhow::anyhow!("ledger: {error}"))),
-            _ => None,
-        })
-        .transpose()?
-        .unwrap_or((0, false));
-    let x = allocation(&setup, |id| sim.node(id));
-    let total: f64 = x.iter().sum();
-    let mf = max_flow(&net);
-    let live = max_flow(&node::live_network(&setup, |id| sim.nodes().is_up(id)));
-    let stats = sim.stats();
-    let by_kind = stats.messages_by_kind.to_map();
+    let r = agora_lab::alloc::run(&sc, sim).map_err(anyhow::Error::msg)?;
     if json {
-        let out = serde_json::json!({
-            "converged": converged, "rounds": rounds, "sim_time_s": report.sim_time.as_secs_f64(),
-            "total_allocated": total, "max_flow": mf, "max_flow_of_live_agents": live, "messages_by_kind": by_kind,
-            "crashes": stats.crashes, "recoveries": stats.recoveries, "lost": stats.dropped.total(),
-            "trace_hash": format!("{:016x}", report.trace_hash),
-            "allocations": rows(&instance, &net, &x),
-        });
+        let mut out = serde_json::to_value(&r)?;
+        out["allocations"] = rows(&instance, &net, &r.allocation).into();
         println!("{out}");
     } else {
         let mut rows = vec![
             (
                 "converged".into(),
-                format!("{converged} after {rounds} rounds ({:.3} s simulated)", report.sim_time.as_secs_f64()),
+                format!("{} after {} rounds ({:.3} s simulated)", r.converged, r.rounds, r.sim_time_s),
             ),
             (
                 "total allocated".into(),
-                format!("{total:.4} (maximum flow {mf:.4}; of the agents up at the end {live:.4})"),
+                format!(
+                    "{:.4} (maximum flow {:.4}; of the agents up at the end {:.4})",
+                    r.total_allocated, r.max_flow, r.max_flow_of_live_agents
+                ),
             ),
             (
                 "faults".into(),
-                format!(
-                    "{} crashes, {} recoveries, {} messages lost",
-                    stats.crashes,
-                    stats.recoveries,
-                    count(stats.dropped.total())
-                ),
+                format!("{} crashes, {} recoveries, {} messages lost", r.crashes, r.recoveries, count(r.lost)),
             ),
-            ("trace hash".into(), format!("{:016x}", report.trace_hash)),
+            ("trace hash".into(), r.trace_hash.clone()),
         ];
-        for (k, v) in &by_kind {
+        for (k, v) in &r.messages_by_kind {
             rows.push((format!("messages: {k}"), count(*v)));
         }
         print!("{}", table(&rows));
         println!();
-        print_allocation(&instance, &net, &x);
+        print_allocation(&instance, &net, &r.allocation);
     }
-    Ok(converged)
+    Ok(r.converged)
 }
 
 fn rounds_cmd(instances: u64, rule: RuleName, max_rounds: u32, json: bool) -> Result<bool> {

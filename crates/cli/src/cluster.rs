@@ -1,9 +1,10 @@
 //! `agora node` (one node of a cluster file, on real TCP) and `agora cluster
 //! up` (every node of the file as a local process, stopped cleanly together).
 
-use crate::registry::{check_params, with_protocol, Runnable};
 use crate::report::table;
 use agora_core::config_file::FileError;
+use agora_lab::registry::{check_params, Runnable};
+use agora_lab::with_protocol;
 use agora_net::{probe, ClusterFile};
 use agora_sim::scenario::protocol_of;
 use anyhow::{bail, Context, Result};

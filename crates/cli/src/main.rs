@@ -9,7 +9,6 @@ mod cluster;
 mod huge_pages;
 mod plot;
 mod quota;
-mod registry;
 mod report;
 mod simulate;
 mod teams;

@@ -1,12 +1,13 @@
 //! `agora sim` and `agora replay`: run a scenario file in the simulator,
 //! report, trace, and replay a trace to check it bit for bit.
 
-use crate::registry::{check_params, with_protocol, Runnable};
 use crate::report::{count, table};
 use agora_core::Time;
-use agora_sim::scenario::{protocol_of, FileError, Scenario};
+use agora_lab::registry::{build, load, Runnable};
+use agora_lab::with_protocol;
+use agora_sim::scenario::protocol_of;
 use agora_sim::trace::{hex, JsonLines, TraceRecord, TraceSink};
-use agora_sim::{Sim, SimError};
+use agora_sim::SimError;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -38,23 +39,15 @@ struct TraceHeader {
     scenario: String,
 }
 
-/// Reads and validates a scenario whose protocol is `P`.
-pub fn load<P: Runnable>(path: &str, src: &str) -> Result<Scenario<P::Params>, FileError> {
-    let sc = Scenario::<P::Params>::from_str(path, src)?;
-    if let Err(e) = check_params::<P>(&sc.params, sc.nodes) {
-        return Err(sc.error(sc.key_span(e.key()), &e.field, e.message));
-    }
-    Ok(sc)
-}
-
-fn build<P: Runnable>(sc: &Scenario<P::Params>, seed: u64) -> Sim<P> {
-    let mut cfg = sc.sim_config();
-    cfg.seed = seed;
-    cfg.collect_outputs = false; // counted, not kept: runs may be long
-    let mut sim = Sim::new(sc.nodes, P::build(&sc.params, sc.nodes), sc.latency::<P>(), cfg);
-    sc.install(&mut sim);
-    P::install_invariants(&sc.params, sc.nodes, &mut sim);
-    sim
+/// A trace file for a run of `scenario` (its text; `scenario_path` names
+/// it) with `seed`: the header `agora replay` reads, then one line an event.
+pub fn trace_file(path: &Path, scenario_path: &str, seed: u64, scenario: &str) -> Result<JsonLines<BufWriter<File>>> {
+    let mut w = BufWriter::new(File::create(path).with_context(|| format!("cannot create {}", path.display()))?);
+    let header =
+        TraceHeader { agora_trace: 1, scenario_path: scenario_path.to_string(), seed, scenario: scenario.to_string() };
+    serde_json::to_writer(&mut w, &header)?;
+    w.write_all(b"\n")?;
+    Ok(JsonLines(w))
 }
 
 fn read(path: &Path) -> Result<String> {
@@ -98,13 +91,9 @@ pub fn run(args: SimArgs) -> Result<bool> {
 fn run_typed<P: Runnable>(args: &SimArgs, path: &str, src: &str) -> Result<bool> {
     let sc = load::<P>(path, src)?;
     let seed = args.seed.unwrap_or(sc.seed);
-    let mut sim = build::<P>(&sc, seed);
+    let mut sim = build::<P>(&sc, seed, false);
     if let Some(t) = &args.trace {
-        let mut w = BufWriter::new(File::create(t).with_context(|| format!("cannot create {}", t.display()))?);
-        let header = TraceHeader { agora_trace: 1, scenario_path: path.to_string(), seed, scenario: src.to_string() };
-        serde_json::to_writer(&mut w, &header)?;
-        w.write_all(b"\n")?;
-        sim.set_trace_sink(JsonLines(w));
+        sim.set_trace_sink(trace_file(t, path, seed, src)?);
     }
     let limit = Time::ZERO + sc.until;
     let bar = crate::report::progress(limit.as_nanos(), "simulated");
@@ -227,13 +216,15 @@ impl TraceSink for Verifier {
             }
             Some(l) => l?,
         };
-        let recorded: TraceRecord =
-            serde_json::from_str(&text).map_err(|e| std::io::Error::other(format!("{at}: not a trace record: {e}")))?;
-        if &recorded != rec {
+        // Compared as text: the replayed record written as the recording
+        // was. (Parsing the recorded line would round its floats.)
+        let replayed = serde_json::to_string(rec).map_err(std::io::Error::other)?;
+        if replayed != text {
+            let recorded: TraceRecord = serde_json::from_str(&text)
+                .map_err(|e| std::io::Error::other(format!("{at}: not a trace record: {e}")))?;
             return Err(std::io::Error::other(format!(
-                "{at}: replay diverges at event {}:\n  recorded: {text}\n  replayed: {}",
-                recorded.i,
-                serde_json::to_string(rec).unwrap_or_default()
+                "{at}: replay diverges at event {}:\n  recorded: {text}\n  replayed: {replayed}",
+                recorded.i
             )));
         }
         Ok(())
@@ -272,7 +263,7 @@ pub fn replay(args: ReplayArgs) -> Result<bool> {
     let protocol = protocol_of(&label, &header.scenario)?;
     with_protocol!(&protocol, P => {
         let sc = load::<P>(&label, &header.scenario)?;
-        let mut sim = build::<P>(&sc, header.seed);
+        let mut sim = build::<P>(&sc, header.seed, false);
         sim.set_trace_sink(Verifier { path: path.clone(), lines, line: 1 });
         let report = sim.run(Time::ZERO + sc.until, sc.max_events.unwrap_or(u64::MAX), &mut |_| {});
         let events = sim.stats().events;

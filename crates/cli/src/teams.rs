@@ -7,8 +7,9 @@ use crate::plot::{line_chart, Series};
 use crate::report::{progress, table};
 use agora_lab::stats::quantile;
 use agora_lab::teams::baselines::{run_baseline, Baseline};
-use agora_lab::teams::run::{run, AdversaryKind, RunReport, RunSpec};
+use agora_lab::teams::run::{run, RunReport, RunSpec};
 use agora_lab::teams::vector::{self, Algorithm, VectorSpec};
+use agora_sim::scenario::AdversarySpec;
 use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -89,8 +90,9 @@ pub enum TeamsCmd {
         /// Injection schedule: over:UNITS, as for `teams run`.
         #[arg(long, default_value = "over:10")]
         inject: String,
-        #[arg(long, value_enum, default_value = "uniform")]
-        adversary: Adversary,
+        /// Who picks the delays: uniform, max or load.
+        #[arg(long, default_value = "uniform")]
+        adversary: AdversarySpec,
         #[arg(long, default_value_t = 10)]
         seeds: u64,
         #[arg(long)]
@@ -141,8 +143,10 @@ pub struct RunArgs {
     /// Fraction of fragile nodes; they turn faulty before the first token.
     #[arg(long, default_value_t = 0.0)]
     pub fragile: f64,
-    #[arg(long, value_enum, default_value = "uniform")]
-    pub adversary: Adversary,
+    /// Who picks the delays: uniform, max or load (a node with 2 or more
+    /// messages in flight towards it gets the full unit).
+    #[arg(long, default_value = "uniform")]
+    pub adversary: AdversarySpec,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// The graph's constant c in p = sqrt(c ln n / (ε n)).
@@ -152,13 +156,9 @@ pub struct RunArgs {
     pub epsilon: f64,
     #[arg(long)]
     pub json: bool,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-pub enum Adversary {
-    Uniform,
-    Max,
-    Load,
+    /// Write every event as a JSON line to this file (replay it with `agora replay`).
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
 }
 
 /// `trace`: back along the trace tree, hop by hop; `direct`: one message to
@@ -178,16 +178,6 @@ impl From<NotifyArg> for agora_teams::Notify {
     }
 }
 
-impl From<Adversary> for AdversaryKind {
-    fn from(a: Adversary) -> Self {
-        match a {
-            Adversary::Uniform => AdversaryKind::Uniform,
-            Adversary::Max => AdversaryKind::Max,
-            Adversary::Load => AdversaryKind::Load,
-        }
-    }
-}
-
 pub fn teams(cmd: TeamsCmd) -> Result<bool> {
     match cmd {
         TeamsCmd::Run(a) => run_cmd(&a),
@@ -195,7 +185,7 @@ pub fn teams(cmd: TeamsCmd) -> Result<bool> {
         TeamsCmd::Le { n, c, seeds, explicit, json } => le(n, c, seeds, explicit, json),
         TeamsCmd::Vtf { n, sizes, tokens, inject, adversary, seeds, json } => {
             let spread = parse_inject(&inject)?;
-            let spec = VectorSpec { n, sizes, tokens, spread, adversary: adversary.into(), seed: 0 };
+            let spec = VectorSpec { n, sizes, tokens, spread, adversary, seed: 0 };
             vtf(&spec, seeds, json)
         }
         TeamsCmd::Match { n, marked, fragile, seed, notify } => {
@@ -252,11 +242,10 @@ fn spec(a: &RunArgs) -> Result<RunSpec> {
         bail!("--c must be > 0 and --epsilon in (0, 1]");
     }
     let spread = parse_inject(&a.inject)?;
-    let adversary = a.adversary.into();
     Ok(RunSpec {
         spread,
         fragile: a.fragile,
-        adversary,
+        adversary: a.adversary,
         c: a.c,
         epsilon: a.epsilon,
         ..RunSpec::new(a.n, a.k, a.tokens, a.seed)
@@ -271,7 +260,14 @@ fn run_cmd(a: &RunArgs) -> Result<bool> {
     );
     let unit = agora_lab::teams::run::UNIT.as_nanos() as f64;
     let start = std::time::Instant::now();
-    let r = run(&spec, &mut |t| bar.set_message(format!("simulated {:.1} time units", t.as_nanos() as f64 / unit)));
+    let (mut sim, injections) = agora_lab::teams::run::build(&spec);
+    if let Some(path) = &a.trace {
+        let (sc, _) = agora_lab::teams::run::scenario(&spec);
+        sim.set_trace_sink(crate::simulate::trace_file(path, &sc.path, spec.seed, &sc.source)?);
+    }
+    let r = agora_lab::teams::run::finish(&spec, sim, injections, &mut |t| {
+        bar.set_message(format!("simulated {:.1} time units", t.as_nanos() as f64 / unit))
+    });
     bar.finish_and_clear();
     let wall = start.elapsed().as_secs_f64();
     if a.json {

@@ -158,3 +158,64 @@ fn a_file_of_the_other_kind_names_its_command() {
         assert!(err.contains("is a scenario") && err.contains("agora sim"), "{err}");
     }
 }
+
+/// Runs built in code (`teams run`, `alloc sim`) are scenarios too: their
+/// traces embed the scenario and replay identically (the alloc trace carries
+/// floats, which must survive the comparison exactly).
+#[test]
+fn runs_built_by_commands_trace_and_replay() {
+    let dir = temp_dir("built-runs");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let cases: [(&str, Vec<String>); 2] = [
+        (
+            "teams.jsonl",
+            ["teams", "run", "--n", "120", "--tokens", "30", "--fragile", "0.2", "--adversary", "load"]
+                .map(String::from)
+                .to_vec(),
+        ),
+        (
+            "alloc.jsonl",
+            vec![
+                "alloc".into(),
+                "sim".into(),
+                "--instance".into(),
+                format!("{root}/../../scenarios/alloc-instance.json"),
+                "--faults".into(),
+                "crash:P1@40ms,restart:P1@300ms".into(),
+            ],
+        ),
+    ];
+    for (file, args) in cases {
+        let trace = dir.join(file);
+        let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+        args.extend(["--trace", trace.to_str().unwrap()]);
+        let out = run(&args);
+        let (stdout, stderr) = text(&out);
+        let hash = stdout.lines().find(|l| l.starts_with("trace hash")).unwrap_or_else(|| panic!("{stdout}{stderr}"));
+        let hash = hash.split_whitespace().last().unwrap();
+        let (stdout, stderr) = text(&run(&["replay", trace.to_str().unwrap()]));
+        assert!(stdout.contains("identical") && stdout.contains(hash), "{file}: {stdout}{stderr}");
+    }
+}
+
+#[test]
+fn inputs_are_checked_against_the_protocol() {
+    let dir = temp_dir("inputs");
+    let base = "protocol = \"teams\"\nnodes = 8\n[network]\ndelay = { model = \"async\", unit = \"1ms\" }\nfifo = true\n[params]\nk = 2\n";
+    let ok = dir.join("ok.toml");
+    let two = "[[input]]\nat = \"1ms\"\nnode = 3\nvalue = { Inject = 1 }\n[[input]]\nat = \"2ms\"\nnode = 5\nvalue = { Inject = 1 }\n";
+    std::fs::write(&ok, format!("{base}{two}")).unwrap();
+    let v = sim_json(&["sim", ok.to_str().unwrap(), "--json"]);
+    assert_eq!(v["inputs"], 2, "{v}");
+    assert_eq!(v["outcome"]["teams_formed"], 1, "{v}");
+    for (bad, needle) in [
+        ("[[input]]\nat = \"1ms\"\nnode = 9\nvalue = { Inject = 1 }\n", "input[0].node"),
+        ("[[input]]\nat = \"1ms\"\nnode = 1\nvalue = { Nope = 1 }\n", "input[0].value"),
+    ] {
+        let p = dir.join("bad.toml");
+        std::fs::write(&p, format!("{base}{bad}")).unwrap();
+        let out = run(&["sim", p.to_str().unwrap()]);
+        let (_, stderr) = text(&out);
+        assert!(!out.status.success() && stderr.contains(needle) && stderr.contains("bad.toml:"), "{stderr}");
+    }
+}

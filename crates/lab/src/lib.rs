@@ -4,8 +4,17 @@
 //! driver; what a harness needs from a protocol (a trait such as
 //! [`agora_teams::Holder`]) lives with the protocol.
 //!
+//! * [`registry`]: how each protocol is built from a scenario, checked and
+//!   summarized — the one path every simulated run takes.
+//! * [`alloc`]: the allocation protocol's simulated runs (`agora alloc sim`).
 //! * [`teams`]: team-formation runs, the baselines, Afek–Gafni, vector team
 //!   formation and the applications (elections, trigger counting, matching).
 
+pub mod alloc;
+pub mod registry;
 pub mod stats;
 pub mod teams;
+
+// For `with_protocol!`, which names the registered protocols from any crate.
+#[doc(hidden)]
+pub use {agora_alloc, agora_broadcast, agora_teams, anyhow};

@@ -4,7 +4,8 @@
 //! fragile nodes, and sweeps over many seeds.
 
 use agora_core::Time;
-use agora_lab::teams::run::{build, end_check, reaction_times, run, AdversaryKind, RunSpec};
+use agora_lab::teams::run::{build, end_check, reaction_times, run, RunSpec};
+use agora_sim::scenario::AdversarySpec;
 use agora_sim::Stop;
 use agora_teams::Notify;
 use rand::{Rng, SeedableRng};
@@ -33,7 +34,7 @@ fn every_token_ends_in_a_team_of_exactly_k() {
 
 #[test]
 fn same_seed_same_trace() {
-    let spec = RunSpec { adversary: AdversaryKind::Load, ..RunSpec::new(64, 3, 40, 9) };
+    let spec = RunSpec { adversary: AdversarySpec::Load, ..RunSpec::new(64, 3, 40, 9) };
     assert_eq!(run(&spec, &mut |_| {}).trace_hash, run(&spec, &mut |_| {}).trace_hash);
     let other = RunSpec { seed: 10, ..spec.clone() };
     assert_ne!(run(&spec, &mut |_| {}).trace_hash, run(&other, &mut |_| {}).trace_hash);
@@ -44,7 +45,7 @@ fn seed_sweep_small_n() {
     let mut teams = 0;
     for seed in 0..1000u64 {
         let mut g = ChaCha8Rng::seed_from_u64(seed);
-        let adversary = [AdversaryKind::Uniform, AdversaryKind::Max, AdversaryKind::Load][seed as usize % 3];
+        let adversary = [AdversarySpec::Uniform, AdversarySpec::Max, AdversarySpec::Load][seed as usize % 3];
         // Notices to origins (direct, or back along the trace tree) must
         // keep the same bounds.
         let notify = [Notify::Off, Notify::Direct, Notify::Trace][(seed / 3) as usize % 3];

@@ -3,13 +3,13 @@
 //! team exactly the vector, no full vector left, leftovers accumulated,
 //! bounded messages.
 
-use agora_lab::teams::run::AdversaryKind;
 use agora_lab::teams::vector::{run, Algorithm, VectorSpec};
+use agora_sim::scenario::AdversarySpec;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 fn spec(n: u32, sizes: &[u64], tokens: u64, seed: u64) -> VectorSpec {
-    VectorSpec { n, sizes: sizes.to_vec(), tokens, spread: 5.0, adversary: AdversaryKind::Uniform, seed }
+    VectorSpec { n, sizes: sizes.to_vec(), tokens, spread: 5.0, adversary: AdversarySpec::Uniform, seed }
 }
 
 #[test]
@@ -28,7 +28,7 @@ fn every_full_vector_becomes_a_team() {
 
 #[test]
 fn seed_sweep() {
-    let adversaries = [AdversaryKind::Uniform, AdversaryKind::Max, AdversaryKind::Load];
+    let adversaries = [AdversarySpec::Uniform, AdversarySpec::Max, AdversarySpec::Load];
     let mut teams = 0;
     for seed in 0..300u64 {
         let mut g = ChaCha8Rng::seed_from_u64(seed);

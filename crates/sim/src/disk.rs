@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 /// The disk model of a run (`[disk]` in a scenario).
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DiskModel {
     /// Time per write op in a batch.
@@ -32,6 +32,7 @@ pub struct DiskModel {
     #[serde(with = "agora_core::duration_str")]
     pub sync_max: Duration,
     /// Sealed bytes a node's disk holds; a batch beyond it is refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub capacity_bytes: Option<u64>,
     /// Probability that a crash tears the last unsynced write onto the disk.
     pub torn: f64,

@@ -28,9 +28,16 @@
 //! kind = "crash"                # | fragile | disk_full | disk_corrupt
 //! at = "200ms"
 //! node = 5
+//!
+//! [[input]]                     # what the outside world hands a node
+//! at = "5ms"
+//! node = 3
+//! value = { Inject = 1 }        # the protocol's Input, as TOML
 //! ```
 //!
-//! Every error names the file, the line and the field.
+//! Every error names the file, the line and the field. A scenario can also
+//! be built in code ([`Scenario::new`]) and written out ([`Scenario::to_toml`]),
+//! so that a run an experiment builds is traced and replayed like a file's.
 
 use crate::network::{LoadAdversary, MaxAdversary, Model, UniformAdversary};
 use crate::{Fault, Scope, Sim, SimConfig};
@@ -38,13 +45,13 @@ pub use agora_core::config_file::{line_col, parse_toml, FileError};
 use agora_core::{duration_str, NodeId, Protocol, Time};
 use rand::Rng;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Duration;
 use toml::Spanned;
 
 /// A scenario whose protocol parameters are `P`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario<P> {
     #[serde(default)]
@@ -73,6 +80,8 @@ pub struct Scenario<P> {
     pub fragile: Vec<u32>,
     #[serde(default)]
     pub byzantine: Vec<Spanned<ByzantineSpec>>,
+    #[serde(default)]
+    pub input: Vec<Spanned<InputSpec>>,
     /// The file's text, kept for trace headers and replay.
     #[serde(skip)]
     pub source: String,
@@ -84,7 +93,7 @@ fn default_until() -> Duration {
     Duration::from_secs(60)
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkSpec {
     #[serde(default)]
@@ -98,7 +107,7 @@ pub struct NetworkSpec {
     pub duplication: f64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(tag = "model", rename_all = "snake_case", deny_unknown_fields)]
 pub enum DelaySpec {
     Constant {
@@ -145,57 +154,87 @@ impl Default for DelaySpec {
     }
 }
 
-#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq)]
+/// Who picks the delays of the asynchronous model: the one adversary type
+/// of scenarios, experiments and the command line.
+#[derive(Debug, Deserialize, Serialize, Default, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum AdversarySpec {
+    /// Each delay uniform in (0, 1] unit.
     #[default]
     Uniform,
+    /// Every delay the full unit.
     Max,
-    /// Messages to nodes with at least 4 messages in flight towards them
-    /// take the full unit; others are fast.
+    /// A message to a node with [`LOAD_THRESHOLD`] or more messages in
+    /// flight towards it takes the full unit; the rest are fast (≤ 0.1).
     Load,
+}
+
+/// The in-flight count at which the load adversary slows a node down.
+pub const LOAD_THRESHOLD: u32 = 2;
+
+impl AdversarySpec {
+    pub fn build<Q: Protocol>(self) -> Box<dyn crate::Adversary<Q>> {
+        match self {
+            AdversarySpec::Uniform => Box::new(UniformAdversary),
+            AdversarySpec::Max => Box::new(MaxAdversary),
+            AdversarySpec::Load => Box::new(LoadAdversary { threshold: LOAD_THRESHOLD, fast: 0.1 }),
+        }
+    }
+}
+
+impl std::str::FromStr for AdversarySpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "uniform" => Ok(AdversarySpec::Uniform),
+            "max" => Ok(AdversarySpec::Max),
+            "load" => Ok(AdversarySpec::Load),
+            _ => Err(format!("unknown adversary {s:?}: uniform, max or load")),
+        }
+    }
 }
 
 /// One `[[fault]]` entry. A flat table (not a tagged enum) so that errors
 /// keep their line and field; [`FaultSpec::resolve`] checks which fields
 /// each kind takes.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultSpec {
     pub kind: FaultKind,
-    #[serde(default, with = "opt_duration")]
+    #[serde(default, with = "opt_duration", skip_serializing_if = "Option::is_none")]
     pub at: Option<Duration>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<u32>,
     /// recover: keep the node's state.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<bool>,
     /// omission: when it ends.
-    #[serde(default, with = "opt_duration")]
+    #[serde(default, with = "opt_duration", skip_serializing_if = "Option::is_none")]
     pub until: Option<Duration>,
     /// omission: a directed link `[from, to]` instead of a node.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<[u32; 2]>,
     /// omission: drop probability.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<f64>,
     /// partition: when it heals.
-    #[serde(default, with = "opt_duration")]
+    #[serde(default, with = "opt_duration", skip_serializing_if = "Option::is_none")]
     pub heal: Option<Duration>,
     /// partition: the groups (unlisted nodes form one more group).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub groups: Option<Vec<Vec<u32>>>,
     /// fragile: turn faulty (default) or back.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub faulty: Option<bool>,
     /// disk_full: full (default) or back to accepting writes.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub full: Option<bool>,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq)]
+#[derive(Debug, Default, Deserialize, Serialize, Clone, Copy, PartialEq)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultKind {
+    #[default]
     Crash,
     Recover,
     Omission,
@@ -308,14 +347,14 @@ impl FaultSpec {
 }
 
 /// Generic Byzantine behaviours, which need no knowledge of the protocol.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ByzantineSpec {
     pub node: u32,
     pub behaviour: Behaviour,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq)]
+#[derive(Debug, Deserialize, Serialize, Clone, Copy, PartialEq)]
 #[serde(rename_all = "snake_case")]
 pub enum Behaviour {
     /// Sends nothing.
@@ -328,10 +367,28 @@ pub enum Behaviour {
     Replay,
 }
 
+/// One `[[input]]` entry: at `at`, `node` is handed `value`, the
+/// protocol's input as TOML (checked against its type when the scenario is
+/// typed, see [`Scenario::inputs`]).
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    #[serde(with = "duration_str")]
+    pub at: Duration,
+    pub node: u32,
+    pub value: toml::Value,
+}
+
 mod opt_duration {
     use agora_core::duration_str;
-    use serde::{Deserialize, Deserializer};
+    use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => duration_str::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         let s = Option::<String>::deserialize(d)?;
         s.map(|s| duration_str::parse(&s).map_err(serde::de::Error::custom)).transpose()
@@ -388,7 +445,7 @@ impl<P> Scenario<P> {
         None
     }
 
-    fn validate(&self) -> Result<(), FileError> {
+    pub fn validate(&self) -> Result<(), FileError> {
         let n = self.nodes;
         if n == 0 {
             return Err(self.error(self.key_span("nodes"), "nodes", "must be at least 1"));
@@ -496,19 +553,35 @@ impl<P> Scenario<P> {
                 latency: latency_ms.iter().map(|row| row.iter().map(|&v| ms(v)).collect()).collect(),
                 jitter: *jitter,
             },
-            DelaySpec::Async { unit, adversary } => Model::Async {
-                unit: *unit,
-                adversary: match adversary {
-                    AdversarySpec::Uniform => Box::new(UniformAdversary),
-                    AdversarySpec::Max => Box::new(MaxAdversary),
-                    AdversarySpec::Load => Box::new(LoadAdversary { threshold: 4, fast: 0.1 }),
-                },
-            },
+            DelaySpec::Async { unit, adversary } => Model::Async { unit: *unit, adversary: adversary.build() },
         }
     }
 
-    /// Schedules the fault plan, declares fragile nodes and installs the
-    /// Byzantine behaviours on `sim`.
+    /// The `[[input]]` entries as `Q`'s inputs, or an error naming the entry.
+    pub fn inputs<Q: Protocol>(&self) -> Result<Vec<(Duration, NodeId, Q::Input)>, FileError> {
+        self.input
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let spec = e.get_ref();
+                if spec.node >= self.nodes {
+                    let m = format!("node {} does not exist (nodes = {})", spec.node, self.nodes);
+                    return Err(self.error(Some(e.span()), &format!("input[{i}].node"), m));
+                }
+                let value = spec.value.clone().try_into::<Q::Input>().map_err(|err| {
+                    self.error(
+                        Some(e.span()),
+                        &format!("input[{i}].value"),
+                        format!("not an input of {}: {err}", self.protocol),
+                    )
+                })?;
+                Ok((spec.at, NodeId(spec.node), value))
+            })
+            .collect()
+    }
+
+    /// Schedules the fault plan and the inputs, declares fragile nodes and
+    /// installs the Byzantine behaviours on `sim`.
     pub fn install<Q: Protocol>(&self, sim: &mut Sim<Q>) {
         let at = |d: &Duration| Time::ZERO + *d;
         sim.set_fragile(self.fragile.iter().map(|&v| NodeId(v)));
@@ -521,6 +594,53 @@ impl<P> Scenario<P> {
             let b = b.get_ref();
             sim.set_byzantine(NodeId(b.node), byzantine::<Q>(b.behaviour, self.nodes));
         }
+        for (t, node, input) in self.inputs::<Q>().expect("validated when loaded") {
+            sim.schedule_input(at(&t), node, input);
+        }
+    }
+}
+
+impl<P> Scenario<P> {
+    /// A scenario in code: `nodes` nodes running `protocol` with `params`,
+    /// and the defaults a file without the other keys gets.
+    pub fn new(protocol: &str, nodes: u32, params: P) -> Self {
+        Scenario {
+            name: String::new(),
+            protocol: protocol.to_string(),
+            nodes,
+            seed: 0,
+            until: default_until(),
+            max_events: None,
+            network: NetworkSpec::default(),
+            disk: crate::DiskModel::default(),
+            params,
+            fault: Vec::new(),
+            fragile: Vec::new(),
+            byzantine: Vec::new(),
+            input: Vec::new(),
+            source: String::new(),
+            path: String::new(),
+        }
+    }
+
+    /// Adds a fault entry.
+    pub fn push_fault(&mut self, f: FaultSpec) {
+        self.fault.push(Spanned::new(0..0, f));
+    }
+
+    /// Adds an input entry; `value` must serialize as the protocol's input.
+    pub fn push_input(&mut self, at: Duration, node: u32, value: &impl Serialize) -> Result<(), String> {
+        let value = toml::Value::try_from(value).map_err(|e| format!("input at {node}: {e}"))?;
+        self.input.push(Spanned::new(0..0, InputSpec { at, node, value }));
+        Ok(())
+    }
+}
+
+impl<P: Serialize> Scenario<P> {
+    /// The scenario as a file: what a trace header embeds, so `agora replay`
+    /// re-runs a scenario built in code as it re-runs a file.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a scenario is plain data")
     }
 }
 

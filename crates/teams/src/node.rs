@@ -123,6 +123,17 @@ pub struct Params {
     /// Seeds the graph: every node of a cluster must use the same one.
     #[serde(default)]
     pub graph_seed: u64,
+    /// The applications on top (see [`Config`]); off by default.
+    #[serde(default, skip_serializing_if = "is_off")]
+    pub notify: Notify,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub announce: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub elect: bool,
+}
+
+fn is_off(n: &Notify) -> bool {
+    *n == Notify::Off
 }
 
 fn default_c() -> f64 {
@@ -147,8 +158,26 @@ impl Params {
         Ok(())
     }
 
+    /// Team formation of `k` with the default graph and no application.
+    pub fn new(k: u64) -> Self {
+        Params {
+            k,
+            c: default_c(),
+            epsilon: default_epsilon(),
+            graph_seed: 0,
+            notify: Notify::Off,
+            announce: false,
+            elect: false,
+        }
+    }
+
     pub fn config(&self, n: u32) -> Config {
-        Config::new(Graph::new(n, self.c, self.epsilon, self.graph_seed), self.k)
+        Config {
+            notify: self.notify,
+            announce: self.announce,
+            elect: self.elect,
+            ..Config::new(Graph::new(n, self.c, self.epsilon, self.graph_seed), self.k)
+        }
     }
 }
 
@@ -237,7 +266,7 @@ impl Message for Msg {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Input {
     /// The environment injects tokens at this node, tagged with its id.
     Inject(u64),

@@ -1,13 +1,16 @@
 //! One team-formation run in the simulator: the network (asynchronous,
 //! FIFO, delays in (0, 1] time unit picked by an adversary), fragile nodes,
 //! the token schedule, the invariants checked after every event, and the
-//! report `agora teams run` prints.
+//! report `agora teams run` prints. A run is a [`Scenario`] of protocol
+//! `teams` ([`scenario`]), built by the registry like a scenario file's, so
+//! it can be traced and replayed.
 
+use crate::registry;
 use agora_core::{NodeId, Time};
-use agora_sim::network::{LoadAdversary, MaxAdversary, UniformAdversary};
-use agora_sim::{Adversary, Fault, Model, Sim, SimConfig};
+use agora_sim::scenario::{AdversarySpec, DelaySpec, FaultKind, FaultSpec, Scenario};
+use agora_sim::Sim;
 use agora_teams::counters;
-use agora_teams::{Config, Graph, Holder, Input, Node, Notify, Output};
+use agora_teams::{Holder, Input, Node, Notify, Output, Params};
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -17,18 +20,6 @@ use std::time::Duration;
 
 /// The time unit: the largest message delay.
 pub const UNIT: Duration = Duration::from_millis(1);
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AdversaryKind {
-    /// Each delay uniform in (0, 1].
-    Uniform,
-    /// Every delay the full unit.
-    Max,
-    /// Messages to nodes with 2 or more messages in flight towards them take
-    /// the full unit; the rest are fast (≤ 0.1).
-    Load,
-}
 
 #[derive(Clone, Debug)]
 pub struct RunSpec {
@@ -41,7 +32,7 @@ pub struct RunSpec {
     /// The fraction of nodes that are fragile; they all turn faulty at the
     /// first quiescent time (before any token).
     pub fragile: f64,
-    pub adversary: AdversaryKind,
+    pub adversary: AdversarySpec,
     pub seed: u64,
     /// The graph's constant c and ε: p = min(1, sqrt(c ln n / (ε n))).
     pub c: f64,
@@ -62,7 +53,7 @@ impl RunSpec {
             tokens,
             spread: 1.0,
             fragile: 0.0,
-            adversary: AdversaryKind::Uniform,
+            adversary: AdversarySpec::Uniform,
             seed,
             c: 2.0,
             epsilon: 0.5,
@@ -99,56 +90,76 @@ pub struct RunReport {
     pub faulty_nodes: u32,
 }
 
-/// The team-formation simulation, ready to run: invariants installed, faults
-/// and tokens scheduled. Also returns the injection times (tokens go to live
-/// nodes only, so every one is accepted).
-pub fn build(spec: &RunSpec) -> (Sim<Node>, Vec<Time>) {
-    let cfg = std::sync::Arc::new(Config {
+/// The run as a scenario: the network, the fragile nodes (faulty from
+/// time 0), and the tokens as inputs at uniformly random times to live
+/// nodes. Also returns the injection times.
+pub fn scenario(spec: &RunSpec) -> (Scenario<Params>, Vec<Time>) {
+    let params = Params {
+        c: spec.c,
+        epsilon: spec.epsilon,
+        graph_seed: spec.seed,
         notify: spec.notify,
         announce: spec.announce,
         elect: spec.elect,
-        ..Config::new(Graph::new(spec.n, spec.c, spec.epsilon, spec.seed), spec.k)
-    });
-    let (mut sim, times) = build_with(spec, move |id| Node::new(cfg.clone(), id));
-    install_channel_checks(&mut sim);
-    (sim, times)
-}
-
-/// The same network, faults, schedule and conservation check for any
-/// token-holding protocol.
-pub fn build_with<P: Holder>(spec: &RunSpec, factory: impl FnMut(NodeId) -> P + 'static) -> (Sim<P>, Vec<Time>) {
-    let adversary: Box<dyn Adversary<P>> = match spec.adversary {
-        AdversaryKind::Uniform => Box::new(UniformAdversary),
-        AdversaryKind::Max => Box::new(MaxAdversary),
-        AdversaryKind::Load => Box::new(LoadAdversary { threshold: 2, fast: 0.1 }),
+        ..Params::new(spec.k)
     };
-    let mut sc = SimConfig::new(spec.seed);
-    sc.fifo = true;
-    let mut sim = Sim::new(spec.n, factory, Model::Async { unit: UNIT, adversary }, sc);
-    install_conservation(&mut sim, spec.n, spec.k);
+    let mut sc = Scenario::new(<Node as registry::Runnable>::NAME, spec.n, params);
+    sc.name = format!("teams run: n = {}, k = {}, {} tokens, seed {}", spec.n, spec.k, spec.tokens, spec.seed);
+    sc.path = "(built by agora teams)".into();
+    sc.seed = spec.seed;
+    sc.until = LIMIT;
+    sc.network.delay = DelaySpec::Async { unit: UNIT, adversary: spec.adversary };
+    sc.network.fifo = true;
     let fragile = fragile_nodes(spec);
-    let mut g = ChaCha8Rng::seed_from_u64(spec.seed ^ 0x70c5);
-    if !fragile.is_empty() {
-        sim.set_fragile(fragile.iter().map(|&i| NodeId(i)));
-        let k = spec.k;
-        sim.set_quiescence(move |w| w.nodes.ids().map(|id| Holder::tokens(w.nodes.state(id))).sum::<u64>() < k);
-        for &f in &fragile {
-            sim.schedule_fault(Time::ZERO, Fault::Fragile { node: NodeId(f), faulty: true });
-        }
+    for &f in &fragile {
+        sc.push_fault(FaultSpec {
+            kind: FaultKind::Fragile,
+            at: Some(Duration::ZERO),
+            node: Some(f),
+            ..Default::default()
+        });
     }
-    let is_faulty: std::collections::HashSet<u32> = fragile.into_iter().collect();
+    let mut g = ChaCha8Rng::seed_from_u64(spec.seed ^ 0x70c5);
+    let is_faulty: std::collections::HashSet<u32> = fragile.iter().copied().collect();
+    sc.fragile = fragile;
     let live: Vec<u32> = (0..spec.n).filter(|i| !is_faulty.contains(i)).collect();
     let unit = UNIT.as_nanos() as f64;
     let mut times = Vec::with_capacity(spec.tokens as usize);
     for _ in 0..spec.tokens {
         // Strictly after time 0, when the fragile toggles happen.
-        let at = Time::from_nanos(1 + (g.random::<f64>() * spec.spread * unit) as u64);
+        let at = Duration::from_nanos(1 + (g.random::<f64>() * spec.spread * unit) as u64);
         let node = live[g.random_range(0..live.len())];
-        sim.schedule_input(at, NodeId(node), Input::Inject(1));
-        times.push(at);
+        sc.push_input(at, node, &Input::Inject(1)).expect("a token injection is plain data");
+        times.push(Time::ZERO + at);
     }
+    sc.source = sc.to_toml();
+    (sc, times)
+}
+
+/// The team-formation simulation of [`scenario`], ready to run: invariants
+/// installed, faults and tokens scheduled. Also returns the injection times
+/// (tokens go to live nodes only, so every one is accepted).
+pub fn build(spec: &RunSpec) -> (Sim<Node>, Vec<Time>) {
+    let (sc, times) = scenario(spec);
+    registry::check::<Node>(&sc).expect("a run spec makes a valid scenario");
+    (registry::build::<Node>(&sc, sc.seed, true), times)
+}
+
+/// The same network, faults, schedule and conservation check for any
+/// token-holding protocol (baselines, vector runs: not registered, so their
+/// runs are built here from the same scenario rather than by the registry).
+pub fn build_with<P: Holder>(spec: &RunSpec, factory: impl FnMut(NodeId) -> P + 'static) -> (Sim<P>, Vec<Time>) {
+    let (sc, times) = scenario(spec);
+    let mut sim = Sim::new(spec.n, factory, sc.latency::<P>(), sc.sim_config());
+    install_conservation(&mut sim, spec.n, spec.k);
+    let k = spec.k;
+    sim.set_quiescence(move |w| w.nodes.ids().map(|id| Holder::tokens(w.nodes.state(id))).sum::<u64>() < k);
+    sc.install(&mut sim);
     (sim, times)
 }
+
+/// A run's time limit: 10^6 units.
+pub const LIMIT: Duration = Duration::from_secs(1000);
 
 /// The fragile nodes of a run (they turn faulty at its first quiescent time).
 pub fn fragile_nodes(spec: &RunSpec) -> Vec<u32> {
@@ -278,19 +289,21 @@ pub fn run(spec: &RunSpec, progress: &mut dyn FnMut(Time)) -> RunReport {
     finish(spec, sim, injections, progress)
 }
 
-/// Runs a built simulation to the end (at most 10^6 units) and reports.
+/// Runs a built simulation to the end (at most [`LIMIT`]) and reports.
 pub fn finish<P: Holder>(
     spec: &RunSpec,
     mut sim: Sim<P>,
     injections: Vec<Time>,
     progress: &mut dyn FnMut(Time),
 ) -> RunReport {
-    let limit = Time::from_nanos((1e6 * UNIT.as_nanos() as f64) as u64);
+    let limit = Time::ZERO + LIMIT;
     // The run stops at the first violated invariant.
     let (violation, report) = match sim.run(limit, u64::MAX, progress) {
         Ok(r) => (None, Some(r)),
         Err(e) => (Some(e.to_string()), None),
     };
+    // A trace being written is flushed now; a failed write is the run's problem.
+    let violation = violation.or_else(|| sim.finish_trace().err().map(|e| e.to_string()));
     let violations = u64::from(violation.is_some());
     let s = sim.stats();
     let c = &s.counters;

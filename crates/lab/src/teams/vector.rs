@@ -3,8 +3,9 @@
 //! baseline, conservation in raw tokens after every event, and the end
 //! check and report of `agora teams vtf`.
 
-use super::run::{build_with, AdversaryKind, RunSpec, UNIT};
+use super::run::{build_with, RunSpec, UNIT};
 use agora_core::{NodeId, Time};
+use agora_sim::scenario::AdversarySpec;
 use agora_sim::Sim;
 use agora_teams::counters;
 use agora_teams::vector::{Colours, VectorNode, MAX_COLOURS};
@@ -34,7 +35,7 @@ pub struct VectorSpec {
     pub tokens: u64,
     /// Injections at uniform random times in [0, spread) units.
     pub spread: f64,
-    pub adversary: AdversaryKind,
+    pub adversary: AdversarySpec,
     pub seed: u64,
 }
 

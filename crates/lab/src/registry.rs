@@ -1,9 +1,13 @@
-//! How each protocol plugs into the `agora` command: its parameter type, how
-//! to build its nodes, the invariants the simulator checks, and what its
-//! summary reports. Adding a protocol means one impl here and one line in
-//! [`with_protocol!`].
+//! How each protocol plugs into the simulator and the `agora` command: its
+//! parameter type, how to build its nodes, the invariants the simulator
+//! checks, and what its summary reports. Adding a protocol means one impl
+//! here and one line in [`with_protocol!`](crate::with_protocol). Every run
+//! of a registered protocol — a scenario file, `agora teams run`, a sweep's
+//! runs — is built from a [`Scenario`] by [`build`], so all of them can be
+//! traced and replayed.
 
 use agora_core::{NodeId, Protocol};
+use agora_sim::scenario::{FileError, Scenario};
 use agora_sim::Sim;
 use agora_teams::counters;
 use serde::de::DeserializeOwned;
@@ -152,15 +156,18 @@ impl Runnable for agora_teams::Node {
         Box::new(move |id| agora_teams::Node::new(cfg.clone(), id))
     }
     fn install_invariants(params: &Self::Params, nodes: u32, sim: &mut Sim<Self>) {
-        agora_lab::teams::run::install_conservation(sim, nodes, params.k);
-        agora_lab::teams::run::install_channel_checks(sim);
+        crate::teams::run::install_conservation(sim, nodes, params.k);
+        crate::teams::run::install_channel_checks(sim);
+        // Quiescent (for fragile toggles): fewer than k tokens in the system.
+        let k = params.k;
+        sim.set_quiescence(move |w| w.nodes.ids().map(|id| w.nodes.state(id).tokens()).sum::<u64>() < k);
     }
     fn outcome(params: &Self::Params, _nodes: u32, sim: &Sim<Self>) -> serde_json::Value {
         let c = &sim.stats().counters;
         serde_json::json!({
             "tokens_injected": c.get(counters::INJECTED),
             "teams_formed": c.get(counters::TEAMS),
-            "end_check": agora_lab::teams::run::end_check(sim, params.k).err().unwrap_or_else(|| "passed".into()),
+            "end_check": crate::teams::run::end_check(sim, params.k).err().unwrap_or_else(|| "passed".into()),
         })
     }
 }
@@ -201,31 +208,62 @@ pub const PROTOCOLS: &[&str] = &[
 ];
 
 /// Runs `$body` with `$P` bound to the protocol type named `$name`.
+#[macro_export]
 macro_rules! with_protocol {
     ($name:expr, $P:ident => $body:expr) => {{
         let name: &str = $name;
         match name {
-            n if n == <agora_broadcast::Node as $crate::registry::Runnable>::NAME => {
-                type $P = agora_broadcast::Node;
+            n if n == <$crate::agora_broadcast::Node as $crate::registry::Runnable>::NAME => {
+                type $P = $crate::agora_broadcast::Node;
                 $body
             }
-            n if n == <agora_broadcast::monitored::Monitored as $crate::registry::Runnable>::NAME => {
-                type $P = agora_broadcast::monitored::Monitored;
+            n if n == <$crate::agora_broadcast::monitored::Monitored as $crate::registry::Runnable>::NAME => {
+                type $P = $crate::agora_broadcast::monitored::Monitored;
                 $body
             }
-            n if n == <agora_teams::Node as $crate::registry::Runnable>::NAME => {
-                type $P = agora_teams::Node;
+            n if n == <$crate::agora_teams::Node as $crate::registry::Runnable>::NAME => {
+                type $P = $crate::agora_teams::Node;
                 $body
             }
-            n if n == <agora_alloc::node::Node as $crate::registry::Runnable>::NAME => {
-                type $P = agora_alloc::node::Node;
+            n if n == <$crate::agora_alloc::node::Node as $crate::registry::Runnable>::NAME => {
+                type $P = $crate::agora_alloc::node::Node;
                 $body
             }
-            other => Err(anyhow::anyhow!(
+            other => Err($crate::anyhow::anyhow!(
                 "unknown protocol {other:?}; known protocols: {}",
                 $crate::registry::PROTOCOLS.join(", ")
             )),
         }
     }};
 }
-pub(crate) use with_protocol;
+
+/// Reads and validates a scenario whose protocol is `P`: its parameters and
+/// its inputs are checked against `P`'s types.
+pub fn load<P: Runnable>(path: &str, src: &str) -> Result<Scenario<P::Params>, FileError> {
+    let sc = Scenario::<P::Params>::from_str(path, src)?;
+    check::<P>(&sc)?;
+    Ok(sc)
+}
+
+/// [`load`]'s checks, for a scenario built in code.
+pub fn check<P: Runnable>(sc: &Scenario<P::Params>) -> Result<(), FileError> {
+    sc.validate()?;
+    if let Err(e) = check_params::<P>(&sc.params, sc.nodes) {
+        return Err(sc.error(sc.key_span(e.key()), &e.field, e.message));
+    }
+    sc.inputs::<P>()?;
+    Ok(())
+}
+
+/// The simulation a scenario describes, with `seed`: nodes, network, fault
+/// plan, inputs and the protocol's invariants. Outputs are kept only if
+/// `keep_outputs` (long runs count them instead).
+pub fn build<P: Runnable>(sc: &Scenario<P::Params>, seed: u64, keep_outputs: bool) -> Sim<P> {
+    let mut cfg = sc.sim_config();
+    cfg.seed = seed;
+    cfg.collect_outputs = keep_outputs;
+    let mut sim = Sim::new(sc.nodes, P::build(&sc.params, sc.nodes), sc.latency::<P>(), cfg);
+    sc.install(&mut sim);
+    P::install_invariants(&sc.params, sc.nodes, &mut sim);
+    sim
+}
