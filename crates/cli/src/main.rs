@@ -7,7 +7,6 @@ mod bench_alloc;
 mod bench_net;
 mod cluster;
 mod huge_pages;
-mod plot;
 mod quota;
 mod report;
 mod simulate;

@@ -3,15 +3,12 @@
 //! runs over n and over the fragile fraction, beside the baselines, written as
 //! CSV and SVG plots.
 
-use crate::plot::{line_chart, Series};
 use crate::report::{progress, table};
-use agora_lab::stats::quantile;
-use agora_lab::teams::baselines::{run_baseline, Baseline};
-use agora_lab::teams::run::{run, RunReport, RunSpec};
+use agora_lab::teams::run::RunSpec;
+use agora_lab::teams::sweep::{self, Shard, SweepSpec};
 use agora_lab::teams::vector::{self, Algorithm, VectorSpec};
 use agora_sim::scenario::AdversarySpec;
-use anyhow::{bail, Context, Result};
-use std::fmt::Write as _;
+use anyhow::{bail, Result};
 use std::path::PathBuf;
 
 #[derive(clap::Subcommand, Debug)]
@@ -100,8 +97,11 @@ pub enum TeamsCmd {
     },
     /// Runs over n = 2^a … 2^b and over fragile fractions, beside the
     /// baselines, and implicit elections over n; writes CSV files and SVG
-    /// plots to --out.
+    /// plots to --out (or, with --shard, one shard's records).
     Sweep(SweepArgs),
+    /// Checks the shard files in DIR are one complete sweep and writes its
+    /// CSV files and plots there.
+    Merge { dir: PathBuf },
 }
 
 #[derive(clap::Args, Debug)]
@@ -123,8 +123,15 @@ pub struct SweepArgs {
     /// The broadcast baseline sends n messages per token: it is skipped above this n.
     #[arg(long, default_value_t = 16384)]
     pub broadcast_max_n: u32,
+    /// Where the shard files and the reports go.
     #[arg(long)]
     pub out: PathBuf,
+    /// Run only shard I of N (jobs i with i mod N = I, 0 ≤ I < N) and write
+    /// its records; `agora teams merge DIR` then writes the reports. For
+    /// batch job arrays: `--shard $SLURM_ARRAY_TASK_ID/N`,
+    /// `--shard $JOB_COMPLETION_INDEX/N`.
+    #[arg(long)]
+    pub shard: Option<Shard>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -182,6 +189,7 @@ pub fn teams(cmd: TeamsCmd) -> Result<bool> {
     match cmd {
         TeamsCmd::Run(a) => run_cmd(&a),
         TeamsCmd::Sweep(a) => sweep(&a),
+        TeamsCmd::Merge { dir } => merge_dir(&dir),
         TeamsCmd::Le { n, c, seeds, explicit, json } => le(n, c, seeds, explicit, json),
         TeamsCmd::Vtf { n, sizes, tokens, inject, adversary, seeds, json } => {
             let spread = parse_inject(&inject)?;
@@ -306,271 +314,32 @@ fn run_cmd(a: &RunArgs) -> Result<bool> {
     Ok(r.safe)
 }
 
-/// One point of the size sweep: messages per token and reaction times at n.
-struct Point {
-    n: f64,
-    mean: f64,
-    p999: f64,
-    reaction_mean: f64,
-    reaction_p99: f64,
-}
-
-/// One row of runs.csv.
-struct Row {
-    algorithm: &'static str,
-    fragile: f64,
-    seed: u64,
-    r: RunReport,
-}
-
-/// Did every token end in a team (or the < k left over), with every check passing?
-fn success(r: &RunReport) -> bool {
-    r.safe && r.tokens_left < r.k
-}
-
 fn sweep(a: &SweepArgs) -> Result<bool> {
-    if a.n_from < 4 || a.n_to < a.n_from || a.seeds == 0 || a.k < 2 {
-        bail!("need 4 ≤ --n-from ≤ --n-to, --seeds ≥ 1 and --k ≥ 2");
-    }
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let mut sizes = Vec::new();
-    let mut n = a.n_from;
-    while n <= a.n_to {
-        sizes.push(n);
-        n = n.saturating_mul(2);
-    }
-    let fractions = [0.0, 0.25, 0.5, 0.75, 0.9];
-    let per_size = |n: u32| 2 + u64::from(n <= a.broadcast_max_n);
-    let total: u64 =
-        sizes.iter().map(|&n| (per_size(n) + 2) * a.seeds).sum::<u64>() + fractions.len() as u64 * 4 * a.seeds;
-    let bar = progress(total, "runs");
-    let mut rows = Vec::new();
-    let base =
-        |n: u32, seed: u64, fragile: f64| RunSpec { spread: 10.0, fragile, ..RunSpec::new(n, a.k, a.tokens, seed) };
-    // The fragile sweep uses its own seeds, so that its fault-free point is
-    // not a copy of the size sweep's runs at the same n.
-    let mut do_runs = |n: u32, fragile: f64, broadcast: bool, first_seed: u64| {
-        for seed in first_seed..first_seed + a.seeds {
-            let spec = base(n, seed, fragile);
-            rows.push(Row { algorithm: "team formation", fragile, seed, r: run(&spec, &mut |_| {}) });
-            if fragile > 0.0 {
-                // The graph is built for a live fraction ε: with more nodes
-                // faulty than 1 − ε, two primaries may share no live utility.
-                let epsilon = (1.0 - fragile).clamp(0.05, 1.0);
-                let r = run(&RunSpec { epsilon, ..spec.clone() }, &mut |_| {});
-                rows.push(Row { algorithm: MATCHED, fragile, seed, r });
-                bar.inc(1);
-            }
-            rows.push(Row {
-                algorithm: "leader gathering",
-                fragile,
-                seed,
-                r: run_baseline(Baseline::LeaderGather, &spec),
-            });
-            if broadcast {
-                rows.push(Row {
-                    algorithm: "broadcast per token",
-                    fragile,
-                    seed,
-                    r: run_baseline(Baseline::Broadcast, &spec),
-                });
-            }
-            bar.inc(2 + u64::from(broadcast));
-        }
+    let spec = SweepSpec {
+        n_from: a.n_from,
+        n_to: a.n_to,
+        seeds: a.seeds,
+        tokens: a.tokens,
+        k: a.k,
+        fragile_n: a.fragile_n,
+        broadcast_max_n: a.broadcast_max_n,
     };
-    for &n in &sizes {
-        do_runs(n, 0.0, n <= a.broadcast_max_n, 0);
-    }
-    for &f in &fractions {
-        do_runs(a.fragile_n, f, true, 1_000_000);
-    }
-    // Implicit leader election (c = 8) against Afek–Gafni: total messages against n.
-    let mut elections = Vec::new();
-    for &n in &sizes {
-        let runs: Vec<_> = (0..a.seeds).map(|s| agora_lab::teams::apps::implicit_election(n, 8.0, s)).collect();
-        let ag: Vec<_> = (0..a.seeds).map(|s| agora_lab::teams::afek_gafni::afek_gafni(n, s)).collect();
-        bar.inc(2 * a.seeds);
-        let ok = runs.iter().filter(|e| e.success).count() as f64 / runs.len() as f64;
-        let messages = runs.iter().map(|e| e.messages as f64).sum::<f64>() / runs.len() as f64;
-        let ag_messages = ag.iter().map(|r| r.messages as f64).sum::<f64>() / ag.len() as f64;
-        elections.push((n as f64, messages, ok, ag_messages));
-    }
+    spec.validate().map_err(anyhow::Error::msg)?;
+    let shard = a.shard.unwrap_or(Shard::WHOLE);
+    let bar = progress(sweep::shard_len(&spec, shard), "runs");
+    let file = sweep::run_shard(&spec, shard, &a.out, &mut || bar.inc(1))?;
     bar.finish_and_clear();
+    if a.shard.is_some() {
+        eprintln!("wrote {}; when every shard is done: agora teams merge {}", file.display(), a.out.display());
+        return Ok(true);
+    }
+    merge_dir(&a.out)
+}
 
-    let mut csv = String::from(
-        "algorithm,n,k,fragile,seed,tokens,teams,messages_per_token,reaction_mean,reaction_p99,safe,success\n",
-    );
-    for x in &rows {
-        let r = &x.r;
-        writeln!(
-            csv,
-            "{},{},{},{},{},{},{},{:.3},{:.4},{:.4},{},{}",
-            x.algorithm,
-            r.n,
-            r.k,
-            x.fragile,
-            x.seed,
-            r.tokens_injected,
-            r.teams_formed,
-            r.messages_per_token,
-            r.reaction_time_mean,
-            r.reaction_time_p99,
-            r.safe,
-            success(r)
-        )?;
-    }
-    std::fs::write(a.out.join("runs.csv"), csv)?;
-
-    // Per (algorithm, n) without faults: messages per token and reaction times.
-    let algorithms = ["team formation", "leader gathering", "broadcast per token"];
-    let mut summary = String::from("algorithm,n,fragile,runs,messages_per_token_mean,messages_per_token_p999,reaction_mean,reaction_p99,success_rate\n");
-    let mut by_n: Vec<(&str, Vec<Point>)> = Vec::new();
-    for alg in algorithms {
-        let mut pts = Vec::new();
-        for &n in &sizes {
-            let sel: Vec<&RunReport> = rows
-                .iter()
-                .filter(|x| x.algorithm == alg && x.fragile == 0.0 && x.r.n == n && x.seed < 1_000_000)
-                .map(|x| &x.r)
-                .collect();
-            if sel.is_empty() {
-                continue;
-            }
-            let mut mpt: Vec<f64> = sel.iter().map(|r| r.messages_per_token).collect();
-            let mean = mpt.iter().sum::<f64>() / mpt.len() as f64;
-            let p999 = quantile(&mut mpt, 0.999);
-            let rmean = sel.iter().map(|r| r.reaction_time_mean).sum::<f64>() / sel.len() as f64;
-            let mut rp: Vec<f64> = sel.iter().map(|r| r.reaction_time_p99).collect();
-            let rp99 = quantile(&mut rp, 0.99);
-            let ok = sel.iter().filter(|r| success(r)).count() as f64 / sel.len() as f64;
-            writeln!(summary, "{alg},{n},0,{},{mean:.3},{p999:.3},{rmean:.4},{rp99:.4},{ok:.3}", sel.len())?;
-            pts.push(Point { n: n as f64, mean, p999, reaction_mean: rmean, reaction_p99: rp99 });
-        }
-        by_n.push((alg, pts));
-    }
-    let mut fragile_pts: Vec<(&str, Vec<(f64, f64)>)> = Vec::new();
-    for alg in [algorithms[0], MATCHED, algorithms[1], algorithms[2]] {
-        let mut pts = Vec::new();
-        for &f in &fractions {
-            let sel: Vec<&RunReport> = rows
-                .iter()
-                .filter(|x| x.algorithm == alg && x.fragile == f && x.r.n == a.fragile_n && x.seed >= 1_000_000)
-                .map(|x| &x.r)
-                .collect();
-            if sel.is_empty() {
-                continue;
-            }
-            let ok = sel.iter().filter(|r| success(r)).count() as f64 / sel.len() as f64;
-            writeln!(summary, "{alg},{},{f},{},,,,,{ok:.3}", a.fragile_n, sel.len())?;
-            pts.push((f, ok));
-        }
-        fragile_pts.push((alg, pts));
-    }
-
-    // Fits for team formation: a · sqrt(n ln n) (least squares), and the
-    // exponent of a power law (log-log regression).
-    let tf = &by_n[0].1;
-    let f = |n: f64| (n * n.ln()).sqrt();
-    let a_fit = tf.iter().map(|p| p.mean * f(p.n)).sum::<f64>() / tf.iter().map(|p| f(p.n).powi(2)).sum::<f64>();
-    let (lx, ly): (Vec<f64>, Vec<f64>) = tf.iter().map(|p| (p.n.ln(), p.mean.ln())).unzip();
-    let (mx, my) = (lx.iter().sum::<f64>() / lx.len() as f64, ly.iter().sum::<f64>() / ly.len() as f64);
-    let alpha = lx.iter().zip(&ly).map(|(x, y)| (x - mx) * (y - my)).sum::<f64>()
-        / lx.iter().map(|x| (x - mx).powi(2)).sum::<f64>().max(1e-12);
-    writeln!(summary, "# fit: messages per token ≈ {a_fit:.3} · sqrt(n ln n); power law exponent {alpha:.3}")?;
-    std::fs::write(a.out.join("summary.csv"), &summary)?;
-
-    let log2 = |n: f64| n.log2();
-    let mut series = vec![
-        Series {
-            name: "team formation (mean)".into(),
-            points: tf.iter().map(|p| (log2(p.n), p.mean)).collect(),
-            fitted: false,
-        },
-        Series {
-            name: "team formation (p99.9 of runs)".into(),
-            points: tf.iter().map(|p| (log2(p.n), p.p999)).collect(),
-            fitted: false,
-        },
-        Series {
-            name: format!("fit {a_fit:.2}·sqrt(n ln n)"),
-            points: tf.iter().map(|p| (log2(p.n), a_fit * f(p.n))).collect(),
-            fitted: true,
-        },
-    ];
-    for (alg, pts) in &by_n[1..] {
-        series.push(Series {
-            name: (*alg).into(),
-            points: pts.iter().map(|p| (log2(p.n), p.mean)).collect(),
-            fitted: false,
-        });
-    }
-    line_chart(&a.out.join("messages.svg"), "messages per token", "log2 n", "messages per token", &series)?;
-    line_chart(
-        &a.out.join("reaction.svg"),
-        "team formation: reaction time",
-        "ln n",
-        "time units",
-        &[
-            Series {
-                name: "mean".into(),
-                points: tf.iter().map(|p| (p.n.ln(), p.reaction_mean)).collect(),
-                fitted: false,
-            },
-            Series {
-                name: "p99".into(),
-                points: tf.iter().map(|p| (p.n.ln(), p.reaction_p99)).collect(),
-                fitted: false,
-            },
-        ],
-    )?;
-    let fragile_series: Vec<Series> = fragile_pts
-        .iter()
-        .map(|(alg, pts)| {
-            let epsilon = RunSpec::new(a.fragile_n, a.k, 0, 0).epsilon;
-            let name = if *alg == algorithms[0] { format!("{alg} (ε = {epsilon})") } else { (*alg).into() };
-            Series { name, points: pts.clone(), fitted: false }
-        })
-        .collect();
-    line_chart(
-        &a.out.join("fragile.svg"),
-        &format!("success rate against the fragile fraction (n = {})", a.fragile_n),
-        "fraction of nodes faulty",
-        "runs where every token ended in a team",
-        &fragile_series,
-    )?;
-    let mut le_csv = String::from("n,messages_mean,messages_per_node,success_rate,afek_gafni_messages_mean\n");
-    for &(n, m, ok, ag) in &elections {
-        writeln!(le_csv, "{n},{m:.1},{:.3},{ok:.3},{ag:.1}", m / n)?;
-    }
-    std::fs::write(a.out.join("election.csv"), le_csv)?;
-    line_chart(
-        &a.out.join("election.svg"),
-        "leader election: total messages (team formation, c = 8, against Afek–Gafni)",
-        "log2 n",
-        "log2 messages",
-        &[
-            Series {
-                name: "implicit election".into(),
-                points: elections.iter().map(|e| (log2(e.0), e.1.log2())).collect(),
-                fitted: false,
-            },
-            Series {
-                name: "Afek–Gafni".into(),
-                points: elections.iter().map(|e| (log2(e.0), e.3.log2())).collect(),
-                fitted: false,
-            },
-            Series {
-                name: "n (for reference)".into(),
-                points: elections.iter().map(|e| (log2(e.0), log2(e.0))).collect(),
-                fitted: true,
-            },
-        ],
-    )?;
+fn merge_dir(dir: &std::path::Path) -> Result<bool> {
+    let summary = sweep::merge(dir)?;
     print!("{summary}");
-    eprintln!(
-        "wrote runs.csv, summary.csv, election.csv, messages.svg, reaction.svg, fragile.svg, election.svg to {}",
-        a.out.display()
-    );
+    eprintln!("wrote {} to {}", sweep::REPORTS, dir.display());
     Ok(true)
 }
 
@@ -627,10 +396,6 @@ fn vtf(spec: &VectorSpec, seeds: u64, json: bool) -> Result<bool> {
     }
     Ok(all_safe)
 }
-
-/// Team formation in the fragile sweep with the graph's ε set to the live
-/// fraction (the other runs use the default ε of `RunSpec::new`).
-const MATCHED: &str = "team formation (ε = 1 − fragile)";
 
 fn le(n: u32, c: f64, seeds: u64, explicit: bool, json: bool) -> Result<bool> {
     if n < 4 || seeds == 0 || c.is_nan() || c <= 0.0 {

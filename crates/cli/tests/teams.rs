@@ -75,6 +75,54 @@ fn sweep_writes_csv_and_plots() {
     let summary = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
     assert!(summary.contains("# fit: messages per token ≈"), "{summary}");
     assert!(std::fs::read_to_string(dir.join("messages.svg")).unwrap().contains("<svg"));
+
+    // The same sweep as three shards (a batch job array), merged: the same files.
+    let sharded = temp_dir("teams-sweep-sharded");
+    let args = |shard: &str| {
+        let mut a = vec!["teams", "sweep", "--n-from", "16", "--n-to", "64", "--seeds", "2", "--fragile-n", "32"];
+        a.extend(["--out", sharded.to_str().unwrap(), "--shard", shard].iter().map(|s| &**s));
+        run(&a)
+    };
+    for shard in ["2/3", "0/3"] {
+        assert!(args(shard).status.success());
+    }
+    let (_, stderr) = text(&run(&["teams", "merge", sharded.to_str().unwrap()]));
+    assert!(stderr.contains("jobs missing") && stderr.contains("a shard did not finish"), "{stderr}");
+    assert!(args("1/3").status.success());
+    let out = run(&["teams", "merge", sharded.to_str().unwrap()]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    for f in ["runs.csv", "summary.csv", "election.csv"] {
+        let a = std::fs::read_to_string(dir.join(f)).unwrap();
+        assert_eq!(
+            a,
+            std::fs::read_to_string(sharded.join(f)).unwrap(),
+            "{f} differs between one run and three shards"
+        );
+    }
+    // A shard of another sweep is refused.
+    let other = temp_dir("teams-sweep-other");
+    let o = run(&[
+        "teams",
+        "sweep",
+        "--n-from",
+        "16",
+        "--n-to",
+        "32",
+        "--seeds",
+        "1",
+        "--fragile-n",
+        "32",
+        "--out",
+        other.to_str().unwrap(),
+        "--shard",
+        "0/3",
+    ]);
+    assert!(o.status.success());
+    std::fs::copy(other.join("shard-0-of-3.jsonl"), sharded.join("shard-0-of-3.jsonl")).unwrap();
+    let (_, stderr) = text(&run(&["teams", "merge", sharded.to_str().unwrap()]));
+    assert!(stderr.contains("a shard of another sweep"), "{stderr}");
+    let (_, stderr) = text(&run(&["teams", "sweep", "--out", "x", "--shard", "3/3"]));
+    assert!(stderr.contains("expected I/N with 0 ≤ I < N"), "{stderr}");
 }
 
 fn teams_at(http: std::net::SocketAddr) -> Option<u64> {

@@ -11,6 +11,7 @@
 //!   formation and the applications (elections, trigger counting, matching).
 
 pub mod alloc;
+pub mod plot;
 pub mod registry;
 pub mod stats;
 pub mod teams;

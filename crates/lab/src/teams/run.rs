@@ -64,7 +64,7 @@ impl RunSpec {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct RunReport {
     pub n: u32,
     pub k: u64,
