@@ -1,7 +1,8 @@
 //! The round protocol as message-passing nodes: one ledger node (id 0),
 //! providers (ids 1..=P) and recipients (ids P+1..=P+R), each running the
 //! agent of [`crate::rule`]. The same nodes run in the simulator and on the
-//! TCP runtime.
+//! TCP runtime. Each role has its file: [`ledger`], [`provider`],
+//! [`recipient`]; this one holds the messages, the node and the dispatch.
 //!
 //! # A round with barriers (the seed's five phases)
 //!
@@ -43,10 +44,17 @@
 //! requests, the latest deliveries. The ledger writes its batch every tick and
 //! ends the run once every agent has reported three unchanged steps in a row.
 
+mod ledger;
+mod provider;
+mod recipient;
+
 use crate::ledger::{Entry, LEDGER_TABLE};
-use crate::rule::{gap, Provider, ProviderEdge, Recipient, RecipientEdge, UNREACHABLE};
+use crate::rule::UNREACHABLE;
 use crate::Network;
-use agora_core::{duration_str, Io, Message, NodeId, Protocol, Time};
+use agora_core::{duration_str, Io, Message, NodeId, Protocol};
+use ledger::{clock_round, snapshot, LedgerNode};
+use provider::ProviderNode;
+use recipient::RecipientNode;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -207,145 +215,12 @@ enum Kind {
     Recipient(RecipientNode),
 }
 
-struct LedgerNode {
-    /// What the disk held when the node restarted (applied at start).
-    restored: Vec<(u32, Entry)>,
-    /// Every batch written, in order (what was ever made public).
-    history: Vec<Vec<(u32, Entry)>>,
-    next_sync: u64,
-    /// (round, level) by node id, as last published.
-    entries: Vec<(u32, u32)>,
-    batch: Vec<(u32, Entry)>,
-    round: u32,
-    /// 1: waiting for recipients; 2: waiting for providers.
-    phase: u8,
-    /// Who published in the current phase, and whether anything changed.
-    heard: Vec<bool>,
-    changed: u32,
-    changed_last_phase: u32,
-    heard_last_phase: u32,
-    late_change: bool,
-    /// The agents counted as gone when the run ended.
-    absent: Vec<NodeId>,
-    /// How the run ended: (round, converged).
-    verdict: Option<(u32, bool)>,
-    /// Asynchronous mode: consecutive unchanged publications per agent.
-    quiet: Vec<u32>,
-    /// The ledger's round when it last heard from each agent (an agent
-    /// restarting from nothing claims round 1, so its entry cannot tell).
-    heard_at: Vec<u32>,
-}
-
-struct ProviderNode {
-    agent: Provider,
-    /// Recipient node id per edge.
-    to: Vec<NodeId>,
-    /// The latest request per edge and the round it was for; give-backs add up.
-    requests: Vec<(u32, f64)>,
-    give_back: Vec<f64>,
-    /// The latest request (session, seq) received per edge, and the seq
-    /// applied by the latest step.
-    session: Vec<u32>,
-    applied: Vec<u32>,
-    stepped: Vec<u32>,
-    snapshot: Option<(u32, u32)>,
-    /// Recipients the current round waits for (edge indices).
-    waiting: Vec<usize>,
-    /// The next step counts as a change whatever it does: the node (re)started
-    /// (its recipients have yet to aggregate with it present), or a request
-    /// it waited for never came.
-    restarted: bool,
-}
-
-#[derive(Clone, Copy)]
-struct Delivery {
-    round: u32,
-    amount: f64,
-    capped: bool,
-    level: u32,
-    at: Time,
-}
-
-struct RecipientNode {
-    agent: Recipient,
-    from: Vec<NodeId>,
-    /// The latest delivery per edge.
-    deliveries: Vec<Option<Delivery>>,
-    snapshot: Option<(u32, u32)>,
-    waiting: Vec<usize>,
-    /// Requests sent per edge in this session, and give-backs the provider
-    /// has not yet applied: (seq of the request that carried it, amount).
-    session: u32,
-    seq: Vec<u32>,
-    unapplied: Vec<Vec<(u32, f64)>>,
-    /// A delivery this round waited for never came: the round is not quiet.
-    incomplete: bool,
-}
-
 impl Node {
     pub fn new(setup: Arc<Setup>, me: NodeId) -> Self {
-        let net = &setup.net;
         let kind = match setup.role(me) {
-            Role::Ledger => Kind::Ledger(LedgerNode {
-                restored: Vec::new(),
-                history: Vec::new(),
-                next_sync: 0,
-                entries: vec![(0, 2); setup.nodes() as usize],
-                batch: Vec::new(),
-                round: 1,
-                phase: 1,
-                heard: vec![false; setup.nodes() as usize],
-                changed: 0,
-                changed_last_phase: 0,
-                heard_last_phase: 0,
-                late_change: false,
-                absent: Vec::new(),
-                verdict: None,
-                quiet: vec![0; setup.nodes() as usize],
-                heard_at: vec![0; setup.nodes() as usize],
-            }),
-            Role::Provider(p) => {
-                let mine: Vec<_> = net.edges.iter().filter(|e| e.0 == p).collect();
-                let edges = mine
-                    .iter()
-                    .map(|&&(_, _, mr, desire)| ProviderEdge {
-                        mr,
-                        desire,
-                        x: 0.0,
-                        request: 0.0,
-                        level: 2,
-                        gone: false,
-                    })
-                    .collect();
-                let n = mine.len();
-                Kind::Provider(ProviderNode {
-                    agent: Provider::new(net.capacity[p], edges),
-                    to: mine.iter().map(|e| setup.recipient_id(e.1)).collect(),
-                    requests: vec![(0, 0.0); n],
-                    give_back: vec![0.0; n],
-                    session: vec![0; n],
-                    applied: vec![0; n],
-                    stepped: vec![0; n],
-                    snapshot: None,
-                    waiting: Vec::new(),
-                    restarted: true,
-                })
-            }
-            Role::Recipient(r) => {
-                let from: Vec<NodeId> = net.edges.iter().filter(|e| e.1 == r).map(|e| setup.provider_id(e.0)).collect();
-                let n = from.len();
-                Kind::Recipient(RecipientNode {
-                    agent: Recipient::new(net.need[r], n),
-                    from,
-                    deliveries: vec![None; n],
-                    snapshot: None,
-                    waiting: Vec::new(),
-                    session: 0,
-                    seq: vec![0; n],
-                    unapplied: vec![Vec::new(); n],
-                    incomplete: false,
-                })
-            }
+            Role::Ledger => Kind::Ledger(LedgerNode::new(&setup)),
+            Role::Provider(p) => Kind::Provider(ProviderNode::new(&setup, p)),
+            Role::Recipient(r) => Kind::Recipient(RecipientNode::new(&setup, r)),
         };
         Node { setup, me, finished: false, kind }
     }
@@ -486,31 +361,10 @@ impl Protocol for Node {
             }
             Msg::Snapshot { round, gap, entries } => self.on_snapshot(round, gap, entries, io),
             Msg::Request { session, seq, round, amount, give_back } => {
-                if let Kind::Provider(p) = &mut self.kind {
-                    if let Some(i) = p.to.iter().position(|&t| t == from) {
-                        if session != p.session[i] {
-                            // The recipient started from nothing: it holds nothing back.
-                            (p.session[i], p.applied[i], p.stepped[i], p.give_back[i]) = (session, 0, 0, 0.0);
-                        }
-                        if seq > p.applied[i] {
-                            p.requests[i] = (round, amount);
-                            p.applied[i] = seq;
-                        }
-                        p.give_back[i] += give_back;
-                    }
-                    self.provider_try_step(io);
-                }
+                self.on_request(from, session, seq, round, amount, give_back, io)
             }
             Msg::Deliver { session, applied, round, amount, capped, level } => {
-                if let Kind::Recipient(r) = &mut self.kind {
-                    if let Some(i) = r.from.iter().position(|&f| f == from) {
-                        if session == r.session {
-                            r.unapplied[i].retain(|&(seq, _)| seq > applied);
-                        }
-                        r.deliveries[i] = Some(Delivery { round, amount, capped, level, at: io.now() });
-                    }
-                    self.recipient_try_aggregate(io);
-                }
+                self.on_deliver(from, session, applied, round, amount, capped, level, io)
             }
         }
     }
@@ -588,148 +442,7 @@ impl Protocol for Node {
     }
 }
 
-/// Agents silent for more than T + 1 rounds at `round`.
-fn absent(heard_at: &[u32], round: u32, t: u32) -> Vec<NodeId> {
-    (1..heard_at.len()).filter(|&i| heard_at[i].saturating_add(t + 1) < round).map(|i| NodeId(i as u32)).collect()
-}
-
-/// The asynchronous mode's round: ticks since the start.
-fn clock_round(cfg: &Config, now: Time) -> u32 {
-    (now.as_nanos() / cfg.tick.as_nanos().max(1) as u64) as u32
-}
-
-impl LedgerNode {
-    /// Puts the batch's entries in the ledger table and syncs them. Nothing
-    /// waits on the sync: the entries are public already, and a ledger that
-    /// restarts resumes from the last round that was durable.
-    fn write_batch(&mut self, io: &mut Io<'_, Node>) {
-        for (agent, entry) in &self.batch {
-            io.put(LEDGER_TABLE, agent.to_be_bytes(), serde_json::to_vec(entry).expect("entries serialize"));
-        }
-        self.next_sync += 1;
-        io.sync(self.next_sync);
-        self.history.push(std::mem::take(&mut self.batch));
-    }
-}
-
-fn snapshot(l: &LedgerNode, round: u32) -> Msg {
-    let g = gap(l.entries.iter().skip(1).map(|e| e.1));
-    Msg::Snapshot { round, gap: g, entries: l.entries.clone() }
-}
-
 impl Node {
-    fn ledger_publish(&mut self, from: NodeId, round: u32, level: u32, converged: bool, io: &mut Io<'_, Self>) {
-        let asynchronous = self.cfg().asynchronous;
-        let Kind::Ledger(l) = &mut self.kind else { return };
-        let i = from.0 as usize;
-        if i == 0 || i >= l.entries.len() {
-            return;
-        }
-        l.entries[i] = (round, level);
-        l.batch.push((from.0, Entry { round, level, converged }));
-        if round != 0 {
-            // Participation, not a start announcement (a node restarted from
-            // nothing has yet to act).
-            l.heard_at[i] = if asynchronous { clock_round(&self.setup.config, io.now()) } else { l.round };
-        }
-        if asynchronous {
-            l.quiet[i] = if converged { l.quiet[i] + 1 } else { 0 };
-            return;
-        }
-        if round == 0 {
-            return;
-        }
-        let is_recipient = i as u32 > self.setup.providers();
-        if (l.phase == 1) == is_recipient && !l.heard[i] {
-            l.heard[i] = true;
-            l.changed += u32::from(!converged);
-        } else if !converged {
-            // Late for its phase, with news: the next decision cannot be quiet.
-            l.late_change = true;
-        }
-        let (lo, hi) = if l.phase == 1 {
-            (1 + self.setup.providers() as usize, self.setup.nodes() as usize)
-        } else {
-            (1, 1 + self.setup.providers() as usize)
-        };
-        if l.heard[lo..hi].iter().all(|&h| h) {
-            self.ledger_close_phase(io);
-        }
-    }
-
-    /// A barrier passed (everyone published, or the timeout fired).
-    fn ledger_close_phase(&mut self, io: &mut Io<'_, Self>) {
-        let setup = self.setup.clone();
-        let timeout = setup.config.phase_timeout;
-        let Kind::Ledger(l) = &mut self.kind else { return };
-        l.write_batch(io);
-        let heard = l.heard.iter().filter(|&&h| h).count() as u32;
-        l.heard.iter_mut().for_each(|h| *h = false);
-        let changed = std::mem::take(&mut l.changed);
-        if l.phase == 1 {
-            // Barrier 1 passed: phase 2.
-            (l.changed_last_phase, l.heard_last_phase) = (changed, heard);
-            let snap = snapshot(l, l.round);
-            for p in 0..setup.providers() as usize {
-                io.send(setup.provider_id(p), snap.clone());
-            }
-            l.phase = 2;
-        } else {
-            // Phase 5: the round is quiet when neither the recipients'
-            // aggregation that opened it nor the providers' step changed
-            // anything (the next aggregation would then see the same
-            // deliveries). Settled: every agent was heard in this round or is
-            // gone (silent for more than T + 1 rounds: its share released).
-            // One merely late holds the decision back until it is either.
-            let (heard, changed) = (heard + l.heard_last_phase, changed + l.changed_last_phase);
-            io.output(Output::Round { round: l.round, published: heard, changed });
-            let t = setup.config.silent_rounds;
-            let settled = l.heard_at.iter().skip(1).all(|&h| h == l.round || h.saturating_add(t + 1) < l.round);
-            let quiet = changed == 0 && !std::mem::take(&mut l.late_change) && settled;
-            if quiet || l.round >= setup.config.max_rounds {
-                l.absent = absent(&l.heard_at, l.round, t);
-                l.verdict = Some((l.round, quiet));
-                let (round, converged) = (l.round, quiet);
-                io.output(Output::Finished { round, converged });
-                for id in 1..setup.nodes() {
-                    io.send(NodeId(id), Msg::Finished { round, converged });
-                }
-                self.finished = true;
-                return;
-            }
-            // Phase 4.
-            let snap = snapshot(l, l.round);
-            for r in 0..setup.recipients() as usize {
-                io.send(setup.recipient_id(r), snap.clone());
-            }
-            l.round += 1;
-            l.phase = 1;
-        }
-        io.set_timer(timeout, Timer::Barrier(l.round, l.phase));
-    }
-
-    fn ledger_flush(&mut self, io: &mut Io<'_, Self>) {
-        let setup = self.setup.clone();
-        let Kind::Ledger(l) = &mut self.kind else { return };
-        if !l.batch.is_empty() {
-            l.write_batch(io);
-        }
-        let round = clock_round(&setup.config, io.now());
-        // Every agent reported three unchanged steps in a row, or is gone (as
-        // with barriers: silent for more than T + 1 rounds).
-        let t = setup.config.silent_rounds;
-        let quiet = l.quiet.iter().zip(&l.heard_at).skip(1).all(|(&q, &h)| q >= 3 || h.saturating_add(t + 1) < round);
-        if quiet || round > setup.config.max_rounds {
-            l.absent = absent(&l.heard_at, round, t);
-            l.verdict = Some((round, quiet));
-            io.output(Output::Finished { round, converged: quiet });
-            for id in 1..setup.nodes() {
-                io.send(NodeId(id), Msg::Finished { round, converged: quiet });
-            }
-            self.finished = true;
-        }
-    }
-
     fn on_snapshot(&mut self, round: u32, gap: u32, entries: Vec<(u32, u32)>, io: &mut Io<'_, Self>) {
         let setup = self.setup.clone();
         let silent = setup.config.silent_rounds;
@@ -767,79 +480,6 @@ impl Node {
             }
             Kind::Ledger(_) => {}
         }
-    }
-
-    fn provider_try_step(&mut self, io: &mut Io<'_, Self>) {
-        let Kind::Provider(p) = &mut self.kind else { return };
-        let Some((round, gap)) = p.snapshot else { return };
-        p.waiting.retain(|&i| p.requests[i].0 < round);
-        if !p.waiting.is_empty() {
-            return;
-        }
-        p.snapshot = None;
-        io.cancel_timer(Timer::Wait(round));
-        for (i, e) in p.agent.edges.iter_mut().enumerate() {
-            e.x = (e.x - std::mem::take(&mut p.give_back[i])).max(0.0);
-            e.request = std::mem::take(&mut p.requests[i].1);
-        }
-        let changed = p.agent.step(gap) | std::mem::take(&mut p.restarted);
-        p.stepped.copy_from_slice(&p.applied);
-        for (i, &to) in p.to.iter().enumerate() {
-            let (amount, capped) = p.agent.delivery(i);
-            let (session, applied, level) = (p.session[i], p.stepped[i], p.agent.level);
-            io.send(to, Msg::Deliver { session, applied, round, amount, capped, level });
-        }
-        io.send(NodeId(0), Msg::Publish { round, level: p.agent.level, converged: !changed });
-    }
-
-    fn recipient_try_aggregate(&mut self, io: &mut Io<'_, Self>) {
-        let asynchronous = self.cfg().asynchronous;
-        let stale_after = self.cfg().tick.as_nanos() as u64 * 3;
-        let Kind::Recipient(r) = &mut self.kind else { return };
-        let Some((round, gap)) = r.snapshot else { return };
-        r.waiting.retain(|&i| r.deliveries[i].is_none_or(|d| d.round < round));
-        if !r.waiting.is_empty() {
-            return;
-        }
-        r.snapshot = None;
-        io.cancel_timer(Timer::Wait(round));
-        let now = io.now().as_nanos();
-        for (i, e) in r.agent.edges.iter_mut().enumerate() {
-            // This round's delivery (barriers), or a recent one (asynchronous).
-            let fresh = r.deliveries[i].filter(|d| {
-                if asynchronous {
-                    now.saturating_sub(d.at.as_nanos()) <= stale_after
-                } else {
-                    d.round >= round
-                }
-            });
-            // A provider that did not deliver is down (or late): nothing is
-            // counted from it and nothing asked of it this round.
-            *e = match fresh {
-                Some(d) => {
-                    let pending: f64 = r.unapplied[i].iter().map(|u| u.1).sum();
-                    RecipientEdge {
-                        received: (d.amount - pending).max(0.0),
-                        capped: d.capped,
-                        level: d.level,
-                        alive: true,
-                        ..Default::default()
-                    }
-                }
-                None => RecipientEdge { level: UNREACHABLE, alive: false, ..Default::default() },
-            };
-        }
-        let changed = r.agent.aggregate(gap) | std::mem::take(&mut r.incomplete);
-        for (i, (e, &to)) in r.agent.edges.iter().zip(&r.from).enumerate() {
-            r.seq[i] += 1;
-            if e.give_back > 0.0 {
-                r.unapplied[i].push((r.seq[i], e.give_back));
-            }
-            let (session, seq) = (r.session, r.seq[i]);
-            let msg = Msg::Request { session, seq, round: round + 1, amount: e.request, give_back: e.give_back };
-            io.send(to, msg);
-        }
-        io.send(NodeId(0), Msg::Publish { round: round + 1, level: r.agent.level, converged: !changed });
     }
 }
 
