@@ -28,9 +28,10 @@ use std::collections::VecDeque;
 const LEVELS: usize = 8;
 /// A bucket this small becomes the run without being split.
 const RUN_MAX: usize = 256;
-/// Emptied buckets keep their allocation up to this capacity (the large
-/// ones are few and would hold memory long after a burst).
-const KEEP_MAX: usize = 1024;
+/// Emptied buckets' allocations kept for reuse by the next bucket that
+/// fills: fresh memory costs page faults and zeroing, and the pending
+/// events move from bucket to bucket all the time.
+const SPARE_MAX: usize = 64;
 
 pub(crate) struct EventQueue<T> {
     /// The next events, by time and then order of scheduling; none later
@@ -44,6 +45,8 @@ pub(crate) struct EventQueue<T> {
     digits: [[u64; 4]; LEVELS],
     /// At most every queued event's time.
     last: u64,
+    /// Empty allocations for buckets that fill next.
+    spare: Vec<Vec<(u64, T)>>,
 }
 
 impl<T> EventQueue<T> {
@@ -54,6 +57,7 @@ impl<T> EventQueue<T> {
             levels: 0,
             digits: [[0; 4]; LEVELS],
             last: 0,
+            spare: Vec::new(),
         }
     }
 
@@ -69,7 +73,13 @@ impl<T> EventQueue<T> {
         }
         let level = (63 - x.leading_zeros()) as usize / 8;
         let digit = (t >> (8 * level)) as usize & 0xff;
-        self.buckets[level * 256 + digit].push((t, ev));
+        let bucket = &mut self.buckets[level * 256 + digit];
+        if bucket.capacity() == 0 {
+            if let Some(v) = self.spare.pop() {
+                *bucket = v;
+            }
+        }
+        bucket.push((t, ev));
         self.levels |= 1 << level;
         self.digits[level][digit / 64] |= 1 << (digit % 64);
     }
@@ -138,8 +148,8 @@ impl<T> EventQueue<T> {
                     self.put(t, ev);
                 }
             }
-            if events.capacity() <= KEEP_MAX {
-                self.buckets[b] = events; // keep a small allocation for reuse
+            if self.spare.len() < SPARE_MAX {
+                self.spare.push(events);
             }
         }
         Some(self.last)
