@@ -358,13 +358,7 @@ fn vtf(spec: &VectorSpec, seeds: u64, json: bool) -> Result<bool> {
         bail!("--seeds must be at least 1");
     }
     let bar = progress(2 * seeds, "runs");
-    let mut reports = Vec::new();
-    for algorithm in [Algorithm::SuperTokens, Algorithm::Direct] {
-        for seed in 0..seeds {
-            reports.push(vector::run(&VectorSpec { seed, ..spec.clone() }, algorithm).map_err(anyhow::Error::msg)?);
-            bar.inc(1);
-        }
-    }
+    let reports = vector::compare(spec, seeds, &mut || bar.inc(1)).map_err(anyhow::Error::msg)?;
     bar.finish_and_clear();
     let all_safe = reports.iter().all(|r| r.safe);
     if json {
@@ -375,18 +369,13 @@ fn vtf(spec: &VectorSpec, seeds: u64, json: bool) -> Result<bool> {
         "vector TF".to_string(),
         format!("n = {}, sizes {:?}, {} tokens per run, {seeds} seeds", spec.n, spec.sizes, spec.tokens),
     )];
-    for (name, runs) in [("super-tokens (seed)", &reports[..seeds as usize]), ("direct", &reports[seeds as usize..])] {
-        let sum = |f: &dyn Fn(&vector::VectorReport) -> f64| runs.iter().map(f).sum::<f64>();
+    for (name, algorithm) in [("super-tokens (seed)", Algorithm::SuperTokens), ("direct", Algorithm::Direct)] {
+        let v = vector::summarize(algorithm, &reports);
         rows.push((
             name.into(),
             format!(
-                "{} of {seeds} safe; {:.0} of {:.0} possible teams; {:.0} super-tokens; {:.1} messages/token; reaction {:.2} units mean",
-                runs.iter().filter(|r| r.safe).count(),
-                sum(&|r| r.teams_formed as f64),
-                sum(&|r| r.teams_possible as f64),
-                sum(&|r| r.super_tokens as f64),
-                sum(&|r| r.messages_per_token) / seeds as f64,
-                sum(&|r| r.reaction_time_mean) / seeds as f64,
+                "{} of {seeds} safe; {} of {} possible teams; {} super-tokens; {:.1} messages/token; reaction {:.2} units mean",
+                v.safe, v.teams_formed, v.teams_possible, v.super_tokens, v.messages_per_token_mean, v.reaction_time_mean,
             ),
         ));
     }
@@ -402,46 +391,27 @@ fn le(n: u32, c: f64, seeds: u64, explicit: bool, json: bool) -> Result<bool> {
         bail!("need --n ≥ 4, --seeds ≥ 1 and --c > 0");
     }
     let bar = progress(seeds, "elections");
-    let runs: Vec<_> = (0..seeds)
-        .map(|s| {
-            let e = if explicit {
-                agora_lab::teams::apps::explicit_election(n, c, s)
-            } else {
-                agora_lab::teams::apps::implicit_election(n, c, s)
-            };
-            bar.inc(1);
-            e
-        })
-        .collect();
+    let e = agora_lab::teams::apps::elections(n, c, seeds, explicit, &mut || bar.inc(1));
     bar.finish_and_clear();
-    let ok = runs.iter().filter(|e| e.success).count();
-    let messages = runs.iter().map(|e| e.messages as f64).sum::<f64>() / runs.len() as f64;
-    let time = runs.iter().map(|e| e.time_units).sum::<f64>() / runs.len() as f64;
+    let ok = e.elections.iter().filter(|x| x.success).count();
     if json {
-        println!(
-            "{}",
-            serde_json::json!({"n": n, "c": c, "runs": seeds, "success_rate": ok as f64 / seeds as f64,
-            "messages_mean": messages, "messages_per_node": messages / n as f64, "time_units_mean": time, "elections": runs})
-        );
+        println!("{}", serde_json::to_string(&e)?);
     } else {
         let mut rows = vec![
             (
                 if explicit { "explicit election" } else { "implicit election" }.into(),
-                format!("n = {n}, c = {c}, k = {}", runs[0].k),
+                format!("n = {n}, c = {c}, k = {}", e.elections[0].k),
             ),
             ("exactly one leader".into(), format!("{ok} of {seeds}")),
-            ("messages".into(), format!("{messages:.0} mean ({:.2} per node)", messages / n as f64)),
-            ("time".into(), format!("{time:.1} units mean")),
+            ("messages".into(), format!("{:.0} mean ({:.2} per node)", e.messages_mean, e.messages_per_node)),
+            ("time".into(), format!("{:.1} units mean", e.time_units_mean)),
         ];
         if !explicit {
             // Termination detection for non-leaders (the TERM token).
-            let mean =
-                |f: &dyn Fn(&agora_lab::teams::apps::Election) -> f64| runs.iter().map(f).sum::<f64>() / seeds as f64;
-            let undecided: u64 = runs.iter().map(|e| e.undecided).sum();
-            rows.push(("candidates undecided".into(), format!("{undecided} over all runs")));
-            let detection = mean(&|e| e.detection_messages as f64);
+            rows.push(("candidates undecided".into(), format!("{} over all runs", e.undecided)));
+            let detection = e.detection_messages_mean;
             rows.push(("termination detection".into(), format!("{detection:.0} messages mean (included above)")));
-            rows.push(("all decided by".into(), format!("{:.1} units mean", mean(&|e| e.decided_by))));
+            rows.push(("all decided by".into(), format!("{:.1} units mean", e.decided_by_mean)));
         }
         print!("{}", table(&rows));
     }

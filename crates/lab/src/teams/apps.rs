@@ -305,3 +305,51 @@ pub fn matchmaking(n: u32, servers: u32, players: u64, notify: Notify, seed: u64
     let messages = sim.stats().messages_sent;
     Matchmaking { players, matches, notified, messages, notices, hops, echoes, echoed, forgetful }
 }
+
+/// Elections over seeds 0 … seeds − 1 and what they add up to.
+#[derive(Clone, Debug, Serialize)]
+pub struct Elections {
+    pub n: u32,
+    pub c: f64,
+    pub explicit: bool,
+    pub runs: u64,
+    pub success_rate: f64,
+    pub messages_mean: f64,
+    pub messages_per_node: f64,
+    pub time_units_mean: f64,
+    /// Implicit election: candidates undecided over all runs.
+    pub undecided: u64,
+    /// Implicit election: termination detection's messages, mean.
+    pub detection_messages_mean: f64,
+    /// Implicit election: when the last candidate decided, mean (units).
+    pub decided_by_mean: f64,
+    pub elections: Vec<Election>,
+}
+
+/// Runs `seeds` elections (explicit or implicit); `progress` after each.
+pub fn elections(n: u32, c: f64, seeds: u64, explicit: bool, progress: &mut dyn FnMut()) -> Elections {
+    let runs: Vec<Election> = (0..seeds)
+        .map(|s| {
+            let e = if explicit { explicit_election(n, c, s) } else { implicit_election(n, c, s) };
+            progress();
+            e
+        })
+        .collect();
+    let len = runs.len().max(1) as f64;
+    let mean = |f: &dyn Fn(&Election) -> f64| runs.iter().map(f).sum::<f64>() / len;
+    let messages_mean = mean(&|e| e.messages as f64);
+    Elections {
+        n,
+        c,
+        explicit,
+        runs: seeds,
+        success_rate: runs.iter().filter(|e| e.success).count() as f64 / len,
+        messages_mean,
+        messages_per_node: messages_mean / n as f64,
+        time_units_mean: mean(&|e| e.time_units),
+        undecided: runs.iter().map(|e| e.undecided).sum(),
+        detection_messages_mean: mean(&|e| e.detection_messages as f64),
+        decided_by_mean: mean(&|e| e.decided_by),
+        elections: runs,
+    }
+}

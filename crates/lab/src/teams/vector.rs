@@ -266,3 +266,47 @@ fn reaction_times(sizes: &[u64], injections: &[(Time, usize)], teams: &[(Time, V
     }
     out
 }
+
+/// One algorithm's runs over seeds, added up.
+#[derive(Clone, Debug, Serialize)]
+pub struct VectorSummary {
+    pub algorithm: Algorithm,
+    pub runs: u64,
+    pub safe: u64,
+    pub teams_formed: u64,
+    pub teams_possible: u64,
+    pub super_tokens: u64,
+    pub messages_per_token_mean: f64,
+    pub reaction_time_mean: f64,
+}
+
+/// The seed's super-token algorithm and the direct baseline, each over
+/// seeds 0 … seeds − 1 of `spec`; `progress` after each run.
+pub fn compare(spec: &VectorSpec, seeds: u64, progress: &mut dyn FnMut()) -> Result<Vec<VectorReport>, String> {
+    spec.validate()?;
+    let mut reports = Vec::new();
+    for algorithm in [Algorithm::SuperTokens, Algorithm::Direct] {
+        for seed in 0..seeds {
+            reports.push(run(&VectorSpec { seed, ..spec.clone() }, algorithm)?);
+            progress();
+        }
+    }
+    Ok(reports)
+}
+
+/// What the runs of one algorithm add up to.
+pub fn summarize(algorithm: Algorithm, reports: &[VectorReport]) -> VectorSummary {
+    let runs: Vec<&VectorReport> = reports.iter().filter(|r| r.algorithm == algorithm).collect();
+    let len = runs.len().max(1) as f64;
+    let sum = |f: &dyn Fn(&VectorReport) -> u64| runs.iter().map(|r| f(r)).sum::<u64>();
+    VectorSummary {
+        algorithm,
+        runs: runs.len() as u64,
+        safe: runs.iter().filter(|r| r.safe).count() as u64,
+        teams_formed: sum(&|r| r.teams_formed),
+        teams_possible: sum(&|r| r.teams_possible),
+        super_tokens: sum(&|r| r.super_tokens),
+        messages_per_token_mean: runs.iter().map(|r| r.messages_per_token).sum::<f64>() / len,
+        reaction_time_mean: runs.iter().map(|r| r.reaction_time_mean).sum::<f64>() / len,
+    }
+}
