@@ -1,8 +1,8 @@
 //! The round protocol as message-passing nodes: one ledger node (id 0),
 //! providers (ids 1..=P) and recipients (ids P+1..=P+R), each running the
 //! agent of [`crate::rule`]. The same nodes run in the simulator and on the
-//! TCP runtime. Each role has its file: [`ledger`], [`provider`],
-//! [`recipient`]; this one holds the messages, the node and the dispatch.
+//! TCP runtime. Each role has its file: `ledger.rs`, `provider.rs`,
+//! `recipient.rs`; this one holds the messages, the node and the dispatch.
 //!
 //! # A round with barriers (the seed's five phases)
 //!

@@ -2,7 +2,7 @@
 //! tree that tells each member's origin of its team (and echoes back), the
 //! TERM token of implicit election, the leader's announcement, and vector
 //! teams' colours. Team formation reaches them through one hook,
-//! [`Node::team_formed`], plus where tokens arrive (routes, TERM sightings)
+//! `Node::team_formed`, plus where tokens arrive (routes, TERM sightings)
 //! and which tokens make a team (`take_team`).
 
 use super::{Msg, Node, Notify, Output, TERM};

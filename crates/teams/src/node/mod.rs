@@ -1,11 +1,11 @@
 //! One physical node: a primary and a utility (seed 002, §4), in three
 //! layers, each in its own file:
 //!
-//! * [`channel`]: the channel layer — utilities mediate channels between
+//! * `channel.rs`: the channel layer — utilities mediate channels between
 //!   busy primaries (our design; the seed defers it to the full version);
-//! * [`principal`]: the principal layer — an operational primary's phases,
+//! * `principal.rs`: the principal layer — an operational primary's phases,
 //!   center or arm, and forming ⌊τ/k⌋ teams (as the seed describes it);
-//! * [`apps`]: the applications on top (trace tree and echoes, the TERM
+//! * `apps.rs`: the applications on top (trace tree and echoes, the TERM
 //!   token of election, announcements, vector teams' colours), which see
 //!   team formation through one hook, `team_formed`.
 //!
