@@ -11,6 +11,7 @@ mod quota;
 mod report;
 mod simulate;
 mod teams;
+mod telecom;
 
 use clap::{Parser, Subcommand};
 
@@ -47,6 +48,9 @@ enum Command {
     Cluster(cluster::ClusterCmd),
     #[command(subcommand)]
     Teams(teams::TeamsCmd),
+    /// The edge–core–cloud telecom system: analysis with the seed's formulas.
+    #[command(subcommand)]
+    Telecom(telecom::TelecomCmd),
 }
 
 /// Logs to stderr; `RUST_LOG` overrides the default level (info).
@@ -75,6 +79,7 @@ fn main() -> ExitCode {
         Command::Quota(q) => quota::quota(q),
         Command::Alloc(a) => alloc::alloc(a),
         Command::Teams(t) => teams::teams(t),
+        Command::Telecom(t) => telecom::telecom(t),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

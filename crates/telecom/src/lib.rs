@@ -1,0 +1,40 @@
+//! The edge–core–cloud telecom system of seed 003 (spec: `telecom.md`).
+//!
+//! This first piece is the seed's analysis as pure functions over JSON
+//! inputs, behind `agora telecom …`:
+//!
+//! * [`rank`]: the bottleneck ranking, Σ w·(x − min)/(max − min), with
+//!   suggestions.
+//!
+//! The services (failure detection, RPC and failover, load balancing, …)
+//! come as protocols on `agora-core`, like every other protocol crate.
+
+pub mod rank;
+
+/// An input error: where (`nodes[2].cpu_percent`) and what is wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputError {
+    pub at: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.at.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.at, self.message)
+        }
+    }
+}
+
+impl std::error::Error for InputError {}
+
+/// Parses JSON into `T`, naming the path of a field that does not fit.
+pub fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, InputError> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let at = e.path().to_string();
+        InputError { at: if at == "." { String::new() } else { at }, message: e.into_inner().to_string() }
+    })
+}
