@@ -1,8 +1,10 @@
 //! `agora telecom …`: the edge–core–cloud system's analysis (seed 003).
-//! `rank`: the bottleneck ranking with the seed's weights.
+//! `rank`: the bottleneck ranking with the seed's weights; `risk`: the risk
+//! score, category, redundancy strategy and failover order.
 
 use crate::report::table;
 use agora_telecom::rank::{self, Reading};
+use agora_telecom::risk;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 
@@ -23,6 +25,30 @@ pub enum TelecomCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Risk: .3 failure probability + .3 criticality + .2 cascade risk + .2
+    /// dependencies / the most any node has; its category and the
+    /// redundancy strategy it implies; the failover order by criticality.
+    Risk {
+        /// JSON: {"nodes": [{"id", "failure_probability", "criticality",
+        /// "cascade_risk", "dependency_count", "failure_mode"}]}.
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// An enum's name as it appears in the JSON output.
+fn label<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+}
+
+/// Reads and parses a JSON input; errors name the file and the entry.
+fn read<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<(String, T)> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {name}"))?;
+    let v = agora_telecom::parse_json(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    Ok((name, v))
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -34,9 +60,7 @@ pub enum ReadingArg {
 pub fn telecom(cmd: TelecomCmd) -> Result<bool> {
     match cmd {
         TelecomCmd::Rank { metrics, reading, json } => {
-            let name = metrics.display().to_string();
-            let text = std::fs::read_to_string(&metrics).with_context(|| format!("cannot read {name}"))?;
-            let input: rank::Input = agora_telecom::parse_json(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            let (name, input): (_, rank::Input) = read(&metrics)?;
             let reading = match reading {
                 ReadingArg::Seed => Reading::Seed,
                 ReadingArg::Corrected => Reading::Corrected,
@@ -52,6 +76,24 @@ pub fn telecom(cmd: TelecomCmd) -> Result<bool> {
                     .map(|(i, x)| (format!("{}. {}", i + 1, x.node), format!("{:.4}", x.score)))
                     .collect();
                 rows.extend(r.suggestions.iter().map(|s| ("suggestion".to_string(), s.clone())));
+                print!("{}", table(&rows));
+            }
+            Ok(true)
+        }
+        TelecomCmd::Risk { input, json } => {
+            let (name, input): (_, risk::Input) = read(&input)?;
+            let a = risk::assess(&input).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&a)?);
+            } else {
+                let mut rows: Vec<(String, String)> = a
+                    .nodes
+                    .iter()
+                    .map(|n| {
+                        (n.node.clone(), format!("{:.3}  {}  {}", n.risk_score, label(&n.category), label(&n.strategy)))
+                    })
+                    .collect();
+                rows.push(("failover order".into(), a.failover_order.join(" → ")));
                 print!("{}", table(&rows));
             }
             Ok(true)

@@ -26,3 +26,20 @@ fn rank_reads_the_seed_table_and_names_bad_entries() {
     let (_, stderr) = text(&out);
     assert!(!out.status.success() && stderr.contains("bad.json: nodes[0].cpu_percent"), "{stderr}");
 }
+
+#[test]
+fn risk_assesses_and_orders_the_failover() {
+    let input = format!("{}/../../scenarios/telecom-risk.json", env!("CARGO_MANIFEST_DIR"));
+    let out = run(&["telecom", "risk", "--input", &input, "--json"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let order: Vec<&str> = v["failover_order"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
+    assert_eq!(&order[..3], ["Core1", "Core2", "Cloud1"], "the seed's priority order");
+    let core1 = v["nodes"].as_array().unwrap().iter().find(|n| n["node"] == "Core1").unwrap();
+    assert_eq!(core1["strategy"], "n-way-quorum");
+    // 0.3·0.4 + 0.3·0.95 + 0.2·0.9 + 0.2·4/4 = 0.785: high.
+    assert!((core1["risk_score"].as_f64().unwrap() - 0.785).abs() < 1e-9 && core1["category"] == "high", "{core1}");
+    let (stdout, _) = text(&run(&["telecom", "risk", "--input", &input]));
+    assert!(stdout.contains("failover order") && stdout.contains("Core1 → Core2 → Cloud1"), "{stdout}");
+}

@@ -4,12 +4,15 @@
 //! inputs, behind `agora telecom …`:
 //!
 //! * [`rank`]: the bottleneck ranking, Σ w·(x − min)/(max − min), with
-//!   suggestions.
+//!   suggestions;
+//! * [`risk`]: the risk score, its category, the redundancy strategy it
+//!   implies, and the failover order.
 //!
 //! The services (failure detection, RPC and failover, load balancing, …)
 //! come as protocols on `agora-core`, like every other protocol crate.
 
 pub mod rank;
+pub mod risk;
 
 /// An input error: where (`nodes[2].cpu_percent`) and what is wrong.
 #[derive(Debug, Clone, PartialEq)]
