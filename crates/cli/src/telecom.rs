@@ -1,10 +1,11 @@
 //! `agora telecom …`: the edge–core–cloud system's analysis (seed 003).
 //! `rank`: the bottleneck ranking with the seed's weights; `risk`: the risk
-//! score, category, redundancy strategy and failover order.
+//! score, category, redundancy strategy and failover order; `select`: the
+//! resource-aware choice of a node for a request.
 
 use crate::report::table;
 use agora_telecom::rank::{self, Reading};
-use agora_telecom::risk;
+use agora_telecom::{risk, select};
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 
@@ -31,6 +32,19 @@ pub enum TelecomCmd {
     Risk {
         /// JSON: {"nodes": [{"id", "failure_probability", "criticality",
         /// "cascade_risk", "dependency_count", "failure_mode"}]}.
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resource-aware selection: total = .6 capacity (.4 CPU, .3 memory, .3
+    /// transactions free) + .3 performance (weight / latency × throughput /
+    /// 1000) + .1 priority / 10; the best node that can take the request.
+    Select {
+        /// JSON: {"request": {"priority", "cpu", "memory", "transactions"},
+        /// "nodes": [{"id", "cpu_utilization", "cpu_max", "memory_usage",
+        /// "memory_max", "transactions", "transactions_max", "weight",
+        /// "latency_ms", "throughput_mbps"}]}.
         #[arg(long)]
         input: PathBuf,
         #[arg(long)]
@@ -97,6 +111,31 @@ pub fn telecom(cmd: TelecomCmd) -> Result<bool> {
                 print!("{}", table(&rows));
             }
             Ok(true)
+        }
+        TelecomCmd::Select { input, json } => {
+            let (name, input): (_, select::Input) = read(&input)?;
+            let s = select::select(&input).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                let mut rows: Vec<(String, String)> = s
+                    .scores
+                    .iter()
+                    .map(|x| {
+                        let v = format!(
+                            "total {:.4} (capacity {:.4}, performance {:.4})",
+                            x.total, x.capacity, x.performance
+                        );
+                        (x.node.clone(), v)
+                    })
+                    .collect();
+                rows.push((
+                    "selected".into(),
+                    s.selected.clone().unwrap_or_else(|| "none: no node can take the request".into()),
+                ));
+                print!("{}", table(&rows));
+            }
+            Ok(s.selected.is_some())
         }
     }
 }

@@ -43,3 +43,25 @@ fn risk_assesses_and_orders_the_failover() {
     let (stdout, _) = text(&run(&["telecom", "risk", "--input", &input]));
     assert!(stdout.contains("failover order") && stdout.contains("Core1 → Core2 → Cloud1"), "{stdout}");
 }
+
+#[test]
+fn select_picks_the_best_node_that_fits() {
+    let input = format!("{}/../../scenarios/telecom-select.json", env!("CARGO_MANIFEST_DIR"));
+    let out = run(&["telecom", "select", "--input", &input, "--json"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let scores = v["scores"].as_array().unwrap();
+    assert_eq!(scores.len(), 5);
+    let best =
+        scores.iter().max_by(|a, b| a["total"].as_f64().unwrap().total_cmp(&b["total"].as_f64().unwrap())).unwrap();
+    assert_eq!(v["selected"], best["node"], "every node fits this request: the highest total wins");
+    // A request no node can take: null, and exit status 1.
+    let dir = temp_dir("telecom-select");
+    let big = dir.join("big.json");
+    let text_ = std::fs::read_to_string(&input).unwrap().replace("\"cpu\": 10", "\"cpu\": 90");
+    std::fs::write(&big, text_).unwrap();
+    let out = run(&["telecom", "select", "--input", big.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&text(&out).0).unwrap();
+    assert!(v["selected"].is_null() && out.status.code() == Some(1), "{v}");
+}

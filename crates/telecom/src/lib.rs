@@ -6,13 +6,15 @@
 //! * [`rank`]: the bottleneck ranking, Σ w·(x − min)/(max − min), with
 //!   suggestions;
 //! * [`risk`]: the risk score, its category, the redundancy strategy it
-//!   implies, and the failover order.
+//!   implies, and the failover order;
+//! * [`select`]: the resource-aware choice of a node for a request.
 //!
 //! The services (failure detection, RPC and failover, load balancing, …)
 //! come as protocols on `agora-core`, like every other protocol crate.
 
 pub mod rank;
 pub mod risk;
+pub mod select;
 
 /// An input error: where (`nodes[2].cpu_percent`) and what is wrong.
 #[derive(Debug, Clone, PartialEq)]
