@@ -1,9 +1,11 @@
 //! `agora telecom …`: the edge–core–cloud system's analysis (seed 003).
 //! `rank`: the bottleneck ranking with the seed's weights; `risk`: the risk
 //! score, category, redundancy strategy and failover order; `select`: the
-//! resource-aware choice of a node for a request.
+//! resource-aware choice of a node for a request; `deadlock`: cycles in a
+//! wait-for graph and the victims that break them.
 
 use crate::report::table;
+use agora_telecom::deadlock::{self, Victim};
 use agora_telecom::rank::{self, Reading};
 use agora_telecom::{risk, select};
 use anyhow::{Context, Result};
@@ -50,6 +52,26 @@ pub enum TelecomCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Deadlocks: find a cycle in the wait-for graph, abort the rule's
+    /// choice among it, repeat until the graph is acyclic.
+    Deadlock {
+        /// JSON: {"transactions": [{"id", "start", "priority", "work"}],
+        /// "waits_for": [[WAITER, HOLDER], ...]}.
+        #[arg(long)]
+        graph: PathBuf,
+        /// oldest (smallest start), priority (lowest) or work (least done).
+        #[arg(long, value_enum, default_value = "oldest")]
+        victim: VictimArg,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum VictimArg {
+    Oldest,
+    Priority,
+    Work,
 }
 
 /// An enum's name as it appears in the JSON output.
@@ -136,6 +158,29 @@ pub fn telecom(cmd: TelecomCmd) -> Result<bool> {
                 print!("{}", table(&rows));
             }
             Ok(s.selected.is_some())
+        }
+        TelecomCmd::Deadlock { graph, victim, json } => {
+            let (name, g): (_, deadlock::Graph) = read(&graph)?;
+            let rule = match victim {
+                VictimArg::Oldest => Victim::Oldest,
+                VictimArg::Priority => Victim::Priority,
+                VictimArg::Work => Victim::Work,
+            };
+            let r = deadlock::resolve(&g, rule).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else if r.cycles.is_empty() {
+                println!("no deadlock: the wait-for graph is acyclic");
+            } else {
+                let rows: Vec<(String, String)> = r
+                    .cycles
+                    .iter()
+                    .zip(&r.victims)
+                    .map(|(c, v)| (format!("{} → {}", c.join(" → "), c[0]), format!("abort {v}")))
+                    .collect();
+                print!("{}", table(&rows));
+            }
+            Ok(true)
         }
     }
 }

@@ -65,3 +65,18 @@ fn select_picks_the_best_node_that_fits() {
     let v: serde_json::Value = serde_json::from_str(&text(&out).0).unwrap();
     assert!(v["selected"].is_null() && out.status.code() == Some(1), "{v}");
 }
+
+#[test]
+fn deadlock_breaks_the_seed_example_with_one_victim_per_cycle() {
+    let graph = format!("{}/../../scenarios/telecom-deadlock.json", env!("CARGO_MANIFEST_DIR"));
+    for (rule, victims) in [("oldest", ["T1", "T5"]), ("priority", ["T4", "T5"]), ("work", ["T2", "T6"])] {
+        let out = run(&["telecom", "deadlock", "--graph", &graph, "--victim", rule, "--json"]);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}{stderr}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(v["cycles"], serde_json::json!([["T1", "T2", "T3", "T4"], ["T5", "T6"]]));
+        assert_eq!(v["victims"], serde_json::json!(victims), "{rule}");
+    }
+    let (stdout, _) = text(&run(&["telecom", "deadlock", "--graph", &graph]));
+    assert!(stdout.contains("T1 → T2 → T3 → T4 → T1") && stdout.contains("abort T1"), "{stdout}");
+}

@@ -7,11 +7,14 @@
 //!   suggestions;
 //! * [`risk`]: the risk score, its category, the redundancy strategy it
 //!   implies, and the failover order;
-//! * [`select`]: the resource-aware choice of a node for a request.
+//! * [`select`]: the resource-aware choice of a node for a request;
+//! * [`deadlock`]: cycles in a wait-for graph and the victims that break
+//!   them.
 //!
 //! The services (failure detection, RPC and failover, load balancing, …)
 //! come as protocols on `agora-core`, like every other protocol crate.
 
+pub mod deadlock;
 pub mod rank;
 pub mod risk;
 pub mod select;
