@@ -9,7 +9,9 @@ use agora_telecom::deadlock::{self, Victim};
 use agora_telecom::rank::{self, Reading};
 use agora_telecom::{risk, select};
 use anyhow::{Context, Result};
-use std::path::PathBuf;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum TelecomCmd {
@@ -79,50 +81,57 @@ fn label<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_value(v).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
 }
 
-/// Reads and parses a JSON input; errors name the file and the entry.
-fn read<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<(String, T)> {
-    let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {name}"))?;
-    let v = agora_telecom::parse_json(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-    Ok((name, v))
-}
-
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 pub enum ReadingArg {
     Seed,
     Corrected,
 }
 
+/// Reads the JSON input at `path`, runs `analysis` on it, and prints the
+/// result as JSON or as the table `rows` makes of it. Errors name the file
+/// and the entry.
+fn analyse<I: DeserializeOwned, O: Serialize>(
+    path: &Path,
+    json: bool,
+    analysis: impl FnOnce(&I) -> Result<O, agora_telecom::InputError>,
+    rows: impl FnOnce(&O) -> Vec<(String, String)>,
+) -> Result<O> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {name}"))?;
+    let input: I = agora_telecom::parse_json(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    let out = analysis(&input).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print!("{}", table(&rows(&out)));
+    }
+    Ok(out)
+}
+
 pub fn telecom(cmd: TelecomCmd) -> Result<bool> {
     match cmd {
         TelecomCmd::Rank { metrics, reading, json } => {
-            let (name, input): (_, rank::Input) = read(&metrics)?;
             let reading = match reading {
                 ReadingArg::Seed => Reading::Seed,
                 ReadingArg::Corrected => Reading::Corrected,
             };
-            let r = rank::rank(&input, reading).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
-            } else {
-                let mut rows: Vec<(String, String)> = r
-                    .ranking
-                    .iter()
-                    .enumerate()
-                    .map(|(i, x)| (format!("{}. {}", i + 1, x.node), format!("{:.4}", x.score)))
-                    .collect();
-                rows.extend(r.suggestions.iter().map(|s| ("suggestion".to_string(), s.clone())));
-                print!("{}", table(&rows));
-            }
+            analyse(
+                &metrics,
+                json,
+                |i| rank::rank(i, reading),
+                |r: &rank::Ranking| {
+                    let ranked = r.ranking.iter().enumerate();
+                    let mut rows: Vec<_> =
+                        ranked.map(|(i, x)| (format!("{}. {}", i + 1, x.node), format!("{:.4}", x.score))).collect();
+                    rows.extend(r.suggestions.iter().map(|s| ("suggestion".to_string(), s.clone())));
+                    rows
+                },
+            )?;
             Ok(true)
         }
         TelecomCmd::Risk { input, json } => {
-            let (name, input): (_, risk::Input) = read(&input)?;
-            let a = risk::assess(&input).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&a)?);
-            } else {
-                let mut rows: Vec<(String, String)> = a
+            analyse(&input, json, risk::assess, |a: &risk::Assessment| {
+                let mut rows: Vec<_> = a
                     .nodes
                     .iter()
                     .map(|n| {
@@ -130,17 +139,13 @@ pub fn telecom(cmd: TelecomCmd) -> Result<bool> {
                     })
                     .collect();
                 rows.push(("failover order".into(), a.failover_order.join(" → ")));
-                print!("{}", table(&rows));
-            }
+                rows
+            })?;
             Ok(true)
         }
         TelecomCmd::Select { input, json } => {
-            let (name, input): (_, select::Input) = read(&input)?;
-            let s = select::select(&input).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
-            } else {
-                let mut rows: Vec<(String, String)> = s
+            let s = analyse(&input, json, select::select, |s: &select::Selection| {
+                let mut rows: Vec<_> = s
                     .scores
                     .iter()
                     .map(|x| {
@@ -151,35 +156,30 @@ pub fn telecom(cmd: TelecomCmd) -> Result<bool> {
                         (x.node.clone(), v)
                     })
                     .collect();
-                rows.push((
-                    "selected".into(),
-                    s.selected.clone().unwrap_or_else(|| "none: no node can take the request".into()),
-                ));
-                print!("{}", table(&rows));
-            }
+                let selected = s.selected.clone().unwrap_or_else(|| "none: no node can take the request".into());
+                rows.push(("selected".into(), selected));
+                rows
+            })?;
             Ok(s.selected.is_some())
         }
         TelecomCmd::Deadlock { graph, victim, json } => {
-            let (name, g): (_, deadlock::Graph) = read(&graph)?;
             let rule = match victim {
                 VictimArg::Oldest => Victim::Oldest,
                 VictimArg::Priority => Victim::Priority,
                 VictimArg::Work => Victim::Work,
             };
-            let r = deadlock::resolve(&g, rule).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
-            } else if r.cycles.is_empty() {
-                println!("no deadlock: the wait-for graph is acyclic");
-            } else {
-                let rows: Vec<(String, String)> = r
-                    .cycles
-                    .iter()
-                    .zip(&r.victims)
-                    .map(|(c, v)| (format!("{} → {}", c.join(" → "), c[0]), format!("abort {v}")))
-                    .collect();
-                print!("{}", table(&rows));
-            }
+            analyse(
+                &graph,
+                json,
+                |g| deadlock::resolve(g, rule),
+                |r: &deadlock::Resolution| {
+                    if r.cycles.is_empty() {
+                        return vec![("deadlocks".into(), "none: the wait-for graph is acyclic".into())];
+                    }
+                    let cycles = r.cycles.iter().zip(&r.victims);
+                    cycles.map(|(c, v)| (format!("{} → {}", c.join(" → "), c[0]), format!("abort {v}"))).collect()
+                },
+            )?;
             Ok(true)
         }
     }

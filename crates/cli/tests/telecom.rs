@@ -3,20 +3,24 @@
 mod common;
 use common::*;
 
+/// Runs `agora` with `args`, which must succeed, and parses its JSON.
+fn json_ok(args: &[&str]) -> serde_json::Value {
+    let out = run(args);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
 #[test]
 fn rank_reads_the_seed_table_and_names_bad_entries() {
     let metrics = format!("{}/../../scenarios/telecom-metrics.json", env!("CARGO_MANIFEST_DIR"));
-    let out = run(&["telecom", "rank", "--metrics", &metrics, "--json"]);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}{stderr}");
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let v = json_ok(&["telecom", "rank", "--metrics", &metrics, "--json"]);
     let ranking = v["ranking"].as_array().unwrap();
     assert_eq!(ranking.len(), 5);
     assert_eq!(ranking[0]["node"], "Cloud1");
     assert!((ranking[0]["score"].as_f64().unwrap() - 1.0).abs() < 1e-9);
     assert!(v["suggestions"].as_array().unwrap()[0].as_str().unwrap().starts_with("Cloud1: "));
-    let corrected = run(&["telecom", "rank", "--metrics", &metrics, "--reading", "corrected", "--json"]);
-    let c: serde_json::Value = serde_json::from_str(&text(&corrected).0).unwrap();
+    let c = json_ok(&["telecom", "rank", "--metrics", &metrics, "--reading", "corrected", "--json"]);
     assert!((c["ranking"][0]["score"].as_f64().unwrap() - 0.8).abs() < 1e-9, "{c}");
 
     let dir = temp_dir("telecom-rank");
@@ -30,10 +34,7 @@ fn rank_reads_the_seed_table_and_names_bad_entries() {
 #[test]
 fn risk_assesses_and_orders_the_failover() {
     let input = format!("{}/../../scenarios/telecom-risk.json", env!("CARGO_MANIFEST_DIR"));
-    let out = run(&["telecom", "risk", "--input", &input, "--json"]);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}{stderr}");
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let v = json_ok(&["telecom", "risk", "--input", &input, "--json"]);
     let order: Vec<&str> = v["failover_order"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
     assert_eq!(&order[..3], ["Core1", "Core2", "Cloud1"], "the seed's priority order");
     let core1 = v["nodes"].as_array().unwrap().iter().find(|n| n["node"] == "Core1").unwrap();
@@ -47,10 +48,7 @@ fn risk_assesses_and_orders_the_failover() {
 #[test]
 fn select_picks_the_best_node_that_fits() {
     let input = format!("{}/../../scenarios/telecom-select.json", env!("CARGO_MANIFEST_DIR"));
-    let out = run(&["telecom", "select", "--input", &input, "--json"]);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}{stderr}");
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let v = json_ok(&["telecom", "select", "--input", &input, "--json"]);
     let scores = v["scores"].as_array().unwrap();
     assert_eq!(scores.len(), 5);
     let best =
@@ -70,10 +68,7 @@ fn select_picks_the_best_node_that_fits() {
 fn deadlock_breaks_the_seed_example_with_one_victim_per_cycle() {
     let graph = format!("{}/../../scenarios/telecom-deadlock.json", env!("CARGO_MANIFEST_DIR"));
     for (rule, victims) in [("oldest", ["T1", "T5"]), ("priority", ["T4", "T5"]), ("work", ["T2", "T6"])] {
-        let out = run(&["telecom", "deadlock", "--graph", &graph, "--victim", rule, "--json"]);
-        let (stdout, stderr) = text(&out);
-        assert!(out.status.success(), "{stdout}{stderr}");
-        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let v = json_ok(&["telecom", "deadlock", "--graph", &graph, "--victim", rule, "--json"]);
         assert_eq!(v["cycles"], serde_json::json!([["T1", "T2", "T3", "T4"], ["T5", "T6"]]));
         assert_eq!(v["victims"], serde_json::json!(victims), "{rule}");
     }

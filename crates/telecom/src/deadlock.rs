@@ -45,26 +45,16 @@ pub struct Resolution {
 
 /// The graph as adjacency lists over input indices, or the bad entry.
 fn adjacency(g: &Graph) -> Result<Vec<Vec<usize>>, InputError> {
-    let mut index = std::collections::HashMap::new();
+    crate::check_ids("transactions", g.transactions.iter().map(|t| t.id.as_str()), true, "")?;
     for (i, t) in g.transactions.iter().enumerate() {
-        if t.id.is_empty() {
-            return Err(InputError { at: format!("transactions[{i}].id"), message: "empty id".into() });
-        }
-        if let Some(j) = index.insert(t.id.as_str(), i) {
-            return Err(InputError {
-                at: format!("transactions[{i}].id"),
-                message: format!("{:?} is also transactions[{j}]", t.id),
-            });
-        }
         for (f, v) in [("start", t.start), ("priority", t.priority), ("work", t.work)] {
             if !v.is_finite() {
-                return Err(InputError {
-                    at: format!("transactions[{i}].{f}"),
-                    message: format!("{v} is not a finite number"),
-                });
+                return Err(InputError::new(format!("transactions[{i}].{f}"), format!("{v} is not a finite number")));
             }
         }
     }
+    let index: std::collections::HashMap<&str, usize> =
+        g.transactions.iter().enumerate().map(|(i, t)| (t.id.as_str(), i)).collect();
     let mut adj = vec![Vec::new(); g.transactions.len()];
     for (e, [w, h]) in g.waits_for.iter().enumerate() {
         let find = |id: &String, k: usize| {

@@ -38,6 +38,46 @@ impl std::fmt::Display for InputError {
 
 impl std::error::Error for InputError {}
 
+impl InputError {
+    pub fn new(at: impl Into<String>, message: impl Into<String>) -> Self {
+        InputError { at: at.into(), message: message.into() }
+    }
+}
+
+/// The checks every input's list of entries shares: at least one entry
+/// (unless `may_be_empty`), and ids that are non-empty and unique. `list`
+/// names the list in errors (`nodes`), `purpose` what it is for.
+pub fn check_ids<'a>(
+    list: &str,
+    ids: impl Iterator<Item = &'a str>,
+    may_be_empty: bool,
+    purpose: &str,
+) -> Result<(), InputError> {
+    let mut seen = std::collections::HashMap::new();
+    for (i, id) in ids.enumerate() {
+        let at = format!("{list}[{i}].id");
+        if id.is_empty() {
+            return Err(InputError::new(at, "empty id"));
+        }
+        if let Some(j) = seen.insert(id, i) {
+            return Err(InputError::new(at, format!("{id:?} is also {list}[{j}]")));
+        }
+    }
+    if seen.is_empty() && !may_be_empty {
+        return Err(InputError::new(list, format!("no {list} {purpose}")));
+    }
+    Ok(())
+}
+
+/// `v` must be a finite number ≥ 0.
+pub fn non_negative(at: impl FnOnce() -> String, v: f64) -> Result<(), InputError> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(())
+    } else {
+        Err(InputError::new(at(), format!("{v} is not a finite value ≥ 0")))
+    }
+}
+
 /// Parses JSON into `T`, naming the path of a field that does not fit.
 pub fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, InputError> {
     let de = &mut serde_json::Deserializer::from_str(text);

@@ -72,21 +72,11 @@ fn values(m: &NodeMetrics) -> [f64; 6] {
 /// Checks the input: at least one node, unique ids, every metric finite and
 /// ≥ 0, percentages ≤ 100.
 pub fn validate(input: &Input) -> Result<(), InputError> {
-    if input.nodes.is_empty() {
-        return Err(InputError { at: "nodes".into(), message: "no nodes to rank".into() });
-    }
+    crate::check_ids("nodes", input.nodes.iter().map(|m| m.id.as_str()), false, "to rank")?;
     for (i, m) in input.nodes.iter().enumerate() {
         let at = |field: &str| format!("nodes[{i}].{field}");
-        if m.id.is_empty() {
-            return Err(InputError { at: at("id"), message: "empty id".into() });
-        }
-        if let Some(j) = input.nodes[..i].iter().position(|o| o.id == m.id) {
-            return Err(InputError { at: at("id"), message: format!("{:?} is also nodes[{j}]", m.id) });
-        }
         for (&(name, _), v) in METRICS.iter().zip(values(m)) {
-            if !v.is_finite() || v < 0.0 {
-                return Err(InputError { at: at(name), message: format!("{v} is not a finite value ≥ 0") });
-            }
+            crate::non_negative(|| at(name), v)?;
             if name.ends_with("_percent") && v > 100.0 {
                 return Err(InputError { at: at(name), message: format!("{v} is more than 100 %") });
             }

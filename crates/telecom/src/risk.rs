@@ -104,17 +104,9 @@ pub fn strategy(mode: FailureMode, category: Category) -> Strategy {
 }
 
 pub fn validate(input: &Input) -> Result<(), InputError> {
-    if input.nodes.is_empty() {
-        return Err(InputError { at: "nodes".into(), message: "no nodes to assess".into() });
-    }
+    crate::check_ids("nodes", input.nodes.iter().map(|n| n.id.as_str()), false, "to assess")?;
     for (i, n) in input.nodes.iter().enumerate() {
         let at = |f: &str| format!("nodes[{i}].{f}");
-        if n.id.is_empty() {
-            return Err(InputError { at: at("id"), message: "empty id".into() });
-        }
-        if let Some(j) = input.nodes[..i].iter().position(|o| o.id == n.id) {
-            return Err(InputError { at: at("id"), message: format!("{:?} is also nodes[{j}]", n.id) });
-        }
         for (f, v) in [
             ("failure_probability", n.failure_probability),
             ("criticality", n.criticality),

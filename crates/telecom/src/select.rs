@@ -63,21 +63,11 @@ pub struct Selection {
 pub fn validate(input: &Input) -> Result<(), InputError> {
     let r = &input.request;
     for (f, v) in [("priority", r.priority), ("cpu", r.cpu), ("memory", r.memory), ("transactions", r.transactions)] {
-        if !v.is_finite() || v < 0.0 {
-            return Err(InputError { at: format!("request.{f}"), message: format!("{v} is not a finite value ≥ 0") });
-        }
+        crate::non_negative(|| format!("request.{f}"), v)?;
     }
-    if input.nodes.is_empty() {
-        return Err(InputError { at: "nodes".into(), message: "no nodes to choose from".into() });
-    }
+    crate::check_ids("nodes", input.nodes.iter().map(|n| n.id.as_str()), false, "to choose from")?;
     for (i, n) in input.nodes.iter().enumerate() {
         let at = |f: &str| format!("nodes[{i}].{f}");
-        if n.id.is_empty() {
-            return Err(InputError { at: at("id"), message: "empty id".into() });
-        }
-        if let Some(j) = input.nodes[..i].iter().position(|o| o.id == n.id) {
-            return Err(InputError { at: at("id"), message: format!("{:?} is also nodes[{j}]", n.id) });
-        }
         for (used, max, uf, mf) in [
             (n.cpu_utilization, n.cpu_max, "cpu_utilization", "cpu_max"),
             (n.memory_usage, n.memory_max, "memory_usage", "memory_max"),
@@ -94,9 +84,7 @@ pub fn validate(input: &Input) -> Result<(), InputError> {
             return Err(InputError { at: at("latency_ms"), message: format!("{} must be > 0", n.latency_ms) });
         }
         for (f, v) in [("weight", n.weight), ("throughput_mbps", n.throughput_mbps)] {
-            if !v.is_finite() || v < 0.0 {
-                return Err(InputError { at: at(f), message: format!("{v} is not a finite value ≥ 0") });
-            }
+            crate::non_negative(|| at(f), v)?;
         }
     }
     Ok(())
