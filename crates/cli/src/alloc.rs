@@ -190,7 +190,7 @@ fn sim_cmd(spec: &SimSpec, trace: Option<&Path>, json: bool) -> Result<bool> {
     let sc = agora_lab::alloc::scenario(spec).map_err(anyhow::Error::msg)?;
     let mut sim = agora_lab::alloc::build(&sc);
     if let Some(path) = trace {
-        sim.set_trace_sink(crate::simulate::trace_file(path, &sc.path, sc.seed, &sc.source)?);
+        sim.set_trace_sink(crate::simulate::trace_file(path, &sc.path, sc.seed, &sc.to_toml())?);
     }
     let r = agora_lab::alloc::run(&sc, sim).map_err(anyhow::Error::msg)?;
     if json {

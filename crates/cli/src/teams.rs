@@ -268,10 +268,10 @@ fn run_cmd(a: &RunArgs) -> Result<bool> {
     );
     let unit = agora_lab::teams::run::UNIT.as_nanos() as f64;
     let start = std::time::Instant::now();
-    let (mut sim, injections) = agora_lab::teams::run::build(&spec);
+    let (sc, injections) = agora_lab::teams::run::scenario(&spec);
+    let mut sim = agora_lab::teams::run::build_scenario(&sc);
     if let Some(path) = &a.trace {
-        let (sc, _) = agora_lab::teams::run::scenario(&spec);
-        sim.set_trace_sink(crate::simulate::trace_file(path, &sc.path, spec.seed, &sc.source)?);
+        sim.set_trace_sink(crate::simulate::trace_file(path, &sc.path, spec.seed, &sc.to_toml())?);
     }
     let r = agora_lab::teams::run::finish(&spec, sim, injections, &mut |t| {
         bar.set_message(format!("simulated {:.1} time units", t.as_nanos() as f64 / unit))

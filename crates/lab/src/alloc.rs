@@ -37,23 +37,23 @@ pub fn scenario(spec: &SimSpec) -> Result<Scenario<Config>, String> {
         tick: Duration::from_millis(20),
         max_rounds: 1000,
     };
-    let setup = Setup::load(config.clone())?;
+    // Read once: the ids the fault entries name, and the network.
+    let bad = |e: &dyn std::fmt::Display| format!("instance: {}: {e}", spec.instance);
+    let text = std::fs::read_to_string(&spec.instance).map_err(|e| bad(&e))?;
+    let instance = Instance::parse(&text).map_err(|e| bad(&e))?;
+    let setup = Setup { config: config.clone(), net: instance.network().map_err(|e| bad(&e))? };
     let mut sc = Scenario::new(<node::Node as registry::Runnable>::NAME, setup.nodes(), config);
     sc.name = format!("alloc sim of {}", spec.instance);
     sc.path = "(built by agora alloc sim)".into();
     sc.seed = spec.seed;
     sc.until = Duration::from_secs(3600);
     sc.network.delay = DelaySpec::Uniform { min: Duration::from_millis(1), max: Duration::from_millis(10) };
-    let instance =
-        Instance::parse(&std::fs::read_to_string(&spec.instance).map_err(|e| format!("{}: {e}", spec.instance))?)
-            .map_err(|e| format!("{}: {e}", spec.instance))?;
     for entry in spec.faults.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         match parse_fault(entry, &instance, &setup).map_err(|why| format!("--faults entry {entry:?}: {why}"))? {
             Parsed::Loss(rate) => sc.network.loss = rate,
             Parsed::Fault(f) => sc.push_fault(f),
         }
     }
-    sc.source = sc.to_toml();
     registry::check::<node::Node>(&sc).map_err(|e| e.to_string())?;
     Ok(sc)
 }

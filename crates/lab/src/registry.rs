@@ -158,9 +158,7 @@ impl Runnable for agora_teams::Node {
     fn install_invariants(params: &Self::Params, nodes: u32, sim: &mut Sim<Self>) {
         crate::teams::run::install_conservation(sim, nodes, params.k);
         crate::teams::run::install_channel_checks(sim);
-        // Quiescent (for fragile toggles): fewer than k tokens in the system.
-        let k = params.k;
-        sim.set_quiescence(move |w| w.nodes.ids().map(|id| w.nodes.state(id).tokens()).sum::<u64>() < k);
+        crate::teams::run::install_quiescence(sim, params.k);
     }
     fn outcome(params: &Self::Params, _nodes: u32, sim: &Sim<Self>) -> serde_json::Value {
         let c = &sim.stats().counters;

@@ -165,8 +165,9 @@ impl<T> EventQueue<T> {
         self.current.pop_front().map(|(t, ev)| (Time::from_nanos(t), ev))
     }
 
-    /// The events after the next one in the run, in order: for
-    /// prefetching, not for deciding anything.
+    /// The events of the run, soonest first (the simulator calls it after
+    /// taking the current event out): for prefetching, not for deciding
+    /// anything.
     pub fn upcoming(&self) -> impl Iterator<Item = &T> {
         self.current.iter().map(|e| &e.1)
     }

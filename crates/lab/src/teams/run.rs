@@ -132,7 +132,6 @@ pub fn scenario(spec: &RunSpec) -> (Scenario<Params>, Vec<Time>) {
         sc.push_input(at, node, &Input::Inject(1)).expect("a token injection is plain data");
         times.push(Time::ZERO + at);
     }
-    sc.source = sc.to_toml();
     (sc, times)
 }
 
@@ -141,8 +140,18 @@ pub fn scenario(spec: &RunSpec) -> (Scenario<Params>, Vec<Time>) {
 /// (tokens go to live nodes only, so every one is accepted).
 pub fn build(spec: &RunSpec) -> (Sim<Node>, Vec<Time>) {
     let (sc, times) = scenario(spec);
-    registry::check::<Node>(&sc).expect("a run spec makes a valid scenario");
-    (registry::build::<Node>(&sc, sc.seed, true), times)
+    (build_scenario(&sc), times)
+}
+
+/// The simulation of a run's scenario (outputs kept: reaction times read them).
+pub fn build_scenario(sc: &Scenario<Params>) -> Sim<Node> {
+    registry::check::<Node>(sc).expect("a run spec makes a valid scenario");
+    registry::build::<Node>(sc, sc.seed, true)
+}
+
+/// Quiescent, for fragile toggles: fewer than k tokens in the system.
+pub fn install_quiescence<P: Holder>(sim: &mut Sim<P>, k: u64) {
+    sim.set_quiescence(move |w| w.nodes.ids().map(|id| Holder::tokens(w.nodes.state(id))).sum::<u64>() < k);
 }
 
 /// The same network, faults, schedule and conservation check for any
@@ -152,8 +161,7 @@ pub fn build_with<P: Holder>(spec: &RunSpec, factory: impl FnMut(NodeId) -> P + 
     let (sc, times) = scenario(spec);
     let mut sim = Sim::new(spec.n, factory, sc.latency::<P>(), sc.sim_config());
     install_conservation(&mut sim, spec.n, spec.k);
-    let k = spec.k;
-    sim.set_quiescence(move |w| w.nodes.ids().map(|id| Holder::tokens(w.nodes.state(id))).sum::<u64>() < k);
+    install_quiescence(&mut sim, spec.k);
     sc.install(&mut sim);
     (sim, times)
 }
