@@ -178,9 +178,15 @@ fn run_typed<P: Runnable>(args: &SimArgs, path: &str, src: &str) -> Result<bool>
         if stats.counters.total() > 0 {
             rows.push(("counters".into(), kinds(&stats.counters.to_map())));
         }
-        rows.push(("outcome".into(), outcome.to_string()));
+        let report = P::report(&outcome);
+        if report.is_none() {
+            rows.push(("outcome".into(), outcome.to_string()));
+        }
         rows.push(("trace hash".into(), hex(sim.trace_hash())));
         print!("{}", table(&rows));
+        if let Some(r) = report {
+            print!("\n{r}");
+        }
         match &violation {
             Some(v) => eprintln!("INVARIANT VIOLATED: {v}"),
             None => println!("invariants held after every event"),

@@ -75,3 +75,72 @@ fn deadlock_breaks_the_seed_example_with_one_victim_per_cycle() {
     let (stdout, _) = text(&run(&["telecom", "deadlock", "--graph", &graph]));
     assert!(stdout.contains("T1 → T2 → T3 → T4 → T1") && stdout.contains("abort T1"), "{stdout}");
 }
+
+fn scenario() -> String {
+    format!("{}/../../scenarios/edge-core-cloud.toml", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn the_default_scenario_detects_every_failure_mode_and_reports() {
+    let v = json_ok(&["sim", &scenario(), "--json"]);
+    assert_eq!(v["invariant_violation"], serde_json::Value::Null, "{v}");
+    let o = &v["outcome"];
+    let failures = o["failures"].as_array().unwrap();
+    let kinds: std::collections::BTreeSet<&str> = failures.iter().map(|f| f["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["byzantine", "crash", "omission", "partition"].into_iter().collect());
+    for f in failures {
+        let (injected, detected) = (f["injected_at_s"].as_f64().unwrap(), f["detected_at_s"].as_f64());
+        let detected = detected.unwrap_or_else(|| panic!("not detected: {f}"));
+        assert!(detected >= injected && detected - injected < 5.0, "{f}");
+        if f["kind"] != "partition" {
+            assert_ne!(f["detected_by"], f["node"], "a node does not detect itself: {f}");
+        }
+    }
+    // The Byzantine node is caught by the quorum vote, not by heartbeats (it keeps beating).
+    let byz = failures.iter().find(|f| f["kind"] == "byzantine").unwrap();
+    assert_eq!(byz["how"], "byzantine", "{byz}");
+    // Edge1 is the RPC primary: its crash moves RPC to the next member.
+    let failovers = o["failovers"].as_array().unwrap();
+    assert!(
+        failovers.iter().any(|f| f["service"] == "rpc" && f["from"] == "Edge1" && f["to"] == "Edge2"),
+        "{failovers:?}"
+    );
+    let r = &o["requests"];
+    let (sent, ok) = (r["sent"].as_u64().unwrap(), r["succeeded"].as_u64().unwrap());
+    assert!(sent > 5_000 && ok > sent / 2, "{r}");
+    assert!(r["p99_ms"].as_f64().unwrap() >= r["p50_ms"].as_f64().unwrap());
+    let lb = &o["load_balancing"];
+    let jain = lb["load_balance_index"].as_f64().unwrap();
+    assert!(jain > 0.2 && jain <= 1.0, "{lb}");
+    assert_eq!(o["bottlenecks"]["ranking"].as_array().unwrap().len(), 5);
+    // The same seed, the same run.
+    let again = json_ok(&["sim", &scenario(), "--json"]);
+    assert_eq!(v["trace_hash"], again["trace_hash"]);
+    // The text report has the sections.
+    let (stdout, _) = text(&run(&["sim", &scenario()]));
+    for section in ["bottlenecks", "failure", "failover", "requests", "balancing"] {
+        assert!(stdout.contains(section), "{section} missing: {stdout}");
+    }
+}
+
+#[test]
+fn a_telecom_scenario_names_its_mistakes() {
+    let dir = temp_dir("telecom-scenario");
+    let src = std::fs::read_to_string(scenario()).unwrap();
+    let cases = [
+        (
+            src.replace("replicas = [\"Core2\", \"Cloud1\"]", "replicas = [\"Core2\", \"Cloud9\"]"),
+            "params.group[0].replicas[1]: no node \"Cloud9\"",
+        ),
+        (src.replace("nodes = 5", "nodes = 6"), "params.node: 5 nodes are described, but the scenario runs 6"),
+        (src.replace("loss = 0.01", "loss = 0.01\ndelay = { model = \"constant\", delay = \"1ms\" }"), "network.delay"),
+        (src.replace("threshold = 8.0", "threshold = -1.0"), "params.detector.threshold"),
+    ];
+    for (i, (text_, want)) in cases.iter().enumerate() {
+        let path = dir.join(format!("bad{i}.toml"));
+        std::fs::write(&path, text_).unwrap();
+        let out = run(&["sim", path.to_str().unwrap()]);
+        let (_, stderr) = text(&out);
+        assert!(!out.status.success() && stderr.contains(want), "case {i}: want {want:?} in {stderr}");
+    }
+}

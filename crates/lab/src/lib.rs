@@ -15,7 +15,8 @@ pub mod plot;
 pub mod registry;
 pub mod stats;
 pub mod teams;
+pub mod telecom;
 
 // For `with_protocol!`, which names the registered protocols from any crate.
 #[doc(hidden)]
-pub use {agora_alloc, agora_broadcast, agora_teams, anyhow};
+pub use {agora_alloc, agora_broadcast, agora_teams, agora_telecom, anyhow};

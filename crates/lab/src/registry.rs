@@ -8,13 +8,16 @@
 
 use agora_core::{NodeId, Protocol};
 use agora_sim::scenario::{FileError, Scenario};
-use agora_sim::Sim;
+use agora_sim::{Model, Sim};
 use agora_teams::counters;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
 pub trait Runnable: Protocol + Sized {
     const NAME: &'static str;
+    /// Whether [`Runnable::outcome`] reads the run's outputs (they are then
+    /// always kept).
+    const OUTCOME_READS_OUTPUTS: bool = false;
     type Params: DeserializeOwned + Clone + Send + 'static;
 
     /// Checks the parameters for `nodes` nodes; the error starts with the
@@ -26,6 +29,16 @@ pub trait Runnable: Protocol + Sized {
     fn install_invariants(params: &Self::Params, nodes: u32, sim: &mut Sim<Self>);
     /// The protocol-level outcome of a finished simulation, for summaries.
     fn outcome(params: &Self::Params, nodes: u32, sim: &Sim<Self>) -> serde_json::Value;
+    /// A human-readable report of [`Runnable::outcome`], for protocols whose
+    /// outcome is too rich for one line.
+    fn report(_outcome: &serde_json::Value) -> Option<String> {
+        None
+    }
+    /// The link delays, for a protocol whose parameters describe its own
+    /// network (a topology with RTTs); None: the scenario's `[network]` sets them.
+    fn network(_params: &Self::Params) -> Option<Model<Self>> {
+        None
+    }
 }
 
 impl Runnable for agora_broadcast::Node {
@@ -170,6 +183,40 @@ impl Runnable for agora_teams::Node {
     }
 }
 
+impl Runnable for agora_telecom::node::Node {
+    const NAME: &'static str = "telecom";
+    const OUTCOME_READS_OUTPUTS: bool = true;
+    type Params = agora_telecom::topology::Params;
+
+    fn validate(params: &Self::Params, nodes: u32) -> Result<(), String> {
+        let topo = params.compile()?;
+        if topo.len() != nodes as usize {
+            return Err(format!("node: {} nodes are described, but the scenario runs {nodes}", topo.len()));
+        }
+        Ok(())
+    }
+    fn build(params: &Self::Params, _nodes: u32) -> Box<dyn FnMut(NodeId) -> Self + Send> {
+        let topo = Arc::new(params.compile().expect("validated before building"));
+        Box::new(move |id| agora_telecom::node::Node::new(topo.clone(), id))
+    }
+    fn install_invariants(_params: &Self::Params, _nodes: u32, sim: &mut Sim<Self>) {
+        sim.add_invariant("server bounds and request accounting", |w| match w.active {
+            Some(id) => w.nodes.state(id).check(),
+            None => w.nodes.ids().try_for_each(|id| w.nodes.state(id).check()),
+        });
+    }
+    fn outcome(params: &Self::Params, _nodes: u32, sim: &Sim<Self>) -> serde_json::Value {
+        let topo = params.compile().expect("validated before running");
+        serde_json::to_value(crate::telecom::outcome(&topo, sim)).expect("an outcome is JSON")
+    }
+    fn report(outcome: &serde_json::Value) -> Option<String> {
+        Some(crate::telecom::report(outcome))
+    }
+    fn network(params: &Self::Params) -> Option<Model<Self>> {
+        Some(crate::telecom::links(&params.compile().ok()?))
+    }
+}
+
 /// The broadcast parameters with the node count the scenario or cluster file sets.
 fn broadcast_config(params: &agora_broadcast::Config, nodes: u32) -> Arc<agora_broadcast::Config> {
     Arc::new(agora_broadcast::Config { nodes, ..params.clone() })
@@ -203,6 +250,7 @@ pub const PROTOCOLS: &[&str] = &[
     agora_broadcast::monitored::Monitored::NAME,
     agora_alloc::node::Node::NAME,
     agora_teams::Node::NAME,
+    agora_telecom::node::Node::NAME,
 ];
 
 /// Runs `$body` with `$P` bound to the protocol type named `$name`.
@@ -225,6 +273,10 @@ macro_rules! with_protocol {
             }
             n if n == <$crate::agora_alloc::node::Node as $crate::registry::Runnable>::NAME => {
                 type $P = $crate::agora_alloc::node::Node;
+                $body
+            }
+            n if n == <$crate::agora_telecom::node::Node as $crate::registry::Runnable>::NAME => {
+                type $P = $crate::agora_telecom::node::Node;
                 $body
             }
             other => Err($crate::anyhow::anyhow!(
@@ -250,6 +302,18 @@ pub fn check<P: Runnable>(sc: &Scenario<P::Params>) -> Result<(), FileError> {
         return Err(sc.error(sc.key_span(e.key()), &e.field, e.message));
     }
     sc.inputs::<P>()?;
+    if P::network(&sc.params).is_some() {
+        if let Some(span) = sc.key_span("delay") {
+            return Err(sc.error(
+                Some(span),
+                "network.delay",
+                format!(
+                    "the {} protocol's links set the delays; remove `delay` (loss and the rest still apply)",
+                    P::NAME
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -259,8 +323,9 @@ pub fn check<P: Runnable>(sc: &Scenario<P::Params>) -> Result<(), FileError> {
 pub fn build<P: Runnable>(sc: &Scenario<P::Params>, seed: u64, keep_outputs: bool) -> Sim<P> {
     let mut cfg = sc.sim_config();
     cfg.seed = seed;
-    cfg.collect_outputs = keep_outputs;
-    let mut sim = Sim::new(sc.nodes, P::build(&sc.params, sc.nodes), sc.latency::<P>(), cfg);
+    cfg.collect_outputs = keep_outputs || P::OUTCOME_READS_OUTPUTS;
+    let latency = P::network(&sc.params).unwrap_or_else(|| sc.latency::<P>());
+    let mut sim = Sim::new(sc.nodes, P::build(&sc.params, sc.nodes), latency, cfg);
     sc.install(&mut sim);
     P::install_invariants(&sc.params, sc.nodes, &mut sim);
     sim

@@ -280,6 +280,8 @@ pub struct Sim<P: Protocol> {
     pending_toggles: Vec<(NodeId, bool)>,
     quiescence: Option<Quiescence<P>>,
     toggles: Vec<Toggle>,
+    /// Every fault as it was applied, for reports that match faults to detections.
+    faults_applied: Vec<(Time, Fault)>,
     byzantine: FnvHashMap<u32, Byzantine<P>>,
     invariants: Vec<(String, Invariant<P>)>,
     stats: Stats,
@@ -345,6 +347,7 @@ impl<P: Protocol> Sim<P> {
             pending_toggles: Vec::new(),
             quiescence: None,
             toggles: Vec::new(),
+            faults_applied: Vec::new(),
             byzantine: FnvHashMap::default(),
             invariants: Vec::new(),
             stats: Stats::default(),
@@ -430,6 +433,10 @@ impl<P: Protocol> Sim<P> {
         &self.outputs
     }
     /// The fragile toggles that took effect, in order.
+    /// The faults applied so far, with their times.
+    pub fn faults_applied(&self) -> &[(Time, Fault)] {
+        &self.faults_applied
+    }
     pub fn toggles(&self) -> &[Toggle] {
         &self.toggles
     }
@@ -577,6 +584,7 @@ impl<P: Protocol> Sim<P> {
             }
             Event::Fault(fault) => {
                 let (text, name) = (format!("{fault:?}"), fault.name());
+                self.faults_applied.push((self.now, (*fault).clone()));
                 let node = self.apply_fault(*fault);
                 self.after_event(TAG_FAULT, node, None, name, text.as_bytes(), text.clone().into())?;
             }

@@ -14,10 +14,16 @@
 //! The services (failure detection, RPC and failover, load balancing, …)
 //! come as protocols on `agora-core`, like every other protocol crate.
 
+pub mod balance;
 pub mod deadlock;
+pub mod node;
+pub mod phi;
 pub mod rank;
 pub mod risk;
+pub mod route;
+pub mod rpc;
 pub mod select;
+pub mod topology;
 
 /// An input error: where (`nodes[2].cpu_percent`) and what is wrong.
 #[derive(Debug, Clone, PartialEq)]

@@ -90,6 +90,17 @@ pub fn validate(input: &Input) -> Result<(), InputError> {
     Ok(())
 }
 
+/// The seed's capacity score from the used fractions of CPU, memory and
+/// transactions: 0.4 (1 − cpu) + 0.3 (1 − memory) + 0.3 (1 − transactions).
+pub fn capacity_score(cpu: f64, memory: f64, transactions: f64) -> f64 {
+    0.4 * (1.0 - cpu) + 0.3 * (1.0 - memory) + 0.3 * (1.0 - transactions)
+}
+
+/// The seed's performance score: weight × (1/latency_ms) × (throughput_mbps/1000).
+pub fn performance_score(weight: f64, latency_ms: f64, throughput_mbps: f64) -> f64 {
+    weight * (1.0 / latency_ms) * (throughput_mbps / 1000.0)
+}
+
 pub fn select(input: &Input) -> Result<Selection, InputError> {
     validate(input)?;
     let r = &input.request;
@@ -98,10 +109,12 @@ pub fn select(input: &Input) -> Result<Selection, InputError> {
         .nodes
         .iter()
         .map(|n| {
-            let capacity = 0.4 * (1.0 - n.cpu_utilization / n.cpu_max)
-                + 0.3 * (1.0 - n.memory_usage / n.memory_max)
-                + 0.3 * (1.0 - n.transactions / n.transactions_max);
-            let performance = n.weight * (1.0 / n.latency_ms) * (n.throughput_mbps / 1000.0);
+            let capacity = capacity_score(
+                n.cpu_utilization / n.cpu_max,
+                n.memory_usage / n.memory_max,
+                n.transactions / n.transactions_max,
+            );
+            let performance = performance_score(n.weight, n.latency_ms, n.throughput_mbps);
             Score { node: n.id.clone(), capacity, performance, total: 0.6 * capacity + 0.3 * performance + 0.1 * bonus }
         })
         .collect();

@@ -1,0 +1,392 @@
+//! The telecom system's simulated runs: its link model, and the report of a
+//! finished run — per-node metrics, the bottleneck ranking over them, the
+//! faults injected and when (and how) they were detected, failovers with
+//! recovery times, the cascading-failure levels, request outcomes and the
+//! seed's load-balancing metrics.
+
+use crate::stats::quantile;
+use agora_core::{NodeId, Time};
+use agora_sim::{Fault, Model, Scope, Sim};
+use agora_telecom::balance::{coefficient_of_variation, jain_index};
+use agora_telecom::node::{self, counters, Detection, Level, Node, Output};
+use agora_telecom::rank;
+use agora_telecom::topology::Topology;
+use serde::Serialize;
+use std::time::Duration;
+
+/// The simulator's delays for a topology: half the RTT on each link, the
+/// shortest path's sum between nodes that are not neighbours (messages
+/// only ever cross links, so those are never used), with the topology's jitter.
+pub fn links(topo: &Topology) -> Model<Node> {
+    let never = Duration::from_secs(3600);
+    let latency = topo
+        .one_way_ms
+        .iter()
+        .map(|row| {
+            row.iter().map(|&ms| if ms.is_finite() { Duration::from_secs_f64(ms / 1e3) } else { never }).collect()
+        })
+        .collect();
+    Model::Matrix { site_of: (0..topo.len() as u16).collect(), latency, jitter: topo.params.jitter }
+}
+
+#[derive(Debug, Serialize)]
+pub struct NodeReport {
+    pub node: String,
+    pub up: bool,
+    pub served: u64,
+    pub req_per_s: f64,
+    /// Busy slots over time: the model's CPU utilization.
+    pub cpu_percent: f64,
+    /// Mean time a served request spent at the node (queue + service).
+    pub latency_ms: f64,
+    pub tx_per_s: f64,
+    pub max_queue: u64,
+    pub shed: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FailureReport {
+    pub node: String,
+    pub kind: &'static str,
+    pub injected_at_s: f64,
+    pub detected_at_s: Option<f64>,
+    pub detection_s: Option<f64>,
+    pub detected_by: Option<String>,
+    pub how: Option<Detection>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FailoverReport {
+    pub service: String,
+    pub from: String,
+    pub to: Option<String>,
+    pub by: String,
+    pub at_s: f64,
+    /// Since the latest fault injected at `from` or `by` before the failover.
+    pub recovery_s: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CascadeReport {
+    pub service: String,
+    pub level: Level,
+    pub by: String,
+    pub at_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Requests {
+    pub sent: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    /// Refused at the client (isolated side, or shed by the cascade levels).
+    pub shed: u64,
+    pub success_ratio: f64,
+    pub mean_ms: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Attempts sent per request (n-way requests count every member).
+    pub attempts_per_request: f64,
+    pub retries: u64,
+    pub retry_budget_exhausted: u64,
+    /// Answers accepted that an honest server would not give (the harness
+    /// knows the right ones; a single-replica read cannot tell).
+    pub wrong_answers_accepted: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LoadBalancing {
+    pub strategy: agora_telecom::balance::Strategy,
+    /// Jain's fairness index of the servers' utilization (1 = even).
+    pub load_balance_index: f64,
+    /// Coefficient of variation of the same.
+    pub load_variance: f64,
+    pub migrations_per_minute: f64,
+    pub mean_response_ms: f64,
+    pub success_rate: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Outcome {
+    pub sim_time_s: f64,
+    pub nodes: Vec<NodeReport>,
+    /// The seed's bottleneck score over the measured latency, CPU and
+    /// transactions and the scenario's bandwidth, memory and locks, read the
+    /// corrected way (less bandwidth is the bottleneck; see `rank`).
+    pub bottlenecks: rank::Ranking,
+    pub failures: Vec<FailureReport>,
+    pub failovers: Vec<FailoverReport>,
+    pub cascade: Vec<CascadeReport>,
+    pub requests: Requests,
+    pub load_balancing: LoadBalancing,
+}
+
+/// The faults a run injected: (node, kind, time). Ends of faults (recover,
+/// heal, an omission rate of 0) are not failures.
+fn injected(sim: &Sim<Node>) -> Vec<(NodeId, &'static str, Time)> {
+    let mut out = Vec::new();
+    for (at, f) in sim.faults_applied() {
+        match f {
+            Fault::Crash(n) => out.push((*n, "crash", *at)),
+            Fault::Omission { scope: Scope::Node(n), rate } if *rate > 0.0 => out.push((*n, "omission", *at)),
+            Fault::Partition(groups) => {
+                // The smaller sides are the ones expected to isolate themselves.
+                let listed: usize = groups.iter().map(Vec::len).sum();
+                let rest = sim.nodes().len() - listed;
+                for g in groups.iter().filter(|g| g.len() * 2 <= sim.nodes().len() && g.len() <= rest.max(1)) {
+                    out.extend(g.iter().map(|&n| (n, "partition", *at)));
+                }
+            }
+            _ => {}
+        }
+    }
+    for o in sim.outputs() {
+        if let Output::TurnedByzantine { .. } = o.output {
+            out.push((o.node, "byzantine", o.at));
+        }
+    }
+    out.sort_by_key(|&(n, _, t)| (t, n.0));
+    out
+}
+
+pub fn outcome(topo: &Topology, sim: &Sim<Node>) -> Outcome {
+    let now = sim.now();
+    let secs = now.as_secs_f64().max(1e-9);
+    let name = |n: NodeId| topo.name(n).to_string();
+    let nodes: Vec<NodeReport> = sim
+        .nodes()
+        .ids()
+        .map(|id| {
+            let s = sim.node(id).stats();
+            let spec = topo.node(id);
+            NodeReport {
+                node: name(id),
+                up: sim.nodes().is_up(id),
+                served: s.served,
+                req_per_s: s.served as f64 / secs,
+                cpu_percent: 100.0 * sim.node(id).busy_slot_s(now) / (spec.slots as f64 * secs),
+                latency_ms: if s.served == 0 { 0.0 } else { 1e3 * s.residence_s / s.served as f64 },
+                tx_per_s: s.transactions as f64 / secs,
+                max_queue: s.max_queue,
+                shed: s.shed,
+            }
+        })
+        .collect();
+    let metrics = rank::Input {
+        nodes: nodes
+            .iter()
+            .zip(&topo.params.nodes)
+            .map(|(r, spec)| rank::NodeMetrics {
+                id: r.node.clone(),
+                latency_ms: r.latency_ms,
+                throughput_mbps: spec.throughput_mbps,
+                cpu_percent: r.cpu_percent,
+                memory_gb: spec.memory_gb,
+                tx_per_s: r.tx_per_s,
+                lock_contention_percent: spec.lock_contention_percent,
+            })
+            .collect(),
+    };
+    let bottlenecks = rank::rank(&metrics, rank::Reading::Corrected).expect("measured metrics are finite");
+
+    let faults = injected(sim);
+    let outputs = sim.outputs();
+    let failures = faults
+        .iter()
+        .map(|&(n, kind, at)| {
+            let found = outputs.iter().find(|o| {
+                o.at >= at
+                    && match (&o.output, kind) {
+                        (Output::Isolated { isolated: true }, "partition") => o.node == n,
+                        (Output::Suspect { node, .. }, k) if k != "partition" => *node == n && o.node != n,
+                        _ => false,
+                    }
+            });
+            let how = found.and_then(|o| match o.output {
+                Output::Suspect { how, .. } => Some(how),
+                _ => None,
+            });
+            FailureReport {
+                node: name(n),
+                kind,
+                injected_at_s: at.as_secs_f64(),
+                detected_at_s: found.map(|o| o.at.as_secs_f64()),
+                detection_s: found.map(|o| (o.at - at).as_secs_f64()),
+                detected_by: found.map(|o| name(o.node)),
+                how,
+            }
+        })
+        .collect();
+    // A failover follows the latest fault at the member it leaves or at the
+    // client that left it (a client cut off by a partition loses members too).
+    let last_fault_at = |from: NodeId, by: NodeId, t: Time| {
+        faults.iter().filter(|f| (f.0 == from || f.0 == by) && f.2 <= t).map(|f| f.2).max()
+    };
+    let mut failovers = Vec::new();
+    let mut cascade = Vec::new();
+    let (mut latencies, mut wrong) = (Vec::new(), 0);
+    for o in outputs {
+        match &o.output {
+            Output::Failover { group, from, to } => failovers.push(FailoverReport {
+                service: topo.groups[*group as usize].service.clone(),
+                from: name(*from),
+                to: to.map(name),
+                by: name(o.node),
+                at_s: o.at.as_secs_f64(),
+                recovery_s: last_fault_at(*from, o.node, o.at).map(|t| (o.at - t).as_secs_f64()),
+            }),
+            Output::Cascade { group, level } => cascade.push(CascadeReport {
+                service: topo.groups[*group as usize].service.clone(),
+                level: *level,
+                by: name(o.node),
+                at_s: o.at.as_secs_f64(),
+            }),
+            Output::Done { group, ok: true, latency_us, key, value, .. } => {
+                latencies.push(*latency_us as f64 / 1e3);
+                if *value != node::answer(*group, *key) {
+                    wrong += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    let c = &sim.stats().counters;
+    let sent = c.get(counters::REQUESTS);
+    let succeeded = c.get(counters::SUCCEEDED);
+    let mean_ms = if latencies.is_empty() { 0.0 } else { latencies.iter().sum::<f64>() / latencies.len() as f64 };
+    let requests = Requests {
+        sent,
+        succeeded,
+        failed: c.get(counters::FAILED),
+        shed: c.get(counters::SHED),
+        success_ratio: if sent == 0 { 1.0 } else { succeeded as f64 / sent as f64 },
+        mean_ms,
+        p50_ms: quantile(&mut latencies, 0.5),
+        p99_ms: quantile(&mut latencies, 0.99),
+        attempts_per_request: if sent == 0 { 0.0 } else { c.get(counters::ATTEMPTS) as f64 / sent as f64 },
+        retries: c.get(counters::RETRIES),
+        retry_budget_exhausted: c.get(counters::BUDGET_EXHAUSTED),
+        wrong_answers_accepted: wrong,
+    };
+    let servers: Vec<f64> = topo
+        .groups
+        .iter()
+        .flat_map(|g| g.members.iter().copied())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .map(|n| nodes[n.index()].cpu_percent)
+        .collect();
+    let load_balancing = LoadBalancing {
+        strategy: topo.params.balancer,
+        load_balance_index: jain_index(&servers),
+        load_variance: coefficient_of_variation(&servers),
+        migrations_per_minute: failovers.len() as f64 / (secs / 60.0),
+        mean_response_ms: mean_ms,
+        success_rate: requests.success_ratio,
+    };
+    Outcome { sim_time_s: secs, nodes, bottlenecks, failures, failovers, cascade, requests, load_balancing }
+}
+
+/// The outcome as text tables (from its JSON form, so a saved `--json`
+/// report prints the same).
+pub fn report(o: &serde_json::Value) -> String {
+    use std::fmt::Write;
+    let num = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_string).unwrap_or_else(|| "-".into());
+    let secs = |v: &serde_json::Value| v.as_f64().map(|s| format!("{s:.3}")).unwrap_or_else(|| "-".into());
+    let list = |k: &str| o[k].as_array().cloned().unwrap_or_default();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<8} {:>4} {:>8} {:>8} {:>7} {:>11} {:>8} {:>9} {:>6}",
+        "node", "up", "served", "req/s", "cpu %", "latency ms", "tx/s", "max queue", "shed"
+    );
+    for n in list("nodes") {
+        let _ = writeln!(
+            out,
+            "{:<8} {:>4} {:>8} {:>8.1} {:>7.2} {:>11.2} {:>8.1} {:>9} {:>6}",
+            text(&n["node"]),
+            if n["up"].as_bool() == Some(true) { "yes" } else { "no" },
+            n["served"].to_string(),
+            num(&n["req_per_s"]),
+            num(&n["cpu_percent"]),
+            num(&n["latency_ms"]),
+            num(&n["tx_per_s"]),
+            n["max_queue"].to_string(),
+            n["shed"].to_string()
+        );
+    }
+    let ranking: Vec<String> = o["bottlenecks"]["ranking"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| format!("{} {:.2}", text(&r["node"]), num(&r["score"])))
+        .collect();
+    let _ = writeln!(out, "\nbottlenecks  {}", ranking.join(", "));
+    for s in o["bottlenecks"]["suggestions"].as_array().into_iter().flatten() {
+        let _ = writeln!(out, "             {}", text(s));
+    }
+    let _ = writeln!(
+        out,
+        "\n{:<8} {:<10} {:>10} {:>10} {:>11}  {:<9} how",
+        "failure", "kind", "injected s", "detected s", "detection s", "by"
+    );
+    for f in list("failures") {
+        let _ = writeln!(
+            out,
+            "{:<8} {:<10} {:>10} {:>10} {:>11}  {:<9} {}",
+            text(&f["node"]),
+            text(&f["kind"]),
+            secs(&f["injected_at_s"]),
+            secs(&f["detected_at_s"]),
+            secs(&f["detection_s"]),
+            text(&f["detected_by"]),
+            text(&f["how"])
+        );
+    }
+    let _ =
+        writeln!(out, "\n{:<14} {:<8} {:<8} {:<8} {:>8} {:>10}", "failover", "from", "to", "by", "at s", "recovery s");
+    for f in list("failovers") {
+        let _ = writeln!(
+            out,
+            "{:<14} {:<8} {:<8} {:<8} {:>8} {:>10}",
+            text(&f["service"]),
+            text(&f["from"]),
+            text(&f["to"]),
+            text(&f["by"]),
+            secs(&f["at_s"]),
+            secs(&f["recovery_s"])
+        );
+    }
+    let levels: Vec<String> = list("cascade")
+        .iter()
+        .map(|c| format!("{} {} {} @{}", text(&c["by"]), text(&c["service"]), text(&c["level"]), secs(&c["at_s"])))
+        .collect();
+    let _ = writeln!(out, "\ncascade      {}", if levels.is_empty() { "-".into() } else { levels.join("; ") });
+    let r = &o["requests"];
+    let _ = writeln!(
+        out,
+        "requests     {} sent, {} succeeded ({:.2} %), {} failed of which {} shed; p50 {:.1} ms, p99 {:.1} ms; {} retries ({} refused by the budget); {} wrong answers accepted",
+        r["sent"],
+        r["succeeded"],
+        100.0 * num(&r["success_ratio"]),
+        r["failed"],
+        r["shed"],
+        num(&r["p50_ms"]),
+        num(&r["p99_ms"]),
+        r["retries"],
+        r["retry_budget_exhausted"],
+        r["wrong_answers_accepted"]
+    );
+    let b = &o["load_balancing"];
+    let _ = writeln!(
+        out,
+        "balancing    {}: Jain index {:.3}, load CV {:.3}, {:.1} migrations/min, mean response {:.1} ms",
+        text(&b["strategy"]),
+        num(&b["load_balance_index"]),
+        num(&b["load_variance"]),
+        num(&b["migrations_per_minute"]),
+        num(&b["mean_response_ms"])
+    );
+    out
+}
