@@ -5,6 +5,8 @@
 //! wait-for graph and the victims that break them.
 
 use crate::report::table;
+use agora_lab::telecom::experiments;
+use agora_telecom::balance::Strategy;
 use agora_telecom::deadlock::{self, Victim};
 use agora_telecom::rank::{self, Reading};
 use agora_telecom::{risk, select};
@@ -67,6 +69,58 @@ pub enum TelecomCmd {
         #[arg(long)]
         json: bool,
     },
+    /// The phi-accrual detector over many simulated runs of the default
+    /// topology: detection time after a crash (p50/p99) and false
+    /// suspicions per node-hour with no fault, for each threshold.
+    Detector {
+        #[arg(long, value_delimiter = ',', default_values_t = vec![4.0, 6.0, 8.0, 10.0, 12.0])]
+        thresholds: Vec<f64>,
+        /// Crash runs per threshold.
+        #[arg(long, default_value_t = 100)]
+        seeds: u64,
+        /// Message loss on every link.
+        #[arg(long, default_value_t = 0.05)]
+        loss: f64,
+        /// Fault-free simulated hours per threshold.
+        #[arg(long, default_value_t = 1.0)]
+        hours: f64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load balancing over five simulated back-ends: all healthy, one ten
+    /// times slower, one dead; latency, success and attempts per request
+    /// for each strategy.
+    Balance {
+        #[arg(long, value_delimiter = ',', default_values_t = vec![
+            Strategy::RoundRobin, Strategy::WeightedRoundRobin, Strategy::LeastConnections,
+            Strategy::ResourceAware, Strategy::P2cPeakEwma])]
+        strategies: Vec<Strategy>,
+        #[arg(long, default_value_t = 5)]
+        seeds: u64,
+        /// Requests per second.
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        /// Simulated seconds per run.
+        #[arg(long, default_value_t = 10.0)]
+        secs: f64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Writes a scenario with a generated topology of the seed's shape
+    /// (edge nodes on two cores each, a ring of cores, clouds above) to stdout.
+    Generate {
+        #[arg(long, default_value_t = 200)]
+        edges: u32,
+        #[arg(long, default_value_t = 40)]
+        cores: u32,
+        #[arg(long, default_value_t = 10)]
+        clouds: u32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Simulated time of the scenario.
+        #[arg(long, default_value = "20s")]
+        until: String,
+    },
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -110,6 +164,80 @@ fn analyse<I: DeserializeOwned, O: Serialize>(
 
 pub fn telecom(cmd: TelecomCmd) -> Result<bool> {
     match cmd {
+        TelecomCmd::Detector { thresholds, seeds, loss, hours, json } => {
+            if !(0.0..1.0).contains(&loss) || !(hours > 0.0) || seeds == 0 {
+                anyhow::bail!("--loss must be in [0, 1), --hours above 0 and --seeds at least 1");
+            }
+            let spec = experiments::DetectorSpec { thresholds, seeds, loss, hours };
+            let bar = crate::report::progress(spec.thresholds.len() as u64 * (seeds + 1), "runs");
+            let rows = experiments::detector(&spec, &mut || bar.inc(1)).map_err(anyhow::Error::msg)?;
+            bar.finish_and_clear();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!("phi accrual, 100 ms heartbeats, the seed's RTTs ± 10 %, {:.0} % loss; {seeds} crashes and {hours} fault-free hours per threshold (simulated)", loss * 100.0);
+                println!(
+                    "{:>9} {:>9} {:>9} {:>9} {:>7} {:>16}",
+                    "threshold", "p50 s", "p99 s", "max s", "missed", "false/node-hour"
+                );
+                for r in &rows {
+                    println!(
+                        "{:>9} {:>9.3} {:>9.3} {:>9.3} {:>7} {:>16.3}",
+                        r.threshold,
+                        r.detection_p50_s,
+                        r.detection_p99_s,
+                        r.detection_max_s,
+                        r.missed,
+                        r.false_per_node_hour
+                    );
+                }
+            }
+            Ok(true)
+        }
+        TelecomCmd::Balance { strategies, seeds, rate, secs, json } => {
+            if !(rate > 0.0) || !(secs > 1.0) || seeds == 0 {
+                anyhow::bail!("--rate must be above 0, --secs above 1 and --seeds at least 1");
+            }
+            let spec = experiments::BalanceSpec { strategies, seeds, rate, secs };
+            let bar = crate::report::progress(3 * spec.strategies.len() as u64 * seeds, "runs");
+            let rows = experiments::balance(&spec, &mut || bar.inc(1)).map_err(anyhow::Error::msg)?;
+            bar.finish_and_clear();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!("one client, five back-ends (10 ms service, 1 ms RTT), {rate} req/s for {secs} s × {seeds} seeds (simulated)");
+                println!(
+                    "{:<10} {:<22} {:>9} {:>8} {:>8} {:>12} {:>9} {:>13}",
+                    "case", "strategy", "requests", "p50 ms", "p99 ms", "p99/healthy", "success", "attempts/req"
+                );
+                for r in &rows {
+                    println!(
+                        "{:<10} {:<22} {:>9} {:>8.2} {:>8.2} {:>12.2} {:>8.3}% {:>13.3}",
+                        label(&r.case),
+                        label(&r.strategy),
+                        r.requests,
+                        r.p50_ms,
+                        r.p99_ms,
+                        r.p99_over_healthy,
+                        100.0 * r.success_ratio,
+                        r.attempts_per_request
+                    );
+                }
+            }
+            Ok(true)
+        }
+        TelecomCmd::Generate { edges, cores, clouds, seed, until } => {
+            let params = agora_telecom::topology::generate(edges, cores, clouds, seed).map_err(anyhow::Error::msg)?;
+            let until = agora_core::duration_str::parse(&until).map_err(|e| anyhow::anyhow!("--until: {e}"))?;
+            let n = params.nodes.len() as u32;
+            let mut sc = agora_sim::scenario::Scenario::new("telecom", n, params);
+            sc.name = format!("generated edge–core–cloud topology: {edges} edges, {cores} cores, {clouds} clouds");
+            sc.seed = seed;
+            sc.until = until;
+            sc.network.loss = 0.01;
+            print!("{}", sc.to_toml());
+            Ok(true)
+        }
         TelecomCmd::Rank { metrics, reading, json } => {
             let reading = match reading {
                 ReadingArg::Seed => Reading::Seed,

@@ -144,3 +144,56 @@ fn a_telecom_scenario_names_its_mistakes() {
         assert!(!out.status.success() && stderr.contains(want), "case {i}: want {want:?} in {stderr}");
     }
 }
+
+#[test]
+fn the_detector_meets_its_targets_at_five_percent_loss() {
+    let v = json_ok(&["telecom", "detector", "--thresholds", "4,8", "--seeds", "20", "--hours", "0.2", "--json"]);
+    let rows = v.as_array().unwrap();
+    let at = |t: f64| rows.iter().find(|r| r["threshold"].as_f64() == Some(t)).unwrap();
+    let (low, eight) = (at(4.0), at(8.0));
+    assert_eq!(eight["missed"], 0, "{eight}");
+    assert!(eight["detection_p99_s"].as_f64().unwrap() <= 1.0, "{eight}");
+    assert!(eight["false_per_node_hour"].as_f64().unwrap() <= 1.0, "{eight}");
+    // A lower threshold detects sooner: the curve has a slope.
+    assert!(low["detection_p50_s"].as_f64().unwrap() < eight["detection_p50_s"].as_f64().unwrap(), "{v}");
+}
+
+#[test]
+fn p2c_peak_ewma_routes_around_a_slow_backend_and_retries_stay_in_budget() {
+    let v = json_ok(&[
+        "telecom",
+        "balance",
+        "--strategies",
+        "round_robin,p2c_peak_ewma",
+        "--seeds",
+        "2",
+        "--secs",
+        "5",
+        "--json",
+    ]);
+    let rows = v.as_array().unwrap();
+    let row = |case: &str, s: &str| rows.iter().find(|r| r["case"] == case && r["strategy"] == s).unwrap();
+    let ratio = |r: &serde_json::Value| r["p99_over_healthy"].as_f64().unwrap();
+    assert!(ratio(row("one_slow", "p2c_peak_ewma")) <= 1.3, "{v}");
+    assert!(ratio(row("one_slow", "round_robin")) > 3.0, "round robin keeps feeding the slow one: {v}");
+    for s in ["round_robin", "p2c_peak_ewma"] {
+        let dead = row("one_dead", s);
+        assert!(dead["attempts_per_request"].as_f64().unwrap() <= 1.2, "{dead}");
+        assert!(dead["success_ratio"].as_f64().unwrap() >= 0.999, "{dead}");
+    }
+}
+
+#[test]
+fn a_generated_topology_runs() {
+    let dir = temp_dir("telecom-generate");
+    let out = run(&["telecom", "generate", "--edges", "40", "--cores", "8", "--clouds", "2", "--until", "3s"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let path = dir.join("big.toml");
+    std::fs::write(&path, stdout).unwrap();
+    let v = json_ok(&["sim", path.to_str().unwrap(), "--json"]);
+    assert_eq!(v["nodes"], 50);
+    assert_eq!(v["invariant_violation"], serde_json::Value::Null);
+    let r = &v["outcome"]["requests"];
+    assert!(r["succeeded"].as_u64().unwrap() > 0 && r["success_ratio"].as_f64().unwrap() > 0.99, "{r}");
+}

@@ -47,7 +47,7 @@ pub fn scenario(spec: &SimSpec) -> Result<Scenario<Config>, String> {
     sc.path = "(built by agora alloc sim)".into();
     sc.seed = spec.seed;
     sc.until = Duration::from_secs(3600);
-    sc.network.delay = DelaySpec::Uniform { min: Duration::from_millis(1), max: Duration::from_millis(10) };
+    sc.network.delay = Some(DelaySpec::Uniform { min: Duration::from_millis(1), max: Duration::from_millis(10) });
     for entry in spec.faults.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         match parse_fault(entry, &instance, &setup).map_err(|why| format!("--faults entry {entry:?}: {why}"))? {
             Parsed::Loss(rate) => sc.network.loss = rate,

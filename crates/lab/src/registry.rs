@@ -302,17 +302,10 @@ pub fn check<P: Runnable>(sc: &Scenario<P::Params>) -> Result<(), FileError> {
         return Err(sc.error(sc.key_span(e.key()), &e.field, e.message));
     }
     sc.inputs::<P>()?;
-    if P::network(&sc.params).is_some() {
-        if let Some(span) = sc.key_span("delay") {
-            return Err(sc.error(
-                Some(span),
-                "network.delay",
-                format!(
-                    "the {} protocol's links set the delays; remove `delay` (loss and the rest still apply)",
-                    P::NAME
-                ),
-            ));
-        }
+    if P::network(&sc.params).is_some() && sc.network.delay.is_some() {
+        let message =
+            format!("the {} protocol's links set the delays; remove `delay` (loss and the rest still apply)", P::NAME);
+        return Err(sc.error(sc.key_span("delay"), "network.delay", message));
     }
     Ok(())
 }

@@ -96,8 +96,10 @@ fn default_until() -> Duration {
 #[derive(Debug, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkSpec {
-    #[serde(default)]
-    pub delay: DelaySpec,
+    /// None: the default (1 ms constant), or — for a protocol that brings its
+    /// own links — the protocol's delays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<DelaySpec>,
     /// Deliver each directed link's messages in send order.
     #[serde(default)]
     pub fifo: bool,
@@ -468,7 +470,7 @@ impl<P> Scenario<P> {
             ));
         }
         let delay_err = |m: String| self.error(self.key_span("delay"), "network.delay", m);
-        match &net.delay {
+        match net.delay.as_ref().unwrap_or(&DelaySpec::default()) {
             DelaySpec::Uniform { min, max } if min > max => {
                 return Err(delay_err(format!("min {min:?} is above max {max:?}")))
             }
@@ -542,7 +544,7 @@ impl<P> Scenario<P> {
     /// The delay model the `[network]` section describes.
     pub fn latency<Q: Protocol>(&self) -> Model<Q> {
         let ms = |v: f64| Duration::from_secs_f64(v / 1e3);
-        match &self.network.delay {
+        match self.network.delay.as_ref().unwrap_or(&DelaySpec::default()) {
             DelaySpec::Constant { delay } => Model::Constant(*delay),
             DelaySpec::Uniform { min, max } => Model::Uniform { min: *min, max: *max },
             DelaySpec::Exponential { mean, min } => Model::Exponential { mean: *mean, min: *min },

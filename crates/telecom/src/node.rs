@@ -583,8 +583,10 @@ impl Node {
             }
         }
         let origin = ls.origin.index();
+        // A refresh that changes nothing leaves the view as it is.
+        let same = self.db[origin].as_ref().is_some_and(|old| old.links == ls.links);
         self.db[origin] = Some(ls);
-        self.view_dirty = true;
+        self.view_dirty |= !same;
     }
 
     fn refresh_view(&mut self, io: &mut Io<'_, Self>) {

@@ -108,7 +108,7 @@ pub fn scenario(spec: &RunSpec) -> (Scenario<Params>, Vec<Time>) {
     sc.path = "(built by agora teams)".into();
     sc.seed = spec.seed;
     sc.until = LIMIT;
-    sc.network.delay = DelaySpec::Async { unit: UNIT, adversary: spec.adversary };
+    sc.network.delay = Some(DelaySpec::Async { unit: UNIT, adversary: spec.adversary });
     sc.network.fifo = true;
     let fragile = fragile_nodes(spec);
     for &f in &fragile {

@@ -4,6 +4,8 @@
 //! recovery times, the cascading-failure levels, request outcomes and the
 //! seed's load-balancing metrics.
 
+pub mod experiments;
+
 use crate::stats::quantile;
 use agora_core::{NodeId, Time};
 use agora_sim::{Fault, Model, Scope, Sim};
@@ -81,6 +83,9 @@ pub struct Requests {
     pub failed: u64,
     /// Refused at the client (isolated side, or shed by the cascade levels).
     pub shed: u64,
+    /// Still waiting for an answer when the run ended (not counted below).
+    pub in_flight_at_end: u64,
+    /// Succeeded over ended (succeeded + failed).
     pub success_ratio: f64,
     pub mean_ms: f64,
     pub p50_ms: f64,
@@ -253,13 +258,15 @@ pub fn outcome(topo: &Topology, sim: &Sim<Node>) -> Outcome {
     let c = &sim.stats().counters;
     let sent = c.get(counters::REQUESTS);
     let succeeded = c.get(counters::SUCCEEDED);
+    let failed = c.get(counters::FAILED);
     let mean_ms = if latencies.is_empty() { 0.0 } else { latencies.iter().sum::<f64>() / latencies.len() as f64 };
     let requests = Requests {
         sent,
         succeeded,
-        failed: c.get(counters::FAILED),
+        failed,
         shed: c.get(counters::SHED),
-        success_ratio: if sent == 0 { 1.0 } else { succeeded as f64 / sent as f64 },
+        in_flight_at_end: sent - succeeded - failed,
+        success_ratio: if succeeded + failed == 0 { 1.0 } else { succeeded as f64 / (succeeded + failed) as f64 },
         mean_ms,
         p50_ms: quantile(&mut latencies, 0.5),
         p99_ms: quantile(&mut latencies, 0.99),

@@ -1,0 +1,252 @@
+//! Measurements over many simulated runs of the telecom system:
+//!
+//! * [`detector`]: the phi-accrual detector's detection time after a crash
+//!   (p50/p99 over seeds) and its false suspicions per node-hour with no
+//!   fault at all, for each threshold, under the seed's RTTs, the links'
+//!   jitter and a chosen message loss;
+//! * [`balance`]: five back-ends behind one client, all healthy, one ten
+//!   times slower, or one dead, for each balancing strategy: p50/p99
+//!   latency, success, and how many attempts each request cost.
+
+use super::outcome;
+use crate::registry::{self, Runnable};
+use crate::stats::quantile;
+use agora_core::NodeId;
+use agora_sim::scenario::{FaultKind, FaultSpec, Scenario};
+use agora_telecom::balance::Strategy;
+use agora_telecom::node::{Detection, Node, Output};
+use agora_telecom::topology::{Consistency, GroupSpec, Layer, LinkSpec, NodeSpec, Params, Redundancy};
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use std::time::Duration;
+
+/// The default scenario, embedded: `agora` runs it with no files around.
+pub const DEFAULT_SCENARIO: &str = include_str!("../../../../scenarios/edge-core-cloud.toml");
+
+/// The embedded default scenario, parsed and checked.
+pub fn default_scenario() -> Scenario<Params> {
+    registry::load::<Node>("edge-core-cloud.toml (embedded)", DEFAULT_SCENARIO).expect("the embedded scenario is valid")
+}
+
+/// `sc` with no faults, inputs or workload: only the detectors run.
+fn quiet(mut sc: Scenario<Params>, loss: f64, threshold: f64) -> Scenario<Params> {
+    sc.fault.clear();
+    sc.input.clear();
+    sc.params.workload.rate = 0.0;
+    sc.params.detector.threshold = threshold;
+    sc.network.loss = loss;
+    sc
+}
+
+#[derive(Clone, Debug)]
+pub struct DetectorSpec {
+    pub thresholds: Vec<f64>,
+    /// Crash runs per threshold.
+    pub seeds: u64,
+    pub loss: f64,
+    /// Fault-free simulated hours per threshold, for false suspicions.
+    pub hours: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DetectorRow {
+    pub threshold: f64,
+    pub loss: f64,
+    pub crashes: u64,
+    /// Crashes no neighbour's detector flagged within 10 s.
+    pub missed: u64,
+    pub detection_p50_s: f64,
+    pub detection_p99_s: f64,
+    pub detection_max_s: f64,
+    /// Suspicions of live nodes, summed over every watching neighbour.
+    pub false_suspicions: u64,
+    pub node_hours: f64,
+    pub false_per_node_hour: f64,
+}
+
+/// The sweep; `progress` is called after every run.
+pub fn detector(spec: &DetectorSpec, progress: &mut dyn FnMut()) -> Result<Vec<DetectorRow>, String> {
+    let base = default_scenario();
+    let n = base.nodes;
+    let mut rows = Vec::new();
+    for &threshold in &spec.thresholds {
+        let mut times = Vec::new();
+        let mut missed = 0;
+        for seed in 0..spec.seeds {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
+            let victim = rng.random_range(0..n);
+            // After the detectors have warmed up, at a random phase of the heartbeat.
+            let at = Duration::from_secs(5) + Duration::from_secs_f64(rng.random::<f64>());
+            let mut sc = quiet(default_scenario(), spec.loss, threshold);
+            sc.until = at + Duration::from_secs(10);
+            sc.push_fault(FaultSpec {
+                kind: FaultKind::Crash,
+                at: Some(at),
+                node: Some(victim),
+                ..FaultSpec::default()
+            });
+            registry::check::<Node>(&sc).map_err(|e| e.to_string())?;
+            let mut sim = registry::build::<Node>(&sc, seed, true);
+            sim.run_until(agora_core::Time::ZERO + sc.until).map_err(|e| e.to_string())?;
+            let crash = agora_core::Time::ZERO + at;
+            let found = sim.outputs().iter().find(|o| {
+                o.at >= crash
+                    && matches!(o.output, Output::Suspect { node, how: Detection::Crash } if node == NodeId(victim))
+            });
+            match found {
+                Some(o) => times.push((o.at - crash).as_secs_f64()),
+                None => missed += 1,
+            }
+            progress();
+        }
+        let mut sc = quiet(default_scenario(), spec.loss, threshold);
+        sc.until = Duration::from_secs_f64(spec.hours * 3600.0);
+        let mut sim = registry::build::<Node>(&sc, 1_000 + threshold.to_bits() % 1_000, true);
+        sim.run_until(agora_core::Time::ZERO + sc.until).map_err(|e| e.to_string())?;
+        let false_suspicions =
+            sim.outputs().iter().filter(|o| matches!(o.output, Output::Suspect { how: Detection::Crash, .. })).count()
+                as u64;
+        progress();
+        let node_hours = n as f64 * spec.hours;
+        rows.push(DetectorRow {
+            threshold,
+            loss: spec.loss,
+            crashes: spec.seeds,
+            missed,
+            detection_p50_s: quantile(&mut times, 0.5),
+            detection_p99_s: quantile(&mut times, 0.99),
+            detection_max_s: quantile(&mut times, 1.0),
+            false_suspicions,
+            node_hours,
+            false_per_node_hour: false_suspicions as f64 / node_hours,
+        });
+    }
+    Ok(rows)
+}
+
+/// The three situations of the balancing measurement.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Case {
+    Healthy,
+    OneSlow,
+    OneDead,
+}
+
+#[derive(Clone, Debug)]
+pub struct BalanceSpec {
+    pub strategies: Vec<Strategy>,
+    pub seeds: u64,
+    /// Requests per second from the client.
+    pub rate: f64,
+    pub secs: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BalanceRow {
+    pub case: Case,
+    pub strategy: Strategy,
+    /// Requests that ended (answered or failed) within the runs.
+    pub requests: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// p99 over the same strategy's all-healthy p99.
+    pub p99_over_healthy: f64,
+    pub success_ratio: f64,
+    /// Attempts sent per request: 1 without retries.
+    pub attempts_per_request: f64,
+}
+
+/// One client in front of five back-ends (10 ms service, 1 ms RTT), one
+/// active-active group.
+pub fn five_backends(strategy: Strategy, rate: f64, case: Case) -> Scenario<Params> {
+    let spec = |name: String, layer| NodeSpec {
+        name,
+        layer,
+        latency_ms: 10.0,
+        throughput_mbps: 1000.0,
+        cpu_percent: 0.0,
+        memory_gb: 8.0,
+        tx_per_s: 100.0,
+        lock_contention_percent: 0.0,
+        failure_mode: agora_telecom::risk::FailureMode::Crash,
+        services: Vec::new(),
+        slots: 100,
+        queue_limit: 1000,
+        slow: 1.0,
+        criticality: 0.5,
+    };
+    let mut nodes = vec![spec("Client".into(), Layer::Edge)];
+    nodes.extend((1..=5).map(|i| spec(format!("B{i}"), Layer::Core)));
+    if case == Case::OneSlow {
+        nodes[5].slow = 10.0;
+    }
+    let links =
+        (1..=5).map(|i| LinkSpec { a: "Client".into(), b: format!("B{i}"), rtt_ms: 1.0, backup: false }).collect();
+    let group = GroupSpec {
+        service: "service".into(),
+        primary: "B1".into(),
+        replicas: (2..=5).map(|i| format!("B{i}")).collect(),
+        strategy: Redundancy::ActiveActive,
+        consistency: Consistency::Eventual,
+        factor: 1,
+    };
+    let mut params = default_scenario().params;
+    params.nodes = nodes;
+    params.links = links;
+    params.groups = vec![group];
+    params.workload.clients = vec!["Client".into()];
+    params.workload.mix.clear();
+    params.workload.rate = rate;
+    params.balancer = strategy;
+    let mut sc = Scenario::new(Node::NAME, 6, params);
+    if case == Case::OneDead {
+        sc.push_fault(FaultSpec {
+            kind: FaultKind::Crash,
+            at: Some(Duration::from_secs(1)),
+            node: Some(5),
+            ..FaultSpec::default()
+        });
+    }
+    sc
+}
+
+pub fn balance(spec: &BalanceSpec, progress: &mut dyn FnMut()) -> Result<Vec<BalanceRow>, String> {
+    let mut rows: Vec<BalanceRow> = Vec::new();
+    for case in [Case::Healthy, Case::OneSlow, Case::OneDead] {
+        for &strategy in &spec.strategies {
+            let mut sc = five_backends(strategy, spec.rate, case);
+            sc.until = Duration::from_secs_f64(spec.secs);
+            registry::check::<Node>(&sc).map_err(|e| e.to_string())?;
+            let (mut latencies, mut sent, mut ok, mut attempts) = (Vec::new(), 0, 0, 0);
+            for seed in 0..spec.seeds {
+                let mut sim = registry::build::<Node>(&sc, seed, true);
+                sim.run_until(agora_core::Time::ZERO + sc.until).map_err(|e| e.to_string())?;
+                let topo = sc.params.compile()?;
+                let o = outcome(&topo, &sim);
+                sent += o.requests.succeeded + o.requests.failed;
+                ok += o.requests.succeeded;
+                attempts += sim.stats().counters.get(agora_telecom::node::counters::ATTEMPTS);
+                latencies.extend(sim.outputs().iter().filter_map(|r| match r.output {
+                    Output::Done { ok: true, latency_us, .. } => Some(latency_us as f64 / 1e3),
+                    _ => None,
+                }));
+                progress();
+            }
+            let p99 = quantile(&mut latencies, 0.99);
+            let healthy =
+                rows.iter().find(|r| r.case == Case::Healthy && r.strategy == strategy).map_or(p99, |r| r.p99_ms);
+            rows.push(BalanceRow {
+                case,
+                strategy,
+                requests: sent,
+                p50_ms: quantile(&mut latencies, 0.5),
+                p99_ms: p99,
+                p99_over_healthy: p99 / healthy,
+                success_ratio: if sent == 0 { 1.0 } else { ok as f64 / sent as f64 },
+                attempts_per_request: if sent == 0 { 0.0 } else { attempts as f64 / sent as f64 },
+            });
+        }
+    }
+    Ok(rows)
+}
