@@ -165,7 +165,7 @@ fn analyse<I: DeserializeOwned, O: Serialize>(
 pub fn telecom(cmd: TelecomCmd) -> Result<bool> {
     match cmd {
         TelecomCmd::Detector { thresholds, seeds, loss, hours, json } => {
-            if !(0.0..1.0).contains(&loss) || !(hours > 0.0) || seeds == 0 {
+            if !(0.0..1.0).contains(&loss) || hours.is_nan() || hours <= 0.0 || seeds == 0 {
                 anyhow::bail!("--loss must be in [0, 1), --hours above 0 and --seeds at least 1");
             }
             let spec = experiments::DetectorSpec { thresholds, seeds, loss, hours };
@@ -195,7 +195,7 @@ pub fn telecom(cmd: TelecomCmd) -> Result<bool> {
             Ok(true)
         }
         TelecomCmd::Balance { strategies, seeds, rate, secs, json } => {
-            if !(rate > 0.0) || !(secs > 1.0) || seeds == 0 {
+            if rate.is_nan() || rate <= 0.0 || secs.is_nan() || secs <= 1.0 || seeds == 0 {
                 anyhow::bail!("--rate must be above 0, --secs above 1 and --seeds at least 1");
             }
             let spec = experiments::BalanceSpec { strategies, seeds, rate, secs };
