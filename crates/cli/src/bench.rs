@@ -29,6 +29,9 @@ pub enum BenchCmd {
     Storage(crate::bench_net::StorageBenchArgs),
     /// Round trips per second and latency between two nodes, TLS beside plain TCP.
     Transport(crate::bench_net::TransportBenchArgs),
+    /// The telecom seed's performance table in the closed-loop model that
+    /// yields it, and the throughput/latency trade-off (simulated).
+    Telecom(crate::bench_telecom::TelecomBenchArgs),
     /// One measurement in this process (used by `bench sim`).
     #[command(hide = true)]
     SimOne {
@@ -152,6 +155,7 @@ pub fn bench(cmd: BenchCmd) -> Result<bool> {
         BenchCmd::Alloc(args) => crate::bench_alloc::run(&args),
         BenchCmd::Storage(args) => crate::bench_net::storage(&args),
         BenchCmd::Transport(args) => crate::bench_net::transport(&args),
+        BenchCmd::Telecom(args) => crate::bench_telecom::run(&args),
         BenchCmd::SimOne { nodes } => {
             println!("{}", serde_json::to_string(&sample(nodes)?)?);
             Ok(true)

@@ -5,6 +5,7 @@ mod alloc;
 mod bench;
 mod bench_alloc;
 mod bench_net;
+mod bench_telecom;
 mod cluster;
 mod huge_pages;
 mod quota;

@@ -197,3 +197,19 @@ fn a_generated_topology_runs() {
     let r = &v["outcome"]["requests"];
     assert!(r["succeeded"].as_u64().unwrap() > 0 && r["success_ratio"].as_f64().unwrap() > 0.99, "{r}");
 }
+
+#[test]
+fn the_seeds_performance_table_is_its_closed_loop_arithmetic() {
+    let v = json_ok(&["bench", "telecom", "--secs", "2", "--json"]);
+    let total = v["simulated_total_req_per_s"].as_f64().unwrap();
+    assert!((total - 42_045.0).abs() / 42_045.0 < 0.01, "{v}");
+    assert!((v["plain_avg_ms"].as_f64().unwrap() - 13.4).abs() < 0.05, "{v}");
+    assert!((v["weighted_avg_ms"].as_f64().unwrap() - 11.9).abs() < 0.05, "{v}");
+    for r in v["simulated"].as_array().unwrap() {
+        let (got, seed) = (r["req_per_s"].as_f64().unwrap(), r["seed_req_per_s"].as_f64().unwrap());
+        assert!((got - seed).abs() / seed < 0.01, "{r}");
+    }
+    let frontier: Vec<_> = v["trade_off"].as_array().unwrap().iter().filter(|p| p["on_frontier"] == true).collect();
+    assert!(!frontier.is_empty());
+    assert_eq!(v["real"], serde_json::Value::Null, "real measurements are not claimed");
+}

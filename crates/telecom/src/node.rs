@@ -135,6 +135,10 @@ pub enum Timer {
     Check,
     Refresh,
     NextRequest,
+    /// Closed loop: issue one request (n makes each arming distinct).
+    Issue {
+        n: u64,
+    },
     /// Attempt `attempt` of request `id` has waited its timeout.
     Attempt {
         id: u64,
@@ -282,6 +286,7 @@ pub struct ServerStats {
 /// One request in flight at its client.
 #[derive(Clone, Debug)]
 struct Pending {
+    id: u64,
     group: u16,
     key: u64,
     priority: u8,
@@ -297,9 +302,12 @@ struct Pending {
 
 impl Pending {
     /// The request's end, reported once.
-    fn done(&self, ok: bool, value: u64, now: Time, finished: &mut u64, io: &mut Io<'_, Node>) {
+    fn done(&self, ok: bool, value: u64, now: Time, finished: &mut u64, closed_loop: bool, io: &mut Io<'_, Node>) {
         *finished += 1;
         io.count(if ok { counters::SUCCEEDED } else { counters::FAILED }, 1);
+        if closed_loop {
+            io.set_timer(Duration::ZERO, Timer::Issue { n: self.id });
+        }
         io.output(Output::Done {
             group: self.group,
             ok,
@@ -465,9 +473,15 @@ impl Node {
         io.set_timer(Duration::ZERO, Timer::Beat);
         io.set_timer(p.detector.interval / 4, Timer::Check);
         io.set_timer(Duration::ZERO, Timer::Refresh);
-        if self.client.is_some() && p.workload.rate > 0.0 {
-            let gap = self.arrival_gap(io);
-            io.set_timer(gap, Timer::NextRequest);
+        if self.client.is_some() {
+            if p.workload.closed_loop > 0 {
+                for k in 0..p.workload.closed_loop as u64 {
+                    io.set_timer(Duration::ZERO, Timer::Issue { n: u64::MAX - k });
+                }
+            } else if p.workload.rate > 0.0 {
+                let gap = self.arrival_gap(io);
+                io.set_timer(gap, Timer::NextRequest);
+            }
         }
     }
 
@@ -748,6 +762,11 @@ impl Node {
     fn next_request(&mut self, io: &mut Io<'_, Self>) {
         let gap = self.arrival_gap(io);
         io.set_timer(gap, Timer::NextRequest);
+        self.issue(io);
+    }
+
+    /// Issues one request: a service from the mix, a priority, a key.
+    fn issue(&mut self, io: &mut Io<'_, Self>) {
         let topo = self.topo.clone();
         let w = &topo.params.workload;
         let total = *topo.mix.last().expect("a workload has groups");
@@ -772,19 +791,24 @@ impl Node {
             Level::Shed => priority == 0,
             _ => false,
         };
+        let id = c.next_id;
+        c.next_id += 1;
         if isolated || shed {
             io.count(counters::SHED, 1);
             io.count(counters::FAILED, 1);
             io.output(Output::Done { group, ok: false, latency_us: 0, attempts: 0, key, value: 0 });
+            if topo.params.workload.closed_loop > 0 {
+                // Refused at once: wait a little, or the loop would spin in place.
+                io.set_timer(Duration::from_millis(1), Timer::Issue { n: id });
+            }
             return;
         }
         c.budget.deposit(now, &topo.params.rpc);
-        let id = c.next_id;
-        c.next_id += 1;
         c.issued += 1;
         c.pending.insert(
             id,
             Pending {
+                id,
                 group,
                 key,
                 priority,
@@ -826,7 +850,7 @@ impl Node {
         };
         if targets.is_empty() {
             let p = c.pending.remove(&id).expect("pending");
-            p.done(false, 0, io.now(), &mut c.finished, io);
+            p.done(false, 0, io.now(), &mut c.finished, topo.params.workload.closed_loop > 0, io);
             return;
         }
         p.outstanding = targets.clone();
@@ -884,13 +908,13 @@ impl Node {
         let g = &topo.groups[p.group as usize];
         if g.strategy != Redundancy::NWay {
             let p = c.pending.remove(&a.id).expect("pending");
-            p.done(true, a.value, now, &mut c.finished, io);
+            p.done(true, a.value, now, &mut c.finished, topo.params.workload.closed_loop > 0, io);
             return;
         }
         p.votes.push((a.server, a.value));
         if p.decided.is_none() && p.votes.iter().filter(|v| v.1 == a.value).count() >= g.quorum {
             p.decided = Some(a.value);
-            p.done(true, a.value, now, &mut c.finished, io);
+            p.done(true, a.value, now, &mut c.finished, topo.params.workload.closed_loop > 0, io);
         }
         if let Some(v) = p.decided {
             let outvoted: SmallVec<[NodeId; 3]> = p.votes.iter().filter(|x| x.1 != v).map(|x| x.0).collect();
@@ -970,7 +994,7 @@ impl Node {
             io.count(counters::BUDGET_EXHAUSTED, 1);
         }
         let p = c.pending.remove(&id).expect("pending");
-        p.done(false, 0, now, &mut c.finished, io);
+        p.done(false, 0, now, &mut c.finished, topo.params.workload.closed_loop > 0, io);
     }
 
     /// Recomputes which members serve each group; reports failovers (in
@@ -1077,6 +1101,7 @@ impl Protocol for Node {
                 io.set_timer(self.topo.params.refresh, Timer::Refresh);
             }
             Timer::NextRequest => self.next_request(io),
+            Timer::Issue { .. } => self.issue(io),
             Timer::Attempt { id, attempt } => self.attempt_timed_out(id, attempt, io),
             Timer::Retry { id } => self.attempt(id, io),
             Timer::Served { job } => self.served(job, io),

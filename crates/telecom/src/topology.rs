@@ -123,6 +123,10 @@ pub struct Workload {
     /// Requests per second per client (Poisson arrivals).
     #[serde(default = "default_rate")]
     pub rate: f64,
+    /// Closed loop instead: each client keeps this many requests in flight,
+    /// issuing the next as one ends (`rate` is then unused). 0: open loop.
+    #[serde(default)]
+    pub closed_loop: u32,
     /// Relative weight of each service in the mix (default: equal).
     #[serde(default)]
     pub mix: BTreeMap<String, f64>,
@@ -146,6 +150,7 @@ impl Default for Workload {
         Workload {
             clients: Vec::new(),
             rate: default_rate(),
+            closed_loop: 0,
             mix: BTreeMap::new(),
             priorities: default_priorities(),
             service_jitter: 0.5,
@@ -439,7 +444,7 @@ impl Params {
         if !(w.rate.is_finite() && w.rate >= 0.0) {
             return Err(format!("workload.rate: {} is not a finite rate ≥ 0", w.rate));
         }
-        if w.rate > 0.0 && groups.is_empty() {
+        if (w.rate > 0.0 || w.closed_loop > 0) && groups.is_empty() {
             return Err("workload.rate: requests need at least one [[params.group]] to go to".into());
         }
         for (service, &v) in &w.mix {
@@ -454,7 +459,7 @@ impl Params {
             .iter()
             .map(|g| if w.mix.is_empty() { 1.0 } else { w.mix.get(&g.service).copied().unwrap_or(0.0) })
             .collect();
-        if w.rate > 0.0 && weights.iter().sum::<f64>() <= 0.0 {
+        if (w.rate > 0.0 || w.closed_loop > 0) && weights.iter().sum::<f64>() <= 0.0 {
             return Err("workload.mix: every weight is zero".into());
         }
         let mix = weights

@@ -250,3 +250,94 @@ pub fn balance(spec: &BalanceSpec, progress: &mut dyn FnMut()) -> Result<Vec<Bal
     }
     Ok(rows)
 }
+
+/// One node of the seed's performance table, reproduced.
+#[derive(Clone, Debug, Serialize)]
+pub struct TableRow {
+    pub node: String,
+    pub req_per_s: f64,
+    pub avg_ms: f64,
+    /// The seed's figure: 100 000 / latency_ms.
+    pub seed_req_per_s: f64,
+}
+
+/// The seed's table in the closed-loop model that yields it: each node alone
+/// serves its own client, which keeps 100 requests in flight; service time
+/// is exactly the node's latency. Little's law then gives 100 / latency
+/// requests per second — the seed's arithmetic, run rather than computed.
+pub fn seed_table(secs: f64) -> Result<Vec<TableRow>, String> {
+    let base = default_scenario().params;
+    let mut rows = Vec::new();
+    for spec in &base.nodes {
+        let mut params = base.clone();
+        params.nodes = vec![NodeSpec { slots: 100, slow: 1.0, ..spec.clone() }];
+        params.links.clear();
+        params.groups = vec![GroupSpec {
+            service: "local".into(),
+            primary: spec.name.clone(),
+            replicas: Vec::new(),
+            strategy: Redundancy::ActivePassive,
+            consistency: Consistency::Eventual,
+            factor: 1,
+        }];
+        params.workload.clients = vec![spec.name.clone()];
+        params.workload.mix.clear();
+        params.workload.closed_loop = 100;
+        params.workload.service_jitter = 0.0;
+        let mut sc = Scenario::new(Node::NAME, 1, params);
+        sc.until = Duration::from_secs_f64(secs);
+        let (req_per_s, avg_ms) = closed_loop_run(&sc)?;
+        rows.push(TableRow { node: spec.name.clone(), req_per_s, avg_ms, seed_req_per_s: 100_000.0 / spec.latency_ms });
+    }
+    Ok(rows)
+}
+
+/// Answered requests per second and their mean latency in ms.
+fn closed_loop_run(sc: &Scenario<Params>) -> Result<(f64, f64), String> {
+    registry::check::<Node>(sc).map_err(|e| e.to_string())?;
+    let mut sim = registry::build::<Node>(sc, 0, true);
+    sim.run_until(agora_core::Time::ZERO + sc.until).map_err(|e| e.to_string())?;
+    let o = outcome(&sc.params.compile()?, &sim);
+    Ok((o.requests.succeeded as f64 / sc.until.as_secs_f64(), o.requests.mean_ms))
+}
+
+/// One configuration of the throughput/latency trade-off.
+#[derive(Clone, Debug, Serialize)]
+pub struct TradeOff {
+    /// Requests each edge client keeps in flight.
+    pub in_flight: u32,
+    /// Service slots per node.
+    pub slots: u32,
+    pub req_per_s: f64,
+    pub avg_ms: f64,
+    /// No other configuration has at least this throughput at no more latency.
+    pub on_frontier: bool,
+}
+
+/// The default topology, fault-free, under closed-loop load: every
+/// combination of `in_flight` and `slots`, with the Pareto frontier marked.
+pub fn trade_off(in_flight: &[u32], slots: &[u32], secs: f64) -> Result<Vec<TradeOff>, String> {
+    let mut points = Vec::new();
+    for &s in slots {
+        for &n in in_flight {
+            let mut sc = default_scenario();
+            sc.fault.clear();
+            sc.input.clear();
+            sc.until = Duration::from_secs_f64(secs);
+            sc.params.workload.closed_loop = n;
+            for node in &mut sc.params.nodes {
+                node.slots = s;
+            }
+            let (req_per_s, avg_ms) = closed_loop_run(&sc)?;
+            points.push(TradeOff { in_flight: n, slots: s, req_per_s, avg_ms, on_frontier: false });
+        }
+    }
+    let dominated = |p: &TradeOff, q: &TradeOff| {
+        q.req_per_s >= p.req_per_s && q.avg_ms <= p.avg_ms && (q.req_per_s > p.req_per_s || q.avg_ms < p.avg_ms)
+    };
+    let frontier: Vec<bool> = points.iter().map(|p| !points.iter().any(|q| dominated(p, q))).collect();
+    for (p, f) in points.iter_mut().zip(frontier) {
+        p.on_frontier = f;
+    }
+    Ok(points)
+}

@@ -169,7 +169,8 @@ pub fn outcome(topo: &Topology, sim: &Sim<Node>) -> Outcome {
                 up: sim.nodes().is_up(id),
                 served: s.served,
                 req_per_s: s.served as f64 / secs,
-                cpu_percent: 100.0 * sim.node(id).busy_slot_s(now) / (spec.slots as f64 * secs),
+                // Clamped: summing busy stretches rounds a saturated node past 100.
+                cpu_percent: (100.0 * sim.node(id).busy_slot_s(now) / (spec.slots as f64 * secs)).min(100.0),
                 latency_ms: if s.served == 0 { 0.0 } else { 1e3 * s.residence_s / s.served as f64 },
                 tx_per_s: s.transactions as f64 / secs,
                 max_queue: s.max_queue,
