@@ -423,6 +423,10 @@ impl Node {
     pub fn stats(&self) -> &ServerStats {
         &self.stats
     }
+    /// The first hop this node routes each destination through.
+    pub fn next_hops(&self) -> &[Option<NodeId>] {
+        &self.view.next_hop
+    }
     pub fn is_isolated(&self) -> bool {
         self.view.isolated
     }
@@ -584,23 +588,17 @@ impl Node {
     }
 
     fn on_link_state(&mut self, from: NodeId, ls: LinkState, io: &mut Io<'_, Self>) {
-        if ls.origin == self.me || ls.origin.index() >= self.db.len() {
+        if ls.origin == self.me {
             return;
         }
-        let newer = self.db[ls.origin.index()].as_ref().is_none_or(|old| ls.seq > old.seq);
-        if !newer {
-            return;
-        }
+        let (origin, copy) = (ls.origin, ls.clone());
+        let Some(changed) = crate::route::accept(&mut self.db, ls) else { return };
         for w in &self.watches {
-            if w.node != from && w.node != ls.origin {
-                io.send(w.node, Msg::LinkState(ls.clone()));
+            if w.node != from && w.node != origin {
+                io.send(w.node, Msg::LinkState(copy.clone()));
             }
         }
-        let origin = ls.origin.index();
-        // A refresh that changes nothing leaves the view as it is.
-        let same = self.db[origin].as_ref().is_some_and(|old| old.links == ls.links);
-        self.db[origin] = Some(ls);
-        self.view_dirty |= !same;
+        self.view_dirty |= changed;
     }
 
     fn refresh_view(&mut self, io: &mut Io<'_, Self>) {

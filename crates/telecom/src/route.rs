@@ -34,6 +34,26 @@ pub struct LinkState {
     pub links: Vec<(NodeId, Health)>,
 }
 
+/// Stores `ls` if it is newer than what `db` holds from its origin: None if
+/// it is not (or names no node), else whether the links it reports differ
+/// from the stored ones (a refresh that changes nothing leaves routes alone).
+/// Newest-wins makes the result independent of the order updates arrive in.
+pub fn accept(db: &mut [Option<LinkState>], ls: LinkState) -> Option<bool> {
+    let slot = db.get_mut(ls.origin.index())?;
+    match slot {
+        Some(old) if ls.seq <= old.seq => None,
+        Some(old) => {
+            let changed = old.links != ls.links;
+            *old = ls;
+            Some(changed)
+        }
+        None => {
+            *slot = Some(ls);
+            Some(true)
+        }
+    }
+}
+
 /// Added to a backup link's cost, so a route takes it only when nothing else reaches.
 const BACKUP_PENALTY_MS: f64 = 1000.0;
 /// Added to a lossy link's cost: routes go around an omitting node when they can.
