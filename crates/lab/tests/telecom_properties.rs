@@ -126,11 +126,9 @@ mod communication {
             for k in 0..n { for i in 0..n { for j in 0..n {
                 if fw[i][k] + fw[k][j] < fw[i][j] { fw[i][j] = fw[i][k] + fw[k][j]; }
             }}}
-            for s in 0..n {
+            for (s, row) in fw.iter().enumerate() {
                 let (dist, _) = dijkstra(NodeId(s as u32), n, |a| adj[a.index()].clone().into_iter());
-                for t in 0..n {
-                    prop_assert_eq!(dist[t], fw[s][t]);
-                }
+                prop_assert_eq!(&dist, row);
                 for t in 0..n {
                     if t == s || !dist[t].is_finite() { continue; }
                     // Walk the first hops, each node routing on its own table.
