@@ -1,0 +1,373 @@
+//! The client: the workload (open or closed loop), attempts with deadlines,
+//! retries with full-jitter backoff within the budget, n-way votes, outlier
+//! ejection, and the failovers and cascade levels that follow a group's
+//! changes.
+
+use super::*;
+use crate::balance::Balancer;
+use crate::rpc::{backoff, RetryBudget};
+
+/// One request in flight at its client.
+#[derive(Clone, Debug)]
+pub(super) struct Pending {
+    pub(super) id: u64,
+    pub(super) group: u16,
+    pub(super) key: u64,
+    pub(super) priority: u8,
+    pub(super) started: Time,
+    pub(super) attempt: u8,
+    /// Servers asked in the current attempt, and every one asked so far.
+    pub(super) outstanding: SmallVec<[NodeId; 3]>,
+    pub(super) tried: SmallVec<[NodeId; 4]>,
+    /// n-way: answers so far (server, value); the decided value once a quorum agrees.
+    pub(super) votes: SmallVec<[(NodeId, u64); 3]>,
+    pub(super) decided: Option<u64>,
+}
+
+impl Pending {
+    /// The request's end, reported once.
+    pub(super) fn done(
+        &self,
+        ok: bool,
+        value: u64,
+        now: Time,
+        finished: &mut u64,
+        closed_loop: bool,
+        io: &mut Io<'_, Node>,
+    ) {
+        *finished += 1;
+        io.count(if ok { counters::SUCCEEDED } else { counters::FAILED }, 1);
+        if closed_loop {
+            io.set_timer(Duration::ZERO, Timer::Issue { n: self.id });
+        }
+        io.output(Output::Done {
+            group: self.group,
+            ok,
+            latency_us: (now - self.started).as_micros() as u64,
+            attempts: self.attempt + 1,
+            key: self.key,
+            value,
+        });
+    }
+}
+
+/// The client half of a node.
+#[derive(Clone, Debug)]
+pub(super) struct Client {
+    pub(super) next_id: u64,
+    /// Requests that entered `pending`, and those of them that ended.
+    pub(super) issued: u64,
+    pub(super) finished: u64,
+    pub(super) pending: BTreeMap<u64, Pending>,
+    pub(super) balancer: Balancer,
+    pub(super) budget: RetryBudget,
+    pub(super) failures: Vec<u32>,
+    pub(super) ejected_until: Vec<Option<Time>>,
+    pub(super) strikes: Vec<u32>,
+    pub(super) byzantine: Vec<bool>,
+    /// Per group: the members serving now, the level, whether to recompute.
+    pub(super) serving: Vec<SmallVec<[NodeId; 4]>>,
+    pub(super) level: Vec<Level>,
+    pub(super) dirty: bool,
+}
+
+impl Node {
+    pub(super) fn arrival_gap(&self, io: &mut Io<'_, Self>) -> Duration {
+        let u = 1.0 - io.rng().random::<f64>();
+        Duration::from_secs_f64(-u.ln() / self.topo.params.workload.rate)
+    }
+
+    pub(super) fn next_request(&mut self, io: &mut Io<'_, Self>) {
+        let gap = self.arrival_gap(io);
+        io.set_timer(gap, Timer::NextRequest);
+        self.issue(io);
+    }
+
+    /// Issues one request: a service from the mix, a priority, a key.
+    pub(super) fn issue(&mut self, io: &mut Io<'_, Self>) {
+        let topo = self.topo.clone();
+        let w = &topo.params.workload;
+        let total = *topo.mix.last().expect("a workload has groups");
+        let x = io.rng().random::<f64>() * total;
+        let group = topo.mix.iter().position(|&c| x < c).unwrap_or(topo.mix.len() - 1) as u16;
+        let psum: f64 = w.priorities.iter().sum();
+        let y = io.rng().random::<f64>() * psum;
+        let priority = if y < w.priorities[0] {
+            0
+        } else if y < w.priorities[0] + w.priorities[1] {
+            1
+        } else {
+            2
+        };
+        let key = io.rng().random::<u64>();
+        io.count(counters::REQUESTS, 1);
+        let now = io.now();
+        let isolated = self.view.isolated;
+        let c = self.client.as_mut().expect("only clients issue requests");
+        let shed = match c.level[group as usize] {
+            Level::Emergency => priority < 2,
+            Level::Shed => priority == 0,
+            _ => false,
+        };
+        let id = c.next_id;
+        c.next_id += 1;
+        if isolated || shed {
+            io.count(counters::SHED, 1);
+            io.count(counters::FAILED, 1);
+            io.output(Output::Done { group, ok: false, latency_us: 0, attempts: 0, key, value: 0 });
+            if topo.params.workload.closed_loop > 0 {
+                // Refused at once: wait a little, or the loop would spin in place.
+                io.set_timer(Duration::from_millis(1), Timer::Issue { n: id });
+            }
+            return;
+        }
+        c.budget.deposit(now, &topo.params.rpc);
+        c.issued += 1;
+        c.pending.insert(
+            id,
+            Pending {
+                id,
+                group,
+                key,
+                priority,
+                started: now,
+                attempt: 0,
+                outstanding: SmallVec::new(),
+                tried: SmallVec::new(),
+                votes: SmallVec::new(),
+                decided: None,
+            },
+        );
+        self.attempt(id, io);
+    }
+
+    /// Sends attempt `pending.attempt` of request `id`.
+    pub(super) fn attempt(&mut self, id: u64, io: &mut Io<'_, Self>) {
+        self.refresh_client(io);
+        let topo = self.topo.clone();
+        let c = self.client.as_mut().expect("client");
+        let Some(p) = c.pending.get_mut(&id) else { return };
+        let g = &topo.groups[p.group as usize];
+        let serving = &c.serving[p.group as usize];
+        let fresh: SmallVec<[NodeId; 4]> = serving.iter().copied().filter(|n| !p.tried.contains(n)).collect();
+        let pool = if fresh.is_empty() { serving.clone() } else { fresh };
+        let targets: SmallVec<[NodeId; 3]> = match g.strategy {
+            _ if pool.is_empty() => SmallVec::new(),
+            Redundancy::NWay => {
+                if serving.len() < g.quorum {
+                    SmallVec::new()
+                } else {
+                    serving.iter().copied().collect()
+                }
+            }
+            Redundancy::ActivePassive => SmallVec::from_slice(&pool[..1]),
+            Redundancy::ActiveActive | Redundancy::Geographic => {
+                let pick = c.balancer.pick(p.group as usize, &pool, io.rng()).expect("non-empty pool");
+                SmallVec::from_slice(&[pick])
+            }
+        };
+        if targets.is_empty() {
+            let p = c.pending.remove(&id).expect("pending");
+            p.done(false, 0, io.now(), &mut c.finished, topo.params.workload.closed_loop > 0, io);
+            return;
+        }
+        p.outstanding = targets.clone();
+        p.votes.clear();
+        let (group, key, priority, attempt) = (p.group, p.key, p.priority, p.attempt);
+        for &t in &targets {
+            if !p.tried.contains(&t) {
+                p.tried.push(t);
+            }
+        }
+        io.count(counters::ATTEMPTS, targets.len() as u64);
+        for &t in &targets {
+            c.balancer.sent(t);
+        }
+        io.set_timer(topo.params.rpc.timeout, Timer::Attempt { id, attempt });
+        let sent_ns = io.now().as_nanos();
+        for t in targets {
+            let r = Request { id, client: self.me, server: t, group, key, priority, attempt, sent_ns, hops: 0 };
+            if t == self.me {
+                self.on_request(r, io);
+            } else {
+                self.route(t, Msg::Request(r), io);
+            }
+        }
+    }
+
+    pub(super) fn on_answer(&mut self, a: Answer, io: &mut Io<'_, Self>) {
+        if a.client != self.me {
+            if a.hops < 32 {
+                self.route(a.client, Msg::Answer(Answer { hops: a.hops + 1, ..a }), io);
+            }
+            return;
+        }
+        let now = io.now();
+        let topo = self.topo.clone();
+        let Some(c) = self.client.as_mut() else { return };
+        let Some(p) = c.pending.get_mut(&a.id) else { return };
+        if p.attempt != a.attempt || !p.outstanding.contains(&a.server) {
+            return; // an answer to an attempt already given up on
+        }
+        p.outstanding.retain(|n| *n != a.server);
+        let give_up = p.outstanding.is_empty() && p.decided.is_none();
+        let rtt_ms = (now.as_nanos().saturating_sub(a.sent_ns)) as f64 / 1e6;
+        c.balancer.finished(a.server, rtt_ms, now, Some(a.load));
+        if a.status != Status::Ok {
+            c.failures[a.server.index()] += 1;
+            Self::maybe_eject(c, &topo, a.server, now, io);
+            if give_up {
+                self.retry_or_fail(a.id, io);
+            }
+            return;
+        }
+        c.failures[a.server.index()] = 0;
+        let p = c.pending.get_mut(&a.id).expect("pending");
+        let g = &topo.groups[p.group as usize];
+        if g.strategy != Redundancy::NWay {
+            let p = c.pending.remove(&a.id).expect("pending");
+            p.done(true, a.value, now, &mut c.finished, topo.params.workload.closed_loop > 0, io);
+            return;
+        }
+        p.votes.push((a.server, a.value));
+        if p.decided.is_none() && p.votes.iter().filter(|v| v.1 == a.value).count() >= g.quorum {
+            p.decided = Some(a.value);
+            p.done(true, a.value, now, &mut c.finished, topo.params.workload.closed_loop > 0, io);
+        }
+        if let Some(v) = p.decided {
+            let outvoted: SmallVec<[NodeId; 3]> = p.votes.iter().filter(|x| x.1 != v).map(|x| x.0).collect();
+            p.votes.retain(|x| x.1 == v); // strike each dissenter once
+            for n in outvoted {
+                c.strikes[n.index()] += 1;
+                if c.strikes[n.index()] >= topo.params.byzantine_strikes && !c.byzantine[n.index()] {
+                    c.byzantine[n.index()] = true;
+                    c.dirty = true;
+                    io.output(Output::Suspect { node: n, how: Detection::Byzantine });
+                }
+            }
+            if p.outstanding.is_empty() {
+                c.pending.remove(&a.id);
+            }
+        } else if p.outstanding.is_empty() {
+            // Everyone answered and no quorum agrees.
+            self.retry_or_fail(a.id, io);
+        }
+    }
+
+    pub(super) fn maybe_eject(c: &mut Client, topo: &Topology, n: NodeId, now: Time, io: &mut Io<'_, Self>) {
+        let cfg = &topo.params.rpc;
+        if c.failures[n.index()] < cfg.eject_after || c.ejected_until[n.index()].is_some_and(|t| t > now) {
+            return;
+        }
+        let out = c.ejected_until.iter().filter(|t| t.is_some_and(|t| t > now)).count();
+        let cap = ((cfg.max_ejected * topo.len() as f64).floor() as usize).max(1);
+        if out < cap {
+            c.ejected_until[n.index()] = Some(now + cfg.eject_for);
+            c.failures[n.index()] = 0;
+            c.dirty = true;
+            io.count(counters::EJECTIONS, 1);
+            io.output(Output::Suspect { node: n, how: Detection::Unresponsive });
+        }
+    }
+
+    pub(super) fn attempt_timed_out(&mut self, id: u64, attempt: u8, io: &mut Io<'_, Self>) {
+        let now = io.now();
+        let topo = self.topo.clone();
+        let c = self.client.as_mut().expect("client");
+        let Some(p) = c.pending.get_mut(&id) else { return };
+        if p.attempt != attempt {
+            return;
+        }
+        let silent: SmallVec<[NodeId; 3]> = std::mem::take(&mut p.outstanding);
+        let timeout_ms = topo.params.rpc.timeout.as_secs_f64() * 1e3;
+        let decided = p.decided.is_some();
+        for n in silent {
+            c.balancer.finished(n, timeout_ms, now, None);
+            c.failures[n.index()] += 1;
+            Self::maybe_eject(c, &topo, n, now, io);
+        }
+        if decided {
+            c.pending.remove(&id);
+        } else {
+            self.retry_or_fail(id, io);
+        }
+    }
+
+    pub(super) fn retry_or_fail(&mut self, id: u64, io: &mut Io<'_, Self>) {
+        let now = io.now();
+        let topo = self.topo.clone();
+        let cfg = &topo.params.rpc;
+        let c = self.client.as_mut().expect("client");
+        let Some(p) = c.pending.get_mut(&id) else { return };
+        let retry = p.attempt as u32 + 1;
+        let wait = backoff(cfg, retry, io.rng());
+        let in_time = now + wait + cfg.timeout <= p.started + cfg.deadline;
+        if retry < cfg.attempts && in_time {
+            if c.budget.withdraw(now, cfg) {
+                p.attempt += 1;
+                io.count(counters::RETRIES, 1);
+                io.set_timer(wait, Timer::Retry { id });
+                return;
+            }
+            io.count(counters::BUDGET_EXHAUSTED, 1);
+        }
+        let p = c.pending.remove(&id).expect("pending");
+        p.done(false, 0, now, &mut c.finished, topo.params.workload.closed_loop > 0, io);
+    }
+
+    /// Recomputes which members serve each group; reports failovers (in
+    /// criticality order) and cascading-failure levels that changed.
+    pub(super) fn refresh_client(&mut self, io: &mut Io<'_, Self>) {
+        if self.view_dirty {
+            self.refresh_view(io);
+        }
+        let now = io.now();
+        let topo = self.topo.clone();
+        let view = &self.view;
+        let Some(c) = self.client.as_mut() else { return };
+        for t in c.ejected_until.iter_mut() {
+            if t.is_some_and(|t| t <= now) {
+                *t = None;
+                c.dirty = true;
+            }
+        }
+        if !c.dirty {
+            return;
+        }
+        c.dirty = false;
+        for (gi, g) in topo.groups.iter().enumerate() {
+            let healthy = |n: &NodeId| {
+                view.reachable.get(n.index()).copied().unwrap_or(false)
+                    && !c.byzantine[n.index()]
+                    && c.ejected_until[n.index()].is_none()
+            };
+            // Members most neighbours find lossy go last.
+            let mut serving: SmallVec<[NodeId; 4]> = g.members.iter().copied().filter(healthy).collect();
+            serving.sort_by_key(|n| view.omission[n.index()]);
+            let old = std::mem::replace(&mut c.serving[gi], serving.clone());
+            let mut gone: SmallVec<[NodeId; 4]> = old.iter().copied().filter(|n| !serving.contains(n)).collect();
+            gone.sort_by(|a, b| topo.node(*b).criticality.total_cmp(&topo.node(*a).criticality).then(a.0.cmp(&b.0)));
+            for from in gone {
+                let to = match g.strategy {
+                    Redundancy::ActivePassive => serving.first().copied(),
+                    _ => None,
+                };
+                io.output(Output::Failover { group: gi as u16, from, to });
+            }
+            let lost = g.members.len() - serving.len();
+            let level = if serving.is_empty() || (g.strategy == Redundancy::NWay && serving.len() < g.quorum) {
+                Level::Emergency // nothing (or no quorum) left to serve
+            } else if lost * 3 > g.members.len() {
+                Level::Shed
+            } else if lost > 0 {
+                Level::Isolate
+            } else {
+                Level::Healthy
+            };
+            if level != c.level[gi] {
+                c.level[gi] = level;
+                io.output(Output::Cascade { group: gi as u16, level });
+            }
+        }
+    }
+}

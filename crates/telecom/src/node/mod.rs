@@ -1,0 +1,464 @@
+//! One node of the edge–core–cloud system, as a protocol on `agora-core`:
+//! the same code in the simulator and on real processes.
+//!
+//! Every node
+//! * sends numbered heartbeats to its neighbours and watches theirs with a
+//!   phi-accrual detector (crash) and a loss window (omission);
+//! * floods its links' health as link state and derives routes, reachability
+//!   and partition membership from what it holds ([`crate::route`]);
+//! * serves the requests of the groups it belongs to: a fixed number of
+//!   slots, a priority queue behind them, load shedding past its limit;
+//! * relays requests and answers along its routes.
+//!
+//! A client node (edge nodes by default) also issues the workload: Poisson
+//! arrivals, a service drawn from the mix, a priority; each request is sent
+//! with a deadline per attempt, retried with backoff and full jitter within
+//! a retry budget, and sent to a member chosen by the group's redundancy
+//! (the balancer for active-active and geographic groups, the first healthy
+//! member for active-passive, every member with a majority vote for n-way).
+//! Members that fail five times in a row are ejected for a while; members
+//! outvoted by a quorum are suspected Byzantine. When a group loses members
+//! the client fails over (in criticality order when several go at once) and
+//! applies the seed's cascading-failure levels: isolate, shed low-priority
+//! load, emergency (only high priority).
+//!
+//! Injected behaviour arrives as [`Input`]: Byzantine behaviours (a
+//! protocol-level adversary — crash, omission and partition are the
+//! runtime's own faults).
+
+mod client;
+mod detect;
+mod server;
+
+use client::Client;
+use detect::Watch;
+pub use server::ServerStats;
+use server::{Queued, RequestKey};
+
+use crate::balance::{Balancer, Load};
+use crate::phi::Phi;
+use crate::route::{LinkState, View};
+use crate::rpc::RetryBudget;
+use crate::topology::{Redundancy, Topology};
+use agora_core::{Io, Message, NodeId, Protocol, Time};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Counter names.
+pub mod counters {
+    pub const REQUESTS: &str = "requests";
+    pub const SUCCEEDED: &str = "requests_succeeded";
+    pub const FAILED: &str = "requests_failed";
+    pub const ATTEMPTS: &str = "attempts";
+    pub const RETRIES: &str = "retries";
+    pub const BUDGET_EXHAUSTED: &str = "retry_budget_exhausted";
+    pub const SHED: &str = "requests_shed";
+    pub const OVERLOADED: &str = "answers_overloaded";
+    pub const NO_ROUTE: &str = "dropped_no_route";
+    pub const EJECTIONS: &str = "ejections";
+}
+
+/// What a Byzantine node does to the answers it serves.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Behaviour {
+    /// Every answer wrong.
+    Corrupt,
+    /// Right answers to some clients, wrong ones to others.
+    Equivocate,
+    /// Serves nothing (but still heartbeats: it looks alive).
+    Silent,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub enum Input {
+    /// Turn Byzantine with this behaviour (the failure injector).
+    Byzantine(Behaviour),
+    /// Behave again.
+    Honest,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    /// The queue is full: load shed.
+    Overloaded,
+    /// The server is on the minority side of a partition.
+    Isolated,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Request {
+    pub id: u64,
+    pub client: NodeId,
+    pub server: NodeId,
+    pub group: u16,
+    pub key: u64,
+    pub priority: u8,
+    pub attempt: u8,
+    /// The client's clock when it sent this attempt, echoed in the answer.
+    pub sent_ns: u64,
+    pub hops: u8,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Answer {
+    pub id: u64,
+    pub client: NodeId,
+    pub server: NodeId,
+    pub attempt: u8,
+    pub value: u64,
+    pub status: Status,
+    pub load: Load,
+    pub sent_ns: u64,
+    pub hops: u8,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum Msg {
+    Heartbeat { seq: u64 },
+    LinkState(LinkState),
+    Request(Request),
+    Answer(Answer),
+}
+
+impl Message for Msg {
+    fn kind(&self) -> &'static str {
+        match self {
+            Msg::Heartbeat { .. } => "heartbeat",
+            Msg::LinkState(_) => "link_state",
+            Msg::Request(_) => "request",
+            Msg::Answer(_) => "answer",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Timer {
+    Beat,
+    Check,
+    Refresh,
+    NextRequest,
+    /// Closed loop: issue one request (n makes each arming distinct).
+    Issue {
+        n: u64,
+    },
+    /// Attempt `attempt` of request `id` has waited its timeout.
+    Attempt {
+        id: u64,
+        attempt: u8,
+    },
+    Retry {
+        id: u64,
+    },
+    /// The request in service slot job `job` is done.
+    Served {
+        job: u64,
+    },
+}
+
+/// How a failure was detected.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Detection {
+    /// Phi-accrual: a neighbour's heartbeats stopped.
+    Crash,
+    /// Most of the node's neighbours lose its heartbeats.
+    Omission,
+    /// Outvoted by a quorum of its group.
+    Byzantine,
+    /// Failed `eject_after` requests in a row (outlier ejection).
+    Unresponsive,
+}
+
+/// The seed's cascading-failure levels for a group that lost members.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Healthy,
+    /// Up to a third of the members lost: isolate them.
+    Isolate,
+    /// More lost, but some still serve: shed low-priority load.
+    Shed,
+    /// None left (or, n-way, no quorum): emergency, high priority only.
+    Emergency,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum Output {
+    Suspect {
+        node: NodeId,
+        how: Detection,
+    },
+    Trust {
+        node: NodeId,
+    },
+    /// This node's side of the network is a minority (or no longer is).
+    Isolated {
+        isolated: bool,
+    },
+    /// Group `group` stopped using `from`; `to` serves now (active-passive).
+    Failover {
+        group: u16,
+        from: NodeId,
+        to: Option<NodeId>,
+    },
+    Cascade {
+        group: u16,
+        level: Level,
+    },
+    /// A request ended.
+    Done {
+        group: u16,
+        ok: bool,
+        latency_us: u64,
+        attempts: u8,
+        key: u64,
+        value: u64,
+    },
+    /// The injector turned this node Byzantine (ground truth for reports).
+    TurnedByzantine {
+        behaviour: Behaviour,
+    },
+}
+
+/// The answer every honest server gives for `key` of group `group`.
+pub fn answer(group: u16, key: u64) -> u64 {
+    // SplitMix64 finaliser: a fixed, well-mixed function.
+    let mut z = key ^ ((group as u64) << 48) ^ 0x9e37_79b9_7f4a_7c15;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+pub struct Node {
+    topo: Arc<Topology>,
+    me: NodeId,
+    beat: u64,
+    watches: Vec<Watch>,
+    db: Vec<Option<LinkState>>,
+    my_seq: u64,
+    view: View,
+    view_dirty: bool,
+    reported_omission: Vec<bool>,
+    // Server.
+    busy: u32,
+    queue: BinaryHeap<Queued>,
+    in_service: BTreeMap<u64, RequestKey>,
+    next_job: u64,
+    busy_since: Time,
+    stats: ServerStats,
+    byzantine: Option<Behaviour>,
+    client: Option<Client>,
+}
+
+impl Node {
+    pub fn new(topo: Arc<Topology>, me: NodeId) -> Self {
+        let d = &topo.params.detector;
+        let watches = topo.neighbours[me.index()]
+            .iter()
+            .map(|nb| Watch {
+                node: nb.node,
+                phi: Phi::new(d),
+                down: false,
+                seq: None,
+                window: VecDeque::new(),
+                lost: 0,
+                lossy: false,
+            })
+            .collect();
+        let n = topo.len();
+        let client = topo.clients[me.index()].then(|| {
+            let weights: Vec<(f64, f64, f64)> = topo
+                .params
+                .nodes
+                .iter()
+                .map(|s| (s.slots as f64 / (s.latency_ms * s.slow), s.latency_ms, s.throughput_mbps))
+                .collect();
+            Client {
+                next_id: 0,
+                issued: 0,
+                finished: 0,
+                pending: BTreeMap::new(),
+                balancer: Balancer::new(topo.params.balancer, &weights, topo.groups.len()),
+                budget: RetryBudget::new(&topo.params.rpc),
+                failures: vec![0; n],
+                ejected_until: vec![None; n],
+                strikes: vec![0; n],
+                byzantine: vec![false; n],
+                serving: topo.groups.iter().map(|g| g.members.iter().copied().collect()).collect(),
+                level: vec![Level::Healthy; topo.groups.len()],
+                dirty: true,
+            }
+        });
+        Node {
+            me,
+            beat: 0,
+            watches,
+            db: vec![None; n],
+            my_seq: 0,
+            view: View::default(),
+            view_dirty: true,
+            reported_omission: vec![false; n],
+            busy: 0,
+            queue: BinaryHeap::new(),
+            in_service: BTreeMap::new(),
+            next_job: 0,
+            busy_since: Time::ZERO,
+            stats: ServerStats::default(),
+            byzantine: None,
+            client,
+            topo,
+        }
+    }
+
+    pub fn stats(&self) -> &ServerStats {
+        &self.stats
+    }
+    /// The first hop this node routes each destination through.
+    pub fn next_hops(&self) -> &[Option<NodeId>] {
+        &self.view.next_hop
+    }
+    pub fn is_isolated(&self) -> bool {
+        self.view.isolated
+    }
+    pub fn suspects(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.watches.iter().filter(|w| w.down).map(|w| w.node)
+    }
+    /// Busy slot-seconds up to `now`, including the current stretch.
+    pub fn busy_slot_s(&self, now: Time) -> f64 {
+        self.stats.busy_slot_s + self.busy as f64 * (now - self.busy_since).as_secs_f64()
+    }
+
+    /// The node's local invariants: slots and queue within their bounds, the
+    /// server work-conserving, and every request the client issued either
+    /// ended once or still pending.
+    pub fn check(&self) -> Result<(), String> {
+        let spec = self.topo.node(self.me);
+        let name = &spec.name;
+        if self.busy as usize != self.in_service.len() || self.busy > spec.slots {
+            return Err(format!(
+                "{name}: {} busy slots, {} requests in service, {} slots",
+                self.busy,
+                self.in_service.len(),
+                spec.slots
+            ));
+        }
+        if self.queue.len() > spec.queue_limit as usize {
+            return Err(format!("{name}: {} queued beyond the limit {}", self.queue.len(), spec.queue_limit));
+        }
+        if !self.queue.is_empty() && self.busy < spec.slots {
+            return Err(format!(
+                "{name}: {} queued while {} of {} slots are free",
+                self.queue.len(),
+                spec.slots - self.busy,
+                spec.slots
+            ));
+        }
+        if let Some(c) = &self.client {
+            let open = c.pending.values().filter(|p| p.decided.is_none()).count() as u64;
+            if c.finished + open != c.issued {
+                return Err(format!("{name}: issued {} requests, {} ended, {open} open", c.issued, c.finished));
+            }
+        }
+        Ok(())
+    }
+
+    fn arm(&mut self, io: &mut Io<'_, Self>) {
+        let p = &self.topo.params;
+        io.set_timer(Duration::ZERO, Timer::Beat);
+        io.set_timer(p.detector.interval / 4, Timer::Check);
+        io.set_timer(Duration::ZERO, Timer::Refresh);
+        if self.client.is_some() {
+            if p.workload.closed_loop > 0 {
+                for k in 0..p.workload.closed_loop as u64 {
+                    io.set_timer(Duration::ZERO, Timer::Issue { n: u64::MAX - k });
+                }
+            } else if p.workload.rate > 0.0 {
+                let gap = self.arrival_gap(io);
+                io.set_timer(gap, Timer::NextRequest);
+            }
+        }
+    }
+}
+
+impl Protocol for Node {
+    type Msg = Msg;
+    type Timer = Timer;
+    type Input = Input;
+    type Output = Output;
+
+    fn on_start(&mut self, io: &mut Io<'_, Self>) {
+        self.busy_since = io.now();
+        self.arm(io);
+    }
+
+    fn on_recover(&mut self, io: &mut Io<'_, Self>) {
+        // Timers and the requests in service were lost with the crash.
+        self.account_busy(io.now());
+        self.busy = 0;
+        self.in_service.clear();
+        self.queue.clear();
+        if let Some(c) = &mut self.client {
+            c.pending.clear();
+        }
+        self.arm(io);
+    }
+
+    fn on_message(&mut self, from: NodeId, msg: Msg, io: &mut Io<'_, Self>) {
+        match msg {
+            Msg::Heartbeat { seq } => self.on_heartbeat(from, seq, io),
+            Msg::LinkState(ls) => self.on_link_state(from, ls, io),
+            Msg::Request(r) => self.on_request(r, io),
+            Msg::Answer(a) => self.on_answer(a, io),
+        }
+    }
+
+    fn on_timer(&mut self, timer: Timer, io: &mut Io<'_, Self>) {
+        match timer {
+            Timer::Beat => {
+                self.beat += 1;
+                for w in &self.watches {
+                    io.send(w.node, Msg::Heartbeat { seq: self.beat });
+                }
+                io.set_timer(self.topo.params.detector.interval, Timer::Beat);
+            }
+            Timer::Check => self.tick(io),
+            Timer::Refresh => {
+                self.publish(io);
+                io.set_timer(self.topo.params.refresh, Timer::Refresh);
+            }
+            Timer::NextRequest => self.next_request(io),
+            Timer::Issue { .. } => self.issue(io),
+            Timer::Attempt { id, attempt } => self.attempt_timed_out(id, attempt, io),
+            Timer::Retry { id } => self.attempt(id, io),
+            Timer::Served { job } => self.served(job, io),
+        }
+    }
+
+    fn on_input(&mut self, input: Input, io: &mut Io<'_, Self>) {
+        match input {
+            Input::Byzantine(b) => {
+                self.byzantine = Some(b);
+                io.output(Output::TurnedByzantine { behaviour: b });
+            }
+            Input::Honest => self.byzantine = None,
+        }
+    }
+
+    fn status(&self) -> serde_json::Value {
+        serde_json::json!({
+            "node": self.topo.name(self.me),
+            "isolated": self.view.isolated,
+            "suspects": self.suspects().map(|n| self.topo.name(n).to_string()).collect::<Vec<_>>(),
+            "served": self.stats.served,
+            "busy_slots": self.busy,
+            "queued": self.queue.len(),
+        })
+    }
+}

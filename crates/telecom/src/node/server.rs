@@ -1,0 +1,157 @@
+//! Serving: a fixed number of slots, a priority queue behind them, load
+//! shedding past the queue's limit, and the answer (honest or, injected,
+//! Byzantine).
+
+use super::*;
+
+/// A request waiting in a server's queue: high priority first, then FIFO.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Queued {
+    pub(super) priority: u8,
+    pub(super) seq: u64,
+    pub(super) req: RequestKey,
+}
+
+#[derive(Debug, PartialEq, Eq, Clone)]
+pub(super) struct RequestKey {
+    pub(super) id: u64,
+    pub(super) client: NodeId,
+    pub(super) group: u16,
+    pub(super) key: u64,
+    pub(super) attempt: u8,
+    pub(super) sent_ns: u64,
+    pub(super) arrived: Time,
+}
+
+impl Ord for Queued {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.priority.cmp(&o.priority).then(o.seq.cmp(&self.seq))
+    }
+}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+/// What a server measured, for the reports.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ServerStats {
+    pub served: u64,
+    pub transactions: u64,
+    /// Σ busy slots × time, in slot-seconds.
+    pub busy_slot_s: f64,
+    /// Σ (queue + service) time of served requests, in seconds.
+    pub residence_s: f64,
+    pub max_queue: u64,
+    pub shed: u64,
+}
+
+impl Node {
+    pub(super) fn on_request(&mut self, r: Request, io: &mut Io<'_, Self>) {
+        if r.server != self.me {
+            if r.hops < 32 {
+                self.route(r.server, Msg::Request(Request { hops: r.hops + 1, ..r }), io);
+            }
+            return;
+        }
+        if self.byzantine == Some(Behaviour::Silent) {
+            return;
+        }
+        let key = RequestKey {
+            id: r.id,
+            client: r.client,
+            group: r.group,
+            key: r.key,
+            attempt: r.attempt,
+            sent_ns: r.sent_ns,
+            arrived: io.now(),
+        };
+        if self.view.isolated {
+            self.reply(&key, 0, Status::Isolated, io);
+        } else if self.busy < self.topo.node(self.me).slots {
+            self.start(key, io);
+        } else if self.queue.len() < self.topo.node(self.me).queue_limit as usize {
+            let seq = self.next_job;
+            self.next_job += 1;
+            self.queue.push(Queued { priority: r.priority, seq, req: key });
+            self.stats.max_queue = self.stats.max_queue.max(self.queue.len() as u64);
+        } else {
+            self.stats.shed += 1;
+            io.count(counters::OVERLOADED, 1);
+            self.reply(&key, 0, Status::Overloaded, io);
+        }
+    }
+
+    pub(super) fn account_busy(&mut self, now: Time) {
+        self.stats.busy_slot_s += self.busy as f64 * (now - self.busy_since).as_secs_f64();
+        self.busy_since = now;
+    }
+
+    pub(super) fn start(&mut self, key: RequestKey, io: &mut Io<'_, Self>) {
+        self.account_busy(io.now());
+        self.busy += 1;
+        let job = self.next_job;
+        self.next_job += 1;
+        let spec = self.topo.node(self.me);
+        let j = self.topo.params.workload.service_jitter;
+        let factor = 1.0 + j * (2.0 * io.rng().random::<f64>() - 1.0);
+        let service = Duration::from_secs_f64(spec.latency_ms * spec.slow * factor / 1e3);
+        self.in_service.insert(job, key);
+        io.set_timer(service, Timer::Served { job });
+    }
+
+    pub(super) fn served(&mut self, job: u64, io: &mut Io<'_, Self>) {
+        let Some(key) = self.in_service.remove(&job) else { return };
+        self.account_busy(io.now());
+        self.busy -= 1;
+        self.stats.served += 1;
+        self.stats.residence_s += (io.now() - key.arrived).as_secs_f64();
+        if self.topo.groups[key.group as usize].consistency == crate::topology::Consistency::Strong {
+            self.stats.transactions += 1;
+        }
+        let honest = answer(key.group, key.key);
+        let value = match self.byzantine {
+            Some(Behaviour::Corrupt) => honest ^ (io.rng().random::<u64>() | 1),
+            Some(Behaviour::Equivocate) if key.client.0 % 2 == 1 => honest ^ 1,
+            _ => honest,
+        };
+        self.reply(&key, value, Status::Ok, io);
+        if let Some(next) = self.queue.pop() {
+            self.start(next.req, io);
+        }
+    }
+
+    pub(super) fn load(&self) -> Load {
+        let spec = self.topo.node(self.me);
+        let transactions = self
+            .in_service
+            .values()
+            .filter(|k| self.topo.groups[k.group as usize].consistency == crate::topology::Consistency::Strong)
+            .count();
+        Load {
+            cpu: self.busy as f32 / spec.slots as f32,
+            memory: self.queue.len() as f32 / spec.queue_limit.max(1) as f32,
+            transactions: transactions as f32 / spec.slots as f32,
+        }
+    }
+
+    pub(super) fn reply(&mut self, key: &RequestKey, value: u64, status: Status, io: &mut Io<'_, Self>) {
+        let a = Answer {
+            id: key.id,
+            client: key.client,
+            server: self.me,
+            attempt: key.attempt,
+            value,
+            status,
+            load: self.load(),
+            sent_ns: key.sent_ns,
+            hops: 0,
+        };
+        if key.client == self.me {
+            self.on_answer(a, io);
+        } else {
+            self.route(key.client, Msg::Answer(a), io);
+        }
+    }
+}
