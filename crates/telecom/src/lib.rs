@@ -1,7 +1,7 @@
 //! The edge–core–cloud telecom system of seed 003 (spec: `telecom.md`).
 //!
-//! This first piece is the seed's analysis as pure functions over JSON
-//! inputs, behind `agora telecom …`:
+//! The seed's analysis, as pure functions over JSON inputs behind
+//! `agora telecom …`:
 //!
 //! * [`rank`]: the bottleneck ranking, Σ w·(x − min)/(max − min), with
 //!   suggestions;
@@ -11,8 +11,11 @@
 //! * [`deadlock`]: cycles in a wait-for graph and the victims that break
 //!   them.
 //!
-//! The services (failure detection, RPC and failover, load balancing, …)
-//! come as protocols on `agora-core`, like every other protocol crate.
+//! The system itself, as a protocol on `agora-core` ([`node`]): a
+//! [`topology`] of nodes, links and replication groups; failure detection
+//! by [`phi`] accrual, heartbeat loss windows and quorum votes; routing and
+//! partition sides from link state ([`route`]); RPC with deadlines,
+//! backoff and a retry budget ([`rpc`]); load balancing ([`balance`]).
 
 pub mod balance;
 pub mod deadlock;
