@@ -28,6 +28,10 @@ pub struct SimArgs {
     /// Write every event as a JSON line to this file (replay it with `agora replay`).
     #[arg(long)]
     pub trace: Option<PathBuf>,
+    /// Write a self-contained HTML report with charts to DIR/index.html
+    /// (protocols that have one: telecom).
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
 }
 
 /// The first line of a trace file: what to re-run.
@@ -110,6 +114,16 @@ fn run_typed<P: Runnable>(args: &SimArgs, path: &str, src: &str) -> Result<bool>
     let stats = sim.stats();
     let events_per_s = stats.events as f64 / wall.max(1e-9);
     let outcome = P::outcome(&sc.params, sc.nodes, &sim);
+    if let Some(dir) = &args.report {
+        let title = if sc.name.is_empty() { path.to_string() } else { sc.name.clone() };
+        let page = P::html(&sc.params, &sim, &title)
+            .ok_or_else(|| anyhow::anyhow!("--report: the {} protocol has no HTML report", P::NAME))?
+            .map_err(anyhow::Error::msg)?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let file = dir.join("index.html");
+        std::fs::write(&file, page).with_context(|| format!("cannot write {}", file.display()))?;
+        eprintln!("report: {}", file.display());
+    }
     let stop = match &result {
         Ok(r) => serde_json::to_value(r.stop)?.as_str().unwrap_or_default().to_string(),
         Err(_) => "invariant_violation".to_string(),

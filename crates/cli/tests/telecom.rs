@@ -213,3 +213,56 @@ fn the_seeds_performance_table_is_its_closed_loop_arithmetic() {
     assert!(!frontier.is_empty());
     assert_eq!(v["real"], serde_json::Value::Null, "real measurements are not claimed");
 }
+
+/// Debian's chromium, if installed (CI installs it and sets
+/// AGORA_REQUIRE_CHROMIUM, so there the test cannot skip).
+fn chromium() -> Option<&'static str> {
+    let found = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|b| std::process::Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()));
+    assert!(
+        found.is_some() || std::env::var_os("AGORA_REQUIRE_CHROMIUM").is_none(),
+        "AGORA_REQUIRE_CHROMIUM is set but there is no chromium binary"
+    );
+    found
+}
+
+#[test]
+fn the_html_report_renders_in_a_headless_browser() {
+    let dir = temp_dir("telecom-report");
+    let out = run(&["sim", &scenario(), "--report", dir.to_str().unwrap()]);
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let page = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    assert_eq!(page.matches("<svg").count(), 2, "two charts");
+    assert!(page.contains("Core1</td><td>byzantine"), "the failures table");
+    // A protocol without a report says so.
+    let broadcast = format!("{}/../../scenarios/broadcast.toml", env!("CARGO_MANIFEST_DIR"));
+    let (_, stderr) = text(&run(&["sim", &broadcast, "--report", dir.to_str().unwrap()]));
+    assert!(stderr.contains("the broadcast protocol has no HTML report"), "{stderr}");
+
+    let Some(browser) = chromium() else {
+        eprintln!("chromium not installed: the rendering check is skipped");
+        return;
+    };
+    let url = format!("file://{}", dir.join("index.html").display());
+    let shot = dir.join("shot.png");
+    let headless = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"];
+    let dom = std::process::Command::new(browser).args(headless).arg("--dump-dom").arg(&url).output().unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(dom.contains("<svg") && dom.contains("id=\"failures\""), "the browser's DOM lacks the charts: {dom:.400}");
+    let status = std::process::Command::new(browser)
+        .args(headless)
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg("--window-size=1000,2400")
+        .arg(&url)
+        .output()
+        .unwrap();
+    let png = std::fs::read(&shot)
+        .unwrap_or_else(|e| panic!("no screenshot ({e}): {}", String::from_utf8_lossy(&status.stderr)));
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "a rendered page, not a blank one ({} bytes)",
+        png.len()
+    );
+}

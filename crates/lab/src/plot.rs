@@ -7,7 +7,7 @@ use std::path::Path;
 pub struct Series {
     pub name: String,
     pub points: Vec<(f64, f64)>,
-    /// Dashed-looking thin line for fitted curves.
+    /// A thin line without point marks (fitted curves, event markers).
     pub fitted: bool,
 }
 
@@ -20,12 +20,24 @@ const COLOURS: [RGBColor; 6] = [
     RGBColor(127, 127, 127),
 ];
 
-/// One chart: every series as a line with its points marked.
+/// One chart: every series as a line with its points marked, written to `path`.
 pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Result<()> {
+    let svg = line_chart_svg(title, x_label, y_label, series).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    std::fs::write(path, svg).map_err(|e| anyhow!("{}: {e}", path.display()))
+}
+
+/// The same chart as SVG text (to embed in a page).
+pub fn line_chart_svg(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Result<String> {
+    let mut svg = String::new();
+    draw(&mut svg, title, x_label, y_label, series)?;
+    Ok(svg)
+}
+
+fn draw(out: &mut String, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Result<()> {
     let all: Vec<(f64, f64)> =
         series.iter().flat_map(|s| s.points.iter().copied()).filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
     if all.is_empty() {
-        return Err(anyhow!("{}: nothing to plot", path.display()));
+        return Err(anyhow!("nothing to plot"));
     }
     let (mut x0, mut x1) = all.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
     let (mut y0, mut y1) = all.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
@@ -36,7 +48,7 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series
         (y0, y1) = (y0 - 1.0, y1 + 1.0);
     }
     let pad = (y1 - y0) * 0.05;
-    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    let root = SVGBackend::with_string(out, (900, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
@@ -67,6 +79,6 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series
         .position(SeriesLabelPosition::UpperLeft)
         .draw()
         .map_err(|e| anyhow!("{e}"))?;
-    root.present().map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    root.present().map_err(|e| anyhow!("{e}"))?;
     Ok(())
 }

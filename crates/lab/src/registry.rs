@@ -34,6 +34,11 @@ pub trait Runnable: Protocol + Sized {
     fn report(_outcome: &serde_json::Value) -> Option<String> {
         None
     }
+    /// A self-contained HTML page for a finished run (`agora sim --report`),
+    /// for protocols that have one.
+    fn html(_params: &Self::Params, _sim: &Sim<Self>, _title: &str) -> Option<Result<String, String>> {
+        None
+    }
     /// The link delays, for a protocol whose parameters describe its own
     /// network (a topology with RTTs); None: the scenario's `[network]` sets them.
     fn network(_params: &Self::Params) -> Option<Model<Self>> {
@@ -211,6 +216,9 @@ impl Runnable for agora_telecom::node::Node {
     }
     fn report(outcome: &serde_json::Value) -> Option<String> {
         Some(crate::telecom::report(outcome))
+    }
+    fn html(params: &Self::Params, sim: &Sim<Self>, title: &str) -> Option<Result<String, String>> {
+        Some(params.compile().and_then(|topo| crate::telecom::html(&topo, sim, title)))
     }
     fn network(params: &Self::Params) -> Option<Model<Self>> {
         Some(crate::telecom::links(&params.compile().ok()?))

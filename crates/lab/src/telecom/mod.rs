@@ -398,3 +398,107 @@ pub fn report(o: &serde_json::Value) -> String {
     );
     out
 }
+
+/// Escapes text for HTML.
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// A self-contained HTML page for a finished run: the summary, the failure
+/// and failover tables, and two SVG charts — the latency distribution (CDF
+/// of answered requests) and throughput over time with the injected
+/// failures marked.
+pub fn html(topo: &Topology, sim: &Sim<Node>, title: &str) -> Result<String, String> {
+    use crate::plot::{line_chart_svg, Series};
+    let o = outcome(topo, sim);
+    let mut lat: Vec<f64> = sim
+        .outputs()
+        .iter()
+        .filter_map(|r| match r.output {
+            Output::Done { ok: true, latency_us, .. } => Some(latency_us as f64 / 1e3),
+            _ => None,
+        })
+        .collect();
+    lat.sort_by(f64::total_cmp);
+    let step = (lat.len() / 400).max(1);
+    let cdf: Vec<(f64, f64)> =
+        lat.iter().enumerate().step_by(step).map(|(i, &v)| (v, (i + 1) as f64 / lat.len() as f64)).collect();
+    let bucket = 0.5;
+    let buckets = (o.sim_time_s / bucket).ceil() as usize + 1;
+    let (mut ok, mut failed) = (vec![0.0; buckets], vec![0.0; buckets]);
+    for r in sim.outputs() {
+        if let Output::Done { ok: success, .. } = r.output {
+            let b = (r.at.as_secs_f64() / bucket) as usize;
+            if success {
+                ok[b] += 1.0 / bucket
+            } else {
+                failed[b] += 1.0 / bucket
+            }
+        }
+    }
+    let at = |v: &[f64]| v.iter().enumerate().map(|(i, &y)| (i as f64 * bucket, y)).collect::<Vec<_>>();
+    let top = ok.iter().chain(&failed).copied().fold(1.0, f64::max);
+    let mut series = vec![
+        Series { name: "answered / s".into(), points: at(&ok), fitted: false },
+        Series { name: "failed / s".into(), points: at(&failed), fitted: false },
+    ];
+    for f in &o.failures {
+        series.push(Series {
+            name: format!("{} {} at {:.1} s", f.node, f.kind, f.injected_at_s),
+            points: vec![(f.injected_at_s, 0.0), (f.injected_at_s, top)],
+            fitted: true,
+        });
+    }
+    let latency_svg = if cdf.is_empty() {
+        "<p>no request was answered</p>".to_string()
+    } else {
+        line_chart_svg(
+            "latency distribution",
+            "latency (ms)",
+            "fraction of answered requests",
+            &[Series { name: "CDF".into(), points: cdf, fitted: true }],
+        )
+        .map_err(|e| e.to_string())?
+    };
+    let throughput_svg = line_chart_svg("throughput over time", "simulated time (s)", "requests / s", &series)
+        .map_err(|e| e.to_string())?;
+    let r = &o.requests;
+    let mut page = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\n<style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}</style></head><body>\n<h1>{t}</h1>\n<p id=\"summary\">{} requests, {} answered ({:.2} %), p50 {:.1} ms, p99 {:.1} ms; {} retries; {} wrong answers accepted. Balancing ({}): Jain index {:.3}, load CV {:.3}, {:.1} migrations/min. Simulated {:.1} s.</p>\n",
+        r.sent, r.succeeded, 100.0 * r.success_ratio, r.p50_ms, r.p99_ms, r.retries, r.wrong_answers_accepted,
+        o.load_balancing.strategy, o.load_balancing.load_balance_index, o.load_balancing.load_variance,
+        o.load_balancing.migrations_per_minute, o.sim_time_s, t = esc(title),
+    );
+    page += "<h2>Failures</h2>\n<table id=\"failures\"><tr><th>node</th><th>kind</th><th>injected s</th><th>detected s</th><th>by</th><th>how</th></tr>\n";
+    for f in &o.failures {
+        let opt = |v: Option<f64>| v.map_or("—".into(), |v| format!("{v:.3}"));
+        let how = f.how.map_or("—".to_string(), |h| format!("{h:?}").to_lowercase());
+        page += &format!(
+            "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            esc(&f.node),
+            f.kind,
+            f.injected_at_s,
+            opt(f.detected_at_s),
+            esc(f.detected_by.as_deref().unwrap_or("—")),
+            how
+        );
+    }
+    page += "</table>\n<h2>Failovers</h2>\n<table id=\"failovers\"><tr><th>service</th><th>from</th><th>to</th><th>by</th><th>at s</th><th>recovery s</th></tr>\n";
+    for f in &o.failovers {
+        page += &format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{}</td></tr>\n",
+            esc(&f.service),
+            esc(&f.from),
+            esc(f.to.as_deref().unwrap_or("—")),
+            esc(&f.by),
+            f.at_s,
+            f.recovery_s.map_or("—".into(), |v| format!("{v:.3}"))
+        );
+    }
+    page += "</table>\n<h2>Charts</h2>\n<div id=\"latency\">";
+    page += &latency_svg;
+    page += "</div>\n<div id=\"throughput\">";
+    page += &throughput_svg;
+    page += "</div>\n</body></html>\n";
+    Ok(page)
+}
