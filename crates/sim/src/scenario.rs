@@ -199,7 +199,7 @@ impl std::str::FromStr for AdversarySpec {
 /// One `[[fault]]` entry. A flat table (not a tagged enum) so that errors
 /// keep their line and field; [`FaultSpec::resolve`] checks which fields
 /// each kind takes.
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultSpec {
     pub kind: FaultKind,
