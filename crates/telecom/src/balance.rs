@@ -97,6 +97,13 @@ impl Balancer {
         Balancer { strategy, replicas, cursor: vec![0; groups], current: vec![Vec::new(); groups] }
     }
 
+    /// Sets a replica's capacity weight (weighted round robin).
+    pub fn set_weight(&mut self, node: NodeId, weight: f64) {
+        if let Some(r) = self.replicas.get_mut(node.index()) {
+            r.weight = weight.max(0.0);
+        }
+    }
+
     pub fn pending(&self, node: NodeId) -> u32 {
         self.replicas[node.index()].pending
     }

@@ -15,8 +15,10 @@
 //! [`topology`] of nodes, links and replication groups; failure detection
 //! by [`phi`] accrual, heartbeat loss windows and quorum votes; routing and
 //! partition sides from link state ([`route`]); RPC with deadlines,
-//! backoff and a retry budget ([`rpc`]); load balancing ([`balance`]).
+//! backoff and a retry budget ([`rpc`]); load balancing ([`balance`]); the
+//! seed's Java interfaces as traits ([`api`]).
 
+pub mod api;
 pub mod balance;
 pub mod deadlock;
 pub mod node;

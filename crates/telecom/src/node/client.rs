@@ -100,6 +100,13 @@ impl Node {
             2
         };
         let key = io.rng().random::<u64>();
+        self.request(group, key, priority, io);
+    }
+
+    /// Sends a request for `key` to group `group`: its id, or None if the
+    /// client refused it at once (isolated side, or shed by the cascade level).
+    pub fn request(&mut self, group: u16, key: u64, priority: u8, io: &mut Io<'_, Self>) -> Option<u64> {
+        let topo = self.topo.clone();
         io.count(counters::REQUESTS, 1);
         let now = io.now();
         let isolated = self.view.isolated;
@@ -119,7 +126,7 @@ impl Node {
                 // Refused at once: wait a little, or the loop would spin in place.
                 io.set_timer(Duration::from_millis(1), Timer::Issue { n: id });
             }
-            return;
+            return None;
         }
         c.budget.deposit(now, &topo.params.rpc);
         c.issued += 1;
@@ -139,6 +146,7 @@ impl Node {
             },
         );
         self.attempt(id, io);
+        Some(id)
     }
 
     /// Sends attempt `pending.attempt` of request `id`.

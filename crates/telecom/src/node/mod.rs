@@ -324,6 +324,10 @@ impl Node {
     pub fn next_hops(&self) -> &[Option<NodeId>] {
         &self.view.next_hop
     }
+    /// The node's service slots.
+    pub fn slots(&self) -> u32 {
+        self.topo.node(self.me).slots
+    }
     pub fn is_isolated(&self) -> bool {
         self.view.isolated
     }
