@@ -1,7 +1,7 @@
 //! The seed's Java interfaces as Rust traits, implemented by the system's
 //! parts: [`NodeManager`] and [`CommunicationManager`] by a
-//! [`Node`](crate::node::Node), [`LoadBalancer`] by a
-//! [`Balancer`](crate::balance::Balancer). (`TransactionManager` belongs to
+//! [`Node`], [`LoadBalancer`] by a
+//! [`Balancer`]. (`TransactionManager` belongs to
 //! part 2.) Where the seed's method returns a future or takes a handler, the
 //! sans-IO form takes the `Io` handle instead and the answer arrives as the
 //! node's `Done` output; `updateConfiguration` is a new scenario, since a
