@@ -47,11 +47,64 @@ pub struct KeysArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct UpArgs {
-    /// The cluster file (TOML).
+    /// The cluster file (TOML), or a scenario: its nodes then run as local
+    /// processes on loopback ports from --base-port, for its `until`.
     pub config: PathBuf,
     /// Stop by itself after this long (e.g. "30s"), printing every node's status.
     #[arg(long = "for", value_parser = agora_core::duration_str::parse)]
     pub run_for: Option<Duration>,
+    /// For a scenario: node i listens on BASE + 2i (peers) and BASE + 2i + 1 (HTTP).
+    #[arg(long, default_value_t = 7400)]
+    pub base_port: u16,
+}
+
+/// The cluster file a scenario's nodes run with: its protocol and
+/// parameters, nodes `n0`… on loopback ports from `base`. Its fault plan and
+/// inputs are not applied to real processes (yet): the note says how many
+/// were left out.
+fn cluster_from_scenario(path: &Path, src: &str, base: u16, out: &Path) -> Result<(PathBuf, Duration, String)> {
+    let name = path.display().to_string();
+    let t: toml::Table = toml::from_str(src).with_context(|| format!("{name} is not valid TOML"))?;
+    let nodes =
+        t.get("nodes").and_then(|v| v.as_integer()).filter(|&n| n > 0).context("the scenario has no `nodes`")?;
+    let until = match t.get("until").and_then(|v| v.as_str()) {
+        Some(u) => agora_core::duration_str::parse(u).map_err(|e| anyhow::anyhow!("{name}: until: {e}"))?,
+        None => Duration::from_secs(60),
+    };
+    let mut cluster = toml::Table::new();
+    for key in ["protocol", "params"] {
+        if let Some(v) = t.get(key) {
+            cluster.insert(key.into(), v.clone());
+        }
+    }
+    let mut list = Vec::new();
+    for i in 0..nodes as u32 {
+        let port = |k: u32| -> Result<u16> {
+            let p = base as u32 + 2 * i + k;
+            let p =
+                u16::try_from(p).map_err(|_| anyhow::anyhow!("--base-port {base}: node {i} would need port {p}"))?;
+            std::net::TcpListener::bind(("127.0.0.1", p))
+                .with_context(|| format!("--base-port {base}: port {p} for node n{i} is in use"))?;
+            Ok(p)
+        };
+        let mut n = toml::Table::new();
+        n.insert("name".into(), format!("n{i}").into());
+        n.insert("listen".into(), format!("127.0.0.1:{}", port(0)?).into());
+        n.insert("http".into(), format!("127.0.0.1:{}", port(1)?).into());
+        list.push(toml::Value::Table(n));
+    }
+    cluster.insert("node".into(), toml::Value::Array(list));
+    std::fs::create_dir_all(out)?;
+    let file = out.join("cluster.toml");
+    std::fs::write(&file, toml::to_string(&cluster)?)?;
+    let count = |k: &str| t.get(k).and_then(|v| v.as_array()).map_or(0, Vec::len);
+    let (faults, inputs) = (count("fault"), count("input"));
+    let note = if faults + inputs > 0 {
+        format!("{faults} fault and {inputs} input entries of the scenario are not applied on real processes; inject them over each node's HTTP API (PUT /faults, POST /input)")
+    } else {
+        String::new()
+    };
+    Ok((file, until, note))
 }
 
 /// Reads a cluster file and checks its protocol parameters.
@@ -122,6 +175,21 @@ async fn shutdown_signal(stdin_eof: bool) {
 pub fn cluster(cmd: ClusterCmd) -> Result<bool> {
     match cmd {
         ClusterCmd::Up(args) => {
+            let src = std::fs::read_to_string(&args.config)
+                .with_context(|| format!("cannot read {}", args.config.display()))?;
+            let name = args.config.display().to_string();
+            if crate::simulate::check_kind(&name, &src, crate::simulate::FileKind::Cluster).is_err() {
+                // A scenario: the same file, as real processes.
+                let stem = args.config.file_stem().map_or("scenario".into(), |s| s.to_string_lossy().into_owned());
+                let run = RunDir(std::env::temp_dir().join(format!("agora-{stem}-cluster-{}", std::process::id())));
+                let (file, until, note) = cluster_from_scenario(&args.config, &src, args.base_port, &run.0)?;
+                if !note.is_empty() {
+                    eprintln!("{note}");
+                }
+                let args = UpArgs { config: file, run_for: args.run_for.or(Some(until)), base_port: args.base_port };
+                let protocol = protocol_of(&name, &src)?;
+                return with_protocol!(&protocol, P => up::<P>(&args));
+            }
             let protocol = protocol_in(&args.config)?;
             with_protocol!(&protocol, P => up::<P>(&args))
         }

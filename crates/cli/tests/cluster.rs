@@ -202,3 +202,69 @@ fn bench_storage_and_transport_report_beside_their_baselines() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {:?}", text(&out)));
     assert!(v[0]["tls"]["per_s"].as_f64().unwrap() > 100.0 && v[0]["plain"]["per_s"].as_f64().unwrap() > 100.0, "{v}");
 }
+
+/// The telecom system on real processes: the default scenario's nodes as a
+/// cluster on loopback, serving requests; Core2 killed with SIGKILL is
+/// flagged by its neighbours' phi-accrual detectors, and the time from the
+/// kill to the first flag is measured (several kills, each after a restart).
+#[test]
+fn telecom_nodes_on_real_processes_detect_a_kill_9() {
+    let dir = temp_dir("telecom-kill");
+    let src = std::fs::read_to_string(format!("{}/../../scenarios/edge-core-cloud.toml", env!("CARGO_MANIFEST_DIR")))
+        .unwrap();
+    let scenario: toml::Table = toml::from_str(&src).unwrap();
+    let mut cluster = toml::Table::new();
+    cluster.insert("protocol".into(), scenario["protocol"].clone());
+    cluster.insert("params".into(), scenario["params"].clone());
+    let addrs: Vec<SocketAddr> = free_addrs(10);
+    let nodes: Vec<toml::Value> = (0..5)
+        .map(|i| {
+            let mut n = toml::Table::new();
+            n.insert("name".into(), format!("n{i}").into());
+            n.insert("listen".into(), addrs[2 * i].to_string().into());
+            n.insert("http".into(), addrs[2 * i + 1].to_string().into());
+            toml::Value::Table(n)
+        })
+        .collect();
+    cluster.insert("node".into(), toml::Value::Array(nodes));
+    let config = dir.join("cluster.toml");
+    std::fs::write(&config, toml::to_string(&cluster).unwrap()).unwrap();
+    let http = |i: usize| addrs[2 * i + 1];
+    let status = |i: usize| probe::get_json(http(i), "/status").ok();
+    let mut procs: Vec<Child> = (0..5).map(|i| spawn_node(&config, &format!("n{i}"))).collect();
+    let wait = |what: &str, limit: Duration, ok: &dyn Fn() -> bool| {
+        let start = Instant::now();
+        while !ok() {
+            assert!(start.elapsed() < limit, "{what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        start.elapsed()
+    };
+    let served = |i: usize| status(i).and_then(|s| s["protocol"]["served"].as_u64()).unwrap_or(0);
+    wait("Core2 (n3) serves requests from the edge", Duration::from_secs(20), &|| served(3) > 20);
+    // Edge1 (n0), Edge2 (n1) and Cloud1 (n4) are Core2's neighbours.
+    let flagged = |i: usize| {
+        status(i).is_some_and(|s| s["protocol"]["suspects"].as_array().is_some_and(|a| a.iter().any(|x| x == "Core2")))
+    };
+    let mut times = Vec::new();
+    for round in 0..3 {
+        procs[3].kill().unwrap();
+        procs[3].wait().unwrap();
+        let t = wait("a neighbour flags the killed Core2", Duration::from_secs(10), &|| {
+            [0, 1, 4].iter().any(|&i| flagged(i))
+        });
+        times.push(t.as_secs_f64());
+        procs[3] = spawn_node(&config, "n3");
+        wait(&format!("round {round}: Core2 is trusted again"), Duration::from_secs(20), &|| {
+            [0, 1, 4].iter().all(|&i| !flagged(i))
+        });
+    }
+    eprintln!("kill -9 → first suspicion (s): {times:?}");
+    // 100 ms heartbeats, threshold 8: ~0.6 s in the model; real clocks and a
+    // loaded machine add scheduling delay, so the bound here is loose.
+    assert!(times.iter().all(|&t| t < 3.0), "{times:?}");
+    for mut p in procs {
+        drop(p.stdin.take());
+        let _ = p.wait();
+    }
+}

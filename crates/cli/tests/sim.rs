@@ -151,12 +151,36 @@ fn a_file_of_the_other_kind_names_its_command() {
     let (_, err) = text(&out);
     assert_eq!(out.status.code(), Some(2));
     assert!(err.contains("is a cluster file") && err.contains("agora cluster up"), "{err}");
-    for args in [vec!["cluster", "up", &scenario], vec!["node", "--config", &scenario, "--id", "n0"]] {
-        let out = run(&args);
-        let (_, err) = text(&out);
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(err.contains("is a scenario") && err.contains("agora sim"), "{err}");
+    let out = run(&["node", "--config", &scenario, "--id", "n0"]);
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.contains("is a scenario") && err.contains("agora sim"), "{err}");
+}
+
+/// `agora cluster up` runs a scenario's nodes as real processes: the same
+/// file as `agora sim`, on loopback ports from --base-port, for its `until`
+/// (or --for), saying which of its entries real processes do not apply.
+#[test]
+fn cluster_up_runs_a_scenario_as_real_processes() {
+    let scenario = format!("{}/../../scenarios/edge-core-cloud.toml", env!("CARGO_MANIFEST_DIR"));
+    let mut last = String::new();
+    for _ in 0..3 {
+        // Ten consecutive ports from a free one: retried if one is taken.
+        let base = free_addrs(1)[0].port().min(60_000).to_string();
+        let out = run(&["cluster", "up", &scenario, "--for", "3s", "--base-port", &base]);
+        let (stdout, stderr) = text(&out);
+        if stderr.contains("is in use") {
+            last = stderr;
+            continue;
+        }
+        assert!(out.status.success(), "{stdout}{stderr}");
+        assert!(stderr.contains("7 fault and 1 input entries of the scenario are not applied"), "{stderr}");
+        for name in ["Edge1", "Edge2", "Core1", "Core2", "Cloud1"] {
+            assert!(stdout.contains(&format!("\"node\":\"{name}\"")), "{name} missing: {stdout}");
+        }
+        return;
     }
+    panic!("no free ports: {last}");
 }
 
 /// Runs built in code (`teams run`, `alloc sim`) are scenarios too: their
