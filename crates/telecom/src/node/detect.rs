@@ -89,7 +89,10 @@ impl Node {
 
     /// Floods this node's link health.
     pub(super) fn publish(&mut self, io: &mut Io<'_, Self>) {
-        self.my_seq = self.my_seq.max(io.now().as_nanos()).saturating_add(1).max(self.my_seq + 1);
+        // Numbered by the clock, so updates stay increasing across restarts
+        // where the clock does (the simulator's), and above any old update
+        // of ours a neighbour has echoed back (real processes restart their clocks).
+        self.my_seq = self.my_seq.max(io.now().as_nanos()).saturating_add(1);
         let links = self
             .watches
             .iter()
@@ -114,10 +117,24 @@ impl Node {
 
     pub(super) fn on_link_state(&mut self, from: NodeId, ls: LinkState, io: &mut Io<'_, Self>) {
         if ls.origin == self.me {
+            // An update of ours from before a restart: number ours above it.
+            if ls.seq > self.my_seq {
+                self.my_seq = ls.seq;
+                self.publish(io);
+            }
             return;
         }
         let (origin, copy) = (ls.origin, ls.clone());
-        let Some(changed) = crate::route::accept(&mut self.db, ls) else { return };
+        let Some(changed) = crate::route::accept(&mut self.db, ls) else {
+            // The origin sent an update older than the one held: it restarted
+            // (its numbers start again). Echo the newer one back, as OSPF
+            // does, so it can number its updates above it.
+            let held = self.db.get(origin.index()).and_then(Option::as_ref);
+            if from == origin && held.is_some_and(|h| h.seq > copy.seq) {
+                io.send(from, Msg::LinkState(held.expect("checked").clone()));
+            }
+            return;
+        };
         for w in &self.watches {
             if w.node != from && w.node != origin {
                 io.send(w.node, Msg::LinkState(copy.clone()));
@@ -169,5 +186,46 @@ impl Node {
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_core::Command;
+    use rand::SeedableRng;
+
+    fn node(me: u32) -> Node {
+        let sc: toml::Value = toml::from_str(include_str!("../../../../scenarios/edge-core-cloud.toml")).unwrap();
+        let params: crate::topology::Params = sc["params"].clone().try_into().unwrap();
+        Node::new(Arc::new(params.compile().unwrap()), NodeId(me))
+    }
+
+    fn deliver(n: &mut Node, from: u32, ls: LinkState, now_ns: u64) -> Vec<LinkState> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let mut out = Vec::new();
+        let mut io = Io::new(n.me, Time::from_nanos(now_ns), &mut rng, &mut out);
+        n.on_message(NodeId(from), Msg::LinkState(ls), &mut io);
+        out.into_iter()
+            .filter_map(|c| match c {
+                Command::Send { msg: Msg::LinkState(l), .. } => Some(l),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_restarted_origin_gets_its_newer_update_back_and_numbers_above_it() {
+        // Core1 (2) holds Edge1's (0) update number 1000.
+        let mut core1 = node(2);
+        let held = LinkState { origin: NodeId(0), seq: 1000, links: vec![(NodeId(2), Health::Up)] };
+        assert_eq!(deliver(&mut core1, 0, held.clone(), 10).len(), 3, "a new update is flooded on");
+        // Edge1 restarted: its clock, and so its numbers, start again.
+        let echoed = deliver(&mut core1, 0, LinkState { seq: 5, ..held.clone() }, 20);
+        assert_eq!(echoed, vec![held.clone()], "the newer update goes back to its origin");
+        // Edge1, receiving its own old update, numbers its next one above it.
+        let mut edge1 = node(0);
+        let sent = deliver(&mut edge1, 2, held, 30);
+        assert!(!sent.is_empty() && sent.iter().all(|l| l.origin == NodeId(0) && l.seq > 1000), "{sent:?}");
     }
 }
