@@ -58,11 +58,84 @@ pub struct UpArgs {
     pub base_port: u16,
 }
 
+/// What `cluster up` does to a scenario's processes, and when (from the
+/// moment every node answers).
+#[derive(Debug)]
+enum Action {
+    /// SIGKILL: no goodbye, as a crash.
+    Kill(usize),
+    /// Start the node again (from its disk, if it has one).
+    Restart(usize),
+    /// The node's transport fault layer (`PUT /faults`).
+    Faults(usize, agora_net::FaultLayer),
+    /// `POST /input`.
+    Input(usize, serde_json::Value),
+}
+
+/// Actions with their times, in order.
+type Plan = Vec<(Duration, Action)>;
+
+/// The scenario's fault plan and inputs as actions on real processes, and
+/// the entries real processes cannot take (named, for the user).
+fn plan_of(path: &str, src: &str) -> Result<(Plan, Vec<String>)> {
+    use agora_sim::{Fault, Scope};
+    let sc = agora_sim::scenario::Scenario::<toml::Value>::from_str(path, src)?;
+    let n = sc.nodes as usize;
+    let mut layers = vec![agora_net::FaultLayer::default(); n];
+    let mut plan = Vec::new();
+    let mut skipped = Vec::new();
+    let mut faults = Vec::new();
+    for (i, f) in sc.fault.iter().enumerate() {
+        let resolved = f
+            .get_ref()
+            .resolve(sc.nodes, &sc.fragile)
+            .map_err(|(field, e)| anyhow::anyhow!("{path}: fault[{i}].{field}: {e}"))?;
+        faults.extend(resolved.into_iter().map(|(t, x)| (t, i, x)));
+    }
+    faults.sort_by_key(|f| f.0);
+    for (at, i, fault) in faults {
+        match fault {
+            Fault::Crash(v) => plan.push((at, Action::Kill(v.index()))),
+            Fault::Recover { node, .. } => plan.push((at, Action::Restart(node.index()))),
+            Fault::Omission { scope: Scope::Node(v), rate } => {
+                // The fault layer drops what the node sends (the simulator also drops what it receives).
+                layers[v.index()].drop_rate = rate;
+                plan.push((at, Action::Faults(v.index(), layers[v.index()].clone())));
+            }
+            Fault::Partition(groups) => {
+                let mut group = vec![groups.len(); n];
+                for (g, members) in groups.iter().enumerate() {
+                    for m in members {
+                        group[m.index()] = g;
+                    }
+                }
+                for v in 0..n {
+                    layers[v].partition =
+                        (0..n).filter(|&w| group[w] != group[v]).map(|w| agora_core::NodeId(w as u32)).collect();
+                    plan.push((at, Action::Faults(v, layers[v].clone())));
+                }
+            }
+            Fault::Heal => {
+                for (v, layer) in layers.iter_mut().enumerate() {
+                    layer.partition.clear();
+                    plan.push((at, Action::Faults(v, layer.clone())));
+                }
+            }
+            other => skipped.push(format!("fault[{i}] ({other:?})")),
+        }
+    }
+    for inp in &sc.input {
+        let inp = inp.get_ref();
+        let value = serde_json::to_value(&inp.value).context("an input value as JSON")?;
+        plan.push((inp.at, Action::Input(inp.node as usize, value)));
+    }
+    plan.sort_by_key(|p| p.0);
+    Ok((plan, skipped))
+}
+
 /// The cluster file a scenario's nodes run with: its protocol and
-/// parameters, nodes `n0`… on loopback ports from `base`. Its fault plan and
-/// inputs are not applied to real processes (yet): the note says how many
-/// were left out.
-fn cluster_from_scenario(path: &Path, src: &str, base: u16, out: &Path) -> Result<(PathBuf, Duration, String)> {
+/// parameters, nodes `n0`… on loopback ports from `base`.
+fn cluster_from_scenario(path: &Path, src: &str, base: u16, out: &Path) -> Result<(PathBuf, Duration)> {
     let name = path.display().to_string();
     let t: toml::Table = toml::from_str(src).with_context(|| format!("{name} is not valid TOML"))?;
     let nodes =
@@ -97,14 +170,7 @@ fn cluster_from_scenario(path: &Path, src: &str, base: u16, out: &Path) -> Resul
     std::fs::create_dir_all(out)?;
     let file = out.join("cluster.toml");
     std::fs::write(&file, toml::to_string(&cluster)?)?;
-    let count = |k: &str| t.get(k).and_then(|v| v.as_array()).map_or(0, Vec::len);
-    let (faults, inputs) = (count("fault"), count("input"));
-    let note = if faults + inputs > 0 {
-        format!("{faults} fault and {inputs} input entries of the scenario are not applied on real processes; inject them over each node's HTTP API (PUT /faults, POST /input)")
-    } else {
-        String::new()
-    };
-    Ok((file, until, note))
+    Ok((file, until))
 }
 
 /// Reads a cluster file and checks its protocol parameters.
@@ -182,16 +248,17 @@ pub fn cluster(cmd: ClusterCmd) -> Result<bool> {
                 // A scenario: the same file, as real processes.
                 let stem = args.config.file_stem().map_or("scenario".into(), |s| s.to_string_lossy().into_owned());
                 let run = RunDir(std::env::temp_dir().join(format!("agora-{stem}-cluster-{}", std::process::id())));
-                let (file, until, note) = cluster_from_scenario(&args.config, &src, args.base_port, &run.0)?;
-                if !note.is_empty() {
-                    eprintln!("{note}");
+                let (file, until) = cluster_from_scenario(&args.config, &src, args.base_port, &run.0)?;
+                let (plan, skipped) = plan_of(&name, &src)?;
+                if !skipped.is_empty() {
+                    eprintln!("not applied on real processes: {}", skipped.join(", "));
                 }
                 let args = UpArgs { config: file, run_for: args.run_for.or(Some(until)), base_port: args.base_port };
                 let protocol = protocol_of(&name, &src)?;
-                return with_protocol!(&protocol, P => up::<P>(&args));
+                return with_protocol!(&protocol, P => up::<P>(&args, &plan));
             }
             let protocol = protocol_in(&args.config)?;
-            with_protocol!(&protocol, P => up::<P>(&args))
+            with_protocol!(&protocol, P => up::<P>(&args, &[]))
         }
         ClusterCmd::Keys(args) => {
             let keyed = write_keys(&args.config, &args.out, None)?;
@@ -252,7 +319,7 @@ impl Drop for RunDir {
     }
 }
 
-fn up<P: Runnable>(args: &UpArgs) -> Result<bool> {
+fn up<P: Runnable>(args: &UpArgs, plan: &[(Duration, Action)]) -> Result<bool> {
     let cf = load::<P>(&args.config)?;
     // A file without keys runs with ephemeral ones, made for this run.
     let keyless = cf.node.iter().all(|n| n.public_key.is_none()) && !cf.security.plaintext;
@@ -273,21 +340,32 @@ fn up<P: Runnable>(args: &UpArgs) -> Result<bool> {
         args.config.clone()
     };
     let cf = load::<P>(&config)?;
+    let token = match &_ephemeral {
+        Some(run) => std::fs::read_to_string(run.0.join("token")).ok().map(|t| t.trim().to_string()),
+        None => None,
+    };
+    if !plan.is_empty() && token.is_none() {
+        bail!("a fault plan needs the control token of an ephemeral run");
+    }
     let exe = std::env::current_exe().context("cannot find the agora executable")?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
-        let mut children = Vec::new();
-        for n in &cf.node {
-            let child = tokio::process::Command::new(&exe)
+        let spawn = |name: &str| {
+            tokio::process::Command::new(&exe)
                 .args(["node", "--config"])
                 .arg(&config)
-                .args(["--id", &n.name, "--stop-on-stdin-eof"])
+                .args(["--id", name, "--stop-on-stdin-eof"])
                 .stdin(Stdio::piped())
                 .kill_on_drop(true)
                 .spawn()
-                .with_context(|| format!("cannot start node {}", n.name))?;
-            children.push((n.name.clone(), child));
+                .with_context(|| format!("cannot start node {name}"))
+        };
+        let mut children = Vec::new();
+        for n in &cf.node {
+            children.push((n.name.clone(), spawn(&n.name)?));
         }
+        // Nodes the plan has killed, whose exit is no failure.
+        let mut killed = vec![false; children.len()];
         let rows: Vec<(String, String)> = cf
             .node
             .iter()
@@ -297,15 +375,26 @@ fn up<P: Runnable>(args: &UpArgs) -> Result<bool> {
         wait_ready(&cf).await;
         eprintln!("cluster of {} {} nodes is up; Ctrl-C stops it", cf.node.len(), cf.protocol);
 
-        let deadline = args.run_for.map(|d| tokio::time::Instant::now() + d);
+        let begin = tokio::time::Instant::now();
+        let deadline = args.run_for.map(|d| begin + d);
         let mut failed = None;
+        let mut next = plan.iter().peekable();
         loop {
             let tick = tokio::time::sleep(Duration::from_millis(200));
+            let due = next.peek().map(|(at, _)| begin + *at);
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
                 _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
+                _ = async { match due { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
+                    let (at, action) = next.next().expect("a due action");
+                    let what = apply(action, &cf, &mut children, &mut killed, token.as_deref().unwrap_or_default(), &spawn).await;
+                    eprintln!("t = {:.1} s: {what}", at.as_secs_f64());
+                }
                 _ = tick => {
-                    for (name, c) in children.iter_mut() {
+                    for (i, (name, c)) in children.iter_mut().enumerate() {
+                        if killed[i] {
+                            continue;
+                        }
                         if let Ok(Some(status)) = c.try_wait() {
                             failed = Some(format!("node {name} exited on its own ({status}); stopping the cluster"));
                         }
@@ -324,7 +413,10 @@ fn up<P: Runnable>(args: &UpArgs) -> Result<bool> {
             drop(c.stdin.take());
         }
         let mut clean = true;
-        for (name, mut c) in children {
+        for (i, (name, mut c)) in children.into_iter().enumerate() {
+            if killed[i] {
+                continue;
+            }
             match tokio::time::timeout(Duration::from_secs(5), c.wait()).await {
                 Ok(Ok(s)) if s.success() => {}
                 Ok(Ok(s)) => {
@@ -344,6 +436,53 @@ fn up<P: Runnable>(args: &UpArgs) -> Result<bool> {
         eprintln!("cluster stopped");
         Ok(clean)
     })
+}
+
+/// Carries out one planned action; says what it did.
+async fn apply<P>(
+    action: &Action,
+    cf: &ClusterFile<P>,
+    children: &mut [(String, tokio::process::Child)],
+    killed: &mut [bool],
+    token: &str,
+    spawn: &impl Fn(&str) -> Result<tokio::process::Child>,
+) -> String {
+    let http = |i: usize| cf.node.get(i).and_then(|n| n.http);
+    let send = |i: usize, method: &'static str, path: &'static str, body: String| {
+        let (addr, token) = (http(i), token.to_string());
+        async move {
+            let Some(addr) = addr else { return format!("n{i} has no HTTP address") };
+            let shown = body.clone();
+            let r = tokio::task::spawn_blocking(move || {
+                probe::request_with_token(addr, method, path, Some(&body), Some(&token), Duration::from_secs(2))
+            })
+            .await;
+            match r {
+                Ok(Ok((code, _))) if code < 300 => format!("{method} {path} on n{i}: {shown}"),
+                Ok(Ok((code, reply))) => format!("{method} {path} on n{i} refused (HTTP {code}): {}", reply.trim()),
+                _ => format!("{method} {path} on n{i} failed: the node did not answer"),
+            }
+        }
+    };
+    match action {
+        Action::Kill(i) => {
+            let c = &mut children[*i].1;
+            let _ = c.start_kill();
+            let _ = c.wait().await;
+            killed[*i] = true;
+            format!("killed n{i} (SIGKILL)")
+        }
+        Action::Restart(i) => match spawn(&children[*i].0) {
+            Ok(c) => {
+                children[*i].1 = c;
+                killed[*i] = false;
+                format!("restarted n{i}")
+            }
+            Err(e) => format!("could not restart n{i}: {e}"),
+        },
+        Action::Faults(i, layer) => send(*i, "PUT", "/faults", serde_json::to_string(layer).unwrap_or_default()).await,
+        Action::Input(i, value) => send(*i, "POST", "/input", value.to_string()).await,
+    }
 }
 
 /// Waits (up to 10 s) until every node answers `/health`.

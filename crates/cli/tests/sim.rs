@@ -158,26 +158,51 @@ fn a_file_of_the_other_kind_names_its_command() {
 }
 
 /// `agora cluster up` runs a scenario's nodes as real processes: the same
-/// file as `agora sim`, on loopback ports from --base-port, for its `until`
-/// (or --for), saying which of its entries real processes do not apply.
+/// file as `agora sim`, on loopback ports from --base-port, for its `until`,
+/// carrying out its fault plan (SIGKILL and restart, the fault layer over
+/// HTTP, inputs) and naming the entries real processes cannot take.
 #[test]
-fn cluster_up_runs_a_scenario_as_real_processes() {
-    let scenario = format!("{}/../../scenarios/edge-core-cloud.toml", env!("CARGO_MANIFEST_DIR"));
+fn cluster_up_runs_a_scenario_and_its_fault_plan_as_real_processes() {
+    let src = std::fs::read_to_string(format!("{}/../../scenarios/edge-core-cloud.toml", env!("CARGO_MANIFEST_DIR")))
+        .unwrap();
+    let params = &src[src.find("[params]").unwrap()..src.find("# The fault plan").unwrap()];
+    let scenario = format!(
+        "protocol = \"telecom\"\nnodes = 5\nuntil = \"6s\"\n{params}\n\
+         [[fault]]\nkind = \"crash\"\nat = \"1s\"\nnode = 3\n\
+         [[fault]]\nkind = \"recover\"\nat = \"3s\"\nnode = 3\n\
+         [[fault]]\nkind = \"partition\"\ngroups = [[1]]\nat = \"1500ms\"\nheal = \"4s\"\n\
+         [[fault]]\nkind = \"omission\"\nlink = [0, 2]\nrate = 0.5\n\
+         [[input]]\nat = \"1s\"\nnode = 2\nvalue = {{ Byzantine = \"corrupt\" }}\n"
+    );
+    let dir = temp_dir("cluster-scenario");
+    let path = dir.join("short.toml");
+    std::fs::write(&path, scenario).unwrap();
     let mut last = String::new();
     for _ in 0..3 {
         // Ten consecutive ports from a free one: retried if one is taken.
         let base = free_addrs(1)[0].port().min(60_000).to_string();
-        let out = run(&["cluster", "up", &scenario, "--for", "3s", "--base-port", &base]);
+        let out = run(&["cluster", "up", path.to_str().unwrap(), "--base-port", &base]);
         let (stdout, stderr) = text(&out);
         if stderr.contains("is in use") {
             last = stderr;
             continue;
         }
         assert!(out.status.success(), "{stdout}{stderr}");
-        assert!(stderr.contains("7 fault and 1 input entries of the scenario are not applied"), "{stderr}");
+        for line in [
+            "not applied on real processes: fault[3]",
+            "t = 1.0 s: killed n3 (SIGKILL)",
+            "t = 1.0 s: POST /input on n2: {\"Byzantine\":\"corrupt\"}",
+            "t = 1.5 s: PUT /faults on n1: {\"drop_rate\":0.0,\"delay_ms\":0,\"partition\":[0,2,3,4]}",
+            "t = 3.0 s: restarted n3",
+            "t = 4.0 s: PUT /faults on n1: {\"drop_rate\":0.0,\"delay_ms\":0,\"partition\":[]}",
+        ] {
+            assert!(stderr.contains(line), "{line:?} missing: {stderr}");
+        }
+        // Every node reports; a neighbour of Core2 recorded its crash.
         for name in ["Edge1", "Edge2", "Core1", "Core2", "Cloud1"] {
             assert!(stdout.contains(&format!("\"node\":\"{name}\"")), "{name} missing: {stdout}");
         }
+        assert!(stdout.contains("{\"at_s\":") && stdout.contains("\"how\":\"crash\",\"node\":\"Core2\""), "{stdout}");
         return;
     }
     panic!("no free ports: {last}");

@@ -223,7 +223,7 @@ impl Node {
         c.balancer.finished(a.server, rtt_ms, now, Some(a.load));
         if a.status != Status::Ok {
             c.failures[a.server.index()] += 1;
-            Self::maybe_eject(c, &topo, a.server, now, io);
+            Self::maybe_eject(c, &topo, a.server, now, &mut self.detections, io);
             if give_up {
                 self.retry_or_fail(a.id, io);
             }
@@ -250,7 +250,7 @@ impl Node {
                 if c.strikes[n.index()] >= topo.params.byzantine_strikes && !c.byzantine[n.index()] {
                     c.byzantine[n.index()] = true;
                     c.dirty = true;
-                    io.output(Output::Suspect { node: n, how: Detection::Byzantine });
+                    suspect(&mut self.detections, n, Detection::Byzantine, io);
                 }
             }
             if p.outstanding.is_empty() {
@@ -262,7 +262,14 @@ impl Node {
         }
     }
 
-    pub(super) fn maybe_eject(c: &mut Client, topo: &Topology, n: NodeId, now: Time, io: &mut Io<'_, Self>) {
+    pub(super) fn maybe_eject(
+        c: &mut Client,
+        topo: &Topology,
+        n: NodeId,
+        now: Time,
+        log: &mut VecDeque<(Time, NodeId, Detection)>,
+        io: &mut Io<'_, Self>,
+    ) {
         let cfg = &topo.params.rpc;
         if c.failures[n.index()] < cfg.eject_after || c.ejected_until[n.index()].is_some_and(|t| t > now) {
             return;
@@ -274,7 +281,7 @@ impl Node {
             c.failures[n.index()] = 0;
             c.dirty = true;
             io.count(counters::EJECTIONS, 1);
-            io.output(Output::Suspect { node: n, how: Detection::Unresponsive });
+            suspect(log, n, Detection::Unresponsive, io);
         }
     }
 
@@ -292,7 +299,7 @@ impl Node {
         for n in silent {
             c.balancer.finished(n, timeout_ms, now, None);
             c.failures[n.index()] += 1;
-            Self::maybe_eject(c, &topo, n, now, io);
+            Self::maybe_eject(c, &topo, n, now, &mut self.detections, io);
         }
         if decided {
             c.pending.remove(&id);

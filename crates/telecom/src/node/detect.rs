@@ -76,7 +76,7 @@ impl Node {
             if !w.down && w.phi.phi(now, &p.detector) > p.detector.threshold {
                 w.down = true;
                 changed = true;
-                io.output(Output::Suspect { node: w.node, how: Detection::Crash });
+                suspect(&mut self.detections, w.node, Detection::Crash, io);
             }
         }
         if changed {
@@ -157,11 +157,11 @@ impl Node {
             let (now, before) = (self.view.omission[x], self.reported_omission[x]);
             if now != before && NodeId(x as u32) != self.me {
                 self.reported_omission[x] = now;
-                io.output(if now {
-                    Output::Suspect { node: NodeId(x as u32), how: Detection::Omission }
+                if now {
+                    suspect(&mut self.detections, NodeId(x as u32), Detection::Omission, io);
                 } else {
-                    Output::Trust { node: NodeId(x as u32) }
-                });
+                    io.output(Output::Trust { node: NodeId(x as u32) });
+                }
             }
         }
         if let Some(c) = &mut self.client {

@@ -255,6 +255,21 @@ pub struct Node {
     stats: ServerStats,
     byzantine: Option<Behaviour>,
     client: Option<Client>,
+    /// The latest suspicions this node raised, for its status (real runs
+    /// have no output log to read them from).
+    detections: VecDeque<(Time, NodeId, Detection)>,
+}
+
+/// Suspicions kept for the status.
+const DETECTIONS_KEPT: usize = 64;
+
+/// Raises a suspicion: the output, and a line in the node's recent log.
+fn suspect(log: &mut VecDeque<(Time, NodeId, Detection)>, node: NodeId, how: Detection, io: &mut Io<'_, Node>) {
+    if log.len() == DETECTIONS_KEPT {
+        log.pop_front();
+    }
+    log.push_back((io.now(), node, how));
+    io.output(Output::Suspect { node, how });
 }
 
 impl Node {
@@ -313,6 +328,7 @@ impl Node {
             stats: ServerStats::default(),
             byzantine: None,
             client,
+            detections: VecDeque::new(),
             topo,
         }
     }
@@ -463,6 +479,9 @@ impl Protocol for Node {
             "served": self.stats.served,
             "busy_slots": self.busy,
             "queued": self.queue.len(),
+            "detections": self.detections.iter().map(|(at, n, how)| serde_json::json!({
+                "node": self.topo.name(*n), "how": how, "at_s": at.as_secs_f64(),
+            })).collect::<Vec<_>>(),
         })
     }
 }
