@@ -19,7 +19,7 @@ use agora_lab::registry;
 use agora_lab::telecom::{experiments::default_scenario, outcome};
 use agora_sim::scenario::{FaultKind, FaultSpec, Scenario};
 use agora_telecom::balance::Strategy;
-use agora_telecom::node::{Behaviour, Input, Node, Output};
+use agora_telecom::node::{Behaviour, Input, Node};
 use agora_telecom::topology::Params;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -195,13 +195,7 @@ fn run(sc: &Scenario<Params>, time_step: f64) -> PyResult<(serde_json::Value, se
     let mut sim = registry::build::<Node>(sc, sc.seed, true);
     sim.run_until(agora_core::Time::ZERO + sc.until).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
     let out = outcome(&topo, &sim);
-    let buckets = (sc.until.as_secs_f64() / time_step).ceil() as usize + 1;
-    let mut answered = vec![0.0; buckets];
-    for o in sim.outputs() {
-        if let Output::Done { ok: true, .. } = o.output {
-            answered[((o.at.as_secs_f64() / time_step) as usize).min(buckets - 1)] += 1.0 / time_step;
-        }
-    }
+    let (answered, _) = agora_lab::telecom::per_second(&sim, time_step);
     let nodes: Vec<_> = sim
         .nodes()
         .ids()

@@ -218,19 +218,16 @@ pub fn balance(spec: &BalanceSpec, progress: &mut dyn FnMut()) -> Result<Vec<Bal
             let mut sc = five_backends(strategy, spec.rate, case);
             sc.until = Duration::from_secs_f64(spec.secs);
             registry::check::<Node>(&sc).map_err(|e| e.to_string())?;
+            let topo = sc.params.compile()?;
             let (mut latencies, mut sent, mut ok, mut attempts) = (Vec::new(), 0, 0, 0);
             for seed in 0..spec.seeds {
                 let mut sim = registry::build::<Node>(&sc, seed, true);
                 sim.run_until(agora_core::Time::ZERO + sc.until).map_err(|e| e.to_string())?;
-                let topo = sc.params.compile()?;
                 let o = outcome(&topo, &sim);
                 sent += o.requests.succeeded + o.requests.failed;
                 ok += o.requests.succeeded;
                 attempts += sim.stats().counters.get(agora_telecom::node::counters::ATTEMPTS);
-                latencies.extend(sim.outputs().iter().filter_map(|r| match r.output {
-                    Output::Done { ok: true, latency_us, .. } => Some(latency_us as f64 / 1e3),
-                    _ => None,
-                }));
+                latencies.extend(super::answered_ms(&sim));
                 progress();
             }
             let p99 = quantile(&mut latencies, 0.99);

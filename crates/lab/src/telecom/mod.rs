@@ -9,6 +9,7 @@ pub mod experiments;
 use crate::stats::quantile;
 use agora_core::{NodeId, Time};
 use agora_sim::{Fault, Model, Scope, Sim};
+use agora_telecom::api::NodeManager;
 use agora_telecom::balance::{coefficient_of_variation, jain_index};
 use agora_telecom::node::{self, counters, Detection, Level, Node, Output};
 use agora_telecom::rank;
@@ -126,6 +127,35 @@ pub struct Outcome {
     pub load_balancing: LoadBalancing,
 }
 
+/// Latencies of the answered requests in ms, in the order they ended.
+pub fn answered_ms(sim: &Sim<Node>) -> Vec<f64> {
+    sim.outputs()
+        .iter()
+        .filter_map(|r| match r.output {
+            Output::Done { ok: true, latency_us, .. } => Some(latency_us as f64 / 1e3),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Requests that ended per second, in buckets of `width` seconds up to the
+/// run's end: (answered, failed).
+pub fn per_second(sim: &Sim<Node>, width: f64) -> (Vec<f64>, Vec<f64>) {
+    let buckets = (sim.now().as_secs_f64() / width).ceil() as usize + 1;
+    let (mut ok, mut failed) = (vec![0.0; buckets], vec![0.0; buckets]);
+    for r in sim.outputs() {
+        if let Output::Done { ok: success, .. } = r.output {
+            let b = ((r.at.as_secs_f64() / width) as usize).min(buckets - 1);
+            if success {
+                ok[b] += 1.0 / width
+            } else {
+                failed[b] += 1.0 / width
+            }
+        }
+    }
+    (ok, failed)
+}
+
 /// The faults a run injected: (node, kind, time). Ends of faults (recover,
 /// heal, an omission rate of 0) are not failures.
 fn injected(sim: &Sim<Node>) -> Vec<(NodeId, &'static str, Time)> {
@@ -135,11 +165,13 @@ fn injected(sim: &Sim<Node>) -> Vec<(NodeId, &'static str, Time)> {
             Fault::Crash(n) => out.push((*n, "crash", *at)),
             Fault::Omission { scope: Scope::Node(n), rate } if *rate > 0.0 => out.push((*n, "omission", *at)),
             Fault::Partition(groups) => {
-                // The smaller sides are the ones expected to isolate themselves.
-                let listed: usize = groups.iter().map(Vec::len).sum();
-                let rest = sim.nodes().len() - listed;
-                for g in groups.iter().filter(|g| g.len() * 2 <= sim.nodes().len() && g.len() <= rest.max(1)) {
-                    out.extend(g.iter().map(|&n| (n, "partition", *at)));
+                // Every side of at most half the nodes (the unlisted nodes are
+                // one more side) is expected to isolate itself.
+                let n = sim.nodes().len();
+                let rest: Vec<NodeId> =
+                    sim.nodes().ids().filter(|v| !groups.iter().flatten().any(|g| g == v)).collect();
+                for side in groups.iter().chain(std::iter::once(&rest)).filter(|g| g.len() * 2 <= n) {
+                    out.extend(side.iter().map(|&v| (v, "partition", *at)));
                 }
             }
             _ => {}
@@ -162,19 +194,17 @@ pub fn outcome(topo: &Topology, sim: &Sim<Node>) -> Outcome {
         .nodes()
         .ids()
         .map(|id| {
-            let s = sim.node(id).stats();
-            let spec = topo.node(id);
+            let m = sim.node(id).metrics(now);
             NodeReport {
                 node: name(id),
                 up: sim.nodes().is_up(id),
-                served: s.served,
-                req_per_s: s.served as f64 / secs,
-                // Clamped: summing busy stretches rounds a saturated node past 100.
-                cpu_percent: (100.0 * sim.node(id).busy_slot_s(now) / (spec.slots as f64 * secs)).min(100.0),
-                latency_ms: if s.served == 0 { 0.0 } else { 1e3 * s.residence_s / s.served as f64 },
-                tx_per_s: s.transactions as f64 / secs,
-                max_queue: s.max_queue,
-                shed: s.shed,
+                served: m.served,
+                req_per_s: m.served as f64 / secs,
+                cpu_percent: m.cpu_percent,
+                latency_ms: m.latency_ms,
+                tx_per_s: sim.node(id).stats().transactions as f64 / secs,
+                max_queue: m.max_queue,
+                shed: m.shed,
             }
         })
         .collect();
@@ -411,31 +441,13 @@ fn esc(s: &str) -> String {
 pub fn html(topo: &Topology, sim: &Sim<Node>, title: &str) -> Result<String, String> {
     use crate::plot::{line_chart_svg, Series};
     let o = outcome(topo, sim);
-    let mut lat: Vec<f64> = sim
-        .outputs()
-        .iter()
-        .filter_map(|r| match r.output {
-            Output::Done { ok: true, latency_us, .. } => Some(latency_us as f64 / 1e3),
-            _ => None,
-        })
-        .collect();
+    let mut lat = answered_ms(sim);
     lat.sort_by(f64::total_cmp);
     let step = (lat.len() / 400).max(1);
     let cdf: Vec<(f64, f64)> =
         lat.iter().enumerate().step_by(step).map(|(i, &v)| (v, (i + 1) as f64 / lat.len() as f64)).collect();
     let bucket = 0.5;
-    let buckets = (o.sim_time_s / bucket).ceil() as usize + 1;
-    let (mut ok, mut failed) = (vec![0.0; buckets], vec![0.0; buckets]);
-    for r in sim.outputs() {
-        if let Output::Done { ok: success, .. } = r.output {
-            let b = (r.at.as_secs_f64() / bucket) as usize;
-            if success {
-                ok[b] += 1.0 / bucket
-            } else {
-                failed[b] += 1.0 / bucket
-            }
-        }
-    }
+    let (ok, failed) = per_second(sim, bucket);
     let at = |v: &[f64]| v.iter().enumerate().map(|(i, &y)| (i as f64 * bucket, y)).collect::<Vec<_>>();
     let top = ok.iter().chain(&failed).copied().fold(1.0, f64::max);
     let mut series = vec![
