@@ -17,15 +17,37 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::time::{sleep, sleep_until, Instant};
+use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
+
+/// Messages held back by a delayed link, in the order they were sent.
+struct Lane {
+    tx: Option<mpsc::UnboundedSender<(Instant, Bytes)>>,
+    last_due: Instant,
+}
+
+/// Starts the task that hands a delayed link's messages to the peer's queue
+/// when each is due.
+fn delay_lane(queue: mpsc::Sender<Bytes>, shared: Arc<Shared>) -> mpsc::UnboundedSender<(Instant, Bytes)> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Bytes)>();
+    tokio::spawn(async move {
+        while let Some((due, bytes)) = rx.recv().await {
+            sleep_until(due).await;
+            if queue.try_send(bytes).is_err() {
+                shared.metrics.drop("queue_full");
+            }
+        }
+    });
+    tx
+}
 
 /// The event loop: the only owner of the protocol value.
 pub(crate) struct Host<P: Protocol> {
     protocol: P,
     shared: Arc<Shared>,
     queues: Vec<Option<mpsc::Sender<Bytes>>>,
+    lanes: Vec<Lane>,
     self_tx: mpsc::UnboundedSender<LoopMsg<P>>,
     epoch: Instant,
     rng: ChaCha8Rng,
@@ -61,6 +83,7 @@ impl<P: Protocol> Host<P> {
         };
         Host {
             protocol,
+            lanes: queues.iter().map(|_| Lane { tx: None, last_due: Instant::now() }).collect(),
             queues,
             self_tx,
             epoch: Instant::now(),
@@ -175,30 +198,29 @@ impl<P: Protocol> Host<P> {
             m.drop("no_such_peer");
             return;
         };
-        let (drop_rate, delay_ms, cut) = {
-            let f = self.shared.faults.lock().expect("fault layer lock");
-            (f.drop_rate, f.delay_ms, f.partition.contains(&to))
-        };
-        if cut {
+        let f = self.shared.faults.lock().expect("fault layer lock").outgoing(to);
+        if f.cut {
             m.drop("fault_partition");
             return;
         }
-        if drop_rate > 0.0 && self.fault_rng.random::<f64>() < drop_rate {
+        if f.drop_rate > 0.0 && self.fault_rng.random::<f64>() < f.drop_rate {
             m.drop("fault_drop");
             return;
         }
         let bytes = frame::encode(&Frame::Msg(msg));
-        if delay_ms > 0 {
-            let (queue, shared) = (queue.clone(), self.shared.clone());
-            tokio::spawn(async move {
-                sleep(Duration::from_millis(delay_ms)).await;
-                if queue.try_send(bytes).is_err() {
-                    shared.metrics.drop("queue_full");
-                }
-            });
-        } else if queue.try_send(bytes).is_err() {
-            m.drop("queue_full");
+        if f.delay.is_zero() && f.jitter.is_zero() {
+            if queue.try_send(bytes).is_err() {
+                m.drop("queue_full");
+            }
+            return;
         }
+        let jitter = if f.jitter.is_zero() { Duration::ZERO } else { f.jitter.mul_f64(self.fault_rng.random()) };
+        // Never before the previous message to this peer: a delayed link keeps its order.
+        let lane = &mut self.lanes[to.index()];
+        let due = (Instant::now() + f.delay + jitter).max(lane.last_due);
+        lane.last_due = due;
+        let tx = lane.tx.get_or_insert_with(|| delay_lane(queue.clone(), self.shared.clone()));
+        let _ = tx.send((due, bytes));
     }
 
     fn status(&self) -> serde_json::Value {

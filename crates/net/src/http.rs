@@ -133,7 +133,7 @@ async fn put_faults<P: Protocol>(State(app): State<App<P>>, body: Bytes) -> Resp
         Ok(l) => l,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("the fault layer does not parse: {e}\n")).into_response(),
     };
-    if let Err(e) = layer.validate() {
+    if let Err(e) = layer.validate(app.shared.cfg.peers.len()) {
         return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
     }
     tracing::info!(node = %app.shared.cfg.name, faults = ?layer, "fault layer changed");

@@ -180,8 +180,16 @@ async fn read_loop<P: Protocol>(
         };
         match frame::decode::<P::Msg>(&payload) {
             Ok(Frame::Msg(msg)) => {
-                if shared.faults.lock().expect("fault layer lock").partition.contains(&peer) {
+                let (cut, drop_rate) = {
+                    let f = shared.faults.lock().expect("fault layer lock");
+                    (f.partition.contains(&peer), f.receive_drop_rate)
+                };
+                if cut {
                     shared.metrics.drop("fault_partition");
+                    continue;
+                }
+                if drop_rate > 0.0 && rand::random::<f64>() < drop_rate {
+                    shared.metrics.drop("fault_receive_drop");
                     continue;
                 }
                 // The cost of a queued message: its in-memory envelope plus its encoding.

@@ -118,3 +118,42 @@ async fn drop_rate_fault_fires_and_retransmission_repairs_it() {
         n.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_link_holds_its_messages_back_and_a_receive_drop_fires() {
+    let peers = entries(3);
+    let cfg = Arc::new(Config { retransmit: Duration::from_millis(40), ..Config::new(3) });
+    let nodes = start_all(&peers, &cfg).await;
+    let h = |i: usize| peers[i].http.unwrap();
+    // Every link into node 1 is 400 ms long; the others are loopback.
+    for i in [0, 2] {
+        let layer = serde_json::json!({"links": [{"peer": 1, "delay_ms": 400.0, "jitter_ms": 5.0}]});
+        assert_eq!(http(h(i), "PUT", "/faults", layer.to_string()).await.0, 200);
+    }
+    let start = std::time::Instant::now();
+    assert_eq!(http(h(0), "POST", "/input", "{\"broadcast\": 7}".into()).await.0, 202);
+    wait_until(&peers[2..], Duration::from_secs(10), |s| delivered(s) == 1).await;
+    assert_eq!(delivered(&get(h(1), "/status").await), 0, "node 1 had it before its link's delay");
+    wait_until(&peers[1..2], Duration::from_secs(10), |s| delivered(s) == 1).await;
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(400), "delivered to node 1 after {took:?}");
+
+    // Node 1 now drops half of what it receives; retransmission still gets everything through.
+    for i in [0, 2] {
+        assert_eq!(http(h(i), "PUT", "/faults", "{}".into()).await.0, 200);
+    }
+    assert_eq!(http(h(1), "PUT", "/faults", "{\"receive_drop_rate\": 0.5}".into()).await.0, 200);
+    for v in 0..20u64 {
+        http(h(0), "POST", "/input", format!("{{\"broadcast\": {v}}}")).await;
+    }
+    wait_until(&peers, Duration::from_secs(20), |s| delivered(s) == 21).await;
+    let m = metrics(h(1)).await;
+    assert!(m.contains("agora_messages_dropped_total{reason=\"fault_receive_drop\"}"), "{m}");
+    // A link toward a node the cluster does not have is refused, naming it.
+    let (code, body) = http(h(0), "PUT", "/faults", "{\"links\": [{\"peer\": 7}]}".into()).await;
+    assert_eq!(code, 400);
+    assert!(body.contains("links[0].peer: no node 7"), "{body}");
+    for n in nodes {
+        n.stop().await;
+    }
+}
