@@ -64,8 +64,9 @@ pub struct UpArgs {
 enum Action {
     /// SIGKILL: no goodbye, as a crash.
     Kill(usize),
-    /// Start the node again (from its disk, if it has one).
-    Restart(usize),
+    /// Start the node again (from its disk, if it has one), with the fault
+    /// layer it had (a new process starts with none).
+    Restart(usize, agora_net::FaultLayer),
     /// The node's transport fault layer (`PUT /faults`).
     Faults(usize, agora_net::FaultLayer),
     /// `POST /input`.
@@ -75,14 +76,69 @@ enum Action {
 /// Actions with their times, in order.
 type Plan = Vec<(Duration, Action)>;
 
-/// The scenario's fault plan and inputs as actions on real processes, and
-/// the entries real processes cannot take (named, for the user).
-fn plan_of(path: &str, src: &str) -> Result<(Plan, Vec<String>)> {
+/// What a scenario's processes run through, planned from its file.
+struct RealRun {
+    plan: Plan,
+    /// The failures it injects: (node, kind, seconds since the cluster is up).
+    injected: Vec<(agora_core::NodeId, &'static str, f64)>,
+    /// Entries real processes cannot take (named, for the user).
+    skipped: Vec<String>,
+}
+
+/// Each node's links as the fault layer emulates them: the protocol's link
+/// delays (a topology's RTTs; none for protocols without their own links)
+/// and the scenario's `network.loss`, toward every other node.
+fn emulated_links<P: Runnable>(path: &str, src: &str) -> Result<Vec<Vec<agora_net::faults::LinkFault>>> {
+    use agora_sim::Model;
+    let sc = agora_sim::scenario::Scenario::<P::Params>::from_str(path, src)?;
+    let n = sc.nodes as usize;
+    let model = P::network(&sc.params);
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let mut links = vec![Vec::new(); n];
+    for (v, out) in links.iter_mut().enumerate() {
+        for w in (0..n).filter(|&w| w != v) {
+            let (delay, jitter) = match &model {
+                // The simulator scales a delay by a factor uniform in [1 - j, 1 + j].
+                Some(Model::Matrix { site_of, latency, jitter }) => {
+                    let d = ms(latency[site_of[v] as usize][site_of[w] as usize]);
+                    (d * (1.0 - jitter), d * 2.0 * jitter)
+                }
+                Some(Model::Constant(d)) => (ms(*d), 0.0),
+                Some(Model::Uniform { min, max }) => (ms(*min), ms(*max - *min)),
+                _ => (0.0, 0.0),
+            };
+            // Pairs that are not linked carry no messages; the simulator's "never" is no delay to emulate.
+            let (delay, jitter) = if delay + jitter > 600_000.0 { (0.0, 0.0) } else { (delay, jitter) };
+            if delay > 0.0 || jitter > 0.0 || sc.network.loss > 0.0 {
+                let peer = agora_core::NodeId(w as u32);
+                out.push(agora_net::faults::LinkFault {
+                    peer,
+                    delay_ms: delay,
+                    jitter_ms: jitter,
+                    drop_rate: sc.network.loss,
+                });
+            }
+        }
+    }
+    Ok(links)
+}
+
+/// The scenario's fault plan and inputs as actions on real processes, the
+/// nodes starting with their emulated `links`.
+fn plan_of(path: &str, src: &str, links: Vec<Vec<agora_net::faults::LinkFault>>) -> Result<RealRun> {
     use agora_sim::{Fault, Scope};
     let sc = agora_sim::scenario::Scenario::<toml::Value>::from_str(path, src)?;
     let n = sc.nodes as usize;
-    let mut layers = vec![agora_net::FaultLayer::default(); n];
-    let mut plan = Vec::new();
+    let loss = sc.network.loss;
+    let mut layers: Vec<agora_net::FaultLayer> =
+        links.into_iter().map(|links| agora_net::FaultLayer { links, ..Default::default() }).collect();
+    let mut plan: Plan = layers
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| !l.links.is_empty())
+        .map(|(v, l)| (Duration::ZERO, Action::Faults(v, l.clone())))
+        .collect();
+    let mut injected = Vec::new();
     let mut skipped = Vec::new();
     let mut faults = Vec::new();
     for (i, f) in sc.fault.iter().enumerate() {
@@ -95,14 +151,32 @@ fn plan_of(path: &str, src: &str) -> Result<(Plan, Vec<String>)> {
     faults.sort_by_key(|f| f.0);
     for (at, i, fault) in faults {
         match fault {
-            Fault::Crash(v) => plan.push((at, Action::Kill(v.index()))),
-            Fault::Recover { node, .. } => plan.push((at, Action::Restart(node.index()))),
+            Fault::Crash(v) => {
+                plan.push((at, Action::Kill(v.index())));
+                injected.push((v, "crash", at.as_secs_f64()));
+            }
+            Fault::Recover { node, .. } => plan.push((at, Action::Restart(node.index(), layers[node.index()].clone()))),
             Fault::Omission { scope: Scope::Node(v), rate } => {
-                // The fault layer drops what the node sends (the simulator also drops what it receives).
-                layers[v.index()].drop_rate = rate;
-                plan.push((at, Action::Faults(v.index(), layers[v.index()].clone())));
+                // As in the simulator: what the node sends and what it is sent.
+                let layer = &mut layers[v.index()];
+                (layer.drop_rate, layer.receive_drop_rate) = (rate, rate);
+                plan.push((at, Action::Faults(v.index(), layer.clone())));
+                if rate > 0.0 {
+                    injected.push((v, "omission", at.as_secs_f64()));
+                }
+            }
+            Fault::Omission { scope: Scope::Link(a, b), rate } => {
+                let layer = &mut layers[a.index()];
+                let drop_rate = 1.0 - (1.0 - loss) * (1.0 - rate);
+                match layer.links.iter_mut().find(|l| l.peer == b) {
+                    Some(l) => l.drop_rate = drop_rate,
+                    None => layer.links.push(agora_net::faults::LinkFault { peer: b, drop_rate, ..Default::default() }),
+                }
+                plan.push((at, Action::Faults(a.index(), layer.clone())));
             }
             Fault::Partition(groups) => {
+                let sides = agora_lab::telecom::minority_sides(&groups, n);
+                injected.extend(sides.into_iter().map(|v| (v, "partition", at.as_secs_f64())));
                 let mut group = vec![groups.len(); n];
                 for (g, members) in groups.iter().enumerate() {
                     for m in members {
@@ -129,8 +203,9 @@ fn plan_of(path: &str, src: &str) -> Result<(Plan, Vec<String>)> {
         let value = serde_json::to_value(&inp.value).context("an input value as JSON")?;
         plan.push((inp.at, Action::Input(inp.node as usize, value)));
     }
+    // Stable: the links at time 0 come before anything else at time 0.
     plan.sort_by_key(|p| p.0);
-    Ok((plan, skipped))
+    Ok(RealRun { plan, injected, skipped })
 }
 
 /// The cluster file a scenario's nodes run with: its protocol and
@@ -249,16 +324,17 @@ pub fn cluster(cmd: ClusterCmd) -> Result<bool> {
                 let stem = args.config.file_stem().map_or("scenario".into(), |s| s.to_string_lossy().into_owned());
                 let run = RunDir(std::env::temp_dir().join(format!("agora-{stem}-cluster-{}", std::process::id())));
                 let (file, until) = cluster_from_scenario(&args.config, &src, args.base_port, &run.0)?;
-                let (plan, skipped) = plan_of(&name, &src)?;
-                if !skipped.is_empty() {
-                    eprintln!("not applied on real processes: {}", skipped.join(", "));
+                let protocol = protocol_of(&name, &src)?;
+                let links = with_protocol!(&protocol, P => emulated_links::<P>(&name, &src))?;
+                let run = plan_of(&name, &src, links)?;
+                if !run.skipped.is_empty() {
+                    eprintln!("not applied on real processes: {}", run.skipped.join(", "));
                 }
                 let args = UpArgs { config: file, run_for: args.run_for.or(Some(until)), base_port: args.base_port };
-                let protocol = protocol_of(&name, &src)?;
-                return with_protocol!(&protocol, P => up::<P>(&args, &plan));
+                return with_protocol!(&protocol, P => up::<P>(&args, Some(&run)));
             }
             let protocol = protocol_in(&args.config)?;
-            with_protocol!(&protocol, P => up::<P>(&args, &[]))
+            with_protocol!(&protocol, P => up::<P>(&args, None))
         }
         ClusterCmd::Keys(args) => {
             let keyed = write_keys(&args.config, &args.out, None)?;
@@ -319,7 +395,8 @@ impl Drop for RunDir {
     }
 }
 
-fn up<P: Runnable>(args: &UpArgs, plan: &[(Duration, Action)]) -> Result<bool> {
+fn up<P: Runnable>(args: &UpArgs, run: Option<&RealRun>) -> Result<bool> {
+    let plan: &[(Duration, Action)] = run.map_or(&[], |r| &r.plan);
     let cf = load::<P>(&args.config)?;
     // A file without keys runs with ephemeral ones, made for this run.
     let keyless = cf.node.iter().all(|n| n.public_key.is_none()) && !cf.security.plaintext;
@@ -372,7 +449,7 @@ fn up<P: Runnable>(args: &UpArgs, plan: &[(Duration, Action)]) -> Result<bool> {
             .map(|n| (n.name.clone(), format!("peers {}  http {}", n.listen, n.http.map_or("-".into(), |h| h.to_string()))))
             .collect();
         eprint!("{}", table(&rows));
-        wait_ready(&cf).await;
+        wait_ready(&cf.node).await;
         eprintln!("cluster of {} {} nodes is up; Ctrl-C stops it", cf.node.len(), cf.protocol);
 
         let begin = tokio::time::Instant::now();
@@ -406,7 +483,10 @@ fn up<P: Runnable>(args: &UpArgs, plan: &[(Duration, Action)]) -> Result<bool> {
             }
         }
         if failed.is_none() {
-            print_status(&cf).await;
+            let statuses = print_status(&cf, begin).await;
+            if let Some(report) = run.and_then(|r| P::cluster_report(&cf.params, &r.injected, &statuses)) {
+                print!("\n{report}");
+            }
         }
         // Closing their stdin stops the nodes cleanly; stragglers are killed.
         for (_, c) in children.iter_mut() {
@@ -464,6 +544,18 @@ async fn apply<P>(
             }
         }
     };
+    let put_layer = |i: usize, layer: &agora_net::FaultLayer| {
+        let sent = send(i, "PUT", "/faults", serde_json::to_string(layer).unwrap_or_default());
+        let summary = summary(layer);
+        async move {
+            // The layer's JSON, with its links, is long; say what it does instead.
+            let sent = sent.await;
+            match sent.split_once(": {") {
+                Some((head, _)) if !sent.contains("refused") => format!("{head}: {summary}"),
+                _ => sent,
+            }
+        }
+    };
     match action {
         Action::Kill(i) => {
             let c = &mut children[*i].1;
@@ -472,23 +564,62 @@ async fn apply<P>(
             killed[*i] = true;
             format!("killed n{i} (SIGKILL)")
         }
-        Action::Restart(i) => match spawn(&children[*i].0) {
+        Action::Restart(i, layer) => match spawn(&children[*i].0) {
             Ok(c) => {
                 children[*i].1 = c;
                 killed[*i] = false;
-                format!("restarted n{i}")
+                if *layer == agora_net::FaultLayer::default() {
+                    return format!("restarted n{i}");
+                }
+                wait_ready(&cf.node[*i..=*i]).await;
+                format!("restarted n{i}; {}", put_layer(*i, layer).await)
             }
             Err(e) => format!("could not restart n{i}: {e}"),
         },
-        Action::Faults(i, layer) => send(*i, "PUT", "/faults", serde_json::to_string(layer).unwrap_or_default()).await,
+        Action::Faults(i, layer) => put_layer(*i, layer).await,
         Action::Input(i, value) => send(*i, "POST", "/input", value.to_string()).await,
     }
 }
 
+/// A fault layer in a few words, for the log.
+fn summary(layer: &agora_net::FaultLayer) -> String {
+    let mut parts = Vec::new();
+    if layer.drop_rate > 0.0 || layer.receive_drop_rate > 0.0 {
+        parts.push(format!("drops {} sent, {} received", layer.drop_rate, layer.receive_drop_rate));
+    }
+    if layer.delay_ms > 0 {
+        parts.push(format!("{} ms delay", layer.delay_ms));
+    }
+    if !layer.partition.is_empty() {
+        let cut: Vec<String> = layer.partition.iter().map(|p| format!("n{}", p.0)).collect();
+        parts.push(format!("cut off from {}", cut.join(" ")));
+    }
+    if !layer.links.is_empty() {
+        let (lo, hi) =
+            layer.links.iter().fold((f64::INFINITY, 0f64), |(lo, hi), l| (lo.min(l.delay_ms), hi.max(l.delay_ms)));
+        let lossy: Vec<String> = layer
+            .links
+            .iter()
+            .filter(|l| l.drop_rate > 0.0)
+            .map(|l| format!("n{} {}", l.peer.0, l.drop_rate))
+            .collect();
+        let mut s = format!("{} links, {lo:.2}–{hi:.2} ms", layer.links.len());
+        if !lossy.is_empty() {
+            s += &format!(", dropping toward {}", lossy.join(", "));
+        }
+        parts.push(s);
+    }
+    if parts.is_empty() {
+        "no faults".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
 /// Waits (up to 10 s) until every node answers `/health`.
-async fn wait_ready<P>(cf: &ClusterFile<P>) {
+async fn wait_ready(nodes: &[agora_net::config::NodeEntry]) {
     let start = Instant::now();
-    for n in &cf.node {
+    for n in nodes {
         let Some(addr) = n.http else { continue };
         while start.elapsed() < Duration::from_secs(10) {
             let ok = tokio::task::spawn_blocking(move || {
@@ -506,14 +637,28 @@ async fn wait_ready<P>(cf: &ClusterFile<P>) {
     }
 }
 
-/// Prints each node's `/status` (outputs and protocol state) on stdout.
-async fn print_status<P>(cf: &ClusterFile<P>) {
+/// Prints each node's `/status` (outputs and protocol state) on stdout;
+/// returns them with when each node's process started, in seconds since
+/// `begin` (from its uptime).
+async fn print_status<P>(cf: &ClusterFile<P>, begin: tokio::time::Instant) -> Vec<Option<(f64, serde_json::Value)>> {
+    let mut out = Vec::new();
     for n in &cf.node {
-        let Some(addr) = n.http else { continue };
+        let Some(addr) = n.http else {
+            out.push(None);
+            continue;
+        };
         let status = tokio::task::spawn_blocking(move || probe::get_json(addr, "/status")).await;
         match status {
-            Ok(Ok(s)) => println!("{} outputs={} protocol={}", n.name, s["outputs"], s["protocol"]),
-            _ => println!("{} status unavailable", n.name),
+            Ok(Ok(s)) => {
+                println!("{} outputs={} protocol={}", n.name, s["outputs"], s["protocol"]);
+                let started = begin.elapsed().as_secs_f64() - s["uptime_s"].as_f64().unwrap_or(0.0);
+                out.push(Some((started, s)));
+            }
+            _ => {
+                println!("{} status unavailable", n.name);
+                out.push(None);
+            }
         }
     }
+    out
 }

@@ -44,6 +44,16 @@ pub trait Runnable: Protocol + Sized {
     fn network(_params: &Self::Params) -> Option<Model<Self>> {
         None
     }
+    /// What a scenario run on real processes (`agora cluster up`) found: the
+    /// faults it injected, `(node, kind, seconds since the cluster was up)`,
+    /// and each node's start time (same clock) and `/status` at the end.
+    fn cluster_report(
+        _params: &Self::Params,
+        _injected: &[(NodeId, &'static str, f64)],
+        _statuses: &[Option<(f64, serde_json::Value)>],
+    ) -> Option<String> {
+        None
+    }
 }
 
 impl Runnable for agora_broadcast::Node {
@@ -222,6 +232,17 @@ impl Runnable for agora_telecom::node::Node {
     }
     fn network(params: &Self::Params) -> Option<Model<Self>> {
         Some(crate::telecom::links(&params.compile().ok()?))
+    }
+    fn cluster_report(
+        params: &Self::Params,
+        injected: &[(NodeId, &'static str, f64)],
+        statuses: &[Option<(f64, serde_json::Value)>],
+    ) -> Option<String> {
+        let topo = params.compile().ok()?;
+        let failures = crate::telecom::real_failures(&topo, injected, statuses);
+        let detected = failures.iter().filter(|f| f.detected_at_s.is_some()).count();
+        let json: Vec<serde_json::Value> = failures.iter().filter_map(|f| serde_json::to_value(f).ok()).collect();
+        Some(format!("{}{detected} of {} failures detected\n", crate::telecom::failures_table(&json), failures.len()))
     }
 }
 

@@ -156,6 +156,106 @@ pub fn per_second(sim: &Sim<Node>, width: f64) -> (Vec<f64>, Vec<f64>) {
     (ok, failed)
 }
 
+/// A detection, as either a simulated run (its outputs) or a real one (each
+/// node's `/status`) records it.
+#[derive(Debug, Clone)]
+pub struct Detected {
+    pub at_s: f64,
+    /// The node that raised it.
+    pub by: String,
+    pub node: String,
+    /// None: `by` found itself on a minority side (so `node == by`).
+    pub how: Option<Detection>,
+}
+
+/// Whether a suspicion raised `how` is a detection of a fault of `kind`: a
+/// crashed node is found by its heartbeats or by its requests failing; a
+/// node that omits looks crashed too; a Byzantine one is only found out by
+/// its group outvoting it (a partition is found by isolation, not suspicion).
+fn explains(how: Detection, kind: &str) -> bool {
+    use Detection::*;
+    match kind {
+        "crash" => matches!(how, Crash | Unresponsive),
+        "omission" => matches!(how, Omission | Crash | Unresponsive),
+        "byzantine" => how == Byzantine,
+        _ => false,
+    }
+}
+
+/// Each injected fault `(node, kind, at_s)` with the first detection of it
+/// at or after its time: a suspicion of the node raised by another node, or
+/// for a partition the node isolating itself. `detected` is in time order.
+pub fn match_failures(injected: &[(String, &'static str, f64)], detected: &[Detected]) -> Vec<FailureReport> {
+    injected
+        .iter()
+        .map(|(n, kind, at)| {
+            let found = detected.iter().find(|d| {
+                d.at_s >= *at
+                    && &d.node == n
+                    && match (d.how, *kind) {
+                        (None, "partition") => true,
+                        (Some(how), _) if &d.by != n => explains(how, kind),
+                        _ => false,
+                    }
+            });
+            FailureReport {
+                node: n.clone(),
+                kind,
+                injected_at_s: *at,
+                detected_at_s: found.map(|d| d.at_s),
+                detection_s: found.map(|d| d.at_s - at),
+                detected_by: found.map(|d| d.by.clone()),
+                how: found.and_then(|d| d.how),
+            }
+        })
+        .collect()
+}
+
+/// The nodes a partition into `groups` of `n` nodes leaves on sides of at
+/// most half the nodes (the unlisted nodes are one more side): each is
+/// expected to isolate itself.
+pub fn minority_sides(groups: &[Vec<NodeId>], n: usize) -> Vec<NodeId> {
+    let rest: Vec<NodeId> = (0..n as u32).map(NodeId).filter(|v| !groups.iter().flatten().any(|g| g == v)).collect();
+    groups.iter().chain(std::iter::once(&rest)).filter(|g| g.len() * 2 <= n).flatten().copied().collect()
+}
+
+/// The failures of a run on real processes: the faults `agora cluster up`
+/// injected, `(node, kind, at_s)` in seconds since the cluster was up, and
+/// the Byzantine turns the nodes report, matched with the detections each
+/// node's `/status` lists. `statuses[i]`: when node i's current process
+/// started (seconds since the cluster was up) and its status, if it answered.
+pub fn real_failures(
+    topo: &Topology,
+    injected: &[(NodeId, &'static str, f64)],
+    statuses: &[Option<(f64, serde_json::Value)>],
+) -> Vec<FailureReport> {
+    let name = |n: NodeId| topo.name(n).to_string();
+    let mut faults: Vec<(String, &'static str, f64)> = injected.iter().map(|&(n, k, at)| (name(n), k, at)).collect();
+    let mut detected = Vec::new();
+    for (i, st) in statuses.iter().enumerate() {
+        let Some((start, st)) = st else { continue };
+        let p = &st["protocol"];
+        let by = name(NodeId(i as u32));
+        if let Some(t) = p["byzantine_since_s"].as_f64() {
+            faults.push((by.clone(), "byzantine", start + t));
+        }
+        for d in p["detections"].as_array().into_iter().flatten() {
+            let (Some(at), Some(node), Ok(how)) =
+                (d["at_s"].as_f64(), d["node"].as_str(), serde_json::from_value::<Detection>(d["how"].clone()))
+            else {
+                continue;
+            };
+            detected.push(Detected { at_s: start + at, by: by.clone(), node: node.to_string(), how: Some(how) });
+        }
+        for t in p["isolations_s"].as_array().into_iter().flatten().filter_map(|t| t.as_f64()) {
+            detected.push(Detected { at_s: start + t, by: by.clone(), node: by.clone(), how: None });
+        }
+    }
+    faults.sort_by(|a, b| a.2.total_cmp(&b.2));
+    detected.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
+    match_failures(&faults, &detected)
+}
+
 /// The faults a run injected: (node, kind, time). Ends of faults (recover,
 /// heal, an omission rate of 0) are not failures.
 fn injected(sim: &Sim<Node>) -> Vec<(NodeId, &'static str, Time)> {
@@ -165,14 +265,7 @@ fn injected(sim: &Sim<Node>) -> Vec<(NodeId, &'static str, Time)> {
             Fault::Crash(n) => out.push((*n, "crash", *at)),
             Fault::Omission { scope: Scope::Node(n), rate } if *rate > 0.0 => out.push((*n, "omission", *at)),
             Fault::Partition(groups) => {
-                // Every side of at most half the nodes (the unlisted nodes are
-                // one more side) is expected to isolate itself.
-                let n = sim.nodes().len();
-                let rest: Vec<NodeId> =
-                    sim.nodes().ids().filter(|v| !groups.iter().flatten().any(|g| g == v)).collect();
-                for side in groups.iter().chain(std::iter::once(&rest)).filter(|g| g.len() * 2 <= n) {
-                    out.extend(side.iter().map(|&v| (v, "partition", *at)));
-                }
+                out.extend(minority_sides(groups, sim.nodes().len()).into_iter().map(|v| (v, "partition", *at)))
             }
             _ => {}
         }
@@ -227,32 +320,21 @@ pub fn outcome(topo: &Topology, sim: &Sim<Node>) -> Outcome {
 
     let faults = injected(sim);
     let outputs = sim.outputs();
-    let failures = faults
+    let detected: Vec<Detected> = outputs
         .iter()
-        .map(|&(n, kind, at)| {
-            let found = outputs.iter().find(|o| {
-                o.at >= at
-                    && match (&o.output, kind) {
-                        (Output::Isolated { isolated: true }, "partition") => o.node == n,
-                        (Output::Suspect { node, .. }, k) if k != "partition" => *node == n && o.node != n,
-                        _ => false,
-                    }
-            });
-            let how = found.and_then(|o| match o.output {
-                Output::Suspect { how, .. } => Some(how),
+        .filter_map(|o| {
+            let how = match o.output {
+                Output::Suspect { node, how } => Some((node, Some(how))),
+                Output::Isolated { isolated: true } => Some((o.node, None)),
                 _ => None,
-            });
-            FailureReport {
-                node: name(n),
-                kind,
-                injected_at_s: at.as_secs_f64(),
-                detected_at_s: found.map(|o| o.at.as_secs_f64()),
-                detection_s: found.map(|o| (o.at - at).as_secs_f64()),
-                detected_by: found.map(|o| name(o.node)),
-                how,
-            }
+            }?;
+            Some(Detected { at_s: o.at.as_secs_f64(), by: name(o.node), node: name(how.0), how: how.1 })
         })
         .collect();
+    let failures = match_failures(
+        &faults.iter().map(|&(n, kind, at)| (name(n), kind, at.as_secs_f64())).collect::<Vec<_>>(),
+        &detected,
+    );
     // A failover follows the latest fault at the member it leaves or at the
     // client that left it (a client cut off by a partition loses members too).
     let last_fault_at = |from: NodeId, by: NodeId, t: Time| {
@@ -327,6 +409,31 @@ pub fn outcome(topo: &Topology, sim: &Sim<Node>) -> Outcome {
 
 /// The outcome as text tables (from its JSON form, so a saved `--json`
 /// report prints the same).
+/// The failures of a report (`FailureReport`s as JSON) as a table.
+pub fn failures_table(failures: &[serde_json::Value]) -> String {
+    use std::fmt::Write;
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_string).unwrap_or_else(|| "-".into());
+    let secs = |v: &serde_json::Value| v.as_f64().map(|s| format!("{s:.3}")).unwrap_or_else(|| "-".into());
+    let mut out = format!(
+        "{:<8} {:<10} {:>10} {:>10} {:>11}  {:<9} how\n",
+        "failure", "kind", "injected s", "detected s", "detection s", "by"
+    );
+    for f in failures {
+        let _ = writeln!(
+            out,
+            "{:<8} {:<10} {:>10} {:>10} {:>11}  {:<9} {}",
+            text(&f["node"]),
+            text(&f["kind"]),
+            secs(&f["injected_at_s"]),
+            secs(&f["detected_at_s"]),
+            secs(&f["detection_s"]),
+            text(&f["detected_by"]),
+            text(&f["how"])
+        );
+    }
+    out
+}
+
 pub fn report(o: &serde_json::Value) -> String {
     use std::fmt::Write;
     let num = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
@@ -364,24 +471,8 @@ pub fn report(o: &serde_json::Value) -> String {
     for s in o["bottlenecks"]["suggestions"].as_array().into_iter().flatten() {
         let _ = writeln!(out, "             {}", text(s));
     }
-    let _ = writeln!(
-        out,
-        "\n{:<8} {:<10} {:>10} {:>10} {:>11}  {:<9} how",
-        "failure", "kind", "injected s", "detected s", "detection s", "by"
-    );
-    for f in list("failures") {
-        let _ = writeln!(
-            out,
-            "{:<8} {:<10} {:>10} {:>10} {:>11}  {:<9} {}",
-            text(&f["node"]),
-            text(&f["kind"]),
-            secs(&f["injected_at_s"]),
-            secs(&f["detected_at_s"]),
-            secs(&f["detection_s"]),
-            text(&f["detected_by"]),
-            text(&f["how"])
-        );
-    }
+    out += "\n";
+    out += &failures_table(&list("failures"));
     let _ =
         writeln!(out, "\n{:<14} {:<8} {:<8} {:<8} {:>8} {:>10}", "failover", "from", "to", "by", "at s", "recovery s");
     for f in list("failovers") {

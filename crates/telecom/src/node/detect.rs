@@ -151,6 +151,12 @@ impl Node {
         let was = self.view.isolated;
         self.view = View::derive(&self.topo, self.me, &self.db);
         if self.view.isolated != was {
+            if self.view.isolated {
+                if self.isolations.len() == DETECTIONS_KEPT {
+                    self.isolations.pop_front();
+                }
+                self.isolations.push_back(io.now());
+            }
             io.output(Output::Isolated { isolated: self.view.isolated });
         }
         for x in 0..self.topo.len() {

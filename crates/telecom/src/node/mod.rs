@@ -258,6 +258,10 @@ pub struct Node {
     /// The latest suspicions this node raised, for its status (real runs
     /// have no output log to read them from).
     detections: VecDeque<(Time, NodeId, Detection)>,
+    /// When this node found itself on a minority side (latest kept).
+    isolations: VecDeque<Time>,
+    /// When it last turned Byzantine, while it is.
+    byzantine_since: Option<Time>,
 }
 
 /// Suspicions kept for the status.
@@ -329,6 +333,8 @@ impl Node {
             byzantine: None,
             client,
             detections: VecDeque::new(),
+            isolations: VecDeque::new(),
+            byzantine_since: None,
             topo,
         }
     }
@@ -465,9 +471,10 @@ impl Protocol for Node {
         match input {
             Input::Byzantine(b) => {
                 self.byzantine = Some(b);
+                self.byzantine_since = Some(io.now());
                 io.output(Output::TurnedByzantine { behaviour: b });
             }
-            Input::Honest => self.byzantine = None,
+            Input::Honest => (self.byzantine, self.byzantine_since) = (None, None),
         }
     }
 
@@ -482,6 +489,8 @@ impl Protocol for Node {
             "detections": self.detections.iter().map(|(at, n, how)| serde_json::json!({
                 "node": self.topo.name(*n), "how": how, "at_s": at.as_secs_f64(),
             })).collect::<Vec<_>>(),
+            "isolations_s": self.isolations.iter().map(|t| t.as_secs_f64()).collect::<Vec<_>>(),
+            "byzantine_since_s": self.byzantine_since.map(|t| t.as_secs_f64()),
         })
     }
 }
