@@ -30,6 +30,10 @@ pub struct NodeArgs {
 pub enum ClusterCmd {
     /// Start every node of a cluster file as a local process; Ctrl-C stops them all.
     Up(UpArgs),
+    /// Write a Prometheus scrape configuration for the cluster's nodes
+    /// (each node's /metrics, labelled with its name; with the control token
+    /// as bearer credentials when the file protects reads).
+    Prometheus(PrometheusArgs),
     /// Generate every node's key pair and a control token: DIR/NAME.key
     /// (mode 0600), DIR/token, and DIR/cluster.toml (the file with each
     /// node's public_key and a `[security]` section; comments are not kept).
@@ -43,6 +47,18 @@ pub struct KeysArgs {
     /// Where the keys, the token and the keyed cluster file go.
     #[arg(long)]
     pub out: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PrometheusArgs {
+    /// The cluster file (TOML).
+    pub config: PathBuf,
+    /// Where to write it (default: standard output).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// How often Prometheus scrapes each node.
+    #[arg(long, default_value = "5s", value_parser = agora_core::duration_str::parse)]
+    pub interval: Duration,
 }
 
 #[derive(clap::Args, Debug)]
@@ -336,6 +352,18 @@ pub fn cluster(cmd: ClusterCmd) -> Result<bool> {
             let protocol = protocol_in(&args.config)?;
             with_protocol!(&protocol, P => up::<P>(&args, None))
         }
+        ClusterCmd::Prometheus(args) => {
+            let protocol = protocol_in(&args.config)?;
+            let yaml = with_protocol!(&protocol, P => prometheus_config(&load::<P>(&args.config)?, args.interval))?;
+            match &args.out {
+                Some(out) => {
+                    std::fs::write(out, yaml).with_context(|| format!("cannot write {}", out.display()))?;
+                    eprintln!("scrape configuration written to {}", out.display());
+                }
+                None => print!("{yaml}"),
+            }
+            Ok(true)
+        }
         ClusterCmd::Keys(args) => {
             let keyed = write_keys(&args.config, &args.out, None)?;
             eprintln!(
@@ -386,6 +414,35 @@ fn write_keys(config: &Path, out: &Path, data_dir: Option<&Path>) -> Result<Path
     Ok(keyed)
 }
 
+/// A Prometheus scrape configuration for the cluster's nodes: one job, a
+/// target per node with an HTTP address, labelled `node`. Reads protected by
+/// the token get it as bearer credentials from the token file (Prometheus
+/// reads the file, so the token itself is not copied into the configuration).
+fn prometheus_config<P>(cf: &ClusterFile<P>, interval: Duration) -> Result<String> {
+    let mut job = serde_json::json!({
+        "job_name": format!("agora-{}", cf.protocol),
+        "scrape_interval": format!("{}ms", interval.as_millis().max(1)),
+        "metrics_path": "/metrics",
+        "static_configs": cf.node.iter().filter_map(|n| Some(serde_json::json!({
+            "targets": [n.http?.to_string()],
+            "labels": {"node": n.name},
+        }))).collect::<Vec<_>>(),
+    });
+    if job["static_configs"].as_array().is_some_and(|t| t.is_empty()) {
+        bail!("{}: no node has an `http` address to scrape", cf.path);
+    }
+    if cf.security.protect_reads {
+        let Some(token) = &cf.security.token_file else {
+            bail!("{}: reads are protected but [security] names no token_file", cf.path);
+        };
+        let token = std::path::absolute(token).unwrap_or_else(|_| token.clone());
+        job["authorization"] = serde_json::json!({"type": "Bearer", "credentials_file": token});
+    }
+    // JSON is YAML: Prometheus reads it as it is.
+    let doc = serde_json::json!({"scrape_configs": [job]});
+    Ok(serde_json::to_string_pretty(&doc)? + "\n")
+}
+
 /// A run's ephemeral keys, token and data: gone when the run ends.
 struct RunDir(PathBuf);
 
@@ -405,11 +462,14 @@ fn up<P: Runnable>(args: &UpArgs, run: Option<&RealRun>) -> Result<bool> {
         let stem = args.config.file_stem().map_or("cluster".into(), |s| s.to_string_lossy().into_owned());
         let run = RunDir(std::env::temp_dir().join(format!("agora-{stem}-{}", std::process::id())));
         let keyed = write_keys(&args.config, &run.0, Some(&run.0.join("data")))?;
+        let prometheus = run.0.join("prometheus.yml");
+        std::fs::write(&prometheus, prometheus_config(&load::<P>(&keyed)?, Duration::from_secs(5))?)?;
         eprintln!(
-            "{} has no keys: this run uses ephemeral keys in {} (removed when it stops); control token in {}",
+            "{} has no keys: this run uses ephemeral keys in {} (removed when it stops); control token in {}; Prometheus scrape configuration in {}",
             args.config.display(),
             run.0.display(),
-            run.0.join("token").display()
+            run.0.join("token").display(),
+            prometheus.display()
         );
         _ephemeral = Some(run);
         keyed

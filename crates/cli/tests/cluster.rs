@@ -268,3 +268,83 @@ fn telecom_nodes_on_real_processes_detect_a_kill_9() {
         let _ = p.wait();
     }
 }
+
+/// Debian's prometheus, if installed (CI installs it and sets
+/// AGORA_REQUIRE_PROMETHEUS, so there the test cannot skip).
+fn prometheus() -> bool {
+    let found = std::process::Command::new("prometheus").arg("--version").output().is_ok_and(|o| o.status.success());
+    assert!(
+        found || std::env::var_os("AGORA_REQUIRE_PROMETHEUS").is_none(),
+        "AGORA_REQUIRE_PROMETHEUS is set but there is no prometheus binary"
+    );
+    found
+}
+
+#[test]
+fn prometheus_scrapes_a_running_cluster_with_its_token() {
+    if !prometheus() {
+        eprintln!("skipped: no prometheus binary (Debian's `prometheus`)");
+        return;
+    }
+    let dir = temp_dir("prometheus");
+    let (mut file, addrs) = cluster_file(3, "count = 5\ninterval = \"20ms\"");
+    file += "\n[security]\nprotect_reads = true\n";
+    let config = dir.join("cluster.toml");
+    std::fs::write(&config, file).unwrap();
+    let nodes: Vec<Child> = (0..3).map(|i| spawn_node(&config, &format!("n{i}"))).collect();
+
+    let scrape = dir.join("prometheus.yml");
+    let out = agora()
+        .args(["cluster", "prometheus"])
+        .arg(keyed(&config))
+        .arg("--out")
+        .arg(&scrape)
+        .args(["--interval", "500ms"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    // Without the token, /metrics is refused: Prometheus must be sending it.
+    let (code, _) = probe::request(addrs[0].1, "GET", "/metrics", None, Duration::from_secs(2)).unwrap();
+    assert_eq!(code, 401);
+
+    let web = free_addrs(1)[0];
+    let mut prom = std::process::Command::new("prometheus")
+        .arg(format!("--config.file={}", scrape.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+        .arg(format!("--web.listen-address={web}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let mut last = String::new();
+    let found = loop {
+        let q = "/api/v1/query?query=agora_outputs_total";
+        if let Ok(v) = probe::get_json(web, q) {
+            let series = v["data"]["result"].as_array().cloned().unwrap_or_default();
+            let mut got: Vec<(String, String)> = series
+                .iter()
+                .map(|s| (s["metric"]["node"].as_str().unwrap_or("?").to_string(), s["value"][1].to_string()))
+                .collect();
+            got.sort();
+            // Every node's count of outputs, read back through Prometheus, at the five values delivered.
+            if got.len() == 3 && got.iter().all(|(_, v)| v == "\"5\"") {
+                break got;
+            }
+            last = v.to_string();
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = prom.kill();
+            let log = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
+            panic!("Prometheus never had the three nodes' series: {last}\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let _ = prom.kill();
+    let _ = prom.wait();
+    assert_eq!(found, (0..3).map(|i| (format!("n{i}"), "\"5\"".to_string())).collect::<Vec<_>>());
+    for mut n in nodes {
+        drop(n.stdin.take());
+        n.wait().unwrap();
+    }
+}
