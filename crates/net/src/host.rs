@@ -12,7 +12,9 @@ use agora_core::{Command, Io, Message, NodeId, Protocol, Time};
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::hash::Hash;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +44,88 @@ fn delay_lane(queue: mpsc::Sender<Bytes>, shared: Arc<Shared>) -> mpsc::Unbounde
     tx
 }
 
+/// The protocol's armed timers: one deadline per timer value (setting it
+/// again moves it), fired earliest first and, on ties, in arming order, as
+/// the simulator fires them. A heap with lazy deletion: an entry whose
+/// arming number is no longer the timer's was moved or cancelled.
+struct Timers<T> {
+    armed: HashMap<T, u64>,
+    heap: BinaryHeap<Reverse<Armed<T>>>,
+    next_id: u64,
+}
+
+/// A heap entry, ordered by deadline and then arming number (unique).
+struct Armed<T>(Instant, u64, T);
+
+impl<T> PartialEq for Armed<T> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.0, self.1) == (other.0, other.1)
+    }
+}
+impl<T> Eq for Armed<T> {}
+impl<T> PartialOrd for Armed<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<T> Ord for Armed<T> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.0, self.1).cmp(&(other.0, other.1))
+    }
+}
+
+impl<T> Default for Timers<T> {
+    fn default() -> Self {
+        Timers { armed: HashMap::new(), heap: BinaryHeap::new(), next_id: 0 }
+    }
+}
+
+impl<T: Clone + Eq + Hash> Timers<T> {
+    fn set(&mut self, timer: T, deadline: Instant) {
+        self.next_id += 1;
+        self.armed.insert(timer.clone(), self.next_id);
+        self.heap.push(Reverse(Armed(deadline, self.next_id, timer)));
+        // Stale entries of timers moved again and again: drop them now and then.
+        if self.heap.len() > 2 * self.armed.len() + 64 {
+            let armed = &self.armed;
+            self.heap.retain(|Reverse(Armed(_, id, t))| armed.get(t) == Some(id));
+        }
+    }
+
+    fn cancel(&mut self, timer: &T) {
+        self.armed.remove(timer);
+    }
+
+    fn len(&self) -> usize {
+        self.armed.len()
+    }
+
+    fn drop_stale(&mut self) {
+        while let Some(Reverse(Armed(_, id, t))) = self.heap.peek() {
+            if self.armed.get(t) == Some(id) {
+                return;
+            }
+            self.heap.pop();
+        }
+    }
+
+    fn next_deadline(&mut self) -> Option<Instant> {
+        self.drop_stale();
+        self.heap.peek().map(|Reverse(Armed(d, _, _))| *d)
+    }
+
+    /// The earliest timer due by `now`, disarmed.
+    fn pop_due(&mut self, now: Instant) -> Option<T> {
+        self.drop_stale();
+        if self.heap.peek().is_some_and(|Reverse(Armed(d, _, _))| *d <= now) {
+            let Reverse(Armed(_, _, t)) = self.heap.pop()?;
+            self.armed.remove(&t);
+            return Some(t);
+        }
+        None
+    }
+}
+
 /// The event loop: the only owner of the protocol value.
 pub(crate) struct Host<P: Protocol> {
     protocol: P,
@@ -52,8 +136,7 @@ pub(crate) struct Host<P: Protocol> {
     epoch: Instant,
     rng: ChaCha8Rng,
     fault_rng: ChaCha8Rng,
-    timers: Vec<(P::Timer, Instant, u64)>,
-    next_timer_id: u64,
+    timers: Timers<P::Timer>,
     out: Vec<Command<P>>,
     recent: VecDeque<serde_json::Value>,
     storage: Storage,
@@ -89,8 +172,7 @@ impl<P: Protocol> Host<P> {
             epoch: Instant::now(),
             rng,
             fault_rng,
-            timers: Vec::new(),
-            next_timer_id: 0,
+            timers: Timers::default(),
             out: Vec::new(),
             recent: VecDeque::with_capacity(RECENT_OUTPUTS),
             storage,
@@ -105,7 +187,7 @@ impl<P: Protocol> Host<P> {
     pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<LoopMsg<P>>, token: CancellationToken) {
         self.dispatch(|p, io| p.on_start(io));
         loop {
-            let next = self.timers.iter().map(|t| t.1).min();
+            let next = self.timers.next_deadline();
             tokio::select! {
                 biased;
                 _ = token.cancelled() => break,
@@ -131,11 +213,7 @@ impl<P: Protocol> Host<P> {
     fn fire_due_timers(&mut self) {
         let now = Instant::now();
         // Earliest first; ties in arming order, as in the simulator.
-        while let Some(i) = (0..self.timers.len())
-            .filter(|&i| self.timers[i].1 <= now)
-            .min_by_key(|&i| (self.timers[i].1, self.timers[i].2))
-        {
-            let (timer, _, _) = self.timers.swap_remove(i);
+        while let Some(timer) = self.timers.pop_due(now) {
             self.shared.metrics.timers_fired.inc();
             self.dispatch(|p, io| p.on_timer(timer, io));
         }
@@ -157,18 +235,8 @@ impl<P: Protocol> Host<P> {
     fn apply(&mut self, cmd: Command<P>) {
         match cmd {
             Command::Send { to, msg } => self.send(to, msg),
-            Command::SetTimer { after, timer } => {
-                self.next_timer_id += 1;
-                let deadline = Instant::now() + after;
-                match self.timers.iter_mut().find(|t| t.0 == timer) {
-                    Some(t) => {
-                        t.1 = deadline;
-                        t.2 = self.next_timer_id;
-                    }
-                    None => self.timers.push((timer, deadline, self.next_timer_id)),
-                }
-            }
-            Command::CancelTimer { timer } => self.timers.retain(|t| t.0 != timer),
+            Command::SetTimer { after, timer } => self.timers.set(timer, Instant::now() + after),
+            Command::CancelTimer { timer } => self.timers.cancel(&timer),
             Command::Output(o) => {
                 self.shared.metrics.outputs.inc();
                 self.shared.outputs.fetch_add(1, Ordering::Relaxed);
@@ -236,5 +304,35 @@ impl<P: Protocol> Host<P> {
             "peers": s.peers_json(),
             "faults": s.faults.lock().expect("fault layer lock").clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_fire_earliest_first_ties_in_arming_order_moved_and_cancelled_ones_once_or_never() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut t = Timers::default();
+        t.set("b", at(5));
+        t.set("a", at(5)); // same deadline, armed later: fires after b
+        t.set("c", at(1));
+        t.set("c", at(7)); // moved: fires once, at 7
+        t.set("gone", at(2));
+        t.cancel(&"gone");
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.next_deadline(), Some(at(5)));
+        assert_eq!(t.pop_due(at(4)), None);
+        let fired: Vec<_> = std::iter::from_fn(|| t.pop_due(at(10))).collect();
+        assert_eq!(fired, ["b", "a", "c"]);
+        assert_eq!((t.len(), t.next_deadline()), (0, None));
+        // A timer moved many times keeps the heap small and fires once.
+        for i in 0..10_000 {
+            t.set("beat", at(i));
+        }
+        assert!(t.heap.len() <= 2 * t.len() + 65, "{} stale entries kept", t.heap.len());
+        assert_eq!(std::iter::from_fn(|| t.pop_due(at(20_000))).count(), 1);
     }
 }
