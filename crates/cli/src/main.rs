@@ -62,15 +62,19 @@ pub(crate) fn init_logging() {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
     // Output piped into `head` and the like: end quietly when the reader
     // goes away, as Unix tools do, instead of panicking on a failed print.
+    // Not for the commands that run nodes or talk to them: there a peer
+    // that closes its connection would kill the process mid-write.
     #[cfg(unix)]
-    // SAFETY: restoring the default action of a signal at start-up, before
-    // any thread exists.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    if !matches!(cli.command, Command::Node(_) | Command::Cluster(_) | Command::Bench(_)) {
+        // SAFETY: restoring the default action of a signal at start-up,
+        // before any thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
     }
-    let cli = Cli::parse();
     let result = match cli.command {
         Command::Sim(a) => simulate::run(a),
         Command::Replay(a) => simulate::replay(a),

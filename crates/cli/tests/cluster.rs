@@ -348,3 +348,33 @@ fn prometheus_scrapes_a_running_cluster_with_its_token() {
         n.wait().unwrap();
     }
 }
+
+/// A client that hangs up while the node is still answering must not kill
+/// it (a write to a reset socket raises SIGPIPE, which the command's
+/// default for piped output would let kill the process).
+#[test]
+fn a_node_survives_clients_that_hang_up_mid_answer() {
+    use std::io::Write;
+    let dir = temp_dir("sigpipe");
+    let (file, addrs) = cluster_file(1, "count = 1");
+    let config = dir.join("cluster.toml");
+    std::fs::write(&config, file).unwrap();
+    let mut node = spawn_node(&config, "n0");
+    let http = addrs[0].1;
+    let start = Instant::now();
+    while probe::request(http, "GET", "/health", None, Duration::from_secs(1)).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(10), "the node never answered");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for _ in 0..200 {
+        let mut s = std::net::TcpStream::connect(http).unwrap();
+        // Unread bytes at close make the kernel reset the connection.
+        let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\nGET /metrics HTTP/1.1\r\nhost: x\r\n\r\n");
+        drop(s);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(node.try_wait().unwrap().is_none(), "the node died: {:?}", node.try_wait());
+    assert!(probe::request(http, "GET", "/health", None, Duration::from_secs(2)).is_ok());
+    drop(node.stdin.take());
+    assert!(node.wait().unwrap().success());
+}
