@@ -7,20 +7,121 @@
 //! by requests the mean is 11.9 ms). Part (a) runs that closed-loop model in
 //! the simulator and prints it beside the seed's figures. Part (b) is the
 //! throughput/latency trade-off of the whole default topology under
-//! closed-loop load, with its Pareto frontier. Everything here is
-//! simulated; measurements on real processes are not built yet.
+//! closed-loop load, with its Pareto frontier. Part (c) runs the default
+//! topology as five real processes on loopback (`agora cluster up`) with free
+//! service, so what is measured is the RPC path: Edge1 and Edge2 issue
+//! requests open loop (Poisson, latency counted from when each was due, so a
+//! stalled process cannot hide its delay) and record them in HdrHistograms,
+//! merged here from the nodes' status. Without and with the links' RTTs
+//! emulated.
 
 use agora_lab::telecom::experiments::{self, TableRow, TradeOff};
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
+use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
 pub struct TelecomBenchArgs {
     /// Simulated seconds per run.
     #[arg(long, default_value_t = 10.0)]
     pub secs: f64,
+    /// Offered loads (requests/s over all clients) for the real processes;
+    /// empty: skip them.
+    #[arg(long, value_delimiter = ',', default_value = "10000,20000,42045,80000")]
+    pub real_rates: Vec<f64>,
+    /// Measured seconds per real run (after 2 s for the nodes to connect).
+    #[arg(long, default_value_t = 8.0)]
+    pub real_secs: f64,
     #[arg(long)]
     pub json: bool,
+}
+
+/// One open-loop run on real processes.
+#[derive(Serialize, Debug)]
+struct RealRow {
+    offered_rps: f64,
+    achieved_rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    /// Requests that ended in failure (deadline, refused, shed) in the run.
+    failed: u64,
+    rtt_emulated: bool,
+}
+
+/// The nodes' time to connect before clients start.
+const WARM_UP: Duration = Duration::from_secs(2);
+
+/// Runs the default topology as real processes at `offered` requests/s.
+fn real_run(offered: f64, secs: f64, emulate: bool) -> Result<RealRow> {
+    let mut sc = experiments::default_scenario();
+    sc.fault.clear();
+    sc.input.clear();
+    sc.network.loss = 0.0;
+    let w = &mut sc.params.workload;
+    let clients = sc.params.nodes.iter().filter(|n| n.layer == agora_telecom::topology::Layer::Edge).count();
+    w.rate = offered / clients as f64;
+    w.closed_loop = 0;
+    w.service_scale = 0.0;
+    w.start_after = WARM_UP;
+    sc.until = WARM_UP + Duration::from_secs_f64(secs);
+    let dir = std::env::temp_dir().join(format!("agora-bench-telecom-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("scenario.toml");
+    std::fs::write(&file, sc.to_toml())?;
+    let exe = std::env::current_exe().context("cannot find the agora executable")?;
+    let mut last = String::new();
+    for _ in 0..5 {
+        let base = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port().min(60_000);
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args(["cluster", "up"]).arg(&file).args(["--base-port", &base.to_string()]);
+        if !emulate {
+            cmd.arg("--no-link-emulation");
+        }
+        let out = cmd.env("RUST_LOG", "warn").output()?;
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        if stderr.contains("is in use") {
+            last = stderr.into_owned();
+            continue;
+        }
+        if !out.status.success() {
+            bail!("the real cluster failed: {stderr}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        return summarize(&stdout, offered, secs, emulate);
+    }
+    bail!("no free ports for the real cluster: {last}")
+}
+
+/// Merges the clients' histograms from `cluster up`'s status lines.
+fn summarize(stdout: &str, offered: f64, secs: f64, emulate: bool) -> Result<RealRow> {
+    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 2)?;
+    let (mut ended, mut clients) = (0, 0);
+    for line in stdout.lines() {
+        let Some((_, json)) = line.split_once(" protocol=") else { continue };
+        let status: serde_json::Value = serde_json::from_str(json).context("a node's status")?;
+        let c = &status["client"];
+        if c.is_null() {
+            continue;
+        }
+        clients += 1;
+        ended += c["ended"].as_u64().unwrap_or(0);
+        for b in c["latency_us"].as_array().into_iter().flatten() {
+            let (Some(v), Some(n)) = (b[0].as_u64(), b[1].as_u64()) else { bail!("a latency bucket: {b}") };
+            hist.record_n(v.max(1), n)?;
+        }
+    }
+    if clients == 0 {
+        bail!("no client reported its latencies");
+    }
+    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1e3;
+    Ok(RealRow {
+        offered_rps: offered,
+        achieved_rps: hist.len() as f64 / secs,
+        p50_ms: ms(0.5),
+        p99_ms: ms(0.99),
+        failed: ended - hist.len(),
+        rtt_emulated: emulate,
+    })
 }
 
 #[derive(Serialize)]
@@ -33,19 +134,33 @@ struct Report {
     /// The same weighted by requests served.
     weighted_avg_ms: f64,
     trade_off: Vec<TradeOff>,
-    /// Not measured yet: the open-loop load generator against real processes.
-    real: Option<Vec<serde_json::Value>>,
+    /// The open-loop load generator against real processes.
+    real: Vec<RealRow>,
 }
 
 pub fn run(args: &TelecomBenchArgs) -> Result<bool> {
     if args.secs.is_nan() || args.secs < 1.0 {
-        anyhow::bail!("--secs must be at least 1");
+        bail!("--secs must be at least 1");
     }
-    let bar = crate::report::progress(2, "parts");
+    if args.real_secs.is_nan() || args.real_secs < 1.0 {
+        bail!("--real-secs must be at least 1");
+    }
+    if let Some(r) = args.real_rates.iter().find(|r| !(r.is_finite() && **r > 0.0)) {
+        bail!("--real-rates: {r} is not a rate above zero");
+    }
+    let bar = crate::report::progress(2 + 2 * args.real_rates.len() as u64, "runs");
     let simulated = experiments::seed_table(args.secs).map_err(anyhow::Error::msg)?;
     bar.inc(1);
     let trade_off =
         experiments::trade_off(&[10, 50, 100, 200, 400], &[50, 100], args.secs).map_err(anyhow::Error::msg)?;
+    bar.inc(1);
+    let mut real = Vec::new();
+    for emulate in [false, true] {
+        for &rate in &args.real_rates {
+            real.push(real_run(rate, args.real_secs, emulate)?);
+            bar.inc(1);
+        }
+    }
     bar.finish_and_clear();
     let total: f64 = simulated.iter().map(|r| r.req_per_s).sum();
     let report = Report {
@@ -55,7 +170,7 @@ pub fn run(args: &TelecomBenchArgs) -> Result<bool> {
         weighted_avg_ms: simulated.iter().map(|r| r.avg_ms * r.req_per_s).sum::<f64>() / total,
         simulated,
         trade_off,
-        real: None,
+        real,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -90,6 +205,23 @@ pub fn run(args: &TelecomBenchArgs) -> Result<bool> {
             if p.on_frontier { "yes" } else { "" }
         );
     }
-    println!("\nreal processes: not measured yet (the open-loop load generator is still to be built)");
+    if !report.real.is_empty() {
+        println!(
+            "\n(c) real processes on loopback: the default topology, free service, open loop from Edge1 and Edge2, {} s per run",
+            args.real_secs
+        );
+        println!("{:>12} {:>12} {:>9} {:>9} {:>8}  links", "offered/s", "achieved/s", "p50 ms", "p99 ms", "failed");
+        for r in &report.real {
+            println!(
+                "{:>12.0} {:>12.0} {:>9.3} {:>9.3} {:>8}  {}",
+                r.offered_rps,
+                r.achieved_rps,
+                r.p50_ms,
+                r.p99_ms,
+                r.failed,
+                if r.rtt_emulated { "RTTs emulated" } else { "bare loopback" }
+            );
+        }
+    }
     Ok(true)
 }

@@ -72,6 +72,9 @@ pub struct UpArgs {
     /// For a scenario: node i listens on BASE + 2i (peers) and BASE + 2i + 1 (HTTP).
     #[arg(long, default_value_t = 7400)]
     pub base_port: u16,
+    /// For a scenario: bare loopback, without the links' delays and loss.
+    #[arg(long)]
+    pub no_link_emulation: bool,
 }
 
 /// What `cluster up` does to a scenario's processes, and when (from the
@@ -140,12 +143,15 @@ fn emulated_links<P: Runnable>(path: &str, src: &str) -> Result<Vec<Vec<agora_ne
 }
 
 /// The scenario's fault plan and inputs as actions on real processes, the
-/// nodes starting with their emulated `links`.
-fn plan_of(path: &str, src: &str, links: Vec<Vec<agora_net::faults::LinkFault>>) -> Result<RealRun> {
+/// nodes starting with their emulated `links` (None: bare loopback).
+fn plan_of(path: &str, src: &str, links: Option<Vec<Vec<agora_net::faults::LinkFault>>>) -> Result<RealRun> {
     use agora_sim::{Fault, Scope};
     let sc = agora_sim::scenario::Scenario::<toml::Value>::from_str(path, src)?;
     let n = sc.nodes as usize;
-    let loss = sc.network.loss;
+    let (links, loss) = match links {
+        Some(links) => (links, sc.network.loss),
+        None => (vec![Vec::new(); n], 0.0),
+    };
     let mut layers: Vec<agora_net::FaultLayer> =
         links.into_iter().map(|links| agora_net::FaultLayer { links, ..Default::default() }).collect();
     let mut plan: Plan = layers
@@ -341,12 +347,15 @@ pub fn cluster(cmd: ClusterCmd) -> Result<bool> {
                 let run = RunDir(std::env::temp_dir().join(format!("agora-{stem}-cluster-{}", std::process::id())));
                 let (file, until) = cluster_from_scenario(&args.config, &src, args.base_port, &run.0)?;
                 let protocol = protocol_of(&name, &src)?;
-                let links = with_protocol!(&protocol, P => emulated_links::<P>(&name, &src))?;
+                let links = match args.no_link_emulation {
+                    true => None,
+                    false => Some(with_protocol!(&protocol, P => emulated_links::<P>(&name, &src))?),
+                };
                 let run = plan_of(&name, &src, links)?;
                 if !run.skipped.is_empty() {
                     eprintln!("not applied on real processes: {}", run.skipped.join(", "));
                 }
-                let args = UpArgs { config: file, run_for: args.run_for.or(Some(until)), base_port: args.base_port };
+                let args = UpArgs { config: file, run_for: args.run_for.or(Some(until)), ..args };
                 return with_protocol!(&protocol, P => up::<P>(&args, Some(&run)));
             }
             let protocol = protocol_in(&args.config)?;

@@ -133,9 +133,16 @@ pub struct Workload {
     /// Fractions of low, normal and high priority requests.
     #[serde(default = "default_priorities")]
     pub priorities: [f64; 3],
-    /// Service time = latency × slow × (1 ± jitter), uniform.
+    /// Service time = latency × slow × service_scale × (1 ± jitter), uniform.
     #[serde(default = "half")]
     pub service_jitter: f64,
+    /// 0 makes serving free: what is left is the RPC path itself (the
+    /// real-process benchmark measures that).
+    #[serde(default = "one")]
+    pub service_scale: f64,
+    /// Clients issue nothing before this (real processes connect first).
+    #[serde(default, with = "duration_str")]
+    pub start_after: Duration,
 }
 
 fn default_rate() -> f64 {
@@ -154,6 +161,8 @@ impl Default for Workload {
             mix: BTreeMap::new(),
             priorities: default_priorities(),
             service_jitter: 0.5,
+            service_scale: 1.0,
+            start_after: Duration::ZERO,
         }
     }
 }
@@ -474,6 +483,9 @@ impl Params {
                 "workload.priorities: {:?} are not three weights ≥ 0 with a positive sum",
                 w.priorities
             ));
+        }
+        if !(w.service_scale.is_finite() && w.service_scale >= 0.0) {
+            return Err(format!("workload.service_scale: {} is not a finite factor ≥ 0", w.service_scale));
         }
         if !(0.0..1.0).contains(&w.service_jitter) {
             return Err(format!("workload.service_jitter: {} is not in [0, 1)", w.service_jitter));

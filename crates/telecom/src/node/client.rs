@@ -31,23 +31,41 @@ impl Pending {
         ok: bool,
         value: u64,
         now: Time,
-        finished: &mut u64,
+        ended: &mut Ended,
         closed_loop: bool,
         io: &mut Io<'_, Node>,
     ) {
-        *finished += 1;
+        let latency_us = (now - self.started).as_micros() as u64;
+        ended.count += 1;
+        if ok {
+            ended.latency_us.saturating_record(latency_us.max(1));
+        }
         io.count(if ok { counters::SUCCEEDED } else { counters::FAILED }, 1);
         if closed_loop {
             io.set_timer(Duration::ZERO, Timer::Issue { n: self.id });
         }
-        io.output(Output::Done {
-            group: self.group,
-            ok,
-            latency_us: (now - self.started).as_micros() as u64,
-            attempts: self.attempt + 1,
-            key: self.key,
-            value,
-        });
+        io.output(Output::Done { group: self.group, ok, latency_us, attempts: self.attempt + 1, key: self.key, value });
+    }
+}
+
+/// The requests a client ended, and the latencies of those that succeeded
+/// (HdrHistogram: a real run's report reads them from the node's status).
+#[derive(Clone, Debug)]
+pub(super) struct Ended {
+    pub(super) count: u64,
+    pub(super) latency_us: hdrhistogram::Histogram<u64>,
+}
+
+impl Ended {
+    pub(super) fn new() -> Self {
+        // 1 µs to 60 s at 1 % precision, larger values clamped.
+        let latency_us = hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid bounds");
+        Ended { count: 0, latency_us }
+    }
+
+    /// The recorded latencies as (µs, count) pairs: mergeable across clients.
+    pub(super) fn buckets(&self) -> Vec<(u64, u64)> {
+        self.latency_us.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect()
     }
 }
 
@@ -57,7 +75,12 @@ pub(super) struct Client {
     pub(super) next_id: u64,
     /// Requests that entered `pending`, and those of them that ended.
     pub(super) issued: u64,
-    pub(super) finished: u64,
+    pub(super) finished: Ended,
+    /// Open loop: when the next request is due, so that a late timer
+    /// (a busy real process) does not hide the delay — its latency counts
+    /// from when it was due, and the requests a stall held back go out at
+    /// once (no coordinated omission).
+    pub(super) next_arrival: Option<Time>,
     pub(super) pending: BTreeMap<u64, Pending>,
     pub(super) balancer: Balancer,
     pub(super) budget: RetryBudget,
@@ -77,14 +100,48 @@ impl Node {
         Duration::from_secs_f64(-u.ln() / self.topo.params.workload.rate)
     }
 
+    /// The request timer: issues the requests due by now.
     pub(super) fn next_request(&mut self, io: &mut Io<'_, Self>) {
-        let gap = self.arrival_gap(io);
-        io.set_timer(gap, Timer::NextRequest);
-        self.issue(io);
+        self.issue_due(true, io);
     }
 
-    /// Issues one request: a service from the mix, a priority, a key.
+    /// Open loop: issues every request due by now and arms the timer for the
+    /// next — at the request timer, one due exactly now too; at any other
+    /// event, only overdue ones. A real process's timers tick in
+    /// milliseconds and fire late when it is busy; its messages come sooner,
+    /// so requests go out close to when they are due, and the latency of
+    /// each counts from then (no coordinated omission). The simulator fires
+    /// timers on time, so it never finds a request overdue: its runs are
+    /// what they were.
+    pub(super) fn issue_due(&mut self, at_timer: bool, io: &mut Io<'_, Self>) {
+        let now = io.now();
+        let Some(c) = self.client.as_ref() else { return };
+        let first = match c.next_arrival {
+            Some(t) if t < now || (at_timer && t == now) => t,
+            None if at_timer => now,
+            Some(t) if at_timer => return io.set_timer(t - now, Timer::NextRequest),
+            _ => return,
+        };
+        let mut due = first;
+        loop {
+            let next = due + self.arrival_gap(io);
+            self.issue_at(due, io);
+            if next > now {
+                self.client.as_mut().expect("only clients issue requests").next_arrival = Some(next);
+                io.set_timer(next - now, Timer::NextRequest);
+                return;
+            }
+            due = next;
+        }
+    }
+
+    /// Issues one request now (closed loop).
     pub(super) fn issue(&mut self, io: &mut Io<'_, Self>) {
+        self.issue_at(io.now(), io);
+    }
+
+    /// Issues one request due at `due`: a service from the mix, a priority, a key.
+    fn issue_at(&mut self, due: Time, io: &mut Io<'_, Self>) {
         let topo = self.topo.clone();
         let w = &topo.params.workload;
         let total = *topo.mix.last().expect("a workload has groups");
@@ -100,12 +157,17 @@ impl Node {
             2
         };
         let key = io.rng().random::<u64>();
-        self.request(group, key, priority, io);
+        self.request_at(group, key, priority, due, io);
     }
 
     /// Sends a request for `key` to group `group`: its id, or None if the
     /// client refused it at once (isolated side, or shed by the cascade level).
     pub fn request(&mut self, group: u16, key: u64, priority: u8, io: &mut Io<'_, Self>) -> Option<u64> {
+        self.request_at(group, key, priority, io.now(), io)
+    }
+
+    /// [`Node::request`] for a request due at `due` (its latency counts from then).
+    fn request_at(&mut self, group: u16, key: u64, priority: u8, due: Time, io: &mut Io<'_, Self>) -> Option<u64> {
         let topo = self.topo.clone();
         io.count(counters::REQUESTS, 1);
         let now = io.now();
@@ -137,7 +199,7 @@ impl Node {
                 group,
                 key,
                 priority,
-                started: now,
+                started: due,
                 attempt: 0,
                 outstanding: SmallVec::new(),
                 tried: SmallVec::new(),
@@ -384,5 +446,60 @@ impl Node {
                 io.output(Output::Cascade { group: gi as u16, level });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_core::Command;
+    use rand::SeedableRng;
+
+    /// Edge1 with an open-loop workload of 1000 requests/s.
+    fn edge1() -> Node {
+        let sc: toml::Value = toml::from_str(include_str!("../../../../scenarios/edge-core-cloud.toml")).unwrap();
+        let mut params: crate::topology::Params = sc["params"].clone().try_into().unwrap();
+        params.workload.rate = 1000.0;
+        Node::new(Arc::new(params.compile().unwrap()), NodeId(0))
+    }
+
+    /// Fires the request timer at `now_ms`: the requests issued and the timer set.
+    fn fire(n: &mut Node, rng: &mut rand_chacha::ChaCha8Rng, now_ms: u64) -> (u64, Duration) {
+        let mut out = Vec::new();
+        let mut io = Io::new(n.me, Time::from_nanos(now_ms * 1_000_000), rng, &mut out);
+        n.next_request(&mut io);
+        let issued = out
+            .iter()
+            .filter_map(|c| match c {
+                Command::Count { name, by, .. } if *name == counters::REQUESTS => Some(*by),
+                _ => None,
+            })
+            .sum();
+        let timers: Vec<Duration> = out
+            .iter()
+            .filter_map(|c| match c {
+                Command::SetTimer { after, timer: Timer::NextRequest } => Some(*after),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(timers.len(), 1, "one request timer is armed");
+        (issued, timers[0])
+    }
+
+    #[test]
+    fn a_late_request_timer_sends_what_is_due_at_once_and_counts_latency_from_when_it_was_due() {
+        let mut n = edge1();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        assert_eq!(fire(&mut n, &mut rng, 0).0, 1, "on time: one request");
+        // The process stalled for 100 ms: ~100 requests (1000/s) fell due meanwhile.
+        let (issued, next) = fire(&mut n, &mut rng, 100);
+        assert!((60..=140).contains(&issued), "{issued} requests sent after the stall");
+        assert!(next > Duration::ZERO && next < Duration::from_millis(50), "the next one is in the future: {next:?}");
+        // Their latencies start when they were due, not when they went out.
+        let c = n.client.as_ref().unwrap();
+        let started: Vec<Time> = c.pending.values().map(|p| p.started).collect();
+        let at_stall = Time::from_nanos(100_000_000);
+        assert!(started.iter().filter(|&&t| t < at_stall).count() as u64 >= issued - 1, "{started:?}");
+        assert!(started.windows(2).all(|w| w[0] <= w[1]), "due times in order");
     }
 }

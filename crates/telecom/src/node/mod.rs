@@ -302,7 +302,8 @@ impl Node {
             Client {
                 next_id: 0,
                 issued: 0,
-                finished: 0,
+                finished: client::Ended::new(),
+                next_arrival: None,
                 pending: BTreeMap::new(),
                 balancer: Balancer::new(topo.params.balancer, &weights, topo.groups.len()),
                 budget: RetryBudget::new(&topo.params.rpc),
@@ -388,8 +389,8 @@ impl Node {
         }
         if let Some(c) = &self.client {
             let open = c.pending.values().filter(|p| p.decided.is_none()).count() as u64;
-            if c.finished + open != c.issued {
-                return Err(format!("{name}: issued {} requests, {} ended, {open} open", c.issued, c.finished));
+            if c.finished.count + open != c.issued {
+                return Err(format!("{name}: issued {} requests, {} ended, {open} open", c.issued, c.finished.count));
             }
         }
         Ok(())
@@ -401,13 +402,14 @@ impl Node {
         io.set_timer(p.detector.interval / 4, Timer::Check);
         io.set_timer(Duration::ZERO, Timer::Refresh);
         if self.client.is_some() {
+            let start = p.workload.start_after;
             if p.workload.closed_loop > 0 {
                 for k in 0..p.workload.closed_loop as u64 {
-                    io.set_timer(Duration::ZERO, Timer::Issue { n: u64::MAX - k });
+                    io.set_timer(start, Timer::Issue { n: u64::MAX - k });
                 }
             } else if p.workload.rate > 0.0 {
                 let gap = self.arrival_gap(io);
-                io.set_timer(gap, Timer::NextRequest);
+                io.set_timer(start + gap, Timer::NextRequest);
             }
         }
     }
@@ -437,6 +439,7 @@ impl Protocol for Node {
     }
 
     fn on_message(&mut self, from: NodeId, msg: Msg, io: &mut Io<'_, Self>) {
+        self.issue_due(false, io);
         match msg {
             Msg::Heartbeat { seq } => self.on_heartbeat(from, seq, io),
             Msg::LinkState(ls) => self.on_link_state(from, ls, io),
@@ -491,6 +494,12 @@ impl Protocol for Node {
             })).collect::<Vec<_>>(),
             "isolations_s": self.isolations.iter().map(|t| t.as_secs_f64()).collect::<Vec<_>>(),
             "byzantine_since_s": self.byzantine_since.map(|t| t.as_secs_f64()),
+            "client": self.client.as_ref().map(|c| serde_json::json!({
+                "issued": c.issued,
+                "ended": c.finished.count,
+                "succeeded": c.finished.latency_us.len(),
+                "latency_us": c.finished.buckets(),
+            })),
         })
     }
 }

@@ -96,8 +96,13 @@ impl Node {
         let spec = self.topo.node(self.me);
         let j = self.topo.params.workload.service_jitter;
         let factor = 1.0 + j * (2.0 * io.rng().random::<f64>() - 1.0);
-        let service = Duration::from_secs_f64(spec.latency_ms * spec.slow * factor / 1e3);
+        let scale = self.topo.params.workload.service_scale;
+        let service = Duration::from_secs_f64(spec.latency_ms * spec.slow * scale * factor / 1e3);
         self.in_service.insert(job, key);
+        if service.is_zero() {
+            // Free service (service_scale = 0): at once, not on the next timer tick.
+            return self.served(job, io);
+        }
         io.set_timer(service, Timer::Served { job });
     }
 
