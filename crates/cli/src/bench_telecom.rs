@@ -25,10 +25,12 @@ pub struct TelecomBenchArgs {
     /// Simulated seconds per run.
     #[arg(long, default_value_t = 10.0)]
     pub secs: f64,
-    /// Offered loads (requests/s over all clients) for the real processes;
-    /// empty: skip them.
+    /// Offered loads (requests/s over all clients) for the real processes.
     #[arg(long, value_delimiter = ',', default_value = "10000,20000,42045,80000")]
     pub real_rates: Vec<f64>,
+    /// Skip the real processes (simulated parts only).
+    #[arg(long)]
+    pub no_real: bool,
     /// Measured seconds per real run (after 2 s for the nodes to connect).
     #[arg(long, default_value_t = 8.0)]
     pub real_secs: f64,
@@ -148,7 +150,8 @@ pub fn run(args: &TelecomBenchArgs) -> Result<bool> {
     if let Some(r) = args.real_rates.iter().find(|r| !(r.is_finite() && **r > 0.0)) {
         bail!("--real-rates: {r} is not a rate above zero");
     }
-    let bar = crate::report::progress(2 + 2 * args.real_rates.len() as u64, "runs");
+    let rates: &[f64] = if args.no_real { &[] } else { &args.real_rates };
+    let bar = crate::report::progress(2 + 2 * rates.len() as u64, "runs");
     let simulated = experiments::seed_table(args.secs).map_err(anyhow::Error::msg)?;
     bar.inc(1);
     let trade_off =
@@ -156,7 +159,7 @@ pub fn run(args: &TelecomBenchArgs) -> Result<bool> {
     bar.inc(1);
     let mut real = Vec::new();
     for emulate in [false, true] {
-        for &rate in &args.real_rates {
+        for &rate in rates {
             real.push(real_run(rate, args.real_secs, emulate)?);
             bar.inc(1);
         }
