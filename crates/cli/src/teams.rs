@@ -28,6 +28,10 @@ pub enum TeamsCmd {
         /// Explicit election: the leader then tells all n nodes.
         #[arg(long)]
         explicit: bool,
+        /// Fail (exit 1) when fewer runs than this fraction elect exactly one
+        /// leader (election succeeds with high probability, not always).
+        #[arg(long, default_value_t = 1.0)]
+        min_success: f64,
         #[arg(long)]
         json: bool,
     },
@@ -190,7 +194,7 @@ pub fn teams(cmd: TeamsCmd) -> Result<bool> {
         TeamsCmd::Run(a) => run_cmd(&a),
         TeamsCmd::Sweep(a) => sweep(&a),
         TeamsCmd::Merge { dir } => merge_dir(&dir),
-        TeamsCmd::Le { n, c, seeds, explicit, json } => le(n, c, seeds, explicit, json),
+        TeamsCmd::Le { n, c, seeds, explicit, min_success, json } => le(n, c, seeds, explicit, min_success, json),
         TeamsCmd::Vtf { n, sizes, tokens, inject, adversary, seeds, json } => {
             let spread = parse_inject(&inject)?;
             let spec = VectorSpec { n, sizes, tokens, spread, adversary, seed: 0 };
@@ -386,9 +390,12 @@ fn vtf(spec: &VectorSpec, seeds: u64, json: bool) -> Result<bool> {
     Ok(all_safe)
 }
 
-fn le(n: u32, c: f64, seeds: u64, explicit: bool, json: bool) -> Result<bool> {
+fn le(n: u32, c: f64, seeds: u64, explicit: bool, min_success: f64, json: bool) -> Result<bool> {
     if n < 4 || seeds == 0 || c.is_nan() || c <= 0.0 {
         bail!("need --n ≥ 4, --seeds ≥ 1 and --c > 0");
+    }
+    if !(0.0..=1.0).contains(&min_success) {
+        bail!("--min-success: {min_success} is not a fraction in [0, 1]");
     }
     let bar = progress(seeds, "elections");
     let e = agora_lab::teams::apps::elections(n, c, seeds, explicit, &mut || bar.inc(1));
@@ -415,5 +422,14 @@ fn le(n: u32, c: f64, seeds: u64, explicit: bool, json: bool) -> Result<bool> {
         }
         print!("{}", table(&rows));
     }
-    Ok(ok > 0)
+    if (ok as f64) < min_success * seeds as f64 {
+        let failed: Vec<String> =
+            e.elections.iter().enumerate().filter(|(_, x)| !x.success).map(|(s, _)| s.to_string()).collect();
+        eprintln!(
+            "{ok} of {seeds} runs elected exactly one leader, below --min-success {min_success}; failed seeds: {}",
+            failed.join(", ")
+        );
+        return Ok(false);
+    }
+    Ok(true)
 }

@@ -211,10 +211,19 @@ fn applications_run_from_the_command_line() {
     assert!(out.status.success(), "{:?}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["alarms"].as_array().unwrap().len(), 3);
+    // By default every run must elect exactly one leader.
     let out = run(&["teams", "le", "--n", "256", "--seeds", "5", "--json"]);
     assert!(out.status.success(), "{:?}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(v["success_rate"].as_f64().unwrap() >= 0.8);
+    assert_eq!(v["success_rate"].as_f64(), Some(1.0));
+    // Too few candidates (c = 0.5) fail often: the command says so and exits 1,
+    // unless told how many failures to accept.
+    let weak = ["teams", "le", "--n", "64", "--c", "0.5", "--seeds", "20"];
+    let out = run(&weak);
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    assert!(text(&out).1.contains("below --min-success 1; failed seeds:"), "{}", text(&out).1);
+    let out = run(&[&weak[..], &["--min-success", "0.2"]].concat());
+    assert!(out.status.success(), "{:?}", text(&out));
     // Termination detection: every candidate of every election decided.
     for e in v["elections"].as_array().unwrap() {
         assert_eq!(e["undecided"], 0, "{e}");
