@@ -20,6 +20,7 @@
 
 pub mod api;
 pub mod balance;
+pub mod causal;
 pub mod deadlock;
 pub mod node;
 pub mod phi;

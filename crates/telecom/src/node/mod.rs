@@ -26,6 +26,7 @@
 //! protocol-level adversary — crash, omission and partition are the
 //! runtime's own faults).
 
+mod causal;
 mod client;
 mod detect;
 mod server;
@@ -39,7 +40,7 @@ use crate::balance::{Balancer, Load};
 use crate::phi::Phi;
 use crate::route::{LinkState, View};
 use crate::rpc::RetryBudget;
-use crate::topology::{Redundancy, Topology};
+use crate::topology::{Consistency, Redundancy, Topology};
 use agora_core::{Io, Message, NodeId, Protocol, Time};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -60,6 +61,9 @@ pub mod counters {
     pub const OVERLOADED: &str = "answers_overloaded";
     pub const NO_ROUTE: &str = "dropped_no_route";
     pub const EJECTIONS: &str = "ejections";
+    /// Writes of causal groups applied from peers, and resent to peers.
+    pub const CAUSAL_APPLIED: &str = "causal_applied";
+    pub const CAUSAL_RESENT: &str = "causal_resent";
 }
 
 /// What a Byzantine node does to the answers it serves.
@@ -125,6 +129,7 @@ pub enum Msg {
     LinkState(LinkState),
     Request(Request),
     Answer(Answer),
+    Causal(causal::Causal),
 }
 
 impl Message for Msg {
@@ -134,6 +139,11 @@ impl Message for Msg {
             Msg::LinkState(_) => "link_state",
             Msg::Request(_) => "request",
             Msg::Answer(_) => "answer",
+            Msg::Causal(c) => match c.body {
+                causal::CausalBody::Update(_) => "causal_update",
+                causal::CausalBody::Digest(_) => "causal_digest",
+                causal::CausalBody::State(_) => "causal_state",
+            },
         }
     }
 }
@@ -262,6 +272,8 @@ pub struct Node {
     isolations: VecDeque<Time>,
     /// When it last turned Byzantine, while it is.
     byzantine_since: Option<Time>,
+    /// Per group: the causal log, if the group is causal and this node a member.
+    causal: Vec<Option<crate::causal::CausalLog>>,
 }
 
 /// Suspicions kept for the status.
@@ -336,6 +348,7 @@ impl Node {
             detections: VecDeque::new(),
             isolations: VecDeque::new(),
             byzantine_since: None,
+            causal: Self::causal_logs(&topo, me),
             topo,
         }
     }
@@ -393,6 +406,11 @@ impl Node {
                 return Err(format!("{name}: issued {} requests, {} ended, {open} open", c.issued, c.finished.count));
             }
         }
+        for (g, log) in self.causal.iter().enumerate() {
+            if let Some(e) = log.as_ref().and_then(|l| l.check().err()) {
+                return Err(format!("{name}: causal group {}: {e}", self.topo.groups[g].service));
+            }
+        }
         Ok(())
     }
 
@@ -445,6 +463,7 @@ impl Protocol for Node {
             Msg::LinkState(ls) => self.on_link_state(from, ls, io),
             Msg::Request(r) => self.on_request(r, io),
             Msg::Answer(a) => self.on_answer(a, io),
+            Msg::Causal(c) => self.on_causal(c, io),
         }
     }
 
@@ -455,6 +474,7 @@ impl Protocol for Node {
                 for w in &self.watches {
                     io.send(w.node, Msg::Heartbeat { seq: self.beat });
                 }
+                self.causal_digests(io);
                 io.set_timer(self.topo.params.detector.interval, Timer::Beat);
             }
             Timer::Check => self.tick(io),
@@ -494,6 +514,13 @@ impl Protocol for Node {
             })).collect::<Vec<_>>(),
             "isolations_s": self.isolations.iter().map(|t| t.as_secs_f64()).collect::<Vec<_>>(),
             "byzantine_since_s": self.byzantine_since.map(|t| t.as_secs_f64()),
+            "causal": self.causal.iter().enumerate().filter_map(|(g, l)| {
+                let l = l.as_ref()?;
+                Some(serde_json::json!({
+                    "service": self.topo.groups[g].service, "clock": l.clock().0, "pending": l.pending(),
+                    "applied": l.applied, "transferred": l.transferred,
+                }))
+            }).collect::<Vec<_>>(),
             "client": self.client.as_ref().map(|c| serde_json::json!({
                 "issued": c.issued,
                 "ended": c.finished.count,

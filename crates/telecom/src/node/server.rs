@@ -122,6 +122,7 @@ impl Node {
             _ => honest,
         };
         self.reply(&key, value, Status::Ok, io);
+        self.causal_write(key.group, key.key, io);
         if let Some(next) = self.queue.pop() {
             self.start(next.req, io);
         }
