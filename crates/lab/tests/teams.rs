@@ -265,6 +265,11 @@ fn matching_pairs_marked_nodes_and_each_learns_its_partner() {
         seen.dedup();
         assert_eq!(seen.len(), 20, "seed {seed}: nobody matched twice");
         assert!(seen.iter().all(|v| m.marked.contains(v)), "seed {seed}: only marked nodes");
+        // Both members of every pair learned the other, each exactly once,
+        // and no one else learned anything.
+        let mut both: Vec<(u32, u32)> = m.pairs.iter().flat_map(|&(a, b)| [(a, b), (b, a)]).collect();
+        both.sort_unstable();
+        assert_eq!(m.learned, both, "seed {seed}");
     }
 }
 

@@ -197,8 +197,11 @@ fn told(sim: &agora_sim::Sim<agora_teams::Node>) -> Vec<(u32, Vec<u64>)> {
 #[derive(Clone, Debug, Serialize)]
 pub struct Matching {
     pub marked: Vec<u32>,
-    /// Each pair once, smaller id first, as its members learned it.
+    /// Each pair once, smaller id first, as its smaller member learned it.
     pub pairs: Vec<(u32, u32)>,
+    /// Every node told of a match: (node, the partner it was told of; the
+    /// node itself if the match it was told of does not include it).
+    pub learned: Vec<(u32, u32)>,
     pub messages: u64,
 }
 
@@ -214,15 +217,25 @@ pub fn matching(n: u32, marked: usize, fragile: f64, notify: Notify, seed: u64) 
     let tokens: Vec<_> =
         marked.iter().map(|&v| (Time::from_nanos(1 + g.random_range(0..5 * unit)), NodeId(v), u64::from(v))).collect();
     let sim = run_tagged(spec, &tokens);
-    let mut pairs: Vec<(u32, u32)> = told(&sim)
+    let mut learned: Vec<(u32, u32)> = told(&sim)
         .into_iter()
-        .filter_map(|(node, m)| {
+        .map(|(node, m)| {
             let (a, b) = (m[0] as u32, m[1] as u32);
-            (node == a.min(b)).then_some((a.min(b), a.max(b)))
+            (
+                node,
+                if node == a {
+                    b
+                } else if node == b {
+                    a
+                } else {
+                    node
+                },
+            )
         })
         .collect();
-    pairs.sort_unstable();
-    Matching { marked, pairs, messages: sim.stats().messages_sent }
+    learned.sort_unstable();
+    let pairs = learned.iter().filter(|&&(v, p)| v < p).copied().collect();
+    Matching { marked, pairs, learned, messages: sim.stats().messages_sent }
 }
 
 /// **Online matchmaking.** Players arrive over time at servers; each arrival

@@ -203,7 +203,8 @@ pub fn match_failures(injected: &[(String, &'static str, f64)], detected: &[Dete
                 kind,
                 injected_at_s: *at,
                 detected_at_s: found.map(|d| d.at_s),
-                detection_s: found.map(|d| d.at_s - at),
+                // Rounded to the nanosecond the clocks count in (no float noise in the JSON).
+                detection_s: found.map(|d| ((d.at_s - at) * 1e9).round() / 1e9),
                 detected_by: found.map(|d| d.by.clone()),
                 how: found.and_then(|d| d.how),
             }
