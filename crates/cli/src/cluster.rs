@@ -471,14 +471,12 @@ fn up<P: Runnable>(args: &UpArgs, run: Option<&RealRun>) -> Result<bool> {
         let stem = args.config.file_stem().map_or("cluster".into(), |s| s.to_string_lossy().into_owned());
         let run = RunDir(std::env::temp_dir().join(format!("agora-{stem}-{}", std::process::id())));
         let keyed = write_keys(&args.config, &run.0, Some(&run.0.join("data")))?;
-        let prometheus = run.0.join("prometheus.yml");
-        std::fs::write(&prometheus, prometheus_config(&load::<P>(&keyed)?, Duration::from_secs(5))?)?;
         eprintln!(
             "{} has no keys: this run uses ephemeral keys in {} (removed when it stops); control token in {}; Prometheus scrape configuration in {}",
             args.config.display(),
             run.0.display(),
             run.0.join("token").display(),
-            prometheus.display()
+            run.0.join("prometheus.yml").display()
         );
         _ephemeral = Some(run);
         keyed
@@ -486,6 +484,9 @@ fn up<P: Runnable>(args: &UpArgs, run: Option<&RealRun>) -> Result<bool> {
         args.config.clone()
     };
     let cf = load::<P>(&config)?;
+    if let Some(run) = &_ephemeral {
+        std::fs::write(run.0.join("prometheus.yml"), prometheus_config(&cf, Duration::from_secs(5))?)?;
+    }
     let token = match &_ephemeral {
         Some(run) => std::fs::read_to_string(run.0.join("token")).ok().map(|t| t.trim().to_string()),
         None => None,
@@ -597,11 +598,11 @@ async fn apply<P>(
     spawn: &impl Fn(&str) -> Result<tokio::process::Child>,
 ) -> String {
     let http = |i: usize| cf.node.get(i).and_then(|n| n.http);
-    let send = |i: usize, method: &'static str, path: &'static str, body: String| {
+    // `shown`: what the log says was sent (a fault layer's JSON, with its links, is long).
+    let send = |i: usize, method: &'static str, path: &'static str, body: String, shown: String| {
         let (addr, token) = (http(i), token.to_string());
         async move {
             let Some(addr) = addr else { return format!("n{i} has no HTTP address") };
-            let shown = body.clone();
             let r = tokio::task::spawn_blocking(move || {
                 probe::request_with_token(addr, method, path, Some(&body), Some(&token), Duration::from_secs(2))
             })
@@ -614,16 +615,7 @@ async fn apply<P>(
         }
     };
     let put_layer = |i: usize, layer: &agora_net::FaultLayer| {
-        let sent = send(i, "PUT", "/faults", serde_json::to_string(layer).unwrap_or_default());
-        let summary = summary(layer);
-        async move {
-            // The layer's JSON, with its links, is long; say what it does instead.
-            let sent = sent.await;
-            match sent.split_once(": {") {
-                Some((head, _)) if !sent.contains("refused") => format!("{head}: {summary}"),
-                _ => sent,
-            }
-        }
+        send(i, "PUT", "/faults", serde_json::to_string(layer).unwrap_or_default(), summary(layer))
     };
     match action {
         Action::Kill(i) => {
@@ -646,7 +638,7 @@ async fn apply<P>(
             Err(e) => format!("could not restart n{i}: {e}"),
         },
         Action::Faults(i, layer) => put_layer(*i, layer).await,
-        Action::Input(i, value) => send(*i, "POST", "/input", value.to_string()).await,
+        Action::Input(i, value) => send(*i, "POST", "/input", value.to_string(), value.to_string()).await,
     }
 }
 
