@@ -303,8 +303,16 @@ fn prometheus_scrapes_a_running_cluster_with_its_token() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{:?}", text(&out));
-    // Without the token, /metrics is refused: Prometheus must be sending it.
-    let (code, _) = probe::request(addrs[0].1, "GET", "/metrics", None, Duration::from_secs(2)).unwrap();
+    // Without the token, /metrics is refused: Prometheus must be sending it
+    // (asked once the node listens: it may still be starting).
+    let start = Instant::now();
+    let code = loop {
+        match probe::request(addrs[0].1, "GET", "/metrics", None, Duration::from_secs(2)) {
+            Ok((code, _)) => break code,
+            Err(e) => assert!(start.elapsed() < Duration::from_secs(10), "n0 never answered: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_eq!(code, 401);
 
     let web = free_addrs(1)[0];
