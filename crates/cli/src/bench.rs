@@ -32,6 +32,9 @@ pub enum BenchCmd {
     /// The telecom seed's performance table in the closed-loop model that
     /// yields it, and the throughput/latency trade-off (simulated).
     Telecom(crate::bench_telecom::TelecomBenchArgs),
+    /// The linearizability checker on generated histories: 100,000
+    /// operations from 20 clients, and single registers.
+    History(crate::bench_history::HistoryBenchArgs),
     /// One measurement in this process (used by `bench sim`).
     #[command(hide = true)]
     SimOne {
@@ -156,6 +159,7 @@ pub fn bench(cmd: BenchCmd) -> Result<bool> {
         BenchCmd::Storage(args) => crate::bench_net::storage(&args),
         BenchCmd::Transport(args) => crate::bench_net::transport(&args),
         BenchCmd::Telecom(args) => crate::bench_telecom::run(&args),
+        BenchCmd::History(args) => crate::bench_history::run(&args),
         BenchCmd::SimOne { nodes } => {
             println!("{}", serde_json::to_string(&sample(nodes)?)?);
             Ok(true)

@@ -4,9 +4,11 @@
 mod alloc;
 mod bench;
 mod bench_alloc;
+mod bench_history;
 mod bench_net;
 mod bench_telecom;
 mod cluster;
+mod history;
 mod huge_pages;
 mod quota;
 mod report;
@@ -52,6 +54,9 @@ enum Command {
     /// The edge–core–cloud telecom system: analysis with the seed's formulas.
     #[command(subcommand)]
     Telecom(telecom::TelecomCmd),
+    /// Client histories: linearizability (Jepsen EDN, Jepsen's etcd logs).
+    #[command(subcommand)]
+    History(history::HistoryCmd),
 }
 
 /// Logs to stderr; `RUST_LOG` overrides the default level (info).
@@ -85,6 +90,7 @@ fn main() -> ExitCode {
         Command::Alloc(a) => alloc::alloc(a),
         Command::Teams(t) => teams::teams(t),
         Command::Telecom(t) => telecom::telecom(t),
+        Command::History(h) => history::history(h),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
