@@ -9,13 +9,16 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum HistoryCmd {
-    /// Checks a history for linearizability, one key at a time; exits 0 if
-    /// it is linearizable, 1 if not (naming an operation that cannot be
-    /// placed) or if the search ran past --timeout.
+    /// Checks a history for linearizability, one key at a time (or a
+    /// transaction history for serializability); exits 0 if it is, 1 if
+    /// not (naming an operation that cannot be placed, or the cycle) or if
+    /// the search ran past --timeout.
     Check {
         file: PathBuf,
         /// register: read, write, cas of one integer; kv: get, put, append
-        /// of strings under :key.
+        /// of strings under :key (both checked for linearizability);
+        /// list-append: transactions of [:append k v] and [:r k list],
+        /// checked for serializability.
         #[arg(long, value_enum)]
         model: ModelArg,
         /// edn: one operation map a line; jepsen: Jepsen's etcd text log.
@@ -34,6 +37,7 @@ pub enum HistoryCmd {
 pub enum ModelArg {
     Register,
     Kv,
+    ListAppend,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -49,6 +53,7 @@ pub fn history(cmd: HistoryCmd) -> Result<bool> {
     let model = match model {
         ModelArg::Register => ModelKind::Register,
         ModelArg::Kv => ModelKind::Kv,
+        ModelArg::ListAppend => return serializable(&file, &text, json),
     };
     let format = format.map(|f| match f {
         FormatArg::Edn => Format::Edn,
@@ -82,4 +87,23 @@ pub fn history(cmd: HistoryCmd) -> Result<bool> {
         }
     }
     Ok(report.linearizable == Some(true))
+}
+
+fn serializable(file: &std::path::Path, text: &str, json: bool) -> Result<bool> {
+    let r = agora_history::serial::check(text).with_context(|| file.display().to_string())?;
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(r.serializable);
+    }
+    match (&r.anomaly, r.cycle.is_empty()) {
+        (None, _) => println!("serializable: {} transactions", r.txns),
+        (Some(a), true) => println!("NOT serializable ({a}): {}", r.detail.as_deref().unwrap_or("")),
+        (Some(a), false) => {
+            println!("NOT serializable ({a}): a dependency cycle among {} transactions", r.cycle.len());
+            for s in &r.cycle {
+                println!("  the transaction on line {} -{:?}({})-> the next", s.line, s.edge, s.key);
+            }
+        }
+    }
+    Ok(r.serializable)
 }

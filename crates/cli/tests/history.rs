@@ -51,3 +51,26 @@ fn the_benchmark_checks_every_generated_history_as_linearizable() {
     assert_eq!(rows[0]["ops"], 2000);
     assert!(rows.iter().all(|r| r["check_ms"].as_f64().unwrap() > 0.0 && r["read_ms"].as_f64().unwrap() > 0.0));
 }
+
+#[test]
+fn a_write_skew_is_named_with_its_cycle() {
+    let dir = temp_dir("history-skew");
+    let file = dir.join("skew.edn");
+    std::fs::write(
+        &file,
+        "{:process 0, :type :invoke, :f :txn, :value [[:r :x nil] [:r :y nil] [:append :x 1]]}
+{:process 1, :type :invoke, :f :txn, :value [[:r :x nil] [:r :y nil] [:append :y 1]]}
+{:process 0, :type :ok, :f :txn, :value [[:r :x nil] [:r :y nil] [:append :x 1]]}
+{:process 1, :type :ok, :f :txn, :value [[:r :x nil] [:r :y nil] [:append :y 1]]}
+{:process 2, :type :invoke, :f :txn, :value [[:r :x nil] [:r :y nil]]}
+{:process 2, :type :ok, :f :txn, :value [[:r :x [1]] [:r :y [1]]]}
+",
+    )
+    .unwrap();
+    let out = run(&["history", "check", file.to_str().unwrap(), "--model", "list-append", "--json"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!((v["serializable"].as_bool(), v["anomaly"].as_str()), (Some(false), Some("G2")), "{v}");
+    assert_eq!(v["cycle"].as_array().unwrap().len(), 2);
+}
