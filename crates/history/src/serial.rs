@@ -101,10 +101,13 @@ fn micro_ops(line: usize, value: &Value, with_reads: bool) -> Result<Vec<Micro>,
     Ok(ops)
 }
 
+/// The elements failed transactions appended, (key, element) → line.
+type Failed = HashMap<(String, String), usize>;
+
 /// Reads a list-append history: the committed transactions (`:ok`, and
 /// `:info` ones, whose reads are unknown), and the elements failed ones
 /// appended.
-fn read(text: &str) -> Result<(Vec<Txn>, HashMap<(String, String), usize>), HistoryError> {
+fn read(text: &str) -> Result<(Vec<Txn>, Failed), HistoryError> {
     let values = edn::parse_all(text).map_err(|e| bad(e.line, format!("column {}: {}", e.column, e.message)))?;
     let mut open: BTreeMap<i64, (usize, Value)> = BTreeMap::new();
     let (mut txns, mut failed) = (Vec::new(), HashMap::new());
