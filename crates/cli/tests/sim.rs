@@ -285,3 +285,20 @@ fn inputs_are_checked_against_the_protocol() {
         assert!(!out.status.success() && stderr.contains(needle) && stderr.contains("bad.toml:"), "{stderr}");
     }
 }
+
+#[test]
+fn the_commit_scenario_finishes_every_transaction_and_replays() {
+    let p = format!("{}/../../scenarios/commit.toml", env!("CARGO_MANIFEST_DIR"));
+    let a = sim_json(&["sim", &p, "--json"]);
+    assert!(a["invariant_violation"].is_null(), "{a}");
+    let o = &a["outcome"];
+    assert_eq!((o["undecided"].as_u64(), o["applied_twice"].as_u64()), (Some(0), Some(0)), "{o}");
+    assert!(o["committed"].as_u64().unwrap() > 0);
+    assert!(a["faults"]["recoveries"].as_u64().unwrap() == 1 && a["dropped"]["partition"].as_u64().unwrap() > 0, "{a}");
+    assert!(a["disk"]["syncs"].as_u64().unwrap() > 20, "the log is synced: {a}");
+    let dir = temp_dir("commit-trace");
+    let trace = dir.join("t.trace");
+    sim_json(&["sim", &p, "--json", "--trace", trace.to_str().unwrap()]);
+    let out = run(&["replay", trace.to_str().unwrap()]);
+    assert!(out.status.success(), "{:?}", text(&out));
+}

@@ -273,6 +273,47 @@ pub fn check_params<P: Runnable>(params: &P::Params, nodes: u32) -> Result<(), P
     })
 }
 
+impl Runnable for agora_telecom::commit::Commit {
+    const NAME: &'static str = "commit";
+    const OUTCOME_READS_OUTPUTS: bool = true;
+    type Params = agora_telecom::commit::Params;
+
+    fn validate(params: &Self::Params, nodes: u32) -> Result<(), String> {
+        params.validate(nodes)
+    }
+    fn build(params: &Self::Params, nodes: u32) -> Box<dyn FnMut(NodeId) -> Self + Send> {
+        let cfg = params.config(nodes);
+        Box::new(move |id| agora_telecom::commit::Commit::new(cfg.clone(), id))
+    }
+    fn install_invariants(params: &Self::Params, nodes: u32, sim: &mut Sim<Self>) {
+        let cfg = params.config(nodes);
+        sim.add_invariant("atomic commit agreement", move |w| {
+            let live = w.nodes.ids().map(|id| w.nodes.is_up(id).then(|| w.nodes.state(id)));
+            agora_telecom::commit::check_agreement(&cfg, live)
+        });
+    }
+    fn outcome(params: &Self::Params, nodes: u32, sim: &Sim<Self>) -> serde_json::Value {
+        let coordinator = sim.node(NodeId(0));
+        let decided: Vec<_> = (0..params.txns).filter_map(|tx| coordinator.state(tx)).collect();
+        let committed = decided.iter().filter(|s| s.committed()).count();
+        let aborted = decided.iter().filter(|s| s.aborted()).count();
+        // Participants apply a commit once: one decision output per
+        // transaction, however often they restart.
+        let mut applied = std::collections::BTreeMap::<(u32, u32), u32>::new();
+        for o in sim.outputs().iter().filter(|o| o.node != NodeId(0)) {
+            *applied.entry((o.node.0, o.output.tx)).or_default() += 1;
+        }
+        serde_json::json!({
+            "txns": params.txns,
+            "participants": nodes - 1,
+            "committed": committed,
+            "aborted": aborted,
+            "undecided": params.txns as usize - committed - aborted,
+            "applied_twice": applied.values().filter(|&&n| n > 1).count(),
+        })
+    }
+}
+
 /// The protocol names the command knows.
 pub const PROTOCOLS: &[&str] = &[
     agora_broadcast::Node::NAME,
@@ -280,6 +321,7 @@ pub const PROTOCOLS: &[&str] = &[
     agora_alloc::node::Node::NAME,
     agora_teams::Node::NAME,
     agora_telecom::node::Node::NAME,
+    agora_telecom::commit::Commit::NAME,
 ];
 
 /// Runs `$body` with `$P` bound to the protocol type named `$name`.
@@ -306,6 +348,10 @@ macro_rules! with_protocol {
             }
             n if n == <$crate::agora_telecom::node::Node as $crate::registry::Runnable>::NAME => {
                 type $P = $crate::agora_telecom::node::Node;
+                $body
+            }
+            n if n == <$crate::agora_telecom::commit::Commit as $crate::registry::Runnable>::NAME => {
+                type $P = $crate::agora_telecom::commit::Commit;
                 $body
             }
             other => Err($crate::anyhow::anyhow!(

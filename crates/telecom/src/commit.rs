@@ -38,6 +38,58 @@ pub enum Variant {
     ThreePhase,
 }
 
+/// A scenario's `[params]` for the commit protocol; the participants are
+/// the nodes after the coordinator.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    #[serde(default = "default_variant")]
+    pub variant: Variant,
+    #[serde(default)]
+    pub no_voters: BTreeSet<u32>,
+    #[serde(default = "default_txns")]
+    pub txns: u32,
+    #[serde(default = "default_timeout", with = "agora_core::duration_str")]
+    pub timeout: Duration,
+}
+
+fn default_variant() -> Variant {
+    Variant::TwoPhase
+}
+fn default_txns() -> u32 {
+    20
+}
+fn default_timeout() -> Duration {
+    Duration::from_millis(50)
+}
+
+impl Params {
+    /// The field that is wrong for `nodes` nodes, and why.
+    pub fn validate(&self, nodes: u32) -> Result<(), String> {
+        if nodes < 2 {
+            return Err(format!("nodes: a coordinator and at least one participant, not {nodes} node(s)"));
+        }
+        if let Some(n) = self.no_voters.iter().find(|&&n| n == 0 || n >= nodes) {
+            return Err(format!("no_voters: {n} is not a participant (1..={})", nodes - 1));
+        }
+        if self.timeout.is_zero() {
+            return Err("timeout: must be more than zero".into());
+        }
+        Ok(())
+    }
+
+    pub fn config(&self, nodes: u32) -> Config {
+        Config {
+            variant: self.variant,
+            participants: nodes - 1,
+            no_voters: self.no_voters.clone(),
+            txns: self.txns,
+            timeout: self.timeout,
+            decide_before_sync: false,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Config {
     pub variant: Variant,
@@ -239,6 +291,17 @@ impl Commit {
         }
     }
 
+    /// Coordinator: once every transaction it knows is finished, begins the
+    /// one after the newest (never one it already ran: after a restart the
+    /// log's older transactions finish again, and re-running one would ask
+    /// participants that committed it for a new vote).
+    fn advance(&mut self, io: &mut Io<'_, Self>) {
+        if self.txs.values().all(|t| matches!(t.state, Some(State::Committed | State::Aborted))) {
+            let next = self.txs.keys().next_back().map_or(0, |&tx| tx + 1);
+            self.begin(next, io);
+        }
+    }
+
     fn begin(&mut self, tx: u32, io: &mut Io<'_, Self>) {
         if tx < self.cfg.txns {
             self.set(tx, State::Active);
@@ -345,7 +408,7 @@ impl Commit {
                     let done = if s == State::Committing { State::Committed } else { State::Aborted };
                     self.set(tx, done);
                     io.cancel_timer(Timer::Retry(tx));
-                    self.begin(tx + 1, io);
+                    self.advance(io);
                 }
             }
             (Body::StateReq, s) => {
@@ -465,10 +528,7 @@ impl Protocol for Commit {
             }
         }
         if coordinator {
-            let next = txs.iter().map(|&(tx, _)| tx + 1).max().unwrap_or(0);
-            if txs.iter().all(|&(_, s)| matches!(s, State::Committed | State::Aborted)) {
-                self.begin(next, io);
-            }
+            self.advance(io);
         }
     }
 
