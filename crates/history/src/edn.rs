@@ -31,6 +31,15 @@ impl Value {
         }
     }
 
+    /// A string's contents; any other value as EDN (keys and elements
+    /// compared as text).
+    pub fn text(&self) -> String {
+        match self {
+            Value::Str(s) => s.clone(),
+            other => other.to_string(),
+        }
+    }
+
     pub fn keyword(&self) -> Option<&str> {
         match self {
             Value::Keyword(s) => Some(s),

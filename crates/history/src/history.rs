@@ -55,7 +55,7 @@ impl fmt::Display for HistoryError {
 impl std::error::Error for HistoryError {}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Invoke,
     Ok,
     Fail,
@@ -64,13 +64,13 @@ enum Kind {
 
 /// One line of a history.
 #[derive(Clone, Debug)]
-struct Event {
-    line: usize,
-    process: i64,
-    kind: Kind,
-    f: String,
-    key: Option<Value>,
-    value: Value,
+pub(crate) struct Event {
+    pub(crate) line: usize,
+    pub(crate) process: i64,
+    pub(crate) kind: Kind,
+    pub(crate) f: String,
+    pub(crate) key: Option<Value>,
+    pub(crate) value: Value,
 }
 
 /// The format of `text`: EDN when its first line that is not blank starts
@@ -82,11 +82,12 @@ pub fn detect(text: &str) -> Format {
     }
 }
 
-fn bad(line: usize, message: impl Into<String>) -> HistoryError {
+pub(crate) fn bad(line: usize, message: impl Into<String>) -> HistoryError {
     HistoryError { line, message: message.into() }
 }
 
-fn edn_events(text: &str) -> Result<Vec<Event>, HistoryError> {
+/// The operations of an EDN history (the nemesis's left out).
+pub(crate) fn edn_events(text: &str) -> Result<Vec<Event>, HistoryError> {
     let values = edn::parse_all(text).map_err(|e| bad(e.line, format!("column {}: {}", e.column, e.message)))?;
     // A history may also be one vector of operation maps.
     let values = match values.as_slice() {
@@ -198,10 +199,7 @@ fn pair<I, O>(
             continue;
         }
         let Some((input, output)) = convert(inv, known)? else { continue };
-        let key = inv.key.as_ref().map_or_else(String::new, |k| match k {
-            Value::Str(s) => s.clone(),
-            other => other.to_string(),
-        });
+        let key = inv.key.as_ref().map_or_else(String::new, Value::text);
         let ret = match known {
             Some(_) => ret.expect("a known completion") as u64,
             None => u64::MAX,
@@ -304,7 +302,7 @@ pub struct Report {
 }
 
 fn check_partitions<M: Model>(model: &M, mut ops: Vec<Op<M::Input, M::Output>>, timeout: Option<Duration>) -> Report {
-    let deadline = linear::deadline(timeout);
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
     ops.sort_by(|a, b| a.key.cmp(&b.key).then(a.op.call.cmp(&b.op.call)));
     let indeterminate = ops.iter().filter(|o| o.op.ret == u64::MAX).count();
     let mut report = Report { linearizable: Some(true), ops: ops.len(), indeterminate, partitions: 0, stuck: None };
@@ -352,12 +350,13 @@ pub fn check(
     model: ModelKind,
     timeout: Option<Duration>,
 ) -> Result<Report, HistoryError> {
-    let events = match format.unwrap_or_else(|| detect(text)) {
+    let format = format.unwrap_or_else(|| detect(text));
+    let events = match format {
         Format::Edn => edn_events(text)?,
         Format::Jepsen => jepsen_events(text)?,
     };
     if events.is_empty() {
-        let what = match format.unwrap_or_else(|| detect(text)) {
+        let what = match format {
             Format::Edn => "no operation maps",
             Format::Jepsen => "no `jepsen.util` lines (is it a Jepsen log? EDN histories start with '{')",
         };

@@ -9,7 +9,7 @@
 use rustc_hash::FxHasher;
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// A sequential specification.
 pub trait Model {
@@ -49,7 +49,7 @@ pub enum Outcome {
 const HEAD: usize = usize::MAX;
 
 #[derive(Clone, Copy)]
-pub struct Entry {
+struct Entry {
     op: usize,
     is_call: bool,
     /// Index of the other entry of the same operation.
@@ -103,8 +103,6 @@ pub struct Search<M: Model> {
     state: M::State,
     deepest: usize,
     stuck_at: usize,
-    /// Steps taken so far.
-    pub steps: u64,
 }
 
 struct Config<S> {
@@ -158,7 +156,6 @@ impl<M: Model> Search<M> {
             state: model.init(),
             deepest: 0,
             stuck_at: 0,
-            steps: 0,
         }
     }
 
@@ -208,7 +205,6 @@ impl<M: Model> Search<M> {
     /// Takes up to `budget` steps; `None` if the search is not over.
     pub fn run(&mut self, model: &M, ops: &[Operation<M::Input, M::Output>], budget: u64) -> Option<Outcome> {
         for _ in 0..budget {
-            self.steps += 1;
             if self.head == HEAD {
                 return Some(Outcome::Linearizable);
             }
@@ -285,11 +281,6 @@ fn unlift(list: &mut [Entry], head: &mut usize, call: usize) {
     let ret = list[call].other;
     relink(list, head, ret);
     relink(list, head, call);
-}
-
-/// A deadline `timeout` from now.
-pub fn deadline(timeout: Option<Duration>) -> Option<Instant> {
-    timeout.map(|t| Instant::now() + t)
 }
 
 /// The cache's keys are hashes already.

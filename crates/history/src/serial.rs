@@ -18,8 +18,8 @@
 //! Format: Jepsen EDN, one operation a line, `:f :txn`, `:value` a vector
 //! of micro-operations `[:append K V]` and `[:r K [V …]]` (`nil`: empty).
 
-use crate::edn::{self, Value};
-use crate::history::HistoryError;
+use crate::edn::Value;
+use crate::history::{bad, edn_events, HistoryError, Kind};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
@@ -65,17 +65,6 @@ struct Txn {
     ops: Vec<Micro>,
 }
 
-fn bad(line: usize, message: impl Into<String>) -> HistoryError {
-    HistoryError { line, message: message.into() }
-}
-
-fn key_of(v: &Value) -> String {
-    match v {
-        Value::Str(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 fn micro_ops(line: usize, value: &Value, with_reads: bool) -> Result<Vec<Micro>, HistoryError> {
     let Value::Vector(items) = value else {
         return Err(bad(line, format!("a transaction's :value must be a vector of micro-operations, found {value}")));
@@ -86,14 +75,14 @@ fn micro_ops(line: usize, value: &Value, with_reads: bool) -> Result<Vec<Micro>,
             return Err(bad(line, format!("a micro-operation must be a vector, found {m}")));
         };
         match parts.as_slice() {
-            [f, k, v] if f.keyword() == Some("append") => ops.push(Micro::Append(key_of(k), v.clone())),
+            [f, k, v] if f.keyword() == Some("append") => ops.push(Micro::Append(k.text(), v.clone())),
             [f, k, v] if f.keyword() == Some("r") => {
                 let list = match v {
                     Value::Nil => Some(Vec::new()),
                     Value::Vector(l) | Value::List(l) => Some(l.clone()),
                     other => return Err(bad(line, format!("a read's value must be a list or nil, found {other}"))),
                 };
-                ops.push(Micro::Read(key_of(k), list.filter(|_| with_reads)));
+                ops.push(Micro::Read(k.text(), list.filter(|_| with_reads)));
             }
             _ => return Err(bad(line, format!("expected [:append k v] or [:r k list], found {m}"))),
         }
@@ -108,43 +97,32 @@ type Failed = HashMap<(String, String), usize>;
 /// `:info` ones, whose reads are unknown), and the elements failed ones
 /// appended.
 fn read(text: &str) -> Result<(Vec<Txn>, Failed), HistoryError> {
-    let values = edn::parse_all(text).map_err(|e| bad(e.line, format!("column {}: {}", e.column, e.message)))?;
     let mut open: BTreeMap<i64, (usize, Value)> = BTreeMap::new();
     let (mut txns, mut failed) = (Vec::new(), HashMap::new());
-    for (line, v) in values {
-        let field = |name: &str| v.get(name).ok_or_else(|| bad(line, format!("the operation has no :{name}")));
-        let process = match field("process")? {
-            Value::Int(p) => *p,
-            Value::Keyword(k) if k == "nemesis" => continue,
-            other => return Err(bad(line, format!(":process must be an integer, found {other}"))),
-        };
-        if field("f")?.keyword() != Some("txn") {
+    for e in edn_events(text)? {
+        let (line, process) = (e.line, e.process);
+        if e.f != "txn" {
             return Err(bad(line, "the list-append model reads :f :txn operations"));
         }
-        let value = field("value")?.clone();
-        match field("type")?.keyword() {
-            Some("invoke") => {
-                if open.insert(process, (line, value)).is_some() {
-                    return Err(bad(line, format!("process {process} invokes again before its transaction completed")));
-                }
+        if e.kind == Kind::Invoke {
+            if open.insert(process, (line, e.value)).is_some() {
+                return Err(bad(line, format!("process {process} invokes again before its transaction completed")));
             }
-            Some(kind @ ("ok" | "info" | "fail")) => {
-                let Some((_, invoked)) = open.remove(&process) else {
-                    return Err(bad(line, format!("process {process} completes a transaction it never invoked")));
-                };
-                match kind {
-                    "ok" => txns.push(Txn { line, ops: micro_ops(line, &value, true)? }),
-                    "info" => txns.push(Txn { line, ops: micro_ops(line, &invoked, false)? }),
-                    _ => {
-                        for m in micro_ops(line, &invoked, false)? {
-                            if let Micro::Append(k, v) = m {
-                                failed.insert((k, v.to_string()), line);
-                            }
-                        }
+            continue;
+        }
+        let Some((_, invoked)) = open.remove(&process) else {
+            return Err(bad(line, format!("process {process} completes a transaction it never invoked")));
+        };
+        match e.kind {
+            Kind::Ok => txns.push(Txn { line, ops: micro_ops(line, &e.value, true)? }),
+            Kind::Fail => {
+                for m in micro_ops(line, &invoked, false)? {
+                    if let Micro::Append(k, v) = m {
+                        failed.insert((k, v.to_string()), line);
                     }
                 }
             }
-            _ => return Err(bad(line, ":type must be :invoke, :ok, :fail or :info")),
+            _ => txns.push(Txn { line, ops: micro_ops(line, &invoked, false)? }),
         }
     }
     // Never completed: like :info.

@@ -267,12 +267,21 @@ impl Commit {
     fn log(&mut self, tx: u32, state: State, io: &mut Io<'_, Self>) {
         io.append(LOG, record(tx, state));
         if self.cfg.decide_before_sync && state == State::Committing {
+            // Ticket 0 is never handed out: its completion is ignored.
             io.sync(0);
             return self.durable(tx, state, io);
         }
         self.next_ticket += 1;
         self.syncing.insert(self.next_ticket, (tx, state));
         io.sync(self.next_ticket);
+    }
+
+    /// Coordinator: records `from`'s vote or acknowledgement; true once
+    /// every participant's is in.
+    fn hear(&mut self, tx: u32, from: NodeId) -> bool {
+        let heard = &mut self.txs.get_mut(&tx).expect("a transaction the coordinator runs").heard;
+        heard.insert(from.0);
+        heard.len() == self.cfg.participants as usize
     }
 
     fn logging(&self, tx: u32) -> bool {
@@ -366,18 +375,20 @@ impl Commit {
             // The other decision is final here: a disagreement, which the
             // checks report; do not change it.
             Some(State::Committed | State::Aborted) => io.count("conflicting_decision", 1),
-            _ if self.logging(tx) && self.syncing.values().any(|&(t, s)| t == tx && s == target) => {}
+            // Being logged already.
+            _ if self.syncing.values().any(|&(t, s)| t == tx && s == target) => {}
             _ => self.log(tx, target, io),
         }
     }
 
+    // `hear` records a vote: it stays out of the match guards, where a
+    // false guard would fall through to the next arm after recording it.
+    #[allow(clippy::collapsible_match)]
     fn coordinator_message(&mut self, from: NodeId, tx: u32, body: Body, io: &mut Io<'_, Self>) {
         let state = self.state(tx);
         match (body, state) {
             (Body::Vote { yes: true }, Some(State::Preparing)) => {
-                let t = self.txs.get_mut(&tx).expect("preparing");
-                t.heard.insert(from.0);
-                if t.heard.len() == self.cfg.participants as usize && !self.logging(tx) {
+                if self.hear(tx, from) && !self.logging(tx) {
                     let next = match self.cfg.variant {
                         Variant::TwoPhase => State::Committing,
                         Variant::ThreePhase => State::PreCommitted,
@@ -395,24 +406,17 @@ impl Commit {
             // or never decided): presumed abort.
             (Body::Vote { .. }, None) => io.send(from, Msg { tx, body: Body::Abort }),
             (Body::PreAck, Some(State::PreCommitted)) => {
-                let t = self.txs.get_mut(&tx).expect("pre-committed");
-                t.heard.insert(from.0);
-                if t.heard.len() == self.cfg.participants as usize && !self.logging(tx) {
+                if self.hear(tx, from) && !self.logging(tx) {
                     self.log(tx, State::Committing, io);
                 }
             }
             (Body::Ack, Some(s @ (State::Committing | State::Aborting))) => {
-                let t = self.txs.get_mut(&tx).expect("deciding");
-                t.heard.insert(from.0);
-                if t.heard.len() == self.cfg.participants as usize {
+                if self.hear(tx, from) {
                     let done = if s == State::Committing { State::Committed } else { State::Aborted };
                     self.set(tx, done);
                     io.cancel_timer(Timer::Retry(tx));
                     self.advance(io);
                 }
-            }
-            (Body::StateReq, s) => {
-                io.send(from, Msg { tx, body: Body::StateReply { state: s.unwrap_or(State::Active) } })
             }
             // A termination leader decided (3PC): adopt it, and see it through.
             (Body::Commit, Some(s)) if !s.committed() && !s.aborted() && !self.logging(tx) => {
@@ -426,9 +430,7 @@ impl Commit {
             _ => {}
         }
     }
-}
 
-impl Commit {
     fn participant_message(&mut self, from: NodeId, tx: u32, body: Body, io: &mut Io<'_, Self>) {
         let state = self.state(tx);
         match body {
@@ -456,9 +458,7 @@ impl Commit {
             },
             Body::Commit => self.decision(from, tx, true, io),
             Body::Abort => self.decision(from, tx, false, io),
-            Body::StateReq => {
-                io.send(from, Msg { tx, body: Body::StateReply { state: state.unwrap_or(State::Active) } })
-            }
+            Body::StateReq => unreachable!("answered in on_message"),
             Body::StateReply { state: reported } => {
                 let total = self.cfg.participants as usize + 1;
                 if let Some(replies) = self.txs.get_mut(&tx).and_then(|t| t.replies.as_mut()) {
@@ -476,17 +476,13 @@ impl Commit {
     /// committed or pre-committed means everyone voted yes, so commit;
     /// otherwise nobody can have committed, so abort.
     fn terminate(&mut self, tx: u32, io: &mut Io<'_, Self>) {
-        let Some(replies) = self.txs.get(&tx).and_then(|t| t.replies.clone()) else { return };
+        let Some(replies) = self.txs.get(&tx).and_then(|t| t.replies.as_ref()) else { return };
+        let commit = !replies.values().any(|s| s.aborted())
+            && replies.values().any(|s| s.committed() || *s == State::PreCommitted);
         if self.logging(tx) {
             return;
         }
         io.cancel_timer(Timer::Decide(tx));
-        let states: Vec<State> = replies.values().copied().collect();
-        let commit = if states.iter().any(|s| s.aborted()) {
-            false
-        } else {
-            states.iter().any(|s| s.committed() || *s == State::PreCommitted)
-        };
         self.log(tx, if commit { State::Committed } else { State::Aborted }, io);
     }
 }
@@ -537,7 +533,11 @@ impl Protocol for Commit {
             io.count("unknown_sender", 1);
             return;
         }
-        if self.me == COORDINATOR {
+        if msg.body == Body::StateReq {
+            // Anyone may lead a termination; everyone answers the same way.
+            let state = self.state(msg.tx).unwrap_or(State::Active);
+            io.send(from, Msg { tx: msg.tx, body: Body::StateReply { state } });
+        } else if self.me == COORDINATOR {
             self.coordinator_message(from, msg.tx, msg.body, io);
         } else {
             self.participant_message(from, msg.tx, msg.body, io);
