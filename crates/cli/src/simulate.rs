@@ -32,6 +32,10 @@ pub struct SimArgs {
     /// (protocols that have one: telecom).
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
+    /// Write each replication group's client history to DIR/SERVICE.edn, as
+    /// `agora history check --model kv` reads it (protocols with data: telecom).
+    #[arg(long, value_name = "DIR")]
+    pub history: Option<PathBuf>,
 }
 
 /// The first line of a trace file: what to re-run.
@@ -123,6 +127,16 @@ fn run_typed<P: Runnable>(args: &SimArgs, path: &str, src: &str) -> Result<bool>
         let file = dir.join("index.html");
         std::fs::write(&file, page).with_context(|| format!("cannot write {}", file.display()))?;
         eprintln!("report: {}", file.display());
+    }
+    if let Some(dir) = &args.history {
+        let files = P::histories(&sc.params, &sim)
+            .ok_or_else(|| anyhow::anyhow!("--history: the {} protocol keeps no client data", P::NAME))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for (name, text) in files {
+            let file = dir.join(name);
+            std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
+            eprintln!("history: {}", file.display());
+        }
     }
     let stop = match &result {
         Ok(r) => serde_json::to_value(r.stop)?.as_str().unwrap_or_default().to_string(),

@@ -271,7 +271,14 @@ fn kv_op(inv: &Event, comp: Option<&Event>) -> Result<Option<(KvInput, Option<Kv
         }
         "put" => (KvInput::Put(string(inv, &inv.value)?), comp.map(|_| KvOutput::Done)),
         "append" => (KvInput::Append(string(inv, &inv.value)?), comp.map(|_| KvOutput::Done)),
-        f => return Err(bad(inv.line, format!("the kv model knows :get, :put and :append, not :{f}"))),
+        "cas" => {
+            let pair = match &inv.value {
+                Value::Vector(pair) if pair.len() == 2 => pair,
+                v => return Err(bad(inv.line, format!("a cas's value must be [expected new], found {v}"))),
+            };
+            (KvInput::Cas(string(inv, &pair[0])?, string(inv, &pair[1])?), comp.map(|_| KvOutput::Done))
+        }
+        f => return Err(bad(inv.line, format!("the kv model knows :get, :put, :append and :cas, not :{f}"))),
     }))
 }
 

@@ -49,7 +49,9 @@ impl Model for Register {
 }
 
 /// One key of a key–value store of strings (Porcupine's kv model): get,
-/// put, append; a key never written reads as "".
+/// put, append, and compare-and-set; a key never written reads as "".
+/// A cas that completes `:ok` swapped (one that did not is `:fail`, and a
+/// failed operation did not happen).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct KvKey;
 
@@ -58,6 +60,8 @@ pub enum KvInput {
     Get,
     Put(String),
     Append(String),
+    /// Replace `.0` with `.1`.
+    Cas(String, String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,6 +87,10 @@ impl Model for KvKey {
             (KvInput::Get, Some(KvOutput::Got(v))) => (**v == **state).then(|| state.clone()),
             (KvInput::Put(v), None | Some(KvOutput::Done)) => Some(Arc::from(v.as_str())),
             (KvInput::Append(v), None | Some(KvOutput::Done)) => Some(Arc::from(format!("{state}{v}"))),
+            (KvInput::Cas(from, to), None) => {
+                Some(if **state == **from { Arc::from(to.as_str()) } else { state.clone() })
+            }
+            (KvInput::Cas(from, to), Some(KvOutput::Done)) => (**state == **from).then(|| Arc::from(to.as_str())),
             _ => None,
         }
     }
@@ -101,5 +109,9 @@ mod tests {
         assert_eq!(r.step(&None, &RegisterInput::Read, Some(&RegisterOutput::Read(Some(0)))), None);
         assert_eq!(KvKey.step(&"a".into(), &KvInput::Append("b".into()), None).as_deref(), Some("ab"));
         assert_eq!(KvKey.step(&"a".into(), &KvInput::Get, Some(&KvOutput::Got("ab".into()))), None);
+        let cas = KvInput::Cas("a".into(), "b".into());
+        assert_eq!(KvKey.step(&"a".into(), &cas, Some(&KvOutput::Done)).as_deref(), Some("b"));
+        assert_eq!(KvKey.step(&"c".into(), &cas, Some(&KvOutput::Done)), None, "an ok cas needs its expected value");
+        assert_eq!(KvKey.step(&"c".into(), &cas, None).as_deref(), Some("c"), "an unknown one may have failed");
     }
 }

@@ -29,3 +29,29 @@ fn porcupines_non_linearizable_histories_fail() {
         assert!(stuck.line >= 1, "{name}: {stuck:?}");
     }
 }
+
+/// Compare-and-set in the kv model: an `:ok` cas swapped, a `:fail` one
+/// did not happen, and a read must see what the successful cas wrote.
+#[test]
+fn a_kv_cas_is_checked_against_what_it_expected() {
+    let history = |read: &str| {
+        format!(
+            r#"{{:process 0, :type :invoke, :f :put, :key "k", :value "a"}}
+{{:process 0, :type :ok, :f :put, :key "k", :value "a"}}
+{{:process 1, :type :invoke, :f :cas, :key "k", :value ["x" "c"]}}
+{{:process 1, :type :fail, :f :cas, :key "k", :value ["x" "c"]}}
+{{:process 1, :type :invoke, :f :cas, :key "k", :value ["a" "b"]}}
+{{:process 1, :type :ok, :f :cas, :key "k", :value ["a" "b"]}}
+{{:process 2, :type :invoke, :f :get, :key "k", :value nil}}
+{{:process 2, :type :ok, :f :get, :key "k", :value "{read}"}}
+"#
+        )
+    };
+    let check_kv = |text: &str| check(text, Some(Format::Edn), ModelKind::Kv, None).unwrap().linearizable;
+    assert_eq!(check_kv(&history("b")), Some(true));
+    assert_eq!(check_kv(&history("a")), Some(false), "the cas had swapped a for b");
+    assert_eq!(check_kv(&history("c")), Some(false), "the failed cas wrote nothing");
+    let bad = history("b").replace(r#"["a" "b"]}"#, r#""b"}"#);
+    let e = check(&bad, Some(Format::Edn), ModelKind::Kv, None).unwrap_err();
+    assert!(e.to_string().contains("[expected new]"), "{e}");
+}

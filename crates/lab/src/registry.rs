@@ -39,6 +39,11 @@ pub trait Runnable: Protocol + Sized {
     fn html(_params: &Self::Params, _sim: &Sim<Self>, _title: &str) -> Option<Result<String, String>> {
         None
     }
+    /// The clients' histories of a finished run as files (name → Jepsen
+    /// EDN), for protocols that keep data (`agora sim --history`).
+    fn histories(_params: &Self::Params, _sim: &Sim<Self>) -> Option<Vec<(String, String)>> {
+        None
+    }
     /// The link delays, for a protocol whose parameters describe its own
     /// network (a topology with RTTs); None: the scenario's `[network]` sets them.
     fn network(_params: &Self::Params) -> Option<Model<Self>> {
@@ -233,6 +238,12 @@ impl Runnable for agora_telecom::node::Node {
     fn network(params: &Self::Params) -> Option<Model<Self>> {
         Some(crate::telecom::links(&params.compile().ok()?))
     }
+    fn histories(params: &Self::Params, sim: &Sim<Self>) -> Option<Vec<(String, String)>> {
+        let topo = params.compile().ok()?;
+        let (reqs, events) = crate::telecom::history::requests(sim);
+        let files = crate::telecom::history::edn(&topo, &reqs, &events);
+        Some(files.into_iter().map(|(service, text)| (format!("{}.edn", file_name(&service)), text)).collect())
+    }
     fn cluster_report(
         params: &Self::Params,
         injected: &[(NodeId, &'static str, f64)],
@@ -244,6 +255,11 @@ impl Runnable for agora_telecom::node::Node {
         let json: Vec<serde_json::Value> = failures.iter().filter_map(|f| serde_json::to_value(f).ok()).collect();
         Some(format!("{}{detected} of {} failures detected\n", crate::telecom::failures_table(&json), failures.len()))
     }
+}
+
+/// A service name as a file name: anything but letters, digits, `-` and `_` becomes `_`.
+fn file_name(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
 }
 
 /// The broadcast parameters with the node count the scenario or cluster file sets.

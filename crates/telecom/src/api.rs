@@ -8,6 +8,7 @@
 //! run's topology is fixed.
 
 use crate::balance::Balancer;
+use crate::data::kv::Op;
 use crate::node::{Behaviour, Input, Msg, Node};
 use agora_core::{Io, NodeId, Protocol, Time};
 use rand::RngCore;
@@ -51,9 +52,10 @@ pub trait NodeManager: Protocol {
 
 /// The seed's `CommunicationManager`.
 pub trait CommunicationManager: Protocol {
-    /// Sends an RPC to the group's members as its redundancy says; the
-    /// request id, or None if refused at once. The answer is a `Done` output.
-    fn send_rpc(&mut self, group: u16, key: u64, priority: u8, io: &mut Io<'_, Self>) -> Option<u64>;
+    /// Sends an RPC — operation `op` on `key` of group `group` — to the
+    /// group's members as its redundancy says; the request id, or None if
+    /// refused at once. The answer is a `Done` output.
+    fn send_rpc(&mut self, group: u16, key: &str, op: Op, priority: u8, io: &mut Io<'_, Self>) -> Option<u64>;
     fn broadcast_message(&mut self, msg: &Self::Msg, targets: &[NodeId], io: &mut Io<'_, Self>);
 }
 
@@ -95,8 +97,8 @@ impl NodeManager for Node {
 }
 
 impl CommunicationManager for Node {
-    fn send_rpc(&mut self, group: u16, key: u64, priority: u8, io: &mut Io<'_, Self>) -> Option<u64> {
-        self.request(group, key, priority, io)
+    fn send_rpc(&mut self, group: u16, key: &str, op: Op, priority: u8, io: &mut Io<'_, Self>) -> Option<u64> {
+        self.request(group, key.to_string(), op, priority, io)
     }
     fn broadcast_message(&mut self, msg: &Msg, targets: &[NodeId], io: &mut Io<'_, Self>) {
         for &t in targets {
@@ -134,7 +136,7 @@ mod tests {
         let mut io = Io::new(NodeId(0), Time::ZERO, &mut rng, &mut out);
         assert_eq!(node.health_status(), HealthStatus::Healthy);
         // Group 0 is n-way (Core1, Core2, Cloud1): one request to each member.
-        let id = node.send_rpc(0, 42, 1, &mut io);
+        let id = node.send_rpc(0, "k42", Op::Read, 1, &mut io);
         assert_eq!(id, Some(0));
         let requests = out.iter().filter(|c| matches!(c, Command::Send { msg: Msg::Request(_), .. })).count();
         assert_eq!(requests, 3);

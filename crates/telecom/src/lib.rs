@@ -22,6 +22,7 @@ pub mod api;
 pub mod balance;
 pub mod causal;
 pub mod commit;
+pub mod data;
 pub mod deadlock;
 pub mod node;
 pub mod phi;

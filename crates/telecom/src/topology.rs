@@ -5,6 +5,7 @@
 //! indexed form the nodes run on.
 
 use crate::balance::Strategy;
+use crate::data::workload::{KeyDistribution, KeySampler, OpMix};
 use crate::phi::PhiConfig;
 use crate::risk::FailureMode;
 use agora_core::{duration_str, NodeId};
@@ -143,6 +144,18 @@ pub struct Workload {
     /// Clients issue nothing before this (real processes connect first).
     #[serde(default, with = "duration_str")]
     pub start_after: Duration,
+    /// Relative weights of read, write, cas and append.
+    #[serde(default)]
+    pub ops: OpMix,
+    /// Keys per group (`k0`, `k1`, …), and how a request's key is drawn.
+    #[serde(default = "default_keys")]
+    pub keys: u32,
+    #[serde(default)]
+    pub key_distribution: KeyDistribution,
+}
+
+fn default_keys() -> u32 {
+    100
 }
 
 fn default_rate() -> f64 {
@@ -163,6 +176,9 @@ impl Default for Workload {
             service_jitter: 0.5,
             service_scale: 1.0,
             start_after: Duration::ZERO,
+            ops: OpMix::default(),
+            keys: default_keys(),
+            key_distribution: KeyDistribution::default(),
         }
     }
 }
@@ -348,6 +364,8 @@ pub struct Topology {
     /// One-way delay between every pair along the shortest primary-or-backup
     /// path, in milliseconds (the simulator's link model; f64::INFINITY if none).
     pub one_way_ms: Vec<Vec<f64>>,
+    /// Draws a request's key.
+    pub keys: KeySampler,
 }
 
 impl Params {
@@ -490,6 +508,8 @@ impl Params {
         if !(0.0..1.0).contains(&w.service_jitter) {
             return Err(format!("workload.service_jitter: {} is not in [0, 1)", w.service_jitter));
         }
+        w.ops.validate().map_err(|e| format!("workload.{e}"))?;
+        let keys = KeySampler::new(w.keys, w.key_distribution).map_err(|e| format!("workload.{e}"))?;
         self.detector.validate().map_err(|e| format!("detector.{e}"))?;
         if self.omission.window < 4 {
             return Err(format!("omission.window: {} heartbeats are too few (at least 4)", self.omission.window));
@@ -527,7 +547,7 @@ impl Params {
             return Err("byzantine_strikes: must be at least 1".into());
         }
         let one_way_ms = shortest_paths(&neighbours);
-        Ok(Topology { params: self.clone(), neighbours, groups, clients, mix, one_way_ms })
+        Ok(Topology { params: self.clone(), neighbours, groups, clients, mix, one_way_ms, keys })
     }
 }
 

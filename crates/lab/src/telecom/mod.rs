@@ -5,13 +5,14 @@
 //! seed's load-balancing metrics.
 
 pub mod experiments;
+pub mod history;
 
 use crate::stats::quantile;
 use agora_core::{NodeId, Time};
 use agora_sim::{Fault, Model, Scope, Sim};
 use agora_telecom::api::NodeManager;
 use agora_telecom::balance::{coefficient_of_variation, jain_index};
-use agora_telecom::node::{self, counters, Detection, Level, Node, Output};
+use agora_telecom::node::{counters, Detection, Level, Node, Output};
 use agora_telecom::rank;
 use agora_telecom::topology::Topology;
 use serde::Serialize;
@@ -95,8 +96,8 @@ pub struct Requests {
     pub attempts_per_request: f64,
     pub retries: u64,
     pub retry_budget_exhausted: u64,
-    /// Answers accepted that an honest server would not give (the harness
-    /// knows the right ones; a single-replica read cannot tell).
+    /// Accepted replies holding a value no client wrote to the key (the
+    /// harness knows every value written; a single-replica read cannot tell).
     pub wrong_answers_accepted: u64,
 }
 
@@ -124,6 +125,8 @@ pub struct Outcome {
     pub failovers: Vec<FailoverReport>,
     pub cascade: Vec<CascadeReport>,
     pub requests: Requests,
+    /// Each group's client history checked for linearizability.
+    pub histories: Vec<history::GroupHistory>,
     pub load_balancing: LoadBalancing,
 }
 
@@ -280,6 +283,9 @@ fn injected(sim: &Sim<Node>) -> Vec<(NodeId, &'static str, Time)> {
     out
 }
 
+/// How long the report's check of one group's history may search.
+const HISTORY_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub fn outcome(topo: &Topology, sim: &Sim<Node>) -> Outcome {
     let now = sim.now();
     let secs = now.as_secs_f64().max(1e-9);
@@ -343,7 +349,7 @@ pub fn outcome(topo: &Topology, sim: &Sim<Node>) -> Outcome {
     };
     let mut failovers = Vec::new();
     let mut cascade = Vec::new();
-    let (mut latencies, mut wrong) = (Vec::new(), 0);
+    let mut latencies = Vec::new();
     for o in outputs {
         match &o.output {
             Output::Failover { group, from, to } => failovers.push(FailoverReport {
@@ -360,15 +366,12 @@ pub fn outcome(topo: &Topology, sim: &Sim<Node>) -> Outcome {
                 by: name(o.node),
                 at_s: o.at.as_secs_f64(),
             }),
-            Output::Done { group, ok: true, latency_us, key, value, .. } => {
-                latencies.push(*latency_us as f64 / 1e3);
-                if *value != node::answer(*group, *key) {
-                    wrong += 1;
-                }
-            }
+            Output::Done { ok: true, latency_us, .. } => latencies.push(*latency_us as f64 / 1e3),
             _ => {}
         }
     }
+    let (reqs, events) = history::requests(sim);
+    let histories = history::check(topo, &history::edn(topo, &reqs, &events), HISTORY_CHECK_TIMEOUT);
     let c = &sim.stats().counters;
     let sent = c.get(counters::REQUESTS);
     let succeeded = c.get(counters::SUCCEEDED);
@@ -387,7 +390,7 @@ pub fn outcome(topo: &Topology, sim: &Sim<Node>) -> Outcome {
         attempts_per_request: if sent == 0 { 0.0 } else { c.get(counters::ATTEMPTS) as f64 / sent as f64 },
         retries: c.get(counters::RETRIES),
         retry_budget_exhausted: c.get(counters::BUDGET_EXHAUSTED),
-        wrong_answers_accepted: wrong,
+        wrong_answers_accepted: history::wrong_answers(&reqs),
     };
     let servers: Vec<f64> = topo
         .groups
@@ -405,7 +408,7 @@ pub fn outcome(topo: &Topology, sim: &Sim<Node>) -> Outcome {
         mean_response_ms: mean_ms,
         success_rate: requests.success_ratio,
     };
-    Outcome { sim_time_s: secs, nodes, bottlenecks, failures, failovers, cascade, requests, load_balancing }
+    Outcome { sim_time_s: secs, nodes, bottlenecks, failures, failovers, cascade, requests, histories, load_balancing }
 }
 
 /// The outcome as text tables (from its JSON form, so a saved `--json`
@@ -508,6 +511,19 @@ pub fn report(o: &serde_json::Value) -> String {
         r["retry_budget_exhausted"],
         r["wrong_answers_accepted"]
     );
+    let verdicts: Vec<String> = list("histories")
+        .iter()
+        .map(|h| {
+            let verdict = match h["linearizable"].as_bool() {
+                Some(true) => "linearizable".to_string(),
+                Some(false) => format!("NOT linearizable ({})", text(&h["stuck_at"])),
+                None if h["ops"] == 0 => "no operations".to_string(),
+                None => format!("unchecked ({})", text(&h["stuck_at"])),
+            };
+            format!("{} ({}, {} ops): {verdict}", text(&h["service"]), text(&h["consistency"]), h["ops"])
+        })
+        .collect();
+    let _ = writeln!(out, "histories    {}", if verdicts.is_empty() { "-".into() } else { verdicts.join("; ") });
     let b = &o["load_balancing"];
     let _ = writeln!(
         out,

@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::balance::Balancer;
+use crate::data;
 use crate::rpc::{backoff, RetryBudget};
 
 /// One request in flight at its client.
@@ -12,39 +13,49 @@ use crate::rpc::{backoff, RetryBudget};
 pub(super) struct Pending {
     pub(super) id: u64,
     pub(super) group: u16,
-    pub(super) key: u64,
+    pub(super) key: String,
+    pub(super) op: Op,
     pub(super) priority: u8,
     pub(super) started: Time,
     pub(super) attempt: u8,
     /// Servers asked in the current attempt, and every one asked so far.
     pub(super) outstanding: SmallVec<[NodeId; 3]>,
     pub(super) tried: SmallVec<[NodeId; 4]>,
-    /// n-way: answers so far (server, value); the decided value once a quorum agrees.
-    pub(super) votes: SmallVec<[(NodeId, u64); 3]>,
-    pub(super) decided: Option<u64>,
+    /// n-way: answers so far (server, reply); the decided reply once a quorum agrees.
+    pub(super) votes: SmallVec<[(NodeId, Reply); 3]>,
+    pub(super) decided: Option<Reply>,
 }
 
 impl Pending {
     /// The request's end, reported once.
     pub(super) fn done(
         &self,
-        ok: bool,
-        value: u64,
+        reply: Option<Reply>,
         now: Time,
         ended: &mut Ended,
         closed_loop: bool,
         io: &mut Io<'_, Node>,
     ) {
         let latency_us = (now - self.started).as_micros() as u64;
+        let ok = reply.is_some();
         ended.count += 1;
-        if ok {
+        if let Some(r) = &reply {
             ended.latency_us.saturating_record(latency_us.max(1));
+            ended.seen.insert((self.group, self.key.clone()), r.entry.value.clone());
         }
         io.count(if ok { counters::SUCCEEDED } else { counters::FAILED }, 1);
         if closed_loop {
             io.set_timer(Duration::ZERO, Timer::Issue { n: self.id });
         }
-        io.output(Output::Done { group: self.group, ok, latency_us, attempts: self.attempt + 1, key: self.key, value });
+        io.output(Output::Done {
+            id: self.id,
+            group: self.group,
+            ok,
+            latency_us,
+            attempts: self.attempt + 1,
+            sent: !self.tried.is_empty(),
+            reply,
+        });
     }
 }
 
@@ -54,13 +65,16 @@ impl Pending {
 pub(super) struct Ended {
     pub(super) count: u64,
     pub(super) latency_us: hdrhistogram::Histogram<u64>,
+    /// The value each (group, key) had in the latest reply: what a
+    /// compare-and-set of this client expects.
+    pub(super) seen: BTreeMap<(u16, String), Vec<u8>>,
 }
 
 impl Ended {
     pub(super) fn new() -> Self {
         // 1 µs to 60 s at 1 % precision, larger values clamped.
         let latency_us = hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid bounds");
-        Ended { count: 0, latency_us }
+        Ended { count: 0, latency_us, seen: BTreeMap::new() }
     }
 
     /// The recorded latencies as (µs, count) pairs: mergeable across clients.
@@ -156,18 +170,31 @@ impl Node {
         } else {
             2
         };
-        let key = io.rng().random::<u64>();
-        self.request_at(group, key, priority, due, io);
+        let key = data::workload::key_name(topo.keys.draw(io.rng()));
+        let c = self.client.as_ref().expect("only clients issue requests");
+        let fresh = data::workload::token(self.me, c.next_id);
+        let seen = c.finished.seen.get(&(group, key.clone())).map_or(&[][..], |v| v.as_slice());
+        let op = data::workload::draw_op(&w.ops, seen, fresh, io.rng());
+        self.request_at(group, key, op, priority, due, io);
     }
 
-    /// Sends a request for `key` to group `group`: its id, or None if the
-    /// client refused it at once (isolated side, or shed by the cascade level).
-    pub fn request(&mut self, group: u16, key: u64, priority: u8, io: &mut Io<'_, Self>) -> Option<u64> {
-        self.request_at(group, key, priority, io.now(), io)
+    /// Sends a request to do `op` on `key` of group `group`: its id, or None
+    /// if the client refused it at once (isolated side, or shed by the
+    /// cascade level).
+    pub fn request(&mut self, group: u16, key: String, op: Op, priority: u8, io: &mut Io<'_, Self>) -> Option<u64> {
+        self.request_at(group, key, op, priority, io.now(), io)
     }
 
     /// [`Node::request`] for a request due at `due` (its latency counts from then).
-    fn request_at(&mut self, group: u16, key: u64, priority: u8, due: Time, io: &mut Io<'_, Self>) -> Option<u64> {
+    fn request_at(
+        &mut self,
+        group: u16,
+        key: String,
+        op: Op,
+        priority: u8,
+        due: Time,
+        io: &mut Io<'_, Self>,
+    ) -> Option<u64> {
         let topo = self.topo.clone();
         io.count(counters::REQUESTS, 1);
         let now = io.now();
@@ -180,10 +207,11 @@ impl Node {
         };
         let id = c.next_id;
         c.next_id += 1;
+        io.output(Output::Issued { id, group, key: key.clone(), op: op.clone() });
         if isolated || shed {
             io.count(counters::SHED, 1);
             io.count(counters::FAILED, 1);
-            io.output(Output::Done { group, ok: false, latency_us: 0, attempts: 0, key, value: 0 });
+            io.output(Output::Done { id, group, ok: false, latency_us: 0, attempts: 0, sent: false, reply: None });
             if topo.params.workload.closed_loop > 0 {
                 // Refused at once: wait a little, or the loop would spin in place.
                 io.set_timer(Duration::from_millis(1), Timer::Issue { n: id });
@@ -198,6 +226,7 @@ impl Node {
                 id,
                 group,
                 key,
+                op,
                 priority,
                 started: due,
                 attempt: 0,
@@ -238,12 +267,12 @@ impl Node {
         };
         if targets.is_empty() {
             let p = c.pending.remove(&id).expect("pending");
-            p.done(false, 0, io.now(), &mut c.finished, topo.params.workload.closed_loop > 0, io);
+            p.done(None, io.now(), &mut c.finished, topo.params.workload.closed_loop > 0, io);
             return;
         }
         p.outstanding = targets.clone();
         p.votes.clear();
-        let (group, key, priority, attempt) = (p.group, p.key, p.priority, p.attempt);
+        let (group, key, op, priority, attempt) = (p.group, p.key.clone(), p.op.clone(), p.priority, p.attempt);
         for &t in &targets {
             if !p.tried.contains(&t) {
                 p.tried.push(t);
@@ -256,7 +285,8 @@ impl Node {
         io.set_timer(topo.params.rpc.timeout, Timer::Attempt { id, attempt });
         let sent_ns = io.now().as_nanos();
         for t in targets {
-            let r = Request { id, client: self.me, server: t, group, key, priority, attempt, sent_ns, hops: 0 };
+            let (key, op) = (key.clone(), op.clone());
+            let r = Request { id, client: self.me, server: t, group, key, op, priority, attempt, sent_ns, hops: 0 };
             if t == self.me {
                 self.on_request(r, io);
             } else {
@@ -283,44 +313,56 @@ impl Node {
         let give_up = p.outstanding.is_empty() && p.decided.is_none();
         let rtt_ms = (now.as_nanos().saturating_sub(a.sent_ns)) as f64 / 1e6;
         c.balancer.finished(a.server, rtt_ms, now, Some(a.load));
-        if a.status != Status::Ok {
+        let Some(reply) = a.reply.filter(|_| a.status == Status::Ok) else {
             c.failures[a.server.index()] += 1;
             Self::maybe_eject(c, &topo, a.server, now, &mut self.detections, io);
             if give_up {
                 self.retry_or_fail(a.id, io);
             }
             return;
-        }
+        };
         c.failures[a.server.index()] = 0;
         let p = c.pending.get_mut(&a.id).expect("pending");
         let g = &topo.groups[p.group as usize];
         if g.strategy != Redundancy::NWay {
             let p = c.pending.remove(&a.id).expect("pending");
-            p.done(true, a.value, now, &mut c.finished, topo.params.workload.closed_loop > 0, io);
+            p.done(Some(reply), now, &mut c.finished, topo.params.workload.closed_loop > 0, io);
             return;
         }
-        p.votes.push((a.server, a.value));
-        if p.decided.is_none() && p.votes.iter().filter(|v| v.1 == a.value).count() >= g.quorum {
-            p.decided = Some(a.value);
-            p.done(true, a.value, now, &mut c.finished, topo.params.workload.closed_loop > 0, io);
+        if p.decided.is_none() && p.votes.iter().filter(|v| v.1 == reply).count() + 1 >= g.quorum {
+            p.decided = Some(reply.clone());
+            p.done(Some(reply.clone()), now, &mut c.finished, topo.params.workload.closed_loop > 0, io);
         }
-        if let Some(v) = p.decided {
-            let outvoted: SmallVec<[NodeId; 3]> = p.votes.iter().filter(|x| x.1 != v).map(|x| x.0).collect();
-            p.votes.retain(|x| x.1 == v); // strike each dissenter once
-            for n in outvoted {
-                c.strikes[n.index()] += 1;
-                if c.strikes[n.index()] >= topo.params.byzantine_strikes && !c.byzantine[n.index()] {
-                    c.byzantine[n.index()] = true;
-                    c.dirty = true;
-                    suspect(&mut self.detections, n, Detection::Byzantine, io);
-                }
-            }
+        p.votes.push((a.server, reply));
+        let Some(v) = p.decided.clone() else {
             if p.outstanding.is_empty() {
-                c.pending.remove(&a.id);
+                // Everyone answered and no quorum agrees.
+                self.retry_or_fail(a.id, io);
             }
-        } else if p.outstanding.is_empty() {
-            // Everyone answered and no quorum agrees.
-            self.retry_or_fail(a.id, io);
+            return;
+        };
+        let outvoted: SmallVec<[NodeId; 3]> = p.votes.iter().filter(|x| x.1 != v).map(|x| x.0).collect();
+        // A member that agrees is cleared: only dissent in a row counts (an
+        // honest member that missed a write dissents once, then is repaired).
+        for x in p.votes.iter().filter(|x| x.1 == v) {
+            c.strikes[x.0.index()] = 0;
+        }
+        p.votes.retain(|x| x.1 == v); // strike each dissenter once
+        let (group, key) = (p.group, p.key.clone());
+        if p.outstanding.is_empty() {
+            c.pending.remove(&a.id);
+        }
+        for &n in &outvoted {
+            c.strikes[n.index()] += 1;
+            if c.strikes[n.index()] >= topo.params.byzantine_strikes && !c.byzantine[n.index()] {
+                c.byzantine[n.index()] = true;
+                c.dirty = true;
+                suspect(&mut self.detections, n, Detection::Byzantine, io);
+            }
+        }
+        for n in outvoted {
+            io.count(counters::REPAIRS, 1);
+            self.on_repair(Repair { group, to: n, key: key.clone(), entry: v.entry.clone(), hops: 0 }, io);
         }
     }
 
@@ -389,7 +431,7 @@ impl Node {
             io.count(counters::BUDGET_EXHAUSTED, 1);
         }
         let p = c.pending.remove(&id).expect("pending");
-        p.done(false, 0, now, &mut c.finished, topo.params.workload.closed_loop > 0, io);
+        p.done(None, now, &mut c.finished, topo.params.workload.closed_loop > 0, io);
     }
 
     /// Recomputes which members serve each group; reports failovers (in

@@ -37,6 +37,7 @@ pub use server::ServerStats;
 use server::{Queued, RequestKey};
 
 use crate::balance::{Balancer, Load};
+use crate::data::kv::{Entry, Op, Reply, Store};
 use crate::phi::Phi;
 use crate::route::{LinkState, View};
 use crate::rpc::RetryBudget;
@@ -61,6 +62,9 @@ pub mod counters {
     pub const OVERLOADED: &str = "answers_overloaded";
     pub const NO_ROUTE: &str = "dropped_no_route";
     pub const EJECTIONS: &str = "ejections";
+    /// Read repairs sent by clients, and taken by replicas.
+    pub const REPAIRS: &str = "repairs_sent";
+    pub const REPAIRED: &str = "repairs_taken";
     /// Writes of causal groups applied from peers, and resent to peers.
     pub const CAUSAL_APPLIED: &str = "causal_applied";
     pub const CAUSAL_RESENT: &str = "causal_resent";
@@ -102,7 +106,8 @@ pub struct Request {
     pub client: NodeId,
     pub server: NodeId,
     pub group: u16,
-    pub key: u64,
+    pub key: String,
+    pub op: Op,
     pub priority: u8,
     pub attempt: u8,
     /// The client's clock when it sent this attempt, echoed in the answer.
@@ -116,10 +121,22 @@ pub struct Answer {
     pub client: NodeId,
     pub server: NodeId,
     pub attempt: u8,
-    pub value: u64,
+    /// What the operation gave (None unless the status is Ok).
+    pub reply: Option<Reply>,
     pub status: Status,
     pub load: Load,
     pub sent_ns: u64,
+    pub hops: u8,
+}
+
+/// A client's read repair: the entry a quorum of an n-way group agreed
+/// on, for a member that answered otherwise.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Repair {
+    pub group: u16,
+    pub to: NodeId,
+    pub key: String,
+    pub entry: Entry,
     pub hops: u8,
 }
 
@@ -130,6 +147,7 @@ pub enum Msg {
     Request(Request),
     Answer(Answer),
     Causal(causal::Causal),
+    Repair(Repair),
 }
 
 impl Message for Msg {
@@ -139,6 +157,7 @@ impl Message for Msg {
             Msg::LinkState(_) => "link_state",
             Msg::Request(_) => "request",
             Msg::Answer(_) => "answer",
+            Msg::Repair(_) => "repair",
             Msg::Causal(c) => match c.body {
                 causal::CausalBody::Update(_) => "causal_update",
                 causal::CausalBody::Digest(_) => "causal_digest",
@@ -222,28 +241,28 @@ pub enum Output {
         group: u16,
         level: Level,
     },
-    /// A request ended.
+    /// A client issued request `id` (its client is the node that output it).
+    Issued {
+        id: u64,
+        group: u16,
+        key: String,
+        op: Op,
+    },
+    /// Request `id` ended: with the reply the client accepted, or failed.
+    /// `sent`: an attempt went out, so a failed write may have taken effect.
     Done {
+        id: u64,
         group: u16,
         ok: bool,
         latency_us: u64,
         attempts: u8,
-        key: u64,
-        value: u64,
+        sent: bool,
+        reply: Option<Reply>,
     },
     /// The injector turned this node Byzantine (ground truth for reports).
     TurnedByzantine {
         behaviour: Behaviour,
     },
-}
-
-/// The answer every honest server gives for `key` of group `group`.
-pub fn answer(group: u16, key: u64) -> u64 {
-    // SplitMix64 finaliser: a fixed, well-mixed function.
-    let mut z = key ^ ((group as u64) << 48) ^ 0x9e37_79b9_7f4a_7c15;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 pub struct Node {
@@ -274,6 +293,8 @@ pub struct Node {
     byzantine_since: Option<Time>,
     /// Per group: the causal log, if the group is causal and this node a member.
     causal: Vec<Option<crate::causal::CausalLog>>,
+    /// Per group: this node's replica of the group's data (empty unless a member).
+    stores: Vec<Store>,
 }
 
 /// Suspicions kept for the status.
@@ -349,6 +370,7 @@ impl Node {
             isolations: VecDeque::new(),
             byzantine_since: None,
             causal: Self::causal_logs(&topo, me),
+            stores: vec![Store::new(); topo.groups.len()],
             topo,
         }
     }
@@ -464,6 +486,7 @@ impl Protocol for Node {
             Msg::Request(r) => self.on_request(r, io),
             Msg::Answer(a) => self.on_answer(a, io),
             Msg::Causal(c) => self.on_causal(c, io),
+            Msg::Repair(r) => self.on_repair(r, io),
         }
     }
 

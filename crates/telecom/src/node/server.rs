@@ -17,7 +17,8 @@ pub(super) struct RequestKey {
     pub(super) id: u64,
     pub(super) client: NodeId,
     pub(super) group: u16,
-    pub(super) key: u64,
+    pub(super) key: String,
+    pub(super) op: Op,
     pub(super) attempt: u8,
     pub(super) sent_ns: u64,
     pub(super) arrived: Time,
@@ -63,12 +64,13 @@ impl Node {
             client: r.client,
             group: r.group,
             key: r.key,
+            op: r.op,
             attempt: r.attempt,
             sent_ns: r.sent_ns,
             arrived: io.now(),
         };
         if self.view.isolated {
-            self.reply(&key, 0, Status::Isolated, io);
+            self.reply(&key, None, Status::Isolated, io);
         } else if self.busy < self.topo.node(self.me).slots {
             self.start(key, io);
         } else if self.queue.len() < self.topo.node(self.me).queue_limit as usize {
@@ -79,7 +81,20 @@ impl Node {
         } else {
             self.stats.shed += 1;
             io.count(counters::OVERLOADED, 1);
-            self.reply(&key, 0, Status::Overloaded, io);
+            self.reply(&key, None, Status::Overloaded, io);
+        }
+    }
+
+    pub(super) fn on_repair(&mut self, r: Repair, io: &mut Io<'_, Self>) {
+        if r.to != self.me {
+            if r.hops < 32 {
+                self.route(r.to, Msg::Repair(Repair { hops: r.hops + 1, ..r }), io);
+            }
+            return;
+        }
+        let member = self.topo.groups.get(r.group as usize).is_some_and(|g| g.members.contains(&self.me));
+        if member && self.stores[r.group as usize].repair(&r.key, r.entry) {
+            io.count(counters::REPAIRED, 1);
         }
     }
 
@@ -115,14 +130,21 @@ impl Node {
         if self.topo.groups[key.group as usize].consistency == crate::topology::Consistency::Strong {
             self.stats.transactions += 1;
         }
-        let honest = answer(key.group, key.key);
-        let value = match self.byzantine {
-            Some(Behaviour::Corrupt) => honest ^ (io.rng().random::<u64>() | 1),
-            Some(Behaviour::Equivocate) if key.client.0 % 2 == 1 => honest ^ 1,
-            _ => honest,
+        let mut reply = self.stores[key.group as usize].apply(&key.key, &key.op);
+        let lie = match self.byzantine {
+            Some(Behaviour::Corrupt) => true,
+            Some(Behaviour::Equivocate) => key.client.0 % 2 == 1,
+            _ => false,
         };
-        self.reply(&key, value, Status::Ok, io);
-        self.causal_write(key.group, key.key, io);
+        if lie {
+            // A value no client wrote, at a version ahead of the real one.
+            reply.entry.value = format!("forged-{:x};", io.rng().random::<u32>()).into_bytes();
+            reply.entry.version += 1 + io.rng().random_range(0..8);
+        }
+        self.reply(&key, Some(reply), Status::Ok, io);
+        if key.op.writes() {
+            self.causal_write(key.group, crate::data::key_hash(&key.key), io);
+        }
         if let Some(next) = self.queue.pop() {
             self.start(next.req, io);
         }
@@ -142,13 +164,13 @@ impl Node {
         }
     }
 
-    pub(super) fn reply(&mut self, key: &RequestKey, value: u64, status: Status, io: &mut Io<'_, Self>) {
+    pub(super) fn reply(&mut self, key: &RequestKey, reply: Option<Reply>, status: Status, io: &mut Io<'_, Self>) {
         let a = Answer {
             id: key.id,
             client: key.client,
             server: self.me,
             attempt: key.attempt,
-            value,
+            reply,
             status,
             load: self.load(),
             sent_ns: key.sent_ns,

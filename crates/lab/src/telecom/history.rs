@@ -1,0 +1,174 @@
+//! What the clients of a run did to the data: each request from its issue
+//! to its end, the per-group histories in the EDN that `agora history
+//! check --model kv` reads, their verdicts, and the answers no honest
+//! replica could have given.
+
+use agora_core::{NodeId, Time};
+use agora_sim::Sim;
+use agora_telecom::data::kv::{Op, Reply};
+use agora_telecom::data::workload::tokens;
+use agora_telecom::node::{Node, Output};
+use agora_telecom::topology::Topology;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write;
+use std::time::Duration;
+
+/// One request of a run: issued by `client` at `issued`.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub client: NodeId,
+    pub id: u64,
+    pub group: u16,
+    pub key: String,
+    pub op: Op,
+    pub issued: Time,
+    pub end: Option<End>,
+}
+
+#[derive(Clone, Debug)]
+pub struct End {
+    pub at: Time,
+    /// The reply the client accepted; None: the request failed.
+    pub reply: Option<Reply>,
+    /// Whether an attempt went out (a failed write may then have taken effect).
+    pub sent: bool,
+}
+
+/// Where a history event sits: request index and whether it is the end.
+type Event = (usize, bool);
+
+/// The requests of a finished run in the order they were issued, and the
+/// run's events (issues and ends) in the order they happened.
+pub fn requests(sim: &Sim<Node>) -> (Vec<Request>, Vec<Event>) {
+    let mut reqs = Vec::new();
+    let mut events = Vec::new();
+    let mut index: HashMap<(NodeId, u64), usize> = HashMap::new();
+    for o in sim.outputs() {
+        match &o.output {
+            Output::Issued { id, group, key, op } => {
+                index.insert((o.node, *id), reqs.len());
+                events.push((reqs.len(), false));
+                reqs.push(Request {
+                    client: o.node,
+                    id: *id,
+                    group: *group,
+                    key: key.clone(),
+                    op: op.clone(),
+                    issued: o.at,
+                    end: None,
+                });
+            }
+            Output::Done { id, reply, sent, .. } => {
+                // A client restarted without memory numbers its requests
+                // anew: the latest issue under the id is the one ending.
+                if let Some(&i) = index.get(&(o.node, *id)) {
+                    if reqs[i].end.is_none() {
+                        reqs[i].end = Some(End { at: o.at, reply: reply.clone(), sent: *sent });
+                        events.push((i, true));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    (reqs, events)
+}
+
+/// The tokens each (group, key) was ever asked to hold.
+fn written(reqs: &[Request]) -> HashMap<(u16, &str), HashSet<&[u8]>> {
+    let mut w: HashMap<(u16, &str), HashSet<&[u8]>> = HashMap::new();
+    for r in reqs {
+        let v = match &r.op {
+            Op::Read => continue,
+            Op::Write(v) | Op::Append(v) | Op::Cas { value: v, .. } => v,
+        };
+        let set = w.entry((r.group, r.key.as_str())).or_default();
+        set.extend(tokens(v).into_iter().flatten());
+    }
+    w
+}
+
+/// Accepted replies whose value no client wrote to that key: forged by a
+/// Byzantine replica (every honest value is made of the workload's tokens).
+pub fn wrong_answers(reqs: &[Request]) -> u64 {
+    let w = written(reqs);
+    let empty = HashSet::new();
+    reqs.iter()
+        .filter(|r| {
+            let Some(reply) = r.end.as_ref().and_then(|e| e.reply.as_ref()) else { return false };
+            let known = w.get(&(r.group, r.key.as_str())).unwrap_or(&empty);
+            !tokens(&reply.entry.value).is_some_and(|t| t.iter().all(|t| known.contains(t)))
+        })
+        .count() as u64
+}
+
+fn edn_str(v: &[u8]) -> String {
+    format!("{:?}", String::from_utf8_lossy(v))
+}
+
+/// Each group's history as Jepsen EDN, by service name. Every request is
+/// its own process; a request that failed before any attempt went out, and
+/// a compare that did not swap, are `:fail` (they did not happen); one that
+/// failed after an attempt is `:info` (it may have); one still in flight at
+/// the end has no completion.
+pub fn edn(topo: &Topology, reqs: &[Request], events: &[Event]) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = topo.groups.iter().map(|g| (g.service.clone(), String::new())).collect();
+    for &(i, end) in events {
+        let r = &reqs[i];
+        // One process per request (a client restarted without memory
+        // numbers its requests anew, so its ids do not do).
+        let process = i;
+        let (f, invoke_value) = match &r.op {
+            Op::Read => ("get", "nil".to_string()),
+            Op::Write(v) => ("put", edn_str(v)),
+            Op::Append(v) => ("append", edn_str(v)),
+            Op::Cas { expected, value } => ("cas", format!("[{} {}]", edn_str(expected), edn_str(value))),
+        };
+        let (kind, value) = if !end {
+            ("invoke", invoke_value)
+        } else {
+            let e = r.end.as_ref().expect("an end event has an end");
+            match (&e.reply, &r.op) {
+                (Some(reply), Op::Read) => ("ok", edn_str(&reply.entry.value)),
+                (Some(reply), _) => (if reply.applied { "ok" } else { "fail" }, invoke_value),
+                (None, _) => (if e.sent { "info" } else { "fail" }, invoke_value),
+            }
+        };
+        let text = out.get_mut(&topo.groups[r.group as usize].service).expect("every group has a history");
+        let _ = writeln!(text, "{{:process {process}, :type :{kind}, :f :{f}, :key {:?}, :value {value}}}", r.key);
+    }
+    out
+}
+
+/// One group's history checked for linearizability.
+#[derive(Debug, Serialize)]
+pub struct GroupHistory {
+    pub service: String,
+    pub consistency: agora_telecom::topology::Consistency,
+    pub ops: usize,
+    /// None: no operation, or the check ran past its time.
+    pub linearizable: Option<bool>,
+    /// The operation no order could place, when not linearizable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stuck_at: Option<String>,
+}
+
+/// Checks every group's history; `timeout` bounds each group's search.
+pub fn check(topo: &Topology, histories: &BTreeMap<String, String>, timeout: Duration) -> Vec<GroupHistory> {
+    use agora_history::{check, Format, ModelKind};
+    topo.groups
+        .iter()
+        .map(|g| {
+            let text = &histories[&g.service];
+            let report = check(text, Some(Format::Edn), ModelKind::Kv, Some(timeout));
+            let (ops, linearizable, stuck_at) = match report {
+                Ok(r) => (r.ops, r.linearizable, r.stuck.map(|s| format!("line {}: {} of key {}", s.line, s.f, s.key))),
+                // No operation at all: nothing to check.
+                Err(_) if text.is_empty() => (0, None, None),
+                Err(e) => (0, None, Some(format!("the history does not read back: {e}"))),
+            };
+            GroupHistory { service: g.service.clone(), consistency: g.consistency, ops, linearizable, stuck_at }
+        })
+        .collect()
+}
