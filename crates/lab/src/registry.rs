@@ -227,7 +227,7 @@ impl Runnable for agora_telecom::node::Node {
     }
     fn outcome(params: &Self::Params, _nodes: u32, sim: &Sim<Self>) -> serde_json::Value {
         let topo = params.compile().expect("validated before running");
-        serde_json::to_value(crate::telecom::outcome(&topo, sim)).expect("an outcome is JSON")
+        serde_json::to_value(crate::telecom::checked_outcome(&topo, sim)).expect("an outcome is JSON")
     }
     fn report(outcome: &serde_json::Value) -> Option<String> {
         Some(crate::telecom::report(outcome))

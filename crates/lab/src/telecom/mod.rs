@@ -125,8 +125,10 @@ pub struct Outcome {
     pub failovers: Vec<FailoverReport>,
     pub cascade: Vec<CascadeReport>,
     pub requests: Requests,
-    /// Each group's client history checked for linearizability.
-    pub histories: Vec<history::GroupHistory>,
+    /// Each group's client history checked for linearizability (only in
+    /// [`checked_outcome`]: a saturated run's histories can take seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub histories: Option<Vec<history::GroupHistory>>,
     pub load_balancing: LoadBalancing,
 }
 
@@ -286,6 +288,14 @@ fn injected(sim: &Sim<Node>) -> Vec<(NodeId, &'static str, Time)> {
 /// How long the report's check of one group's history may search.
 const HISTORY_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// [`outcome`] with every group's client history checked.
+pub fn checked_outcome(topo: &Topology, sim: &Sim<Node>) -> Outcome {
+    let (reqs, events) = history::requests(sim);
+    let histories = history::check(topo, &history::edn(topo, &reqs, &events), HISTORY_CHECK_TIMEOUT);
+    Outcome { histories: Some(histories), ..outcome(topo, sim) }
+}
+
+/// The report of a finished run (its histories unchecked).
 pub fn outcome(topo: &Topology, sim: &Sim<Node>) -> Outcome {
     let now = sim.now();
     let secs = now.as_secs_f64().max(1e-9);
@@ -370,8 +380,7 @@ pub fn outcome(topo: &Topology, sim: &Sim<Node>) -> Outcome {
             _ => {}
         }
     }
-    let (reqs, events) = history::requests(sim);
-    let histories = history::check(topo, &history::edn(topo, &reqs, &events), HISTORY_CHECK_TIMEOUT);
+    let (reqs, _) = history::requests(sim);
     let c = &sim.stats().counters;
     let sent = c.get(counters::REQUESTS);
     let succeeded = c.get(counters::SUCCEEDED);
@@ -408,7 +417,17 @@ pub fn outcome(topo: &Topology, sim: &Sim<Node>) -> Outcome {
         mean_response_ms: mean_ms,
         success_rate: requests.success_ratio,
     };
-    Outcome { sim_time_s: secs, nodes, bottlenecks, failures, failovers, cascade, requests, histories, load_balancing }
+    Outcome {
+        sim_time_s: secs,
+        nodes,
+        bottlenecks,
+        failures,
+        failovers,
+        cascade,
+        requests,
+        histories: None,
+        load_balancing,
+    }
 }
 
 /// The outcome as text tables (from its JSON form, so a saved `--json`

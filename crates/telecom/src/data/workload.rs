@@ -144,7 +144,7 @@ mod tests {
     #[test]
     fn zipf_favours_the_first_keys_and_uniform_does_not() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        let count = |dist| {
+        let mut count = |dist| {
             let s = KeySampler::new(100, dist).unwrap();
             let mut n = [0u32; 100];
             for _ in 0..100_000 {

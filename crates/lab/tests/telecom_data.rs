@@ -1,0 +1,112 @@
+//! The telecom data plane's first stage: the clients' operations on the
+//! groups' key–value state, the histories a run records, and the harness's
+//! count of forged answers — each shown able to fail.
+
+use agora_core::Time;
+use agora_lab::registry::{self, Runnable};
+use agora_lab::telecom::{checked_outcome, experiments::default_scenario, history};
+use agora_sim::scenario::{FaultKind, FaultSpec, Scenario};
+use agora_sim::Sim;
+use agora_telecom::node::{self, Node};
+use agora_telecom::topology::Params;
+use std::time::Duration;
+
+fn run(sc: &Scenario<Params>, seed: u64) -> Sim<Node> {
+    registry::check::<Node>(sc).expect("a valid scenario");
+    let mut sim = registry::build::<Node>(sc, seed, true);
+    sim.run_until(Time::ZERO + sc.until).expect("invariants hold");
+    sim
+}
+
+/// The default topology, no faults, every request to `service`.
+fn only(service: &str, secs: u64) -> Scenario<Params> {
+    let mut sc = default_scenario();
+    sc.fault.clear();
+    sc.input.clear();
+    sc.until = Duration::from_secs(secs);
+    sc.params.workload.mix = [(service.to_string(), 1.0)].into_iter().collect();
+    sc
+}
+
+fn verdict(sim: &Sim<Node>, sc: &Scenario<Params>, service: &str) -> Option<bool> {
+    let topo = sc.params.compile().unwrap();
+    let (reqs, events) = history::requests(sim);
+    let files = history::edn(&topo, &reqs, &events);
+    let checked = history::check(&topo, &files, Duration::from_secs(30));
+    let h = checked.iter().find(|h| h.service == service).unwrap();
+    assert!(h.ops > 100, "{h:?}");
+    h.linearizable
+}
+
+/// A group served by one replica (active-passive, no faults, no loss — a
+/// retry would go to the next member): its history is linearizable; crash
+/// its primary with its memory lost and the backup serves without the
+/// primary's data, which the checker sees.
+#[test]
+fn a_history_is_linearizable_until_the_primary_loses_its_data() {
+    let lossless = |secs| {
+        let mut sc = only("rpc", secs);
+        sc.network.loss = 0.0;
+        sc
+    };
+    let sc = lossless(6);
+    assert_eq!(verdict(&run(&sc, 1), &sc, "rpc"), Some(true));
+    let mut crashed = lossless(8);
+    // Edge1, the rpc primary, is also a client: Edge2 keeps issuing.
+    crashed.push_fault(FaultSpec {
+        kind: FaultKind::Crash,
+        at: Some(Duration::from_secs(3)),
+        node: Some(0),
+        ..Default::default()
+    });
+    assert_eq!(verdict(&run(&crashed, 1), &crashed, "rpc"), Some(false), "unreplicated data is lost in a failover");
+}
+
+/// Where no vote guards (an active-active group), a forging replica's
+/// values reach clients and the harness counts them; in the n-way group
+/// the vote keeps them out.
+#[test]
+fn forged_values_are_counted_where_no_vote_guards() {
+    let forge = |service: &str| {
+        let mut sc = only(service, 4);
+        sc.push_input(Duration::from_secs(1), 2, &node::Input::Byzantine(node::Behaviour::Corrupt)).unwrap();
+        let sim = run(&sc, 3);
+        history::wrong_answers(&history::requests(&sim).0)
+    };
+    assert!(forge("load_balancer") > 10, "Core1 serves the active-active group and forges");
+    assert_eq!(forge("transactions"), 0);
+}
+
+/// The same seed writes the same histories; `--history` files are what
+/// the `agora history` command reads.
+#[test]
+fn histories_are_deterministic_and_cover_every_request() {
+    let sc = default_scenario();
+    let a = <Node as Runnable>::histories(&sc.params, &run(&sc, 5)).unwrap();
+    let b = <Node as Runnable>::histories(&sc.params, &run(&sc, 5)).unwrap();
+    assert_eq!(a, b);
+    let names: Vec<&str> = a.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["analytics.edn", "load_balancer.edn", "rpc.edn", "transactions.edn"]);
+    let sim = run(&sc, 5);
+    let o = checked_outcome(&sc.params.compile().unwrap(), &sim);
+    let invocations: usize = a.iter().map(|(_, text)| text.matches(":type :invoke").count()).sum();
+    assert_eq!(invocations as u64, o.requests.sent, "one invocation per request issued");
+    let strong = o.histories.as_ref().unwrap().iter().find(|h| h.service == "transactions").unwrap();
+    assert!(strong.ops > 500, "{strong:?}");
+}
+
+/// The workload's key distribution reaches the requests: under Zipf the
+/// first key is the most asked for, under uniform it is not special.
+#[test]
+fn zipf_keys_concentrate_the_requests() {
+    let share_of_k0 = |dist: &str| {
+        let mut sc = only("rpc", 3);
+        sc.params.workload.key_distribution =
+            toml::from_str::<toml::Table>(&format!("d = {dist}")).unwrap()["d"].clone().try_into().unwrap();
+        let (reqs, _) = history::requests(&run(&sc, 2));
+        reqs.iter().filter(|r| r.key == "k0").count() as f64 / reqs.len() as f64
+    };
+    let zipf = share_of_k0("{ zipf = 1.0 }");
+    let uniform = share_of_k0("\"uniform\"");
+    assert!(zipf > 0.15 && uniform < 0.03, "zipf {zipf}, uniform {uniform}");
+}
