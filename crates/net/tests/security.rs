@@ -141,8 +141,10 @@ async fn tampered_link_is_refused_and_recovers(tamper: Tamper) {
     let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let via: Vec<NodeEntry> =
         vec![peers[0].clone(), NodeEntry { listen: proxy.local_addr().unwrap(), ..peers[1].clone() }];
-    // Past the handshake (under 2 KB): the tampering lands in application records.
-    tokio::spawn(tampering_proxy(proxy, peers[1].listen, tamper, 20_000));
+    // Past the handshake (under 2 KB): the tampering lands in application
+    // records. Not much further: 2000 small messages batched into few
+    // records can total under 20 KB, and then nothing was tampered with.
+    tokio::spawn(tampering_proxy(proxy, peers[1].listen, tamper, 4_000));
     let cfg = Arc::new(Config {
         retransmit: Duration::from_millis(50),
         count: 2000,
