@@ -25,15 +25,6 @@ impl Op {
     pub fn writes(&self) -> bool {
         !matches!(self, Op::Read)
     }
-    /// The operation's name, as histories and counters spell it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Op::Read => "read",
-            Op::Write(_) => "write",
-            Op::Cas { .. } => "cas",
-            Op::Append(_) => "append",
-        }
-    }
 }
 
 /// A key's value and version (the number of changes it has seen).
