@@ -106,8 +106,13 @@ fn the_default_scenario_detects_every_failure_mode_and_reports() {
         "{failovers:?}"
     );
     let r = &o["requests"];
-    let (sent, ok) = (r["sent"].as_u64().unwrap(), r["succeeded"].as_u64().unwrap());
+    let (sent, ok) = (r["issued"].as_u64().unwrap(), r["succeeded"].as_u64().unwrap());
     assert!(sent > 5_000 && ok > sent / 2, "{r}");
+    // Every request accounted for: by cause, in flight, or ok; serviceable ones judged.
+    let failed: u64 = r["failed_by_cause"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(sent, ok + failed + r["in_flight_at_end"].as_u64().unwrap(), "{r}");
+    assert!(r["serviceable"].as_u64().unwrap() > 0 && r["serviceable_succeeded"].as_u64().unwrap() > 0, "{r}");
+    assert!(r["windows"].as_array().unwrap().len() > 5 && r["groups"].as_array().unwrap().len() == 4, "{r}");
     assert!(r["p99_ms"].as_f64().unwrap() >= r["p50_ms"].as_f64().unwrap());
     let lb = &o["load_balancing"];
     let jain = lb["load_balance_index"].as_f64().unwrap();
@@ -118,7 +123,7 @@ fn the_default_scenario_detects_every_failure_mode_and_reports() {
     assert_eq!(v["trace_hash"], again["trace_hash"]);
     // The text report has the sections.
     let (stdout, _) = text(&run(&["sim", &scenario()]));
-    for section in ["bottlenecks", "failure", "failover", "requests", "balancing"] {
+    for section in ["bottlenecks", "failure", "failover", "requests", "serviceable", "failed by", "balancing"] {
         assert!(stdout.contains(section), "{section} missing: {stdout}");
     }
 }

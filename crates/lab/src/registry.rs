@@ -253,7 +253,12 @@ impl Runnable for agora_telecom::node::Node {
         let failures = crate::telecom::real_failures(&topo, injected, statuses);
         let detected = failures.iter().filter(|f| f.detected_at_s.is_some()).count();
         let json: Vec<serde_json::Value> = failures.iter().filter_map(|f| serde_json::to_value(f).ok()).collect();
-        Some(format!("{}{detected} of {} failures detected\n", crate::telecom::failures_table(&json), failures.len()))
+        Some(format!(
+            "{}{detected} of {} failures detected\n{}",
+            crate::telecom::failures_table(&json),
+            failures.len(),
+            crate::telecom::real_requests(statuses)
+        ))
     }
 }
 

@@ -90,7 +90,7 @@ fn histories_are_deterministic_and_cover_every_request() {
     let sim = run(&sc, 5);
     let o = checked_outcome(&sc.params.compile().unwrap(), &sim);
     let invocations: usize = a.iter().map(|(_, text)| text.matches(":type :invoke").count()).sum();
-    assert_eq!(invocations as u64, o.requests.sent, "one invocation per request issued");
+    assert_eq!(invocations as u64, o.requests.total.issued, "one invocation per request issued");
     let strong = o.histories.as_ref().unwrap().iter().find(|h| h.service == "transactions").unwrap();
     assert!(strong.ops > 500, "{strong:?}");
 }
@@ -109,4 +109,111 @@ fn zipf_keys_concentrate_the_requests() {
     let zipf = share_of_k0("{ zipf = 1.0 }");
     let uniform = share_of_k0("\"uniform\"");
     assert!(zipf > 0.15 && uniform < 0.03, "zipf {zipf}, uniform {uniform}");
+}
+
+/// Every request is counted once: ok, failed by one cause, or in flight;
+/// the groups and the fault windows each add up to the whole.
+#[test]
+fn every_request_is_accounted_for_once() {
+    let sc = default_scenario();
+    for seed in 1..4 {
+        let sim = run(&sc, seed);
+        let o = agora_lab::telecom::outcome(&sc.params.compile().unwrap(), &sim);
+        let r = &o.requests;
+        let t = &r.total;
+        assert_eq!(t.issued, sim.stats().counters.get(node::counters::REQUESTS));
+        assert_eq!(t.issued, t.succeeded + t.failed() + t.in_flight_at_end, "{t:?}");
+        assert_eq!(t.failed(), sim.stats().counters.get(node::counters::FAILED));
+        assert_eq!(t.failed_by_cause.len(), node::Cause::ALL.len(), "the closed list, zeros included");
+        assert!(t.serviceable_succeeded <= t.serviceable && t.serviceable <= t.succeeded + t.failed());
+        for parts in
+            [r.groups.iter().map(|g| &g.tally).collect::<Vec<_>>(), r.windows.iter().map(|w| &w.tally).collect()]
+        {
+            let sum = |f: fn(&agora_lab::telecom::accounting::Tally) -> u64| parts.iter().map(|t| f(t)).sum::<u64>();
+            assert_eq!(sum(|t| t.issued), t.issued);
+            assert_eq!(sum(|t| t.succeeded), t.succeeded);
+            assert_eq!(sum(|t| t.failed()), t.failed());
+            assert_eq!(sum(|t| t.serviceable), t.serviceable);
+        }
+        // The plan's faults open windows: the first has none, a later one the crash.
+        assert!(r.windows[0].faults.is_empty(), "{:?}", r.windows[0]);
+        assert!(r.windows.iter().any(|w| w.faults == ["Edge1 crashed"]), "{:?}", r.windows);
+    }
+}
+
+fn window_with<'a>(o: &'a agora_lab::telecom::Outcome, fault: &str) -> &'a agora_lab::telecom::accounting::Window {
+    o.requests.windows.iter().find(|w| w.faults.iter().any(|f| f.contains(fault))).unwrap_or_else(|| panic!("{fault}"))
+}
+
+fn crash(sc: &mut Scenario<Params>, node: u32, at_ms: u64) {
+    sc.push_fault(FaultSpec {
+        kind: FaultKind::Crash,
+        at: Some(Duration::from_millis(at_ms)),
+        node: Some(node),
+        ..Default::default()
+    });
+}
+
+/// Each cause shows up where its fault is: a client cut off alone fails by
+/// minority side and is not serviceable; a group whose members all crashed
+/// has no replica and nothing serviceable; an overloaded server refuses at
+/// admission.
+#[test]
+fn failures_carry_the_cause_their_fault_implies() {
+    let outcome_of = |sc: &Scenario<Params>| {
+        let sim = run(sc, 4);
+        agora_lab::telecom::outcome(&sc.params.compile().unwrap(), &sim)
+    };
+    let mut cut = only("load_balancer", 6);
+    cut.push_fault(FaultSpec {
+        kind: FaultKind::Partition,
+        at: Some(Duration::from_secs(2)),
+        groups: Some(vec![vec![1]]),
+        heal: Some(Duration::from_secs(4)),
+        ..Default::default()
+    });
+    let o = outcome_of(&cut);
+    let w = window_with(&o, "partition");
+    assert!(w.tally.failed_by_cause[&node::Cause::MinoritySide] > 50, "{w:?}");
+    assert!(w.tally.serviceable < w.tally.issued, "Edge2's requests are not serviceable: {w:?}");
+
+    let mut dead = only("analytics", 5);
+    for n in [2, 3, 4] {
+        crash(&mut dead, n, 2000);
+    }
+    let o = outcome_of(&dead);
+    let w = o.requests.windows.last().unwrap();
+    assert_eq!(w.faults, ["Core1 crashed", "Core2 crashed", "Cloud1 crashed"]);
+    assert_eq!(w.tally.serviceable, 0, "{w:?}");
+    assert!(w.tally.failed_by_cause[&node::Cause::NoReplica] > 50, "{w:?}");
+
+    let mut busy = only("rpc", 3);
+    busy.params.workload.rate = 3000.0;
+    for n in &mut busy.params.nodes {
+        (n.slots, n.queue_limit) = (1, 2);
+    }
+    let o = outcome_of(&busy);
+    assert!(o.requests.total.failed_by_cause[&node::Cause::Admission] > 100, "{:?}", o.requests.total);
+}
+
+/// A member the votes suspected, that behaves again, is taken back: its
+/// suspicion expires into probation and the n-way group's cascade level
+/// returns to healthy. (Before, a suspicion was for good.)
+#[test]
+fn a_suspicion_that_turns_out_wrong_is_cleared() {
+    let mut sc = only("transactions", 10);
+    sc.push_input(Duration::from_secs(1), 2, &node::Input::Byzantine(node::Behaviour::Corrupt)).unwrap();
+    sc.push_input(Duration::from_secs(2), 2, &node::Input::Honest).unwrap();
+    let sim = run(&sc, 6);
+    let levels: Vec<(f64, node::Level)> = sim
+        .outputs()
+        .iter()
+        .filter_map(|o| match o.output {
+            node::Output::Cascade { group: 0, level } if o.node.0 == 0 => Some((o.at.as_secs_f64(), level)),
+            _ => None,
+        })
+        .collect();
+    assert!(levels.iter().any(|&(t, l)| t < 2.0 && l == node::Level::Isolate), "suspected: {levels:?}");
+    let last = levels.last().unwrap();
+    assert!(last.0 > 6.0 && last.1 == node::Level::Healthy, "taken back after the 5 s ejection: {levels:?}");
 }

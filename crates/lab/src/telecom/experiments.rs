@@ -224,8 +224,8 @@ pub fn balance(spec: &BalanceSpec, progress: &mut dyn FnMut()) -> Result<Vec<Bal
                 let mut sim = registry::build::<Node>(&sc, seed, true);
                 sim.run_until(agora_core::Time::ZERO + sc.until).map_err(|e| e.to_string())?;
                 let o = outcome(&topo, &sim);
-                sent += o.requests.succeeded + o.requests.failed;
-                ok += o.requests.succeeded;
+                sent += o.requests.total.succeeded + o.requests.failed;
+                ok += o.requests.total.succeeded;
                 attempts += sim.stats().counters.get(agora_telecom::node::counters::ATTEMPTS);
                 latencies.extend(super::answered_ms(&sim));
                 progress();
@@ -295,7 +295,7 @@ fn closed_loop_run(sc: &Scenario<Params>) -> Result<(f64, f64), String> {
     let mut sim = registry::build::<Node>(sc, 0, true);
     sim.run_until(agora_core::Time::ZERO + sc.until).map_err(|e| e.to_string())?;
     let o = outcome(&sc.params.compile()?, &sim);
-    Ok((o.requests.succeeded as f64 / sc.until.as_secs_f64(), o.requests.mean_ms))
+    Ok((o.requests.total.succeeded as f64 / sc.until.as_secs_f64(), o.requests.mean_ms))
 }
 
 /// One configuration of the throughput/latency trade-off.

@@ -7,7 +7,7 @@ use agora_core::{NodeId, Time};
 use agora_sim::Sim;
 use agora_telecom::data::kv::{Op, Reply};
 use agora_telecom::data::workload::tokens;
-use agora_telecom::node::{Node, Output};
+use agora_telecom::node::{Cause, Node, Output};
 use agora_telecom::topology::Topology;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -33,6 +33,8 @@ pub struct End {
     pub reply: Option<Reply>,
     /// Whether an attempt went out (a failed write may then have taken effect).
     pub sent: bool,
+    /// Why it failed.
+    pub cause: Option<Cause>,
 }
 
 /// Where a history event sits: request index and whether it is the end.
@@ -59,12 +61,12 @@ pub fn requests(sim: &Sim<Node>) -> (Vec<Request>, Vec<Event>) {
                     end: None,
                 });
             }
-            Output::Done { id, reply, sent, .. } => {
+            Output::Done { id, reply, sent, cause, .. } => {
                 // A client restarted without memory numbers its requests
                 // anew: the latest issue under the id is the one ending.
                 if let Some(&i) = index.get(&(o.node, *id)) {
                     if reqs[i].end.is_none() {
-                        reqs[i].end = Some(End { at: o.at, reply: reply.clone(), sent: *sent });
+                        reqs[i].end = Some(End { at: o.at, reply: reply.clone(), sent: *sent, cause: *cause });
                         events.push((i, true));
                     }
                 }

@@ -4,6 +4,7 @@
 //! recovery times, the cascading-failure levels, request outcomes and the
 //! seed's load-balancing metrics.
 
+pub mod accounting;
 pub mod experiments;
 pub mod history;
 
@@ -12,7 +13,7 @@ use agora_core::{NodeId, Time};
 use agora_sim::{Fault, Model, Scope, Sim};
 use agora_telecom::api::NodeManager;
 use agora_telecom::balance::{coefficient_of_variation, jain_index};
-use agora_telecom::node::{counters, Detection, Level, Node, Output};
+use agora_telecom::node::{self, counters, Detection, Level, Node, Output};
 use agora_telecom::rank;
 use agora_telecom::topology::Topology;
 use serde::Serialize;
@@ -80,15 +81,14 @@ pub struct CascadeReport {
 
 #[derive(Debug, Serialize)]
 pub struct Requests {
-    pub sent: u64,
-    pub succeeded: u64,
+    /// Issued, succeeded, failed by cause, in flight at the end, serviceable.
+    #[serde(flatten)]
+    pub total: accounting::Tally,
     pub failed: u64,
-    /// Refused at the client (isolated side, or shed by the cascade levels).
-    pub shed: u64,
-    /// Still waiting for an answer when the run ended (not counted below).
-    pub in_flight_at_end: u64,
     /// Succeeded over ended (succeeded + failed).
     pub success_ratio: f64,
+    /// Serviceable succeeded over serviceable (see [`accounting`]).
+    pub serviceable_ratio: f64,
     pub mean_ms: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
@@ -99,6 +99,9 @@ pub struct Requests {
     /// Accepted replies holding a value no client wrote to the key (the
     /// harness knows every value written; a single-replica read cannot tell).
     pub wrong_answers_accepted: u64,
+    /// The same accounting per group and per fault window.
+    pub groups: Vec<accounting::GroupTally>,
+    pub windows: Vec<accounting::Window>,
 }
 
 #[derive(Debug, Serialize)]
@@ -262,6 +265,32 @@ pub fn real_failures(
     match_failures(&faults, &detected)
 }
 
+/// The clients' requests of a run on real processes, from each node's
+/// `/status`: issued, succeeded, failed by cause. (A client process that
+/// was restarted counts from its restart; serviceability needs the
+/// simulator's ground truth and is not judged here.)
+pub fn real_requests(statuses: &[Option<(f64, serde_json::Value)>]) -> String {
+    let (mut issued, mut succeeded) = (0, 0);
+    let mut by_cause: std::collections::BTreeMap<String, u64> = node::Cause::ALL
+        .iter()
+        .map(|c| (serde_json::to_value(c).unwrap_or_default().as_str().unwrap_or("?").to_string(), 0))
+        .collect();
+    for (_, st) in statuses.iter().flatten() {
+        let c = &st["protocol"]["client"];
+        issued += c["requested"].as_u64().unwrap_or(0);
+        succeeded += c["succeeded"].as_u64().unwrap_or(0);
+        for (cause, n) in c["failed_by_cause"].as_object().into_iter().flatten() {
+            *by_cause.entry(cause.clone()).or_default() += n.as_u64().unwrap_or(0);
+        }
+    }
+    let failed: u64 = by_cause.values().sum();
+    let causes = causes(&serde_json::to_value(&by_cause).unwrap_or_default());
+    let open = issued.saturating_sub(succeeded + failed);
+    format!(
+        "requests     {issued} issued, {succeeded} succeeded, {failed} failed, {open} in flight at the end; failed by {causes}\n"
+    )
+}
+
 /// The faults a run injected: (node, kind, time). Ends of faults (recover,
 /// heal, an omission rate of 0) are not failures.
 fn injected(sim: &Sim<Node>) -> Vec<(NodeId, &'static str, Time)> {
@@ -382,24 +411,23 @@ pub fn outcome(topo: &Topology, sim: &Sim<Node>) -> Outcome {
     }
     let (reqs, _) = history::requests(sim);
     let c = &sim.stats().counters;
-    let sent = c.get(counters::REQUESTS);
-    let succeeded = c.get(counters::SUCCEEDED);
-    let failed = c.get(counters::FAILED);
+    let accounting::Accounting { total, groups, windows } = accounting::account(topo, sim, &reqs);
+    let issued = total.issued;
     let mean_ms = if latencies.is_empty() { 0.0 } else { latencies.iter().sum::<f64>() / latencies.len() as f64 };
     let requests = Requests {
-        sent,
-        succeeded,
-        failed,
-        shed: c.get(counters::SHED),
-        in_flight_at_end: sent - succeeded - failed,
-        success_ratio: if succeeded + failed == 0 { 1.0 } else { succeeded as f64 / (succeeded + failed) as f64 },
+        failed: total.failed(),
+        success_ratio: total.success_ratio(),
+        serviceable_ratio: total.serviceable_ratio(),
+        total,
         mean_ms,
         p50_ms: quantile(&mut latencies, 0.5),
         p99_ms: quantile(&mut latencies, 0.99),
-        attempts_per_request: if sent == 0 { 0.0 } else { c.get(counters::ATTEMPTS) as f64 / sent as f64 },
+        attempts_per_request: if issued == 0 { 0.0 } else { c.get(counters::ATTEMPTS) as f64 / issued as f64 },
         retries: c.get(counters::RETRIES),
         retry_budget_exhausted: c.get(counters::BUDGET_EXHAUSTED),
         wrong_answers_accepted: history::wrong_answers(&reqs),
+        groups,
+        windows,
     };
     let servers: Vec<f64> = topo
         .groups
@@ -518,18 +546,54 @@ pub fn report(o: &serde_json::Value) -> String {
     let r = &o["requests"];
     let _ = writeln!(
         out,
-        "requests     {} sent, {} succeeded ({:.2} %), {} failed of which {} shed; p50 {:.1} ms, p99 {:.1} ms; {} retries ({} refused by the budget); {} wrong answers accepted",
-        r["sent"],
+        "requests     {} issued, {} succeeded ({:.2} % of those ended), {} failed, {} in flight at the end; p50 {:.1} ms, p99 {:.1} ms; {} retries ({} refused by the budget); {} wrong answers accepted",
+        r["issued"],
         r["succeeded"],
         100.0 * num(&r["success_ratio"]),
         r["failed"],
-        r["shed"],
+        r["in_flight_at_end"],
         num(&r["p50_ms"]),
         num(&r["p99_ms"]),
         r["retries"],
         r["retry_budget_exhausted"],
         r["wrong_answers_accepted"]
     );
+    let _ = writeln!(
+        out,
+        "serviceable  {} of the ended requests, {} succeeded ({:.2} %; target ≥ {:.0} %, the seed claims {} % availability)",
+        r["serviceable"],
+        r["serviceable_succeeded"],
+        100.0 * num(&r["serviceable_ratio"]),
+        100.0 * SERVICEABLE_TARGET,
+        SEED_AVAILABILITY_PERCENT
+    );
+    let _ = writeln!(out, "failed by    {}", causes(&r["failed_by_cause"]));
+    let _ = writeln!(
+        out,
+        "\n{:<22} {:>7} {:>9} {:>11} {:>8}  failed by cause",
+        "group / window", "issued", "succeeded", "serviceable", "serv. %"
+    );
+    let count = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let tally_row = |label: String, t: &serde_json::Value| {
+        format!(
+            "{:<22} {:>7} {:>9} {:>11} {:>8.2}  {}",
+            label,
+            count(&t["issued"]),
+            count(&t["succeeded"]),
+            count(&t["serviceable"]),
+            100.0 * num(&t["serviceable_succeeded"]) / num(&t["serviceable"]).max(1.0),
+            causes(&t["failed_by_cause"])
+        )
+    };
+    for g in r["groups"].as_array().into_iter().flatten() {
+        let _ = writeln!(out, "{}", tally_row(text(&g["service"]), g));
+    }
+    for w in r["windows"].as_array().into_iter().flatten() {
+        let label = format!("{:.2}–{:.2} s", num(&w["from_s"]), num(&w["to_s"]));
+        let faults: Vec<String> = w["faults"].as_array().into_iter().flatten().map(text).collect();
+        let faults = if faults.is_empty() { "no fault".to_string() } else { faults.join(", ") };
+        let _ = writeln!(out, "{}  [{faults}]", tally_row(label, w));
+    }
     let verdicts: Vec<String> = list("histories")
         .iter()
         .map(|h| {
@@ -554,6 +618,27 @@ pub fn report(o: &serde_json::Value) -> String {
         num(&b["mean_response_ms"])
     );
     out
+}
+
+/// The share of serviceable requests that must succeed (issue 23's target).
+pub const SERVICEABLE_TARGET: f64 = 0.99;
+/// The availability the seed's benchmark table claims.
+pub const SEED_AVAILABILITY_PERCENT: &str = "99.99";
+
+/// The non-zero causes of a `failed_by_cause` map, as `cause count, …`.
+fn causes(map: &serde_json::Value) -> String {
+    let parts: Vec<String> = map
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
+        .map(|(c, n)| format!("{c} {n}"))
+        .collect();
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(", ")
+    }
 }
 
 /// Escapes text for HTML.
@@ -603,8 +688,8 @@ pub fn html(topo: &Topology, sim: &Sim<Node>, title: &str) -> Result<String, Str
         .map_err(|e| e.to_string())?;
     let r = &o.requests;
     let mut page = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\n<style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}</style></head><body>\n<h1>{t}</h1>\n<p id=\"summary\">{} requests, {} answered ({:.2} %), p50 {:.1} ms, p99 {:.1} ms; {} retries; {} wrong answers accepted. Balancing ({}): Jain index {:.3}, load CV {:.3}, {:.1} migrations/min. Simulated {:.1} s.</p>\n",
-        r.sent, r.succeeded, 100.0 * r.success_ratio, r.p50_ms, r.p99_ms, r.retries, r.wrong_answers_accepted,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\n<style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}</style></head><body>\n<h1>{t}</h1>\n<p id=\"summary\">{} requests, {} answered ({:.2} %; {:.2} % of the serviceable), p50 {:.1} ms, p99 {:.1} ms; {} retries; {} wrong answers accepted. Balancing ({}): Jain index {:.3}, load CV {:.3}, {:.1} migrations/min. Simulated {:.1} s.</p>\n",
+        r.total.issued, r.total.succeeded, 100.0 * r.success_ratio, 100.0 * r.serviceable_ratio, r.p50_ms, r.p99_ms, r.retries, r.wrong_answers_accepted,
         o.load_balancing.strategy, o.load_balancing.load_balance_index, o.load_balancing.load_variance,
         o.load_balancing.migrations_per_minute, o.sim_time_s, t = esc(title),
     );

@@ -30,14 +30,21 @@ impl Pending {
     /// The request's end, reported once.
     pub(super) fn done(
         &self,
-        reply: Option<Reply>,
+        result: Result<Reply, Cause>,
         now: Time,
         ended: &mut Ended,
         closed_loop: bool,
         io: &mut Io<'_, Node>,
     ) {
         let latency_us = (now - self.started).as_micros() as u64;
-        let ok = reply.is_some();
+        let ok = result.is_ok();
+        let (reply, cause) = match result {
+            Ok(r) => (Some(r), None),
+            Err(c) => {
+                *ended.failed_by_cause.entry(c).or_default() += 1;
+                (None, Some(c))
+            }
+        };
         ended.count += 1;
         if let Some(r) = &reply {
             ended.latency_us.saturating_record(latency_us.max(1));
@@ -55,6 +62,7 @@ impl Pending {
             attempts: self.attempt + 1,
             sent: !self.tried.is_empty(),
             reply,
+            cause,
         });
     }
 }
@@ -68,19 +76,34 @@ pub(super) struct Ended {
     /// The value each (group, key) had in the latest reply: what a
     /// compare-and-set of this client expects.
     pub(super) seen: BTreeMap<(u16, String), Vec<u8>>,
+    /// Failed requests by cause (those refused at once included), for the
+    /// status a real run's report reads.
+    pub(super) failed_by_cause: BTreeMap<Cause, u64>,
 }
 
 impl Ended {
     pub(super) fn new() -> Self {
         // 1 µs to 60 s at 1 % precision, larger values clamped.
         let latency_us = hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid bounds");
-        Ended { count: 0, latency_us, seen: BTreeMap::new() }
+        Ended { count: 0, latency_us, seen: BTreeMap::new(), failed_by_cause: BTreeMap::new() }
     }
 
     /// The recorded latencies as (µs, count) pairs: mergeable across clients.
     pub(super) fn buckets(&self) -> Vec<(u64, u64)> {
         self.latency_us.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect()
     }
+}
+
+/// A member as the n-way votes judged it. A suspicion expires after the
+/// ejection time into probation: the member serves n-way groups again,
+/// where a vote can catch it, and everything once it agrees with a quorum;
+/// a member seen back after a crash starts afresh. So a wrong suspicion, or
+/// a replica that recovered, does not leave a group below quorum for good.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Standing {
+    Good,
+    Suspected { until: Time },
+    Probation,
 }
 
 /// The client half of a node.
@@ -101,7 +124,8 @@ pub(super) struct Client {
     pub(super) failures: Vec<u32>,
     pub(super) ejected_until: Vec<Option<Time>>,
     pub(super) strikes: Vec<u32>,
-    pub(super) byzantine: Vec<bool>,
+    /// Per node: what the n-way votes made of it.
+    pub(super) standing: Vec<Standing>,
     /// Per group: the members serving now, the level, whether to recompute.
     pub(super) serving: Vec<SmallVec<[NodeId; 4]>>,
     pub(super) level: Vec<Level>,
@@ -211,7 +235,19 @@ impl Node {
         if isolated || shed {
             io.count(counters::SHED, 1);
             io.count(counters::FAILED, 1);
-            io.output(Output::Done { id, group, ok: false, latency_us: 0, attempts: 0, sent: false, reply: None });
+            let cause = if isolated { Cause::MinoritySide } else { Cause::Shed };
+            *c.finished.failed_by_cause.entry(cause).or_default() += 1;
+            let cause = Some(cause);
+            io.output(Output::Done {
+                id,
+                group,
+                ok: false,
+                latency_us: 0,
+                attempts: 0,
+                sent: false,
+                reply: None,
+                cause,
+            });
             if topo.params.workload.closed_loop > 0 {
                 // Refused at once: wait a little, or the loop would spin in place.
                 io.set_timer(Duration::from_millis(1), Timer::Issue { n: id });
@@ -266,8 +302,9 @@ impl Node {
             }
         };
         if targets.is_empty() {
+            let cause = if serving.is_empty() { Cause::NoReplica } else { Cause::BelowQuorum };
             let p = c.pending.remove(&id).expect("pending");
-            p.done(None, io.now(), &mut c.finished, topo.params.workload.closed_loop > 0, io);
+            p.done(Err(cause), io.now(), &mut c.finished, topo.params.workload.closed_loop > 0, io);
             return;
         }
         p.outstanding = targets.clone();
@@ -317,7 +354,8 @@ impl Node {
             c.failures[a.server.index()] += 1;
             Self::maybe_eject(c, &topo, a.server, now, &mut self.detections, io);
             if give_up {
-                self.retry_or_fail(a.id, io);
+                let cause = if a.status == Status::Isolated { Cause::MinoritySide } else { Cause::Admission };
+                self.retry_or_fail(a.id, cause, io);
             }
             return;
         };
@@ -326,36 +364,46 @@ impl Node {
         let g = &topo.groups[p.group as usize];
         if g.strategy != Redundancy::NWay {
             let p = c.pending.remove(&a.id).expect("pending");
-            p.done(Some(reply), now, &mut c.finished, topo.params.workload.closed_loop > 0, io);
+            p.done(Ok(reply), now, &mut c.finished, topo.params.workload.closed_loop > 0, io);
             return;
         }
         if p.decided.is_none() && p.votes.iter().filter(|v| v.1 == reply).count() + 1 >= g.quorum {
             p.decided = Some(reply.clone());
-            p.done(Some(reply.clone()), now, &mut c.finished, topo.params.workload.closed_loop > 0, io);
+            p.done(Ok(reply.clone()), now, &mut c.finished, topo.params.workload.closed_loop > 0, io);
         }
         p.votes.push((a.server, reply));
         let Some(v) = p.decided.clone() else {
             if p.outstanding.is_empty() {
                 // Everyone answered and no quorum agrees.
-                self.retry_or_fail(a.id, io);
+                self.retry_or_fail(a.id, Cause::BelowQuorum, io);
             }
             return;
         };
         let outvoted: SmallVec<[NodeId; 3]> = p.votes.iter().filter(|x| x.1 != v).map(|x| x.0).collect();
-        // A member that agrees is cleared: only dissent in a row counts (an
-        // honest member that missed a write dissents once, then is repaired).
+        // Only a dissent that claims to be as new as the quorum's is a lie
+        // (struck); an older one is a member that missed writes — it is
+        // repaired, not suspected. Serving stale data is what a Byzantine
+        // member can always do; the vote keeps it from being accepted.
+        let lying: SmallVec<[NodeId; 3]> =
+            p.votes.iter().filter(|x| x.1 != v && x.1.entry.version >= v.entry.version).map(|x| x.0).collect();
+        // A member that agrees is cleared: only dissent in a row counts.
         for x in p.votes.iter().filter(|x| x.1 == v) {
             c.strikes[x.0.index()] = 0;
+            if c.standing[x.0.index()] == Standing::Probation {
+                c.standing[x.0.index()] = Standing::Good;
+                c.dirty = true;
+            }
         }
         p.votes.retain(|x| x.1 == v); // strike each dissenter once
         let (group, key) = (p.group, p.key.clone());
         if p.outstanding.is_empty() {
             c.pending.remove(&a.id);
         }
-        for &n in &outvoted {
+        for &n in &lying {
             c.strikes[n.index()] += 1;
-            if c.strikes[n.index()] >= topo.params.byzantine_strikes && !c.byzantine[n.index()] {
-                c.byzantine[n.index()] = true;
+            let suspected = matches!(c.standing[n.index()], Standing::Suspected { .. });
+            if c.strikes[n.index()] >= topo.params.byzantine_strikes && !suspected {
+                c.standing[n.index()] = Standing::Suspected { until: now + topo.params.rpc.eject_for };
                 c.dirty = true;
                 suspect(&mut self.detections, n, Detection::Byzantine, io);
             }
@@ -408,11 +456,13 @@ impl Node {
         if decided {
             c.pending.remove(&id);
         } else {
-            self.retry_or_fail(id, io);
+            self.retry_or_fail(id, Cause::Deadline, io);
         }
     }
 
-    pub(super) fn retry_or_fail(&mut self, id: u64, io: &mut Io<'_, Self>) {
+    /// Retries request `id`, whose attempt failed by `cause`, or ends it
+    /// with that cause (or the retry budget's, if the budget refused).
+    pub(super) fn retry_or_fail(&mut self, id: u64, cause: Cause, io: &mut Io<'_, Self>) {
         let now = io.now();
         let topo = self.topo.clone();
         let cfg = &topo.params.rpc;
@@ -429,9 +479,11 @@ impl Node {
                 return;
             }
             io.count(counters::BUDGET_EXHAUSTED, 1);
+            let p = c.pending.remove(&id).expect("pending");
+            return p.done(Err(Cause::RetryBudget), now, &mut c.finished, topo.params.workload.closed_loop > 0, io);
         }
         let p = c.pending.remove(&id).expect("pending");
-        p.done(None, now, &mut c.finished, topo.params.workload.closed_loop > 0, io);
+        p.done(Err(cause), now, &mut c.finished, topo.params.workload.closed_loop > 0, io);
     }
 
     /// Recomputes which members serve each group; reports failovers (in
@@ -450,14 +502,25 @@ impl Node {
                 c.dirty = true;
             }
         }
+        for s in c.standing.iter_mut() {
+            if matches!(*s, Standing::Suspected { until } if until <= now) {
+                *s = Standing::Probation;
+                c.dirty = true;
+            }
+        }
         if !c.dirty {
             return;
         }
         c.dirty = false;
         for (gi, g) in topo.groups.iter().enumerate() {
+            let trusted = |n: &NodeId| match c.standing[n.index()] {
+                Standing::Good => true,
+                Standing::Probation => g.strategy == Redundancy::NWay,
+                Standing::Suspected { .. } => false,
+            };
             let healthy = |n: &NodeId| {
                 view.reachable.get(n.index()).copied().unwrap_or(false)
-                    && !c.byzantine[n.index()]
+                    && trusted(n)
                     && c.ejected_until[n.index()].is_none()
             };
             // Members most neighbours find lossy go last.

@@ -32,6 +32,11 @@ impl Node {
             w.phi = Phi::new(&p.detector);
             io.output(Output::Trust { node: from });
             changed = true;
+            if let Some(c) = &mut self.client {
+                // A restarted process is judged afresh by the votes too.
+                c.standing[from.index()] = client::Standing::Good;
+                c.strikes[from.index()] = 0;
+            }
         }
         w.phi.heartbeat(now, &p.detector);
         let window = p.omission.window;

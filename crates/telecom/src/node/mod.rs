@@ -205,6 +205,44 @@ pub enum Detection {
     Unresponsive,
 }
 
+/// Why a request failed: a closed list, so every failed request is
+/// accounted for by exactly one.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    /// No member of the group was reachable and trusted.
+    NoReplica,
+    /// An n-way group had fewer trusted members than its quorum, or its
+    /// members' answers left no quorum agreeing.
+    BelowQuorum,
+    /// The client (or the server it reached) was on a minority side.
+    MinoritySide,
+    /// The last attempt got no answer in time, or the request's deadline
+    /// left no time for another.
+    Deadline,
+    /// The retry budget refused a retry.
+    RetryBudget,
+    /// The client shed it at once under a cascade level.
+    Shed,
+    /// The server's queue was full (load shed at admission).
+    Admission,
+    /// Every answer failed verification (authenticated data, a later stage).
+    Forged,
+}
+
+impl Cause {
+    pub const ALL: [Cause; 8] = [
+        Cause::NoReplica,
+        Cause::BelowQuorum,
+        Cause::MinoritySide,
+        Cause::Deadline,
+        Cause::RetryBudget,
+        Cause::Shed,
+        Cause::Admission,
+        Cause::Forged,
+    ];
+}
+
 /// The seed's cascading-failure levels for a group that lost members.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
@@ -258,11 +296,15 @@ pub enum Output {
         attempts: u8,
         sent: bool,
         reply: Option<Reply>,
+        /// Why it failed (None if it succeeded).
+        cause: Option<Cause>,
     },
     /// The injector turned this node Byzantine (ground truth for reports).
     TurnedByzantine {
         behaviour: Behaviour,
     },
+    /// The injector made this Byzantine node behave again.
+    TurnedHonest,
 }
 
 pub struct Node {
@@ -343,7 +385,7 @@ impl Node {
                 failures: vec![0; n],
                 ejected_until: vec![None; n],
                 strikes: vec![0; n],
-                byzantine: vec![false; n],
+                standing: vec![client::Standing::Good; n],
                 serving: topo.groups.iter().map(|g| g.members.iter().copied().collect()).collect(),
                 level: vec![Level::Healthy; topo.groups.len()],
                 dirty: true,
@@ -520,7 +562,12 @@ impl Protocol for Node {
                 self.byzantine_since = Some(io.now());
                 io.output(Output::TurnedByzantine { behaviour: b });
             }
-            Input::Honest => (self.byzantine, self.byzantine_since) = (None, None),
+            Input::Honest => {
+                if self.byzantine.take().is_some() {
+                    io.output(Output::TurnedHonest);
+                }
+                self.byzantine_since = None;
+            }
         }
     }
 
@@ -547,7 +594,10 @@ impl Protocol for Node {
             "client": self.client.as_ref().map(|c| serde_json::json!({
                 "issued": c.issued,
                 "ended": c.finished.count,
+                // Every request made, those refused at once included.
+                "requested": c.next_id,
                 "succeeded": c.finished.latency_us.len(),
+                "failed_by_cause": c.finished.failed_by_cause,
                 "latency_us": c.finished.buckets(),
             })),
         })
