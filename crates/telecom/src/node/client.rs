@@ -354,7 +354,11 @@ impl Node {
             c.failures[a.server.index()] += 1;
             Self::maybe_eject(c, &topo, a.server, now, &mut self.detections, io);
             if give_up {
-                let cause = if a.status == Status::Isolated { Cause::MinoritySide } else { Cause::Admission };
+                let cause = match a.status {
+                    Status::Isolated => Cause::MinoritySide,
+                    Status::Lost => Cause::NoReplica,
+                    _ => Cause::Admission,
+                };
                 self.retry_or_fail(a.id, cause, io);
             }
             return;

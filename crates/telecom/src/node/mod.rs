@@ -29,6 +29,7 @@
 mod causal;
 mod client;
 mod detect;
+mod durable;
 mod server;
 
 use client::Client;
@@ -65,6 +66,10 @@ pub mod counters {
     /// Read repairs sent by clients, and taken by replicas.
     pub const REPAIRS: &str = "repairs_sent";
     pub const REPAIRED: &str = "repairs_taken";
+    /// Syncs of replica data the disk refused (full).
+    pub const SYNCS_REFUSED: &str = "syncs_refused";
+    /// Requests refused because the member lost the key's value to a damaged disk.
+    pub const LOST_KEYS: &str = "requests_on_lost_keys";
     /// Writes of causal groups applied from peers, and resent to peers.
     pub const CAUSAL_APPLIED: &str = "causal_applied";
     pub const CAUSAL_RESENT: &str = "causal_resent";
@@ -98,6 +103,9 @@ pub enum Status {
     Overloaded,
     /// The server is on the minority side of a partition.
     Isolated,
+    /// The server lost the key's value to a damaged disk (until a write or
+    /// a repair sets it again).
+    Lost,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -337,6 +345,8 @@ pub struct Node {
     causal: Vec<Option<crate::causal::CausalLog>>,
     /// Per group: this node's replica of the group's data (empty unless a member).
     stores: Vec<Store>,
+    /// The stores' writes on their way to the disk.
+    disk: durable::Disk,
 }
 
 /// Suspicions kept for the status.
@@ -413,6 +423,7 @@ impl Node {
             byzantine_since: None,
             causal: Self::causal_logs(&topo, me),
             stores: vec![Store::new(); topo.groups.len()],
+            disk: durable::Disk::new(topo.groups.len()),
             topo,
         }
     }
@@ -517,6 +528,7 @@ impl Protocol for Node {
         if let Some(c) = &mut self.client {
             c.pending.clear();
         }
+        self.resync_after_crash(io);
         self.arm(io);
     }
 
@@ -540,6 +552,7 @@ impl Protocol for Node {
                     io.send(w.node, Msg::Heartbeat { seq: self.beat });
                 }
                 self.causal_digests(io);
+                self.sync_if_written(io);
                 io.set_timer(self.topo.params.detector.interval, Timer::Beat);
             }
             Timer::Check => self.tick(io),
@@ -569,6 +582,14 @@ impl Protocol for Node {
                 self.byzantine_since = None;
             }
         }
+    }
+
+    fn on_restore(&mut self, disk: &agora_core::storage::Durable) {
+        self.restore(disk);
+    }
+
+    fn on_synced(&mut self, done: agora_core::storage::SyncDone, io: &mut Io<'_, Self>) {
+        self.synced(done, io);
     }
 
     fn status(&self) -> serde_json::Value {

@@ -93,8 +93,9 @@ impl Node {
             return;
         }
         let member = self.topo.groups.get(r.group as usize).is_some_and(|g| g.members.contains(&self.me));
-        if member && self.stores[r.group as usize].repair(&r.key, r.entry) {
+        if member && self.stores[r.group as usize].repair(&r.key, r.entry.clone()) {
             io.count(counters::REPAIRED, 1);
+            self.persist(r.group, &r.key, &r.entry, io);
         }
     }
 
@@ -127,10 +128,36 @@ impl Node {
         self.busy -= 1;
         self.stats.served += 1;
         self.stats.residence_s += (io.now() - key.arrived).as_secs_f64();
-        if self.topo.groups[key.group as usize].consistency == crate::topology::Consistency::Strong {
-            self.stats.transactions += 1;
+        let strong = self.topo.groups[key.group as usize].consistency == crate::topology::Consistency::Strong;
+        self.stats.transactions += strong as u64;
+        if self.unknown(key.group, &key.key, &key.op) {
+            io.count(counters::LOST_KEYS, 1);
+            self.reply(&key, None, Status::Lost, io);
+        } else {
+            self.apply(key, strong, io);
         }
-        let mut reply = self.stores[key.group as usize].apply(&key.key, &key.op);
+        if let Some(next) = self.queue.pop() {
+            self.start(next.req, io);
+        }
+    }
+
+    /// Applies a request to this member's store, writes the change to disk,
+    /// and answers — a strong group's member once a sync covers it.
+    fn apply(&mut self, key: RequestKey, strong: bool, io: &mut Io<'_, Self>) {
+        let request = (key.client, key.id);
+        let again = key.op.writes().then(|| self.applied_before(key.group, request)).flatten();
+        let changed = again.is_none() && key.op.writes();
+        let mut reply = match again {
+            Some(r) => r, // a retry: answered as before, not applied twice
+            None => self.stores[key.group as usize].apply(&key.key, &key.op),
+        };
+        if changed {
+            if reply.applied {
+                self.persist(key.group, &key.key, &reply.entry, io);
+            }
+            self.record_applied(key.group, request, &reply, io);
+        }
+        let changed = changed && reply.applied;
         let lie = match self.byzantine {
             Some(Behaviour::Corrupt) => true,
             Some(Behaviour::Equivocate) => key.client.0 % 2 == 1,
@@ -141,12 +168,13 @@ impl Node {
             reply.entry.value = format!("forged-{:x};", io.rng().random::<u32>()).into_bytes();
             reply.entry.version += 1 + io.rng().random_range(0..8);
         }
-        self.reply(&key, Some(reply), Status::Ok, io);
-        if key.op.writes() {
+        if changed {
             self.causal_write(key.group, crate::data::key_hash(&key.key), io);
         }
-        if let Some(next) = self.queue.pop() {
-            self.start(next.req, io);
+        if strong {
+            self.sync(vec![(key, reply)], io);
+        } else {
+            self.reply(&key, Some(reply), Status::Ok, io);
         }
     }
 
