@@ -254,7 +254,11 @@ fn on_one_member(consistency: agora_telecom::topology::Consistency, seed_ms: u64
     }
     sc.push_fault(fault(FaultKind::DiskFull, 5000, |f| f.full = Some(true)));
     sc.push_fault(fault(FaultKind::DiskFull, 5600, |f| f.full = Some(false)));
-    sc.push_fault(fault(FaultKind::DiskCorrupt, 6500, |_| {}));
+    // Most durable records are the replies of applied writes: corrupt many,
+    // so that some entries are hit too.
+    for i in 0..40 {
+        sc.push_fault(fault(FaultKind::DiskCorrupt, 6500 + 4 * i, |_| {}));
+    }
     sc.push_fault(fault(FaultKind::Crash, 6700, |_| {}));
     sc.push_fault(fault(FaultKind::Recover, 7000, |_| {}));
     sc

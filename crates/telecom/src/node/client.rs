@@ -109,7 +109,12 @@ pub(super) enum Standing {
 /// The client half of a node.
 #[derive(Clone, Debug)]
 pub(super) struct Client {
+    /// Request ids: a random incarnation in the high half, drawn at each
+    /// start, so that ids (and the tokens written with them) stay unique
+    /// across restarts — replicas recognise a retry by its id.
     pub(super) next_id: u64,
+    /// Requests made (those refused at once included).
+    pub(super) requested: u64,
     /// Requests that entered `pending`, and those of them that ended.
     pub(super) issued: u64,
     pub(super) finished: Ended,
@@ -231,6 +236,7 @@ impl Node {
         };
         let id = c.next_id;
         c.next_id += 1;
+        c.requested += 1;
         io.output(Output::Issued { id, group, key: key.clone(), op: op.clone() });
         if isolated || shed {
             io.count(counters::SHED, 1);

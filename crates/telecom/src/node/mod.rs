@@ -386,6 +386,7 @@ impl Node {
                 .collect();
             Client {
                 next_id: 0,
+                requested: 0,
                 issued: 0,
                 finished: client::Ended::new(),
                 next_arrival: None,
@@ -516,6 +517,9 @@ impl Protocol for Node {
 
     fn on_start(&mut self, io: &mut Io<'_, Self>) {
         self.busy_since = io.now();
+        if let Some(c) = &mut self.client {
+            c.next_id = (io.rng().random::<u32>() as u64) << 32;
+        }
         self.arm(io);
     }
 
@@ -616,7 +620,7 @@ impl Protocol for Node {
                 "issued": c.issued,
                 "ended": c.finished.count,
                 // Every request made, those refused at once included.
-                "requested": c.next_id,
+                "requested": c.requested,
                 "succeeded": c.finished.latency_us.len(),
                 "failed_by_cause": c.finished.failed_by_cause,
                 "latency_us": c.finished.buckets(),
