@@ -258,6 +258,8 @@ fn the_html_report_renders_in_a_headless_browser() {
     let page = std::fs::read_to_string(dir.join("index.html")).unwrap();
     assert_eq!(page.matches("<svg").count(), 2, "two charts");
     assert!(page.contains("Core1</td><td>byzantine"), "the failures table");
+    assert!(page.contains("id=\"accounting\"") && page.contains("<th>below quorum</th>"), "the accounting table");
+    assert!(page.contains("<td>transactions</td>") && page.contains("Core2 crashed"), "by group and by window");
     // A protocol without a report says so.
     let broadcast = format!("{}/../../scenarios/broadcast.toml", env!("CARGO_MANIFEST_DIR"));
     let (_, stderr) = text(&run(&["sim", &broadcast, "--report", dir.to_str().unwrap()]));

@@ -641,6 +641,45 @@ fn causes(map: &serde_json::Value) -> String {
     }
 }
 
+/// The requests by group and by fault window, each with its failures by
+/// cause, as an HTML table.
+fn accounting_html(r: &Requests) -> String {
+    let cause_names: Vec<String> = node::Cause::ALL
+        .iter()
+        .map(|c| serde_json::to_value(c).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default())
+        .collect();
+    let mut page = format!(
+        "<h2>Requests</h2>\n<p id=\"serviceable\">{} of {} serviceable requests succeeded ({:.2} %; target ≥ {:.0} %, the seed claims {SEED_AVAILABILITY_PERCENT} % availability).</p>\n<div style=\"overflow-x:auto\"><table id=\"accounting\"><tr><th>group / window</th><th>faults</th><th>issued</th><th>succeeded</th><th>serviceable</th><th>serviceable ok %</th>",
+        r.total.serviceable_succeeded,
+        r.total.serviceable,
+        100.0 * r.serviceable_ratio,
+        100.0 * SERVICEABLE_TARGET,
+    );
+    for c in &cause_names {
+        page += &format!("<th>{}</th>", esc(&c.replace('_', " ")));
+    }
+    page += "<th>in flight</th></tr>\n";
+    let groups = r.groups.iter().map(|g| (esc(&g.service), String::new(), &g.tally));
+    let windows = r.windows.iter().map(|w| {
+        let faults = if w.faults.is_empty() { "—".to_string() } else { esc(&w.faults.join(", ")) };
+        (format!("{:.2}–{:.2} s", w.from_s, w.to_s), faults, &w.tally)
+    });
+    for (label, faults, t) in groups.chain(windows) {
+        page += &format!(
+            "<tr><td>{label}</td><td>{faults}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td>",
+            t.issued,
+            t.succeeded,
+            t.serviceable,
+            100.0 * t.serviceable_ratio()
+        );
+        for c in node::Cause::ALL {
+            page += &format!("<td>{}</td>", t.failed_by_cause.get(&c).copied().unwrap_or(0));
+        }
+        page += &format!("<td>{}</td></tr>\n", t.in_flight_at_end);
+    }
+    page + "</table></div>\n"
+}
+
 /// Escapes text for HTML.
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
@@ -688,7 +727,7 @@ pub fn html(topo: &Topology, sim: &Sim<Node>, title: &str) -> Result<String, Str
         .map_err(|e| e.to_string())?;
     let r = &o.requests;
     let mut page = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\n<style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}</style></head><body>\n<h1>{t}</h1>\n<p id=\"summary\">{} requests, {} answered ({:.2} %; {:.2} % of the serviceable), p50 {:.1} ms, p99 {:.1} ms; {} retries; {} wrong answers accepted. Balancing ({}): Jain index {:.3}, load CV {:.3}, {:.1} migrations/min. Simulated {:.1} s.</p>\n",
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\n<style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}#accounting{{font-size:72%}}#accounting td,#accounting th{{padding:2px 4px}}#accounting td:nth-child(2){{text-align:left;min-width:12em}}</style></head><body>\n<h1>{t}</h1>\n<p id=\"summary\">{} requests, {} answered ({:.2} %; {:.2} % of the serviceable), p50 {:.1} ms, p99 {:.1} ms; {} retries; {} wrong answers accepted. Balancing ({}): Jain index {:.3}, load CV {:.3}, {:.1} migrations/min. Simulated {:.1} s.</p>\n",
         r.total.issued, r.total.succeeded, 100.0 * r.success_ratio, 100.0 * r.serviceable_ratio, r.p50_ms, r.p99_ms, r.retries, r.wrong_answers_accepted,
         o.load_balancing.strategy, o.load_balancing.load_balance_index, o.load_balancing.load_variance,
         o.load_balancing.migrations_per_minute, o.sim_time_s, t = esc(title),
@@ -719,7 +758,9 @@ pub fn html(topo: &Topology, sim: &Sim<Node>, title: &str) -> Result<String, Str
             f.recovery_s.map_or("—".into(), |v| format!("{v:.3}"))
         );
     }
-    page += "</table>\n<h2>Charts</h2>\n<div id=\"latency\">";
+    page += "</table>\n";
+    page += &accounting_html(r);
+    page += "<h2>Charts</h2>\n<div id=\"latency\">";
     page += &latency_svg;
     page += "</div>\n<div id=\"throughput\">";
     page += &throughput_svg;

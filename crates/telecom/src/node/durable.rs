@@ -189,6 +189,14 @@ impl Node {
                 a.order.push_back(request);
             }
         }
+        // A delete of an evicted record is not sent again after a refused
+        // sync, so the disk may hold more: keep the newest (the rest is ignored).
+        for a in &mut self.disk.applied {
+            while a.order.len() > APPLIED_KEPT {
+                let old = a.order.pop_front().expect("over the limit");
+                a.replies.remove(&old);
+            }
+        }
         for d in disk.damaged().iter().filter(|d| d.space.name == TABLE) {
             if let Some(gk) = parse_key(&d.at) {
                 self.disk.damaged.insert(gk);
