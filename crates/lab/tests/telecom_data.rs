@@ -125,6 +125,9 @@ fn every_request_is_accounted_for_once() {
         assert_eq!(t.issued, t.succeeded + t.failed() + t.in_flight_at_end, "{t:?}");
         assert_eq!(t.failed(), sim.stats().counters.get(node::counters::FAILED));
         assert_eq!(t.failed_by_cause.len(), node::Cause::ALL.len(), "the closed list, zeros included");
+        for c in node::Cause::ALL {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.name(), "JSON and reports name a cause alike");
+        }
         assert!(t.serviceable_succeeded <= t.serviceable && t.serviceable <= t.succeeded + t.failed());
         for parts in
             [r.groups.iter().map(|g| &g.tally).collect::<Vec<_>>(), r.windows.iter().map(|w| &w.tally).collect()]

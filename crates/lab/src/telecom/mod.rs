@@ -271,10 +271,8 @@ pub fn real_failures(
 /// simulator's ground truth and is not judged here.)
 pub fn real_requests(statuses: &[Option<(f64, serde_json::Value)>]) -> String {
     let (mut issued, mut succeeded) = (0, 0);
-    let mut by_cause: std::collections::BTreeMap<String, u64> = node::Cause::ALL
-        .iter()
-        .map(|c| (serde_json::to_value(c).unwrap_or_default().as_str().unwrap_or("?").to_string(), 0))
-        .collect();
+    let mut by_cause: std::collections::BTreeMap<String, u64> =
+        node::Cause::ALL.iter().map(|c| (c.name().to_string(), 0)).collect();
     for (_, st) in statuses.iter().flatten() {
         let c = &st["protocol"]["client"];
         issued += c["requested"].as_u64().unwrap_or(0);
@@ -644,10 +642,6 @@ fn causes(map: &serde_json::Value) -> String {
 /// The requests by group and by fault window, each with its failures by
 /// cause, as an HTML table.
 fn accounting_html(r: &Requests) -> String {
-    let cause_names: Vec<String> = node::Cause::ALL
-        .iter()
-        .map(|c| serde_json::to_value(c).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default())
-        .collect();
     let mut page = format!(
         "<h2>Requests</h2>\n<p id=\"serviceable\">{} of {} serviceable requests succeeded ({:.2} %; target ≥ {:.0} %, the seed claims {SEED_AVAILABILITY_PERCENT} % availability).</p>\n<div style=\"overflow-x:auto\"><table id=\"accounting\"><tr><th>group / window</th><th>faults</th><th>issued</th><th>succeeded</th><th>serviceable</th><th>serviceable ok %</th>",
         r.total.serviceable_succeeded,
@@ -655,8 +649,8 @@ fn accounting_html(r: &Requests) -> String {
         100.0 * r.serviceable_ratio,
         100.0 * SERVICEABLE_TARGET,
     );
-    for c in &cause_names {
-        page += &format!("<th>{}</th>", esc(&c.replace('_', " ")));
+    for c in node::Cause::ALL {
+        page += &format!("<th>{}</th>", c.name().replace('_', " "));
     }
     page += "<th>in flight</th></tr>\n";
     let groups = r.groups.iter().map(|g| (esc(&g.service), String::new(), &g.tally));

@@ -249,6 +249,20 @@ impl Cause {
         Cause::Admission,
         Cause::Forged,
     ];
+
+    /// The name reports and JSON give it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cause::NoReplica => "no_replica",
+            Cause::BelowQuorum => "below_quorum",
+            Cause::MinoritySide => "minority_side",
+            Cause::Deadline => "deadline",
+            Cause::RetryBudget => "retry_budget",
+            Cause::Shed => "shed",
+            Cause::Admission => "admission",
+            Cause::Forged => "forged",
+        }
+    }
 }
 
 /// The seed's cascading-failure levels for a group that lost members.
