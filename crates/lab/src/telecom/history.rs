@@ -62,8 +62,8 @@ pub fn requests(sim: &Sim<Node>) -> (Vec<Request>, Vec<Event>) {
                 });
             }
             Output::Done { id, reply, sent, cause, .. } => {
-                // A client restarted without memory numbers its requests
-                // anew: the latest issue under the id is the one ending.
+                // Ids carry the client's incarnation, so they are unique;
+                // an end is taken once all the same.
                 if let Some(&i) = index.get(&(o.node, *id)) {
                     if reqs[i].end.is_none() {
                         reqs[i].end = Some(End { at: o.at, reply: reply.clone(), sent: *sent, cause: *cause });

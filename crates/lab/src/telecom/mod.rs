@@ -319,11 +319,16 @@ const HISTORY_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn checked_outcome(topo: &Topology, sim: &Sim<Node>) -> Outcome {
     let (reqs, events) = history::requests(sim);
     let histories = history::check(topo, &history::edn(topo, &reqs, &events), HISTORY_CHECK_TIMEOUT);
-    Outcome { histories: Some(histories), ..outcome(topo, sim) }
+    Outcome { histories: Some(histories), ..outcome_of(topo, sim, &reqs) }
 }
 
 /// The report of a finished run (its histories unchecked).
 pub fn outcome(topo: &Topology, sim: &Sim<Node>) -> Outcome {
+    outcome_of(topo, sim, &history::requests(sim).0)
+}
+
+/// [`outcome`] over the run's requests, read from its outputs once.
+fn outcome_of(topo: &Topology, sim: &Sim<Node>, reqs: &[history::Request]) -> Outcome {
     let now = sim.now();
     let secs = now.as_secs_f64().max(1e-9);
     let name = |n: NodeId| topo.name(n).to_string();
@@ -407,9 +412,8 @@ pub fn outcome(topo: &Topology, sim: &Sim<Node>) -> Outcome {
             _ => {}
         }
     }
-    let (reqs, _) = history::requests(sim);
     let c = &sim.stats().counters;
-    let accounting::Accounting { total, groups, windows } = accounting::account(topo, sim, &reqs);
+    let accounting::Accounting { total, groups, windows } = accounting::account(topo, sim, reqs);
     let issued = total.issued;
     let mean_ms = if latencies.is_empty() { 0.0 } else { latencies.iter().sum::<f64>() / latencies.len() as f64 };
     let requests = Requests {
@@ -423,7 +427,7 @@ pub fn outcome(topo: &Topology, sim: &Sim<Node>) -> Outcome {
         attempts_per_request: if issued == 0 { 0.0 } else { c.get(counters::ATTEMPTS) as f64 / issued as f64 },
         retries: c.get(counters::RETRIES),
         retry_budget_exhausted: c.get(counters::BUDGET_EXHAUSTED),
-        wrong_answers_accepted: history::wrong_answers(&reqs),
+        wrong_answers_accepted: history::wrong_answers(reqs),
         groups,
         windows,
     };
@@ -573,13 +577,18 @@ pub fn report(o: &serde_json::Value) -> String {
     );
     let count = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
     let tally_row = |label: String, t: &serde_json::Value| {
+        let serviceable = count(&t["serviceable"]);
+        let share = match serviceable {
+            0 => "-".to_string(), // nothing the system could have served
+            n => format!("{:.2}", 100.0 * count(&t["serviceable_succeeded"]) as f64 / n as f64),
+        };
         format!(
-            "{:<22} {:>7} {:>9} {:>11} {:>8.2}  {}",
+            "{:<22} {:>7} {:>9} {:>11} {:>8}  {}",
             label,
             count(&t["issued"]),
             count(&t["succeeded"]),
-            count(&t["serviceable"]),
-            100.0 * num(&t["serviceable_succeeded"]) / num(&t["serviceable"]).max(1.0),
+            serviceable,
+            share,
             causes(&t["failed_by_cause"])
         )
     };
@@ -660,11 +669,11 @@ fn accounting_html(r: &Requests) -> String {
     });
     for (label, faults, t) in groups.chain(windows) {
         page += &format!(
-            "<tr><td>{label}</td><td>{faults}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td>",
+            "<tr><td>{label}</td><td>{faults}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
             t.issued,
             t.succeeded,
             t.serviceable,
-            100.0 * t.serviceable_ratio()
+            if t.serviceable == 0 { "—".to_string() } else { format!("{:.2}", 100.0 * t.serviceable_ratio()) }
         );
         for c in node::Cause::ALL {
             page += &format!("<td>{}</td>", t.failed_by_cause.get(&c).copied().unwrap_or(0));

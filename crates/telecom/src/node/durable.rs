@@ -79,9 +79,9 @@ pub(super) struct Disk {
     /// Per sync in flight: the records it covers, and the replies it holds.
     in_flight: BTreeMap<u64, InFlight>,
     /// Keys whose durable record was damaged: unknown until set again.
-    pub(super) damaged: std::collections::BTreeSet<(u16, String)>,
+    damaged: std::collections::BTreeSet<(u16, String)>,
     /// Per group: the writes applied, so that a retry is not applied again.
-    pub(super) applied: Vec<Applied>,
+    applied: Vec<Applied>,
 }
 
 impl Disk {
