@@ -94,15 +94,17 @@ enum Tamper {
     Replay,
 }
 
-/// Forwards connections to `to`, tampering with the first one's dialler
-/// stream at byte `at`; later connections pass untouched.
+/// Forwards connections to `to`, tampering once with a dialler stream at
+/// byte `at` — in the first connection that carries that far (one that
+/// closes sooner, say while node 1 was still starting, does not use up the
+/// tampering); later connections pass untouched.
 async fn tampering_proxy(listen: tokio::net::TcpListener, to: std::net::SocketAddr, tamper: Tamper, at: usize) {
-    let mut first = true;
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     loop {
         let Ok((mut a, _)) = listen.accept().await else { return };
         // Node 1 may not listen yet: drop this one, the dialler retries.
         let Ok(mut b) = tokio::net::TcpStream::connect(to).await else { continue };
-        let tampering = std::mem::take(&mut first);
+        let done = done.clone();
         tokio::spawn(async move {
             let (mut ar, mut aw) = a.split();
             let (mut br, mut bw) = b.split();
@@ -114,7 +116,7 @@ async fn tampering_proxy(listen: tokio::net::TcpListener, to: std::net::SocketAd
                         Ok(0) | Err(_) => return,
                         Ok(n) => n,
                     };
-                    let here = tampering && seen <= at && at < seen + n;
+                    let here = seen <= at && at < seen + n && !done.swap(true, std::sync::atomic::Ordering::SeqCst);
                     if here && matches!(tamper, Tamper::Flip) {
                         buf[at - seen] ^= 0x40;
                     }
