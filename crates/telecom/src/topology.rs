@@ -113,6 +113,12 @@ pub struct GroupSpec {
     /// (1 ≤ factor ≤ members) but requests go to all members; part 2's
     /// replication uses it.
     pub factor: u32,
+    /// Active-passive only: the serving member answers a write once every
+    /// other member it can reach holds it, so a failover loses no
+    /// acknowledged write (the default ships the log asynchronously, as the
+    /// seed has it, and reports the writes a failover lost).
+    #[serde(default)]
+    pub sync: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -350,6 +356,8 @@ pub struct Group {
     pub consistency: Consistency,
     /// Equal answers that decide an n-way request: a majority of members.
     pub quorum: usize,
+    /// Active-passive: writes answered once shipped (see [`GroupSpec::sync`]).
+    pub sync: bool,
 }
 
 /// The checked, indexed system: what every node holds.
@@ -449,6 +457,11 @@ impl Params {
                     members.len()
                 ));
             }
+            if g.sync && g.strategy != Redundancy::ActivePassive {
+                return Err(format!(
+                    "group[{i}].sync: only an active_passive group ships its log, synchronously or not"
+                ));
+            }
             let quorum = members.len() / 2 + 1;
             groups.push(Group {
                 service: g.service.clone(),
@@ -456,6 +469,7 @@ impl Params {
                 strategy: g.strategy,
                 consistency: g.consistency,
                 quorum,
+                sync: g.sync,
             });
         }
         let w = &self.workload;
@@ -653,6 +667,7 @@ pub fn generate(edges: u32, cores: u32, clouds: u32, seed: u64) -> Result<Params
             strategy: Redundancy::ActivePassive,
             consistency: Consistency::Eventual,
             factor: 2,
+            sync: false,
         });
     }
     for c in 0..cores {
@@ -663,6 +678,7 @@ pub fn generate(edges: u32, cores: u32, clouds: u32, seed: u64) -> Result<Params
             strategy: Redundancy::NWay,
             consistency: Consistency::Strong,
             factor: 3,
+            sync: false,
         });
     }
     for c in 0..clouds {
@@ -673,6 +689,7 @@ pub fn generate(edges: u32, cores: u32, clouds: u32, seed: u64) -> Result<Params
             strategy: Redundancy::Geographic,
             consistency: Consistency::Eventual,
             factor: 3,
+            sync: false,
         });
     }
     let params = Params {

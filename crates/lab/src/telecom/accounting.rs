@@ -28,6 +28,9 @@ pub struct Tally {
     /// Ended requests the system could have served, and those of them that succeeded.
     pub serviceable: u64,
     pub serviceable_succeeded: u64,
+    /// Acknowledged writes a later reply showed overwritten by another
+    /// value at their version (see [`super::history::lost_writes`]).
+    pub writes_lost: u64,
 }
 
 impl Tally {
@@ -35,8 +38,9 @@ impl Tally {
         Tally { failed_by_cause: Cause::ALL.iter().map(|&c| (c, 0)).collect(), ..Tally::default() }
     }
 
-    fn add(&mut self, r: &Request, serviceable: bool) {
+    fn add(&mut self, r: &Request, serviceable: bool, lost: bool) {
         self.issued += 1;
+        self.writes_lost += lost as u64;
         let Some(end) = &r.end else {
             self.in_flight_at_end += 1;
             return;
@@ -215,11 +219,12 @@ pub fn account(topo: &Topology, sim: &Sim<Node>, reqs: &[Request]) -> Accounting
     let n = topo.len();
     let mut world = World { up: vec![true; n], omitting: vec![false; n], byzantine: vec![false; n], side: vec![0; n] };
     let events = events(sim);
+    let lost = super::history::lost_writes(reqs);
     let mut next = 0;
     let mut total = Tally::new();
     let mut groups: Vec<Tally> = vec![Tally::new(); topo.groups.len()];
     let mut windows = vec![Window { from_s: 0.0, to_s: 0.0, faults: Vec::new(), tally: Tally::new() }];
-    for r in reqs {
+    for (i, r) in reqs.iter().enumerate() {
         while next < events.len() && events[next].0 <= r.issued {
             world.apply(&events[next].1);
             let at = events[next].0.as_secs_f64();
@@ -234,9 +239,10 @@ pub fn account(topo: &Topology, sim: &Sim<Node>, reqs: &[Request]) -> Accounting
             }
         }
         let serviceable = world.serviceable(topo, r);
-        total.add(r, serviceable);
-        groups[r.group as usize].add(r, serviceable);
-        windows.last_mut().expect("a window").tally.add(r, serviceable);
+        let lost = lost.contains(&i);
+        total.add(r, serviceable, lost);
+        groups[r.group as usize].add(r, serviceable, lost);
+        windows.last_mut().expect("a window").tally.add(r, serviceable, lost);
     }
     windows.last_mut().expect("a window").to_s = sim.now().as_secs_f64();
     let groups =

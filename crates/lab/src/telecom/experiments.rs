@@ -190,6 +190,7 @@ pub fn five_backends(strategy: Strategy, rate: f64, case: Case) -> Scenario<Para
         strategy: Redundancy::ActiveActive,
         consistency: Consistency::Eventual,
         factor: 1,
+        sync: false,
     };
     let mut params = default_scenario().params;
     params.nodes = nodes;
@@ -276,6 +277,7 @@ pub fn seed_table(secs: f64) -> Result<Vec<TableRow>, String> {
             strategy: Redundancy::ActivePassive,
             consistency: Consistency::Eventual,
             factor: 1,
+            sync: false,
         }];
         params.workload.clients = vec![spec.name.clone()];
         params.workload.mix.clear();

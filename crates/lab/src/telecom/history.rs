@@ -105,6 +105,44 @@ pub fn wrong_answers(reqs: &[Request]) -> u64 {
         .count() as u64
 }
 
+/// Acknowledged writes that did not stand: another accepted reply gave
+/// their key a different value at the same version, and the one seen last
+/// was not theirs. That is what two members serving one key across a
+/// failover leave behind when the first had not shipped the write (or two
+/// replicas took concurrent writes): one side is overwritten. Indices into
+/// `reqs`. Forged answers (values no client wrote) are left out.
+pub fn lost_writes(reqs: &[Request]) -> HashSet<usize> {
+    let w = written(reqs);
+    let empty = HashSet::new();
+    let honest = |r: &Request, v: &[u8]| {
+        let known = w.get(&(r.group, r.key.as_str())).unwrap_or(&empty);
+        tokens(v).is_some_and(|t| t.iter().all(|t| known.contains(t)))
+    };
+    // (group, key, version) → value → when an accepted reply last showed it.
+    let mut seen: HashMap<(u16, &str, u64), HashMap<&[u8], Time>> = HashMap::new();
+    for r in reqs {
+        let Some((at, reply)) = r.end.as_ref().and_then(|e| Some((e.at, e.reply.as_ref()?))) else { continue };
+        if honest(r, &reply.entry.value) {
+            let last = seen.entry((r.group, &r.key, reply.entry.version)).or_default();
+            let t = last.entry(&reply.entry.value).or_insert(at);
+            *t = (*t).max(at);
+        }
+    }
+    reqs.iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            let Some(reply) = r.end.as_ref().and_then(|e| e.reply.as_ref()) else { return false };
+            if !r.op.writes() || !reply.applied {
+                return false;
+            }
+            let Some(values) = seen.get(&(r.group, r.key.as_str(), reply.entry.version)) else { return false };
+            let winner = values.iter().max_by_key(|(v, t)| (**t, **v)).map(|(v, _)| *v);
+            values.len() > 1 && winner != Some(reply.entry.value.as_slice())
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
 fn edn_str(v: &[u8]) -> String {
     format!("{:?}", String::from_utf8_lossy(v))
 }

@@ -570,6 +570,18 @@ pub fn report(o: &serde_json::Value) -> String {
         SEED_AVAILABILITY_PERCENT
     );
     let _ = writeln!(out, "failed by    {}", causes(&r["failed_by_cause"]));
+    let lost: Vec<String> = r["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| format!("{} {}", text(&g["service"]), g["writes_lost"]))
+        .collect();
+    let _ = writeln!(
+        out,
+        "writes lost  {} acknowledged writes overwritten by another value at their version ({})",
+        r["writes_lost"],
+        lost.join(", ")
+    );
     let _ = writeln!(
         out,
         "\n{:<22} {:>7} {:>9} {:>11} {:>8}  failed by cause",

@@ -86,6 +86,35 @@ impl Store {
         }
         newer
     }
+
+    /// Replication: takes `entry` if it is newer, or as new with a larger
+    /// value — so that two replicas that gave one version different values
+    /// (two members served across a failover) settle on the same one,
+    /// whichever order they hear of each other in.
+    pub fn merge(&mut self, key: &str, entry: Entry) -> bool {
+        let mine = self.get(key);
+        let wins = entry.version > mine.version || (entry.version == mine.version && entry.value > mine.value);
+        if wins {
+            self.keys.insert(key.to_string(), entry);
+        }
+        wins
+    }
+
+    /// Catch-up: takes `entry` if it is at least as new — a restarted
+    /// member gives up its own version of a key its peers moved on with.
+    pub fn adopt(&mut self, key: &str, entry: Entry) -> bool {
+        let mine = self.get(key);
+        let takes = entry.version > mine.version || (entry.version == mine.version && entry.value != mine.value);
+        if takes {
+            self.keys.insert(key.to_string(), entry);
+        }
+        takes
+    }
+
+    /// Every key written, with its entry, in key order.
+    pub fn entries(&self) -> impl Iterator<Item = (&String, &Entry)> {
+        self.keys.iter()
+    }
 }
 
 #[cfg(test)]
@@ -111,10 +140,20 @@ mod tests {
         assert!(s.repair("a", Entry { value: b"new".to_vec(), version: 4 }));
         assert_eq!(s.get("a").value, b"new");
         assert_eq!(s.get("b").value, b"new");
+        // As new with another value: merge takes the larger, adopt takes it.
+        let tie = |v: &[u8]| Entry { value: v.to_vec(), version: 4 };
+        assert!(!s.merge("a", tie(b"abc")), "smaller than what it holds");
+        assert!(s.merge("a", tie(b"zzz")));
+        assert!(s.adopt("a", tie(b"abc")));
+        assert!(!s.adopt("a", tie(b"abc")), "the same entry");
+        assert_eq!(s.entries().count(), 2);
+    }
+
+    fn v() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(0u8..3, 0..3)
     }
 
     fn op() -> impl Strategy<Value = Op> {
-        let v = || prop::collection::vec(0u8..3, 0..3);
         prop_oneof![
             Just(Op::Read),
             v().prop_map(Op::Write),
@@ -147,6 +186,25 @@ mod tests {
                 let (value, version) = model.get(&key).cloned().unwrap_or_default();
                 prop_assert_eq!(r.entry, Entry { value, version });
             }
+        }
+
+        /// Replicas that merge the same entries in any order end alike.
+        #[test]
+        fn merging_converges_whatever_the_order(
+            entries in prop::collection::vec((0u8..3, 0u64..4, v()), 0..20),
+            seed in any::<u64>(),
+        ) {
+            use rand::{seq::SliceRandom, SeedableRng};
+            let mut shuffled = entries.clone();
+            shuffled.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+            let (mut a, mut b) = (Store::new(), Store::new());
+            for (k, version, value) in entries {
+                a.merge(&format!("k{k}"), Entry { value, version });
+            }
+            for (k, version, value) in shuffled {
+                b.merge(&format!("k{k}"), Entry { value, version });
+            }
+            prop_assert_eq!(a, b);
         }
     }
 }

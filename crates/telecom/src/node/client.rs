@@ -357,13 +357,17 @@ impl Node {
         let rtt_ms = (now.as_nanos().saturating_sub(a.sent_ns)) as f64 / 1e6;
         c.balancer.finished(a.server, rtt_ms, now, Some(a.load));
         let Some(reply) = a.reply.filter(|_| a.status == Status::Ok) else {
-            c.failures[a.server.index()] += 1;
-            Self::maybe_eject(c, &topo, a.server, now, &mut self.detections, io);
+            // A member catching up after a restart is back in a moment: not a failure of its own.
+            if a.status != Status::CatchingUp {
+                c.failures[a.server.index()] += 1;
+                Self::maybe_eject(c, &topo, a.server, now, &mut self.detections, io);
+            }
             if give_up {
                 let cause = match a.status {
                     Status::Isolated => Cause::MinoritySide,
-                    Status::Lost => Cause::NoReplica,
-                    _ => Cause::Admission,
+                    Status::Lost | Status::CatchingUp => Cause::NoReplica,
+                    Status::Unreplicated => Cause::BelowQuorum,
+                    Status::Ok | Status::Overloaded => Cause::Admission,
                 };
                 self.retry_or_fail(a.id, cause, io);
             }

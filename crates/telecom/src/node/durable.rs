@@ -82,11 +82,17 @@ pub(super) struct Disk {
     damaged: std::collections::BTreeSet<(u16, String)>,
     /// Per group: the writes applied, so that a retry is not applied again.
     applied: Vec<Applied>,
+    /// The node restarted on a disk that held records.
+    restored: bool,
 }
 
 impl Disk {
     pub(super) fn new(groups: usize) -> Self {
         Disk { applied: vec![Applied::default(); groups], ..Disk::default() }
+    }
+
+    pub(super) fn restored(&self) -> bool {
+        self.restored
     }
 }
 
@@ -170,6 +176,7 @@ impl Node {
 
     /// A restart without memory: the stores as the disk holds them.
     pub(super) fn restore(&mut self, disk: &Durable) {
+        self.disk.restored = disk.table(TABLE).next().is_some() || !disk.damaged().is_empty();
         for (k, v) in disk.table(TABLE) {
             if let (Some((group, key)), Some(entry)) = (parse_key(k), decode(v)) {
                 if let Some(store) = self.stores.get_mut(group as usize) {

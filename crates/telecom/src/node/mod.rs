@@ -31,11 +31,13 @@ mod client;
 mod detect;
 mod durable;
 mod server;
+mod ship;
 
 use client::Client;
 use detect::Watch;
 pub use server::ServerStats;
 use server::{Queued, RequestKey};
+pub use ship::{Replica, ReplicaBody, Shipped};
 
 use crate::balance::{Balancer, Load};
 use crate::data::kv::{Entry, Op, Reply, Store};
@@ -73,6 +75,12 @@ pub mod counters {
     /// Writes of causal groups applied from peers, and resent to peers.
     pub const CAUSAL_APPLIED: &str = "causal_applied";
     pub const CAUSAL_RESENT: &str = "causal_resent";
+    /// Active-passive shipping: entries a member took from a peer, sync
+    /// writes that failed because a peer held another value, catch-ups
+    /// that ended by waiting out silent peers.
+    pub const SHIPPED_TAKEN: &str = "shipped_taken";
+    pub const SHIP_CONFLICTS: &str = "ship_conflicts";
+    pub const CATCH_UP_TIMEOUTS: &str = "catch_up_timeouts";
 }
 
 /// What a Byzantine node does to the answers it serves.
@@ -106,6 +114,12 @@ pub enum Status {
     /// The server lost the key's value to a damaged disk (until a write or
     /// a repair sets it again).
     Lost,
+    /// The server restarted and is pulling its peers' state.
+    CatchingUp,
+    /// Sync active-passive: the write could not be made to stand on a
+    /// majority (too few members reachable, or one held another value at
+    /// its version: two members served at once).
+    Unreplicated,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -156,6 +170,7 @@ pub enum Msg {
     Answer(Answer),
     Causal(causal::Causal),
     Repair(Repair),
+    Replica(Replica),
 }
 
 impl Message for Msg {
@@ -166,6 +181,12 @@ impl Message for Msg {
             Msg::Request(_) => "request",
             Msg::Answer(_) => "answer",
             Msg::Repair(_) => "repair",
+            Msg::Replica(r) => match r.body {
+                ReplicaBody::Ship(_) => "replica_ship",
+                ReplicaBody::Acked(_) => "replica_acked",
+                ReplicaBody::Pull => "replica_pull",
+                ReplicaBody::State { .. } => "replica_state",
+            },
             Msg::Causal(c) => match c.body {
                 causal::CausalBody::Update(_) => "causal_update",
                 causal::CausalBody::Digest(_) => "causal_digest",
@@ -221,7 +242,8 @@ pub enum Cause {
     /// No member of the group was reachable and trusted.
     NoReplica,
     /// An n-way group had fewer trusted members than its quorum, or its
-    /// members' answers left no quorum agreeing.
+    /// members' answers left no quorum agreeing, or a sync active-passive
+    /// write met another value at a peer.
     BelowQuorum,
     /// The client (or the server it reached) was on a minority side.
     MinoritySide,
@@ -361,6 +383,8 @@ pub struct Node {
     stores: Vec<Store>,
     /// The stores' writes on their way to the disk.
     disk: durable::Disk,
+    /// Per group: active-passive log shipping (empty unless a member).
+    shipping: Vec<ship::Shipping>,
 }
 
 /// Suspicions kept for the status.
@@ -439,6 +463,7 @@ impl Node {
             causal: Self::causal_logs(&topo, me),
             stores: vec![Store::new(); topo.groups.len()],
             disk: durable::Disk::new(topo.groups.len()),
+            shipping: vec![ship::Shipping::default(); topo.groups.len()],
             topo,
         }
     }
@@ -534,6 +559,9 @@ impl Protocol for Node {
         if let Some(c) = &mut self.client {
             c.next_id = (io.rng().random::<u32>() as u64) << 32;
         }
+        if self.disk.restored() {
+            self.catch_up(io);
+        }
         self.arm(io);
     }
 
@@ -547,6 +575,7 @@ impl Protocol for Node {
             c.pending.clear();
         }
         self.resync_after_crash(io);
+        self.catch_up(io);
         self.arm(io);
     }
 
@@ -559,6 +588,7 @@ impl Protocol for Node {
             Msg::Answer(a) => self.on_answer(a, io),
             Msg::Causal(c) => self.on_causal(c, io),
             Msg::Repair(r) => self.on_repair(r, io),
+            Msg::Replica(r) => self.on_replica(r, io),
         }
     }
 
@@ -570,6 +600,7 @@ impl Protocol for Node {
                     io.send(w.node, Msg::Heartbeat { seq: self.beat });
                 }
                 self.causal_digests(io);
+                self.ship_beat(io);
                 self.sync_if_written(io);
                 io.set_timer(self.topo.params.detector.interval, Timer::Beat);
             }

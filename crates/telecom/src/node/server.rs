@@ -71,6 +71,8 @@ impl Node {
         };
         if self.view.isolated {
             self.reply(&key, None, Status::Isolated, io);
+        } else if self.catching_up(key.group) {
+            self.reply(&key, None, Status::CatchingUp, io);
         } else if self.busy < self.topo.node(self.me).slots {
             self.start(key, io);
         } else if self.queue.len() < self.topo.node(self.me).queue_limit as usize {
@@ -158,6 +160,9 @@ impl Node {
             self.record_applied(key.group, request, &reply, io);
         }
         let changed = changed && reply.applied;
+        if changed {
+            self.ship_write(key.group, &key.key, &reply, request);
+        }
         let lie = match self.byzantine {
             Some(Behaviour::Corrupt) => true,
             Some(Behaviour::Equivocate) => key.client.0 % 2 == 1,
@@ -173,6 +178,8 @@ impl Node {
         }
         if strong {
             self.sync(vec![(key, reply)], io);
+        } else if key.op.writes() {
+            self.answer_write(key, reply, io);
         } else {
             self.reply(&key, Some(reply), Status::Ok, io);
         }

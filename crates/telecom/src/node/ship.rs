@@ -1,0 +1,375 @@
+//! Active-passive replication: whichever member serves (the primary, or a
+//! backup the clients failed over to) ships the writes it applied to the
+//! group's other members, with the writes' replies so that a retry that
+//! fails over is recognised rather than applied twice.
+//!
+//! * Asynchronous (the seed's default): the member answers at once and
+//!   ships every heartbeat; what a crash catches unshipped is lost if a
+//!   backup then serves the same key — the report counts those writes.
+//! * `sync = true`: a write is answered once every other member the server
+//!   can reach, and at least a majority of the group with it, holds it. A
+//!   member keeps the first value it holds at a version, so when two
+//!   members serve at once (clients with different views), a member both
+//!   reach takes one write and the other fails — its server adopts the
+//!   value that stood — instead of being acknowledged and then lost.
+//!
+//! A member that restarts catches up before it serves: it pulls every
+//! peer's state and gives up its own version of any key they moved on with
+//! (as a returning primary discards what it never shipped), then ships
+//! what it holds newer. Requests meanwhile get [`Status::CatchingUp`].
+
+use super::*;
+use server::RequestKey;
+
+/// Entries per message (a pull's answer comes in parts of this size).
+const CHUNK: usize = 256;
+/// Writes remembered per shipped key (a retry comes within seconds).
+const WRITES_KEPT: usize = 16;
+
+/// Replica-to-replica traffic of one group, routed like requests.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Replica {
+    pub group: u16,
+    pub from: NodeId,
+    pub to: NodeId,
+    pub hops: u8,
+    pub body: ReplicaBody,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum ReplicaBody {
+    /// Entries the sender applied and the receiver has not acknowledged.
+    Ship(Vec<Shipped>),
+    /// What the receiver holds of each shipped key, after merging it.
+    Acked(Vec<(String, Entry)>),
+    /// A restarted member asks for the group's state.
+    Pull,
+    /// Part of the state, in answer to a pull; `last` ends it.
+    State { entries: Vec<(String, Entry)>, last: bool },
+}
+
+/// A key's newest entry, and the writes that made it since the last ack.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Shipped {
+    pub key: String,
+    pub entry: Entry,
+    /// (client, request id, reply).
+    pub writes: Vec<(NodeId, u64, Reply)>,
+}
+
+/// How a member takes a peer's entry of a key.
+#[derive(Clone, Copy)]
+enum Take {
+    /// Newer, or as new with a larger value (asynchronous groups: converges).
+    Merge,
+    /// Newer only: the first value held at a version stays (sync groups).
+    Newer,
+    /// At least as new: a restarted member, or a sync write that lost.
+    Adopt,
+}
+
+/// A sync group's answer waiting for the peers to hold its key.
+#[derive(Clone, Debug)]
+struct Held {
+    key: RequestKey,
+    reply: Reply,
+    waiting: SmallVec<[NodeId; 4]>,
+    /// Peers that hold it.
+    acked: usize,
+    /// A peer held another value at this version: the write lost.
+    conflicted: bool,
+}
+
+/// One group's shipping at one member.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Shipping {
+    /// Per peer: the keys changed that it has not acknowledged.
+    unshipped: BTreeMap<NodeId, BTreeMap<String, Shipped>>,
+    held: Vec<Held>,
+    /// After a restart: the peers still to answer the pull, and until when to wait.
+    catching_up: Option<(SmallVec<[NodeId; 4]>, Time)>,
+}
+
+impl Node {
+    /// Whether this node ships `group`'s writes (an active-passive member).
+    fn ships(&self, group: u16) -> bool {
+        let g = &self.topo.groups[group as usize];
+        g.strategy == Redundancy::ActivePassive && g.members.contains(&self.me)
+    }
+
+    fn peers(&self, group: u16) -> SmallVec<[NodeId; 4]> {
+        self.topo.groups[group as usize].members.iter().copied().filter(|&m| m != self.me).collect()
+    }
+
+    /// Whether requests to `group` must wait for the catch-up.
+    pub(super) fn catching_up(&self, group: u16) -> bool {
+        self.shipping[group as usize].catching_up.is_some()
+    }
+
+    /// Queues a write this member applied for every peer.
+    pub(super) fn ship_write(&mut self, group: u16, key: &str, reply: &Reply, request: (NodeId, u64)) {
+        if !self.ships(group) {
+            return;
+        }
+        for peer in self.peers(group) {
+            let s = self.shipping[group as usize].unshipped.entry(peer).or_default();
+            let shipped = s.entry(key.to_string()).or_insert_with(|| Shipped {
+                key: key.to_string(),
+                entry: reply.entry.clone(),
+                writes: Vec::new(),
+            });
+            shipped.entry = reply.entry.clone();
+            if shipped.writes.len() == WRITES_KEPT {
+                shipped.writes.remove(0);
+            }
+            shipped.writes.push((request.0, request.1, reply.clone()));
+        }
+    }
+
+    /// Answers a write of `key.group` now, or — a sync group — once every
+    /// peer this member can reach holds it.
+    pub(super) fn answer_write(&mut self, key: RequestKey, reply: Reply, io: &mut Io<'_, Self>) {
+        let g = key.group;
+        if !self.topo.groups[g as usize].sync || !self.ships(g) {
+            return self.reply(&key, Some(reply), Status::Ok, io);
+        }
+        // A retry of a write that lost to another value gets no second answer.
+        let holds = self.stores[g as usize].get(&key.key);
+        if holds.version == reply.entry.version && holds != reply.entry {
+            io.count(counters::SHIP_CONFLICTS, 1);
+            return self.reply(&key, None, Status::Unreplicated, io);
+        }
+        // Only the primary in this member's view takes writes: the first
+        // member it can reach. A backup whose clients failed over while it
+        // still sees the primary refuses, rather than fork the data.
+        let reachable = |n: &NodeId| *n == self.me || self.view.reachable.get(n.index()) == Some(&true);
+        if self.topo.groups[g as usize].members.iter().find(|m| reachable(m)) != Some(&self.me) {
+            return self.reply(&key, None, Status::Unreplicated, io);
+        }
+        let waiting: SmallVec<[NodeId; 4]> = self
+            .peers(g)
+            .into_iter()
+            .filter(|p| self.view.reachable.get(p.index()).copied().unwrap_or(false))
+            .filter(|p| self.shipping[g as usize].unshipped.get(p).is_some_and(|u| u.contains_key(&key.key)))
+            .collect();
+        let needed = self.topo.groups[g as usize].quorum - 1;
+        if waiting.is_empty() {
+            // Nothing to ship: a retry whose write the peers hold already,
+            // unless too few can be reached to make a majority.
+            let reachable = self.peers(g).iter().filter(|p| self.view.reachable.get(p.index()) == Some(&true)).count();
+            let status = if reachable >= needed { Status::Ok } else { Status::Unreplicated };
+            return self.reply(&key, Some(reply).filter(|_| status == Status::Ok), status, io);
+        }
+        if waiting.len() < needed {
+            return self.reply(&key, None, Status::Unreplicated, io);
+        }
+        for &p in &waiting {
+            self.send_ship(g, p, io);
+        }
+        self.shipping[g as usize].held.push(Held { key, reply, waiting, acked: 0, conflicted: false });
+    }
+
+    fn send_replica(&mut self, group: u16, to: NodeId, body: ReplicaBody, io: &mut Io<'_, Self>) {
+        let r = Replica { group, from: self.me, to, hops: 0, body };
+        self.route(to, Msg::Replica(r), io);
+    }
+
+    fn send_ship(&mut self, group: u16, to: NodeId, io: &mut Io<'_, Self>) {
+        let Some(u) = self.shipping[group as usize].unshipped.get(&to) else { return };
+        let all: Vec<Shipped> = u.values().cloned().collect();
+        for part in all.chunks(CHUNK) {
+            self.send_replica(group, to, ReplicaBody::Ship(part.to_vec()), io);
+        }
+    }
+
+    /// Every heartbeat: ships what the peers lack, lets go of held answers
+    /// whose missing peers became unreachable, ends an overdue catch-up.
+    pub(super) fn ship_beat(&mut self, io: &mut Io<'_, Self>) {
+        for g in 0..self.topo.groups.len() as u16 {
+            if !self.ships(g) {
+                continue;
+            }
+            if self.shipping[g as usize].catching_up.as_ref().is_some_and(|(_, until)| *until <= io.now()) {
+                io.count(counters::CATCH_UP_TIMEOUTS, 1);
+                self.caught_up(g);
+            }
+            for p in self.peers(g) {
+                if self.shipping[g as usize].unshipped.get(&p).is_some_and(|u| !u.is_empty()) {
+                    self.send_ship(g, p, io);
+                }
+            }
+            // Peers that became unreachable are not waited for, as long as
+            // a majority can still hold the write.
+            let reachable = self.view.reachable.clone();
+            let needed = self.topo.groups[g as usize].quorum - 1;
+            for h in &mut self.shipping[g as usize].held {
+                let (up, gone): (SmallVec<[NodeId; 4]>, SmallVec<[NodeId; 4]>) =
+                    h.waiting.iter().copied().partition(|p| reachable.get(p.index()).copied().unwrap_or(false));
+                if !gone.is_empty() && h.acked + up.len() >= needed {
+                    h.waiting = up;
+                }
+            }
+            self.release_held(g, io);
+        }
+    }
+
+    /// Answers the held writes no peer is missing any more.
+    fn release_held(&mut self, group: u16, io: &mut Io<'_, Self>) {
+        let held = std::mem::take(&mut self.shipping[group as usize].held);
+        let needed = self.topo.groups[group as usize].quorum - 1;
+        let (ready, waiting): (Vec<Held>, Vec<Held>) =
+            held.into_iter().partition(|h| h.waiting.is_empty() && (h.acked >= needed || h.conflicted));
+        self.shipping[group as usize].held = waiting;
+        for h in ready {
+            if h.conflicted {
+                io.count(counters::SHIP_CONFLICTS, 1);
+                self.reply(&h.key, None, Status::Unreplicated, io);
+            } else {
+                self.reply(&h.key, Some(h.reply), Status::Ok, io);
+            }
+        }
+    }
+
+    pub(super) fn on_replica(&mut self, r: Replica, io: &mut Io<'_, Self>) {
+        if r.to != self.me {
+            if r.hops < 32 {
+                self.route(r.to, Msg::Replica(Replica { hops: r.hops + 1, ..r }), io);
+            }
+            return;
+        }
+        if self.byzantine == Some(Behaviour::Silent)
+            || !self.topo.groups.get(r.group as usize).is_some_and(|_| self.ships(r.group))
+        {
+            return;
+        }
+        let (g, from) = (r.group, r.from);
+        match r.body {
+            ReplicaBody::Ship(list) => {
+                let mut acked = Vec::with_capacity(list.len());
+                // A sync group's member keeps the first value it holds at a
+                // version (see the module's comment); the others merge.
+                let rule = if self.topo.groups[g as usize].sync { Take::Newer } else { Take::Merge };
+                for s in list {
+                    self.take(g, &s.key, s.entry.clone(), rule, io);
+                    // A retry here is answered as the write was, if it stood.
+                    let stood = self.stores[g as usize].get(&s.key) == s.entry;
+                    for (client, id, reply) in s.writes.into_iter().filter(|_| stood) {
+                        if self.applied_before(g, (client, id)).is_none() {
+                            self.record_applied(g, (client, id), &reply, io);
+                        }
+                    }
+                    acked.push((s.key.clone(), self.stores[g as usize].get(&s.key)));
+                }
+                self.send_replica(g, from, ReplicaBody::Acked(acked), io);
+            }
+            ReplicaBody::Acked(list) => self.on_acked(g, from, list, io),
+            ReplicaBody::Pull => {
+                let all: Vec<(String, Entry)> =
+                    self.stores[g as usize].entries().map(|(k, e)| (k.clone(), e.clone())).collect();
+                let parts = all.len().div_ceil(CHUNK).max(1);
+                for i in 0..parts {
+                    let entries = all[i * CHUNK..((i + 1) * CHUNK).min(all.len())].to_vec();
+                    self.send_replica(g, from, ReplicaBody::State { entries, last: i + 1 == parts }, io);
+                }
+            }
+            ReplicaBody::State { entries, last } => {
+                let Some((awaited, _)) = &self.shipping[g as usize].catching_up else { return };
+                if !awaited.contains(&from) {
+                    return;
+                }
+                for (key, entry) in entries {
+                    self.take(g, &key, entry, Take::Adopt, io);
+                }
+                if last {
+                    let (awaited, _) = self.shipping[g as usize].catching_up.as_mut().expect("catching up");
+                    awaited.retain(|p| *p != from);
+                    if awaited.is_empty() {
+                        self.caught_up(g);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes a peer's entry by `rule`, on disk if taken.
+    fn take(&mut self, group: u16, key: &str, entry: Entry, rule: Take, io: &mut Io<'_, Self>) {
+        let store = &mut self.stores[group as usize];
+        let taken = match rule {
+            Take::Merge => store.merge(key, entry.clone()),
+            Take::Newer => store.repair(key, entry.clone()),
+            Take::Adopt => store.adopt(key, entry.clone()),
+        };
+        if taken {
+            io.count(counters::SHIPPED_TAKEN, 1);
+            self.persist(group, key, &entry, io);
+        }
+    }
+
+    fn on_acked(&mut self, g: u16, from: NodeId, list: Vec<(String, Entry)>, io: &mut Io<'_, Self>) {
+        for (key, theirs) in list {
+            let Some(ours) = self.shipping[g as usize].unshipped.get(&from).and_then(|u| u.get(&key)) else {
+                continue;
+            };
+            if theirs.version < ours.entry.version {
+                continue; // an ack of an older ship: the newer one is on its way
+            }
+            let forked = theirs != ours.entry;
+            // A sync group's write still held gives way to the value a peer
+            // already held; one acknowledged (held by a majority) stays.
+            let pending = self.shipping[g as usize].held.iter().any(|h| h.key.key == key);
+            let rule = match (self.topo.groups[g as usize].sync, pending) {
+                (false, _) => Take::Merge,
+                (true, true) => Take::Adopt,
+                (true, false) => Take::Newer,
+            };
+            self.take(g, &key, theirs.clone(), rule, io);
+            // Done with the key unless ours won the tie (then it goes again).
+            if self.stores[g as usize].get(&key) == theirs {
+                self.shipping[g as usize].unshipped.get_mut(&from).expect("shipped").remove(&key);
+            }
+            for h in &mut self.shipping[g as usize].held {
+                if h.key.key == key && h.waiting.contains(&from) {
+                    h.waiting.retain(|p| *p != from);
+                    let lost = forked && theirs.version >= h.reply.entry.version;
+                    h.conflicted |= lost;
+                    h.acked += !lost as usize;
+                }
+            }
+        }
+        self.release_held(g, io);
+    }
+
+    /// After a restart (with or without memory): pulls every peer's state
+    /// of each shipped group before serving it again.
+    pub(super) fn catch_up(&mut self, io: &mut Io<'_, Self>) {
+        let wait = self.topo.params.rpc.timeout * 4;
+        for g in 0..self.topo.groups.len() as u16 {
+            if !self.ships(g) {
+                continue;
+            }
+            let peers = self.peers(g);
+            let s = &mut self.shipping[g as usize];
+            s.held.clear(); // their requests were lost with the crash
+            s.catching_up = Some((peers.clone(), io.now() + wait));
+            for p in peers {
+                self.send_replica(g, p, ReplicaBody::Pull, io);
+            }
+        }
+    }
+
+    /// The catch-up of `group` is over: what this member holds goes to
+    /// every peer (a peer with newer keeps its own).
+    fn caught_up(&mut self, group: u16) {
+        let g = group as usize;
+        self.shipping[g].catching_up = None;
+        let all: Vec<(String, Entry)> = self.stores[g].entries().map(|(k, e)| (k.clone(), e.clone())).collect();
+        for peer in self.peers(group) {
+            let u = self.shipping[g].unshipped.entry(peer).or_default();
+            for (key, entry) in &all {
+                u.entry(key.clone())
+                    .or_insert_with(|| Shipped { key: key.clone(), entry: entry.clone(), writes: Vec::new() })
+                    .entry = entry.clone();
+            }
+        }
+    }
+}
