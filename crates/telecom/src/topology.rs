@@ -150,6 +150,10 @@ pub struct Workload {
     /// Clients issue nothing before this (real processes connect first).
     #[serde(default, with = "duration_str")]
     pub start_after: Duration,
+    /// Clients issue nothing from this time on, so that a run ends quiet
+    /// (replicas converge once quiet). 0 (the default): never.
+    #[serde(default, with = "duration_str")]
+    pub stop_after: Duration,
     /// Relative weights of read, write, cas and append.
     #[serde(default)]
     pub ops: OpMix,
@@ -182,6 +186,7 @@ impl Default for Workload {
             service_jitter: 0.5,
             service_scale: 1.0,
             start_after: Duration::ZERO,
+            stop_after: Duration::ZERO,
             ops: OpMix::default(),
             keys: default_keys(),
             key_distribution: KeyDistribution::default(),

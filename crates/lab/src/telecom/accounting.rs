@@ -28,8 +28,10 @@ pub struct Tally {
     /// Ended requests the system could have served, and those of them that succeeded.
     pub serviceable: u64,
     pub serviceable_succeeded: u64,
-    /// Acknowledged writes a later reply showed overwritten by another
-    /// value at their version (see [`super::history::lost_writes`]).
+    /// Writes that succeeded and took effect (a cas that swapped).
+    pub writes_acknowledged: u64,
+    /// Those of them a later reply showed overwritten by another value at
+    /// their version (see [`super::history::lost_writes`]).
     pub writes_lost: u64,
 }
 
@@ -46,6 +48,7 @@ impl Tally {
             return;
         };
         let ok = end.reply.is_some();
+        self.writes_acknowledged += (r.op.writes() && end.reply.as_ref().is_some_and(|r| r.applied)) as u64;
         if ok {
             self.succeeded += 1;
         } else {

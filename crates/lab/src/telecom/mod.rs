@@ -570,24 +570,28 @@ pub fn report(o: &serde_json::Value) -> String {
         SEED_AVAILABILITY_PERCENT
     );
     let _ = writeln!(out, "failed by    {}", causes(&r["failed_by_cause"]));
+    let count = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
     let lost: Vec<String> = r["groups"]
         .as_array()
         .into_iter()
         .flatten()
-        .map(|g| format!("{} {}", text(&g["service"]), g["writes_lost"]))
+        .map(|g| {
+            let (lost, acked) = (count(&g["writes_lost"]), count(&g["writes_acknowledged"]));
+            let share = if acked == 0 { 0.0 } else { 100.0 * lost as f64 / acked as f64 };
+            format!("{} {lost} of {acked} ({share:.1} %)", text(&g["service"]))
+        })
         .collect();
     let _ = writeln!(
         out,
-        "writes lost  {} acknowledged writes overwritten by another value at their version ({})",
+        "writes lost  {} acknowledged writes overwritten by another value at their version (by group: {})",
         r["writes_lost"],
-        lost.join(", ")
+        lost.join("; ")
     );
     let _ = writeln!(
         out,
         "\n{:<22} {:>7} {:>9} {:>11} {:>8}  failed by cause",
         "group / window", "issued", "succeeded", "serviceable", "serv. %"
     );
-    let count = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
     let tally_row = |label: String, t: &serde_json::Value| {
         let serviceable = count(&t["serviceable"]);
         let share = match serviceable {

@@ -111,6 +111,15 @@ impl Store {
         takes
     }
 
+    /// A hash of the whole state, to compare two replicas (anti-entropy).
+    pub fn digest(&self) -> u64 {
+        self.keys.iter().fold(0xcbf2_9ce4_8422_2325, |h, (k, e)| {
+            let h = super::fnv(h, k.as_bytes());
+            let h = super::fnv(h, &e.version.to_be_bytes());
+            super::fnv(super::fnv(h, &(e.value.len() as u64).to_be_bytes()), &e.value)
+        })
+    }
+
     /// Every key written, with its entry, in key order.
     pub fn entries(&self) -> impl Iterator<Item = (&String, &Entry)> {
         self.keys.iter()

@@ -7,10 +7,10 @@
 //!   unique tokens they write.
 //!
 //! Every member of a group keeps its own [`kv::Store`] and applies the
-//! requests it serves. The groups' strategies — how the members' stores
-//! are kept in step — are the next stage; until then each member's store
-//! holds only what it served, and the histories a run records
-//! (`agora sim --history`) show what that gives.
+//! requests it serves. How the members' stores are kept in step is the
+//! group's strategy: active-passive and geographic groups ship their
+//! writes to each other (`node/ship.rs`); the causal, quorum and strong
+//! strategies are the next parts of the data plane's second stage.
 
 pub mod kv;
 pub mod workload;
@@ -18,5 +18,10 @@ pub mod workload;
 /// A stable 64-bit hash of a key (FNV-1a), for the causal log, which
 /// orders writes by key number.
 pub fn key_hash(key: &str) -> u64 {
-    key.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    fnv(0xcbf2_9ce4_8422_2325, key.as_bytes())
+}
+
+/// FNV-1a of `bytes`, continuing from `h`.
+pub(crate) fn fnv(h: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(h, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
 }

@@ -158,7 +158,7 @@ impl Node {
     /// what they were.
     pub(super) fn issue_due(&mut self, at_timer: bool, io: &mut Io<'_, Self>) {
         let now = io.now();
-        let Some(c) = self.client.as_ref() else { return };
+        let Some(c) = self.client.as_ref().filter(|_| !self.stopped(now)) else { return };
         let first = match c.next_arrival {
             Some(t) if t < now || (at_timer && t == now) => t,
             None if at_timer => now,
@@ -180,7 +180,15 @@ impl Node {
 
     /// Issues one request now (closed loop).
     pub(super) fn issue(&mut self, io: &mut Io<'_, Self>) {
-        self.issue_at(io.now(), io);
+        if !self.stopped(io.now()) {
+            self.issue_at(io.now(), io);
+        }
+    }
+
+    /// Whether the workload has stopped (`workload.stop_after`).
+    fn stopped(&self, now: Time) -> bool {
+        let stop = self.topo.params.workload.stop_after;
+        !stop.is_zero() && now >= Time::ZERO + stop
     }
 
     /// Issues one request due at `due`: a service from the mix, a priority, a key.

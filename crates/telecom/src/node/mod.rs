@@ -81,6 +81,8 @@ pub mod counters {
     pub const SHIPPED_TAKEN: &str = "shipped_taken";
     pub const SHIP_CONFLICTS: &str = "ship_conflicts";
     pub const CATCH_UP_TIMEOUTS: &str = "catch_up_timeouts";
+    /// Digests that differed from the receiver's state (anti-entropy ran).
+    pub const ANTI_ENTROPY: &str = "anti_entropy";
 }
 
 /// What a Byzantine node does to the answers it serves.
@@ -186,6 +188,7 @@ impl Message for Msg {
                 ReplicaBody::Acked(_) => "replica_acked",
                 ReplicaBody::Pull => "replica_pull",
                 ReplicaBody::State { .. } => "replica_state",
+                ReplicaBody::Digest(_) => "replica_digest",
             },
             Msg::Causal(c) => match c.body {
                 causal::CausalBody::Update(_) => "causal_update",
@@ -466,6 +469,11 @@ impl Node {
             shipping: vec![ship::Shipping::default(); topo.groups.len()],
             topo,
         }
+    }
+
+    /// This node's replica of `group`'s data (empty unless a member).
+    pub fn replica(&self, group: u16) -> &Store {
+        &self.stores[group as usize]
     }
 
     pub fn stats(&self) -> &ServerStats {

@@ -1,7 +1,16 @@
-//! Active-passive replication: whichever member serves (the primary, or a
-//! backup the clients failed over to) ships the writes it applied to the
-//! group's other members, with the writes' replies so that a retry that
-//! fails over is recognised rather than applied twice.
+//! Log shipping, for active-passive and geographic groups: whichever
+//! member serves (an active-passive group's primary, or a backup the
+//! clients failed over to; any member of a geographic group) ships the
+//! writes it applied to the group's other members, with the writes'
+//! replies so that a retry that fails over is recognised rather than
+//! applied twice. Every [`DIGEST_EVERY`] heartbeats each member sends its
+//! peers a digest of its state; a peer whose state differs answers with
+//! all of it (anti-entropy: what a lost acknowledgement or a partition
+//! left behind is reconciled).
+//!
+//! A geographic group's members take concurrent writes: two values at one
+//! version resolve to the larger everywhere (the report counts the
+//! acknowledged writes that lost as writes lost: the conflict rate).
 //!
 //! * Asynchronous (the seed's default): the member answers at once and
 //!   ships every heartbeat; what a crash catches unshipped is lost if a
@@ -25,6 +34,8 @@ use server::RequestKey;
 const CHUNK: usize = 256;
 /// Writes remembered per shipped key (a retry comes within seconds).
 const WRITES_KEPT: usize = 16;
+/// Heartbeats between two digests to each peer.
+pub(super) const DIGEST_EVERY: u64 = 10;
 
 /// Replica-to-replica traffic of one group, routed like requests.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -46,6 +57,8 @@ pub enum ReplicaBody {
     Pull,
     /// Part of the state, in answer to a pull; `last` ends it.
     State { entries: Vec<(String, Entry)>, last: bool },
+    /// A hash of the sender's state ([`Store::digest`]).
+    Digest(u64),
 }
 
 /// A key's newest entry, and the writes that made it since the last ack.
@@ -91,10 +104,11 @@ pub(super) struct Shipping {
 }
 
 impl Node {
-    /// Whether this node ships `group`'s writes (an active-passive member).
+    /// Whether this node ships `group`'s writes (an active-passive or
+    /// geographic member).
     fn ships(&self, group: u16) -> bool {
         let g = &self.topo.groups[group as usize];
-        g.strategy == Redundancy::ActivePassive && g.members.contains(&self.me)
+        matches!(g.strategy, Redundancy::ActivePassive | Redundancy::Geographic) && g.members.contains(&self.me)
     }
 
     fn peers(&self, group: u16) -> SmallVec<[NodeId; 4]> {
@@ -189,13 +203,24 @@ impl Node {
             if !self.ships(g) {
                 continue;
             }
-            if self.shipping[g as usize].catching_up.as_ref().is_some_and(|(_, until)| *until <= io.now()) {
-                io.count(counters::CATCH_UP_TIMEOUTS, 1);
-                self.caught_up(g);
+            if let Some((awaited, until)) = self.shipping[g as usize].catching_up.clone() {
+                if until <= io.now() {
+                    io.count(counters::CATCH_UP_TIMEOUTS, 1);
+                    self.caught_up(g);
+                } else {
+                    // A pull or its answer may have been lost: ask again.
+                    for p in awaited {
+                        self.send_replica(g, p, ReplicaBody::Pull, io);
+                    }
+                }
             }
+            let digest = self.beat.is_multiple_of(DIGEST_EVERY).then(|| self.stores[g as usize].digest());
             for p in self.peers(g) {
                 if self.shipping[g as usize].unshipped.get(&p).is_some_and(|u| !u.is_empty()) {
                     self.send_ship(g, p, io);
+                }
+                if let Some(d) = digest {
+                    self.send_replica(g, p, ReplicaBody::Digest(d), io);
                 }
             }
             // Peers that became unreachable are not waited for, as long as
@@ -263,6 +288,18 @@ impl Node {
                 self.send_replica(g, from, ReplicaBody::Acked(acked), io);
             }
             ReplicaBody::Acked(list) => self.on_acked(g, from, list, io),
+            ReplicaBody::Digest(d) => {
+                if d != self.stores[g as usize].digest() {
+                    io.count(counters::ANTI_ENTROPY, 1);
+                    let all: Vec<Shipped> = self.stores[g as usize]
+                        .entries()
+                        .map(|(k, e)| Shipped { key: k.clone(), entry: e.clone(), writes: Vec::new() })
+                        .collect();
+                    for part in all.chunks(CHUNK) {
+                        self.send_replica(g, from, ReplicaBody::Ship(part.to_vec()), io);
+                    }
+                }
+            }
             ReplicaBody::Pull => {
                 let all: Vec<(String, Entry)> =
                     self.stores[g as usize].entries().map(|(k, e)| (k.clone(), e.clone())).collect();
