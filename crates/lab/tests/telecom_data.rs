@@ -32,7 +32,7 @@ fn verdict(sim: &Sim<Node>, sc: &Scenario<Params>, service: &str) -> Option<bool
     let topo = sc.params.compile().unwrap();
     let (reqs, events) = history::requests(sim);
     let files = history::edn(&topo, &reqs, &events);
-    let checked = history::check(&topo, &files, Duration::from_secs(30));
+    let checked = history::check(&topo, &reqs, &files, Duration::from_secs(30));
     let h = checked.iter().find(|h| h.service == service).unwrap();
     assert!(h.ops > 100, "{h:?}");
     h.linearizable

@@ -4,7 +4,7 @@
 
 use agora_core::Time;
 use agora_lab::registry;
-use agora_lab::telecom::{experiments::default_scenario, outcome};
+use agora_lab::telecom::{experiments::default_scenario, history, outcome};
 use agora_sim::scenario::{FaultKind, FaultSpec, Scenario};
 use agora_sim::Sim;
 use agora_telecom::node::Node;
@@ -91,9 +91,9 @@ fn sync_is_refused_outside_active_passive() {
     assert!(e.contains("group[3].sync"), "{e}");
 }
 
-/// Every request to `service`; Cloud1 is cut off alone from 2 s to 5 s,
-/// the clients stop at 7 s, the run ends quiet at 10 s.
-fn partitioned(service: &str) -> Scenario<Params> {
+/// Every request to `service`; node `cut` is cut off alone from 2 s to
+/// 5 s, the clients stop at 7 s, the run ends quiet at 10 s.
+fn partitioned(service: &str, cut: u32) -> Scenario<Params> {
     let mut sc = default_scenario();
     sc.fault.clear();
     sc.input.clear();
@@ -102,7 +102,7 @@ fn partitioned(service: &str) -> Scenario<Params> {
     sc.params.workload.mix = [(service.to_string(), 1.0)].into_iter().collect();
     sc.push_fault(FaultSpec {
         kind: FaultKind::Partition,
-        groups: Some(vec![vec![4]]),
+        groups: Some(vec![vec![cut]]),
         at: Some(Duration::from_secs(2)),
         heal: Some(Duration::from_secs(5)),
         ..Default::default()
@@ -120,16 +120,41 @@ fn converged(sc: &Scenario<Params>, service: &str, seed: u64) -> (bool, usize) {
     (stores.windows(2).all(|w| w[0] == w[1]), stores[0].entries().count())
 }
 
-/// The geographic group's members converge once quiet, Cloud1 included,
-/// which missed the writes made while it was cut off; the causal group,
-/// whose members do not yet exchange values, does not — so the check can
-/// fail.
+/// The geographic and causal groups' members converge once quiet, the
+/// member that was cut off included (Cloud1 for the geographic group,
+/// Edge1 for the causal one); the n-way group, whose members only apply
+/// what they serve and what read repair brings, does not — so the check
+/// can fail.
 #[test]
-fn geographic_replicas_converge_after_a_partition_heals() {
+fn replicas_converge_after_a_partition_heals() {
     for seed in 1..=3 {
-        let (same, keys) = converged(&partitioned("analytics"), "analytics", seed);
-        assert!(same, "seed {seed}: analytics members differ");
-        assert!(keys > 50, "seed {seed}: {keys} keys written");
+        for (service, cut) in [("analytics", 4), ("load_balancer", 0)] {
+            let (same, keys) = converged(&partitioned(service, cut), service, seed);
+            assert!(same, "seed {seed}: {service} members differ");
+            assert!(keys > 50, "seed {seed}: {keys} keys written");
+        }
     }
-    assert!(!converged(&partitioned("load_balancer"), "load_balancer", 1).0);
+    assert!(!converged(&partitioned("transactions", 4), "transactions", 1).0);
+}
+
+/// A causal group's clients read their own writes and never read back in
+/// time, whichever member serves them, through every fault of the default
+/// plan; the groups without sessions break both — so the check can fail.
+#[test]
+fn causal_sessions_hold_through_the_default_plan() {
+    let mut others = 0;
+    for seed in 1..=3 {
+        let sim = run(&default_scenario(), seed);
+        let topo = default_scenario().params.compile().unwrap();
+        let (reqs, _) = history::requests(&sim);
+        let v = history::session_violations(&reqs);
+        let group = |name: &str| topo.groups.iter().position(|g| g.service == name).unwrap() as u16;
+        let causal = v.get(&group("load_balancer")).copied().unwrap_or_default();
+        assert_eq!(causal, history::SessionViolations::default(), "seed {seed}");
+        for name in ["rpc", "analytics"] {
+            let s = v.get(&group(name)).copied().unwrap_or_default();
+            others += s.read_your_writes + s.monotonic_reads;
+        }
+    }
+    assert!(others > 0);
 }

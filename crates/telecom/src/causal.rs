@@ -46,37 +46,38 @@ impl VectorClock {
 }
 
 /// An update of member `origin`: its clock when sent (its own entry is the
-/// update's number) and what it wrote.
+/// update's number) and what it wrote (`key`: whatever the group's members
+/// apply — a key number in the tests, a key and its entry on the nodes).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Update {
+pub struct Update<K = u64> {
     pub origin: u8,
     pub clock: VectorClock,
-    pub key: u64,
+    pub key: K,
 }
 
-impl Update {
+impl<K> Update<K> {
     fn seq(&self) -> u32 {
         self.clock.get(self.origin as usize)
     }
 }
 
 /// What a member answers a peer's digest with.
-#[derive(Debug, Default, PartialEq)]
-pub struct Reply {
+#[derive(Debug, PartialEq)]
+pub struct Reply<K = u64> {
     /// Updates the peer lacks, in the order they were applied here.
-    pub resend: Vec<Update>,
+    pub resend: Vec<Update<K>>,
     /// This member's clock, for the peer to adopt (state transfer).
     pub state: Option<VectorClock>,
 }
 
 /// One member's view of a causal group's updates.
 #[derive(Clone, Debug)]
-pub struct CausalLog {
+pub struct CausalLog<K = u64> {
     me: usize,
     delivered: VectorClock,
-    pending: Vec<Update>,
+    pending: Vec<Update<K>>,
     /// The latest applied updates, in the order they were applied.
-    log: VecDeque<Update>,
+    log: VecDeque<Update<K>>,
     keep: usize,
     /// Updates applied one by one, and skipped over by adopting a clock.
     pub applied: u64,
@@ -84,7 +85,27 @@ pub struct CausalLog {
     /// Whether a peer's clock was heard since this member started.
     synced: bool,
     /// Own updates held back until then.
-    deferred: Vec<u64>,
+    deferred: Vec<K>,
+}
+
+/// What adopting a clock gave: buffered updates now applied, and own
+/// updates released for multicast.
+#[derive(Debug, PartialEq)]
+pub struct Adopted<K = u64> {
+    pub delivered: Vec<Update<K>>,
+    pub released: Vec<Update<K>>,
+}
+
+impl<K> Default for Adopted<K> {
+    fn default() -> Self {
+        Adopted { delivered: Vec::new(), released: Vec::new() }
+    }
+}
+
+impl<K> Default for Reply<K> {
+    fn default() -> Self {
+        Reply { resend: Vec::new(), state: None }
+    }
 }
 
 /// Resent updates per digest: a peer far behind gets a state transfer instead.
@@ -92,7 +113,7 @@ const RESEND_MAX: usize = 64;
 /// Updates buffered while waiting for what they depend on.
 const PENDING_MAX: usize = 4096;
 
-impl CausalLog {
+impl<K: Clone + PartialEq + std::fmt::Debug> CausalLog<K> {
     pub fn new(me: usize, members: usize, keep: usize) -> Self {
         CausalLog {
             me,
@@ -116,7 +137,7 @@ impl CausalLog {
 
     /// This member wrote `key`: the updates to multicast (none while it has
     /// not synced; they go out when it has).
-    pub fn write(&mut self, key: u64) -> Vec<Update> {
+    pub fn write(&mut self, key: K) -> Vec<Update<K>> {
         if !self.synced {
             // Bounded: a member that never hears a peer keeps only its latest writes.
             if self.deferred.len() == self.keep {
@@ -132,22 +153,22 @@ impl CausalLog {
         vec![u]
     }
 
-    fn record(&mut self, u: Update) {
+    fn record(&mut self, u: Update<K>) {
         if self.log.len() == self.keep {
             self.log.pop_front();
         }
         self.log.push_back(u);
     }
 
-    fn deliverable(&self, u: &Update) -> bool {
+    fn deliverable(&self, u: &Update<K>) -> bool {
         let o = u.origin as usize;
         u.seq() == self.delivered.get(o) + 1
             && u.clock.0.iter().enumerate().all(|(k, &x)| k == o || x <= self.delivered.get(k))
     }
 
     /// An update from a peer: buffered, then whatever became deliverable is
-    /// applied. Returns how many were applied.
-    pub fn receive(&mut self, u: Update) -> usize {
+    /// applied. Returns the updates applied, in the order they were.
+    pub fn receive(&mut self, u: Update<K>) -> Vec<Update<K>> {
         let o = u.origin as usize;
         if o >= self.delivered.0.len()
             || u.clock.0.len() != self.delivered.0.len()
@@ -156,52 +177,55 @@ impl CausalLog {
             || self.pending.len() >= PENDING_MAX
         {
             // Malformed, a duplicate, or too far ahead: a digest brings it again.
-            return 0;
+            return Vec::new();
         }
         self.pending.push(u);
         self.deliver_ready()
     }
 
-    fn deliver_ready(&mut self) -> usize {
-        let mut n = 0;
+    fn deliver_ready(&mut self) -> Vec<Update<K>> {
+        let mut out = Vec::new();
         while let Some(i) = self.pending.iter().position(|u| self.deliverable(u)) {
             let u = self.pending.swap_remove(i);
             self.delivered.0[u.origin as usize] = u.seq();
             self.applied += 1;
-            self.record(u);
-            n += 1;
+            self.record(u.clone());
+            out.push(u);
         }
-        n
+        out
     }
 
-    /// State transfer: everything `clock` covers counts as applied here.
-    /// Returns the own updates that were waiting for the sync.
-    pub fn adopt(&mut self, clock: &VectorClock) -> Vec<Update> {
+    /// State transfer: everything `clock` covers counts as applied here
+    /// (the caller takes the sender's data with it). Returns the buffered
+    /// updates that became deliverable, and the own updates that were
+    /// waiting for the sync.
+    pub fn adopt(&mut self, clock: &VectorClock) -> Adopted<K> {
         if clock.0.len() != self.delivered.0.len() {
-            return Vec::new();
+            return Adopted::default();
         }
         let before = self.delivered.sum();
         self.delivered.merge(clock);
         self.transferred += self.delivered.sum() - before;
         let d = self.delivered.clone();
         self.pending.retain(|u| u.seq() > d.get(u.origin as usize));
-        self.deliver_ready();
+        let delivered = self.deliver_ready();
         self.synced = true;
-        std::mem::take(&mut self.deferred).into_iter().flat_map(|k| self.write(k)).collect()
+        let released = std::mem::take(&mut self.deferred).into_iter().flat_map(|k| self.write(k)).collect();
+        Adopted { delivered, released }
     }
 
     /// A peer's digest (`peer` is its position, `clock` what it applied):
     /// adopt it first if this member has not synced or the peer knows more
     /// of this member's own updates than it does (it restarted); then
     /// resend what the peer lacks, or send the state if the log cannot.
-    /// Returns the reply and the own updates the sync released.
-    pub fn digest(&mut self, peer: usize, clock: &VectorClock) -> (Reply, Vec<Update>) {
-        let mut released = Vec::new();
+    /// Returns the reply and what the adoption gave, if it happened.
+    pub fn digest(&mut self, peer: usize, clock: &VectorClock) -> (Reply<K>, Option<Adopted<K>>) {
+        let mut adopted = None;
         if clock.0.len() != self.delivered.0.len() || peer >= clock.0.len() {
-            return (Reply::default(), released);
+            return (Reply::default(), adopted);
         }
         if !self.synced || clock.get(self.me) > self.delivered.get(self.me) {
-            released = self.adopt(clock);
+            adopted = Some(self.adopt(clock));
         }
         let mut reply = Reply::default();
         let behind = (0..clock.0.len()).any(|o| clock.get(o) < self.delivered.get(o));
@@ -219,7 +243,7 @@ impl CausalLog {
                 reply.state = Some(self.delivered.clone());
             }
         }
-        (reply, released)
+        (reply, adopted)
     }
 
     /// The log's invariants: nothing buffered is deliverable or already
@@ -313,11 +337,11 @@ mod tests {
         let u1 = a.write(1).pop().unwrap();
         let u2 = a.write(2).pop().unwrap();
         // u1 is lost: u2 waits.
-        assert_eq!(b.receive(u2.clone()), 0);
+        assert_eq!(b.receive(u2.clone()).len(), 0);
         assert_eq!(b.pending(), 1);
         let (reply, _) = a.digest(1, b.clock());
         assert_eq!(reply.resend, vec![u1.clone(), u2.clone()]);
-        assert_eq!(reply.resend.into_iter().map(|u| b.receive(u)).sum::<usize>(), 2);
+        assert_eq!(reply.resend.into_iter().map(|u| b.receive(u).len()).sum::<usize>(), 2);
         assert_eq!((b.clock(), b.pending()), (a.clock(), 0));
         // Six more, all lost: the log keeps four, so b gets the state instead.
         for k in 0..6 {
@@ -344,9 +368,9 @@ mod tests {
         let mut a = CausalLog::new(0, 2, 16);
         assert!(a.write(99).is_empty());
         // b's digest carries a's old numbers: a adopts them and numbers above.
-        let (_, released) = a.digest(1, b.clock());
+        let released = a.digest(1, b.clock()).1.unwrap().released;
         assert_eq!(released.len(), 1);
         assert_eq!(released[0].clock.get(0), 4);
-        assert_eq!(b.receive(released[0].clone()), 1);
+        assert_eq!(b.receive(released[0].clone()).len(), 1);
     }
 }

@@ -143,6 +143,51 @@ pub fn lost_writes(reqs: &[Request]) -> HashSet<usize> {
         .collect()
 }
 
+/// Reads that broke a client's session guarantees, per group: a read that
+/// returned an older version of a key than a write of the same client
+/// acknowledged before the read was issued (read-your-writes), or than a
+/// read of the same client that ended before it was issued (monotonic
+/// reads). A client's session is one incarnation (a restart without memory
+/// starts a new one). Forged replies are left out: they are wrong answers,
+/// counted as such.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct SessionViolations {
+    pub read_your_writes: u64,
+    pub monotonic_reads: u64,
+}
+
+pub fn session_violations(reqs: &[Request]) -> HashMap<u16, SessionViolations> {
+    // (client, incarnation, group) → its requests that ended with a reply, by issue time.
+    let w = written(reqs);
+    let empty = HashSet::new();
+    let honest = |r: &&Request| {
+        let Some(reply) = r.end.as_ref().and_then(|e| e.reply.as_ref()) else { return false };
+        let known = w.get(&(r.group, r.key.as_str())).unwrap_or(&empty);
+        tokens(&reply.entry.value).is_some_and(|t| t.iter().all(|t| known.contains(t)))
+    };
+    let mut sessions: HashMap<(NodeId, u64, u16), Vec<&Request>> = HashMap::new();
+    for r in reqs.iter().filter(honest) {
+        sessions.entry((r.client, r.id >> 32, r.group)).or_default().push(r);
+    }
+    let mut out: HashMap<u16, SessionViolations> = HashMap::new();
+    for ((_, _, group), mut rs) in sessions {
+        rs.sort_by_key(|r| r.issued);
+        let v = out.entry(group).or_default();
+        for (i, r) in rs.iter().enumerate() {
+            if r.op != Op::Read {
+                continue;
+            }
+            let version = |r: &Request| r.end.as_ref().and_then(|e| e.reply.as_ref()).map_or(0, |x| x.entry.version);
+            let before = rs[..i].iter().filter(|p| p.key == r.key && p.end.as_ref().is_some_and(|e| e.at < r.issued));
+            let wrote = before.clone().filter(|p| p.op.writes()).map(|p| version(p)).max().unwrap_or(0);
+            let read = before.filter(|p| p.op == Op::Read).map(|p| version(p)).max().unwrap_or(0);
+            v.read_your_writes += (version(r) < wrote) as u64;
+            v.monotonic_reads += (version(r) < read) as u64;
+        }
+    }
+    out
+}
+
 fn edn_str(v: &[u8]) -> String {
     format!("{:?}", String::from_utf8_lossy(v))
 }
@@ -192,14 +237,24 @@ pub struct GroupHistory {
     /// The operation no order could place, when not linearizable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stuck_at: Option<String>,
+    /// Reads that broke a client's session (what a causal group guarantees).
+    pub sessions: SessionViolations,
 }
 
-/// Checks every group's history; `timeout` bounds each group's search.
-pub fn check(topo: &Topology, histories: &BTreeMap<String, String>, timeout: Duration) -> Vec<GroupHistory> {
+/// Checks every group's history (`timeout` bounds each group's search),
+/// and every client's session over `reqs`.
+pub fn check(
+    topo: &Topology,
+    reqs: &[Request],
+    histories: &BTreeMap<String, String>,
+    timeout: Duration,
+) -> Vec<GroupHistory> {
     use agora_history::{check, Format, ModelKind};
+    let sessions = session_violations(reqs);
     topo.groups
         .iter()
-        .map(|g| {
+        .enumerate()
+        .map(|(i, g)| {
             let text = &histories[&g.service];
             let report = check(text, Some(Format::Edn), ModelKind::Kv, Some(timeout));
             let (ops, linearizable, stuck_at) = match report {
@@ -208,7 +263,15 @@ pub fn check(topo: &Topology, histories: &BTreeMap<String, String>, timeout: Dur
                 Err(_) if text.is_empty() => (0, None, None),
                 Err(e) => (0, None, Some(format!("the history does not read back: {e}"))),
             };
-            GroupHistory { service: g.service.clone(), consistency: g.consistency, ops, linearizable, stuck_at }
+            let sessions = sessions.get(&(i as u16)).copied().unwrap_or_default();
+            GroupHistory {
+                service: g.service.clone(),
+                consistency: g.consistency,
+                ops,
+                linearizable,
+                stuck_at,
+                sessions,
+            }
         })
         .collect()
 }

@@ -318,7 +318,7 @@ const HISTORY_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// [`outcome`] with every group's client history checked.
 pub fn checked_outcome(topo: &Topology, sim: &Sim<Node>) -> Outcome {
     let (reqs, events) = history::requests(sim);
-    let histories = history::check(topo, &history::edn(topo, &reqs, &events), HISTORY_CHECK_TIMEOUT);
+    let histories = history::check(topo, &reqs, &history::edn(topo, &reqs, &events), HISTORY_CHECK_TIMEOUT);
     Outcome { histories: Some(histories), ..outcome_of(topo, sim, &reqs) }
 }
 
@@ -626,7 +626,12 @@ pub fn report(o: &serde_json::Value) -> String {
                 None if h["ops"] == 0 => "no operations".to_string(),
                 None => format!("unchecked ({})", text(&h["stuck_at"])),
             };
-            format!("{} ({}, {} ops): {verdict}", text(&h["service"]), text(&h["consistency"]), h["ops"])
+            let s = &h["sessions"];
+            let sessions = match (s["read_your_writes"].as_u64(), s["monotonic_reads"].as_u64()) {
+                (Some(ryw), Some(mr)) => format!(", sessions broken: read-your-writes {ryw}, monotonic reads {mr}"),
+                _ => String::new(),
+            };
+            format!("{} ({}, {} ops): {verdict}{sessions}", text(&h["service"]), text(&h["consistency"]), h["ops"])
         })
         .collect();
     let _ = writeln!(out, "histories    {}", if verdicts.is_empty() { "-".into() } else { verdicts.join("; ") });

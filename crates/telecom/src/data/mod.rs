@@ -9,17 +9,12 @@
 //! Every member of a group keeps its own [`kv::Store`] and applies the
 //! requests it serves. How the members' stores are kept in step is the
 //! group's strategy: active-passive and geographic groups ship their
-//! writes to each other (`node/ship.rs`); the causal, quorum and strong
-//! strategies are the next parts of the data plane's second stage.
+//! writes to each other (`node/ship.rs`), causal groups multicast them in
+//! causal order (`node/causal.rs`); the quorum and strong strategies are
+//! the next parts of the data plane's second stage.
 
 pub mod kv;
 pub mod workload;
-
-/// A stable 64-bit hash of a key (FNV-1a), for the causal log, which
-/// orders writes by key number.
-pub fn key_hash(key: &str) -> u64 {
-    fnv(0xcbf2_9ce4_8422_2325, key.as_bytes())
-}
 
 /// FNV-1a of `bytes`, continuing from `h`.
 pub(crate) fn fnv(h: u64, bytes: &[u8]) -> u64 {

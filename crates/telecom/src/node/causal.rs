@@ -1,11 +1,27 @@
 //! The node's causal groups ([`crate::causal`]): a member that serves a
-//! request of a `causal` group multicasts the write to the other members,
-//! which apply the group's writes in causal order; every heartbeat interval
-//! members exchange their clocks, and what was lost is resent or
-//! transferred as state.
+//! write of a `causal` group multicasts it — key and entry — to the other
+//! members, which apply the group's writes in causal order; every heartbeat
+//! interval members exchange their clocks, and what was lost is resent or
+//! transferred as state (the clock with the sender's data).
+//!
+//! Clients keep a session per causal group: the clock of everything they
+//! saw. A request carries it, and a member whose clock does not cover it
+//! answers [`Status::CatchingUp`] (the client tries another member), so a
+//! client reads its own writes and never reads back in time, whichever
+//! member serves it. Concurrent writes to a key resolve as shipping does:
+//! the newer version, or the larger value at one version.
 
 use super::*;
-use crate::causal::{CausalLog, Update, VectorClock};
+use crate::causal::{Adopted, CausalLog, VectorClock};
+
+/// A causal group's write: the key and the entry it got.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub struct Write {
+    pub key: String,
+    pub entry: Entry,
+}
+
+type Update = crate::causal::Update<Write>;
 
 /// Writes kept per group for resending.
 pub(super) const LOG_KEPT: usize = 1024;
@@ -15,8 +31,11 @@ pub enum CausalBody {
     Update(Update),
     /// The sender's clock: what it applied.
     Digest(VectorClock),
-    /// The sender's clock, to adopt: the log could not resend the gap.
-    State(VectorClock),
+    /// The sender's clock and data, to adopt: the log could not resend the gap.
+    State(VectorClock, Vec<(String, Entry)>),
+    /// The receiver adopted the sender's clock from a digest (it restarted):
+    /// it asks for the data that goes with it.
+    Want,
 }
 
 /// A causal group's message between two of its members, routed like requests.
@@ -31,7 +50,7 @@ pub struct Causal {
 
 impl Node {
     /// The causal groups' logs this node keeps: one per causal group it is a member of.
-    pub(super) fn causal_logs(topo: &Topology, me: NodeId) -> Vec<Option<CausalLog>> {
+    pub(super) fn causal_logs(topo: &Topology, me: NodeId) -> Vec<Option<CausalLog<Write>>> {
         topo.groups
             .iter()
             .map(|g| {
@@ -39,6 +58,13 @@ impl Node {
                 (g.consistency == Consistency::Causal).then(|| CausalLog::new(pos, g.members.len(), LOG_KEPT))
             })
             .collect()
+    }
+
+    /// This member's clock with its data of `group`, to `to`.
+    fn send_state(&mut self, group: u16, to: NodeId, io: &mut Io<'_, Self>) {
+        let Some(clock) = self.causal_clock(group) else { return };
+        let entries = self.stores[group as usize].entries().map(|(k, e)| (k.clone(), e.clone())).collect();
+        self.send_causal(group, to, CausalBody::State(clock, entries), io);
     }
 
     fn send_causal(&mut self, group: u16, to: NodeId, body: CausalBody, io: &mut Io<'_, Self>) {
@@ -55,11 +81,43 @@ impl Node {
         }
     }
 
-    /// This node served a request for `key` of `group`: a write, if the group is causal.
-    pub(super) fn causal_write(&mut self, group: u16, key: u64, io: &mut Io<'_, Self>) {
+    /// This node applied a write of `key` of `group`: multicast, if the group is causal.
+    pub(super) fn causal_write(&mut self, group: u16, key: &str, entry: &Entry, io: &mut Io<'_, Self>) {
         let Some(Some(log)) = self.causal.get_mut(group as usize) else { return };
-        let updates = log.write(key);
+        let updates = log.write(Write { key: key.to_string(), entry: entry.clone() });
         self.multicast(group, updates, io);
+    }
+
+    /// The clock a causal group's member answers with (None if not causal).
+    pub(super) fn causal_clock(&self, group: u16) -> Option<VectorClock> {
+        Some(self.causal.get(group as usize)?.as_ref()?.clock().clone())
+    }
+
+    /// Whether this member has applied everything `session` covers.
+    pub(super) fn covers(&self, group: u16, session: Option<&VectorClock>) -> bool {
+        match (session, self.causal.get(group as usize).and_then(|l| l.as_ref())) {
+            (Some(s), Some(log)) => s.le(log.clock()),
+            _ => true,
+        }
+    }
+
+    /// Applies the writes the log delivered to the group's store.
+    fn apply_delivered(&mut self, group: u16, delivered: Vec<Update>, io: &mut Io<'_, Self>) {
+        for u in delivered {
+            self.merge_entry(group, &u.key.key, u.key.entry, io);
+        }
+    }
+
+    /// Merges a peer's entry into the store (newer, or larger at one version), on disk if taken.
+    pub(super) fn merge_entry(&mut self, group: u16, key: &str, entry: Entry, io: &mut Io<'_, Self>) {
+        if self.stores[group as usize].merge(key, entry.clone()) {
+            self.persist(group, key, &entry, io);
+        }
+    }
+
+    fn adopted(&mut self, group: u16, a: Adopted<Write>, io: &mut Io<'_, Self>) {
+        self.apply_delivered(group, a.delivered, io);
+        self.multicast(group, a.released, io);
     }
 
     /// Every heartbeat: each causal log's clock to the group's other members.
@@ -87,23 +145,32 @@ impl Node {
         let Some(Some(log)) = self.causal.get_mut(c.group as usize) else { return };
         match c.body {
             CausalBody::Update(u) => {
-                let applied = log.receive(u);
-                io.count(counters::CAUSAL_APPLIED, applied as u64);
+                let delivered = log.receive(u);
+                io.count(counters::CAUSAL_APPLIED, delivered.len() as u64);
+                self.apply_delivered(c.group, delivered, io);
             }
-            CausalBody::State(clock) => {
-                let released = log.adopt(&clock);
-                self.multicast(c.group, released, io);
+            CausalBody::State(clock, entries) => {
+                let a = log.adopt(&clock);
+                for (key, entry) in entries {
+                    self.merge_entry(c.group, &key, entry, io);
+                }
+                self.adopted(c.group, a, io);
             }
+            CausalBody::Want => self.send_state(c.group, c.from, io),
             CausalBody::Digest(clock) => {
-                let (reply, released) = log.digest(peer, &clock);
+                let (reply, adopted) = log.digest(peer, &clock);
                 for u in reply.resend {
                     io.count(counters::CAUSAL_RESENT, 1);
                     self.send_causal(c.group, c.from, CausalBody::Update(u), io);
                 }
-                if let Some(state) = reply.state {
-                    self.send_causal(c.group, c.from, CausalBody::State(state), io);
+                if reply.state.is_some() {
+                    self.send_state(c.group, c.from, io);
                 }
-                self.multicast(c.group, released, io);
+                if let Some(a) = adopted {
+                    // The clock came without the data: ask for it.
+                    self.send_causal(c.group, c.from, CausalBody::Want, io);
+                    self.adopted(c.group, a, io);
+                }
             }
         }
     }

@@ -131,6 +131,9 @@ pub(super) struct Client {
     pub(super) strikes: Vec<u32>,
     /// Per node: what the n-way votes made of it.
     pub(super) standing: Vec<Standing>,
+    /// Per causal group: the session — the clock of everything this client
+    /// saw (None for other groups).
+    pub(super) sessions: Vec<Option<crate::causal::VectorClock>>,
     /// Per group: the members serving now, the level, whether to recompute.
     pub(super) serving: Vec<SmallVec<[NodeId; 4]>>,
     pub(super) level: Vec<Level>,
@@ -335,9 +338,11 @@ impl Node {
         }
         io.set_timer(topo.params.rpc.timeout, Timer::Attempt { id, attempt });
         let sent_ns = io.now().as_nanos();
+        let session = c.sessions[group as usize].clone();
         for t in targets {
-            let (key, op) = (key.clone(), op.clone());
-            let r = Request { id, client: self.me, server: t, group, key, op, priority, attempt, sent_ns, hops: 0 };
+            let (key, op, after) = (key.clone(), op.clone(), session.clone());
+            let r =
+                Request { id, client: self.me, server: t, group, key, op, priority, attempt, sent_ns, hops: 0, after };
             if t == self.me {
                 self.on_request(r, io);
             } else {
@@ -383,6 +388,9 @@ impl Node {
         };
         c.failures[a.server.index()] = 0;
         let p = c.pending.get_mut(&a.id).expect("pending");
+        if let (Some(session), Some(clock)) = (c.sessions[p.group as usize].as_mut(), a.clock.as_ref()) {
+            session.merge(clock);
+        }
         let g = &topo.groups[p.group as usize];
         if g.strategy != Redundancy::NWay {
             let p = c.pending.remove(&a.id).expect("pending");

@@ -137,6 +137,8 @@ pub struct Request {
     /// The client's clock when it sent this attempt, echoed in the answer.
     pub sent_ns: u64,
     pub hops: u8,
+    /// A causal group's request: the client's session (what it saw).
+    pub after: Option<crate::causal::VectorClock>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -151,6 +153,8 @@ pub struct Answer {
     pub load: Load,
     pub sent_ns: u64,
     pub hops: u8,
+    /// A causal group's member: its clock after the request.
+    pub clock: Option<crate::causal::VectorClock>,
 }
 
 /// A client's read repair: the entry a quorum of an n-way group agreed
@@ -193,7 +197,8 @@ impl Message for Msg {
             Msg::Causal(c) => match c.body {
                 causal::CausalBody::Update(_) => "causal_update",
                 causal::CausalBody::Digest(_) => "causal_digest",
-                causal::CausalBody::State(_) => "causal_state",
+                causal::CausalBody::State(..) => "causal_state",
+                causal::CausalBody::Want => "causal_want",
             },
         }
     }
@@ -381,7 +386,7 @@ pub struct Node {
     /// When it last turned Byzantine, while it is.
     byzantine_since: Option<Time>,
     /// Per group: the causal log, if the group is causal and this node a member.
-    causal: Vec<Option<crate::causal::CausalLog>>,
+    causal: Vec<Option<crate::causal::CausalLog<causal::Write>>>,
     /// Per group: this node's replica of the group's data (empty unless a member).
     stores: Vec<Store>,
     /// The stores' writes on their way to the disk.
@@ -439,6 +444,13 @@ impl Node {
                 strikes: vec![0; n],
                 standing: vec![client::Standing::Good; n],
                 serving: topo.groups.iter().map(|g| g.members.iter().copied().collect()).collect(),
+                sessions: topo
+                    .groups
+                    .iter()
+                    .map(|g| {
+                        (g.consistency == Consistency::Causal).then(|| crate::causal::VectorClock::new(g.members.len()))
+                    })
+                    .collect(),
                 level: vec![Level::Healthy; topo.groups.len()],
                 dirty: true,
             }

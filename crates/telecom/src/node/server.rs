@@ -71,7 +71,8 @@ impl Node {
         };
         if self.view.isolated {
             self.reply(&key, None, Status::Isolated, io);
-        } else if self.catching_up(key.group) {
+        } else if self.catching_up(key.group) || !self.covers(key.group, r.after.as_ref()) {
+            // Restarted, or behind what the client already saw.
             self.reply(&key, None, Status::CatchingUp, io);
         } else if self.busy < self.topo.node(self.me).slots {
             self.start(key, io);
@@ -174,7 +175,7 @@ impl Node {
             reply.entry.version += 1 + io.rng().random_range(0..8);
         }
         if changed {
-            self.causal_write(key.group, crate::data::key_hash(&key.key), io);
+            self.causal_write(key.group, &key.key, &reply.entry, io);
         }
         if strong {
             self.sync(vec![(key, reply)], io);
@@ -210,6 +211,7 @@ impl Node {
             load: self.load(),
             sent_ns: key.sent_ns,
             hops: 0,
+            clock: self.causal_clock(key.group),
         };
         if key.client == self.me {
             self.on_answer(a, io);
