@@ -245,6 +245,8 @@ fn on_one_member(consistency: agora_telecom::topology::Consistency, seed_ms: u64
         consistency,
         factor: 1,
         sync: false,
+        r: None,
+        w: None,
     }];
     sc.params.workload.mix = [("store".to_string(), 1.0)].into_iter().collect();
     let at = |ms: u64| Some(Duration::from_millis(ms + seed_ms));

@@ -8,7 +8,7 @@ use agora_lab::telecom::{experiments::default_scenario, history, outcome};
 use agora_sim::scenario::{FaultKind, FaultSpec, Scenario};
 use agora_sim::Sim;
 use agora_telecom::node::Node;
-use agora_telecom::topology::Params;
+use agora_telecom::topology::{Params, Redundancy};
 use std::time::Duration;
 
 fn run(sc: &Scenario<Params>, seed: u64) -> Sim<Node> {
@@ -69,26 +69,35 @@ fn a_restarted_member_catches_up_from_its_peers() {
     assert_eq!(states(&quiet), 0);
 }
 
-/// The default scenario (every fault of the plan): the same, over its
-/// partition and omission windows too, where the fence (only the member
-/// its own view makes primary takes writes) keeps two members from serving.
+/// The default scenario (every fault of the plan), over its partition and
+/// omission windows too: the fence (only the member its own view makes
+/// primary takes writes) keeps two members from serving at once, but it
+/// rests on the members' views, so sync is not lossless there — it loses
+/// at most a write a run where asynchronous shipping loses tens.
 #[test]
-fn the_default_plan_loses_writes_only_with_asynchronous_shipping() {
-    let mut async_lost = 0;
+fn the_default_plan_loses_few_writes_with_sync_shipping() {
+    let (mut async_lost, mut sync_lost) = (0, 0);
     for seed in 1..=4 {
         async_lost += rpc(&with_sync(default_scenario(), false), seed);
-        assert_eq!(rpc(&with_sync(default_scenario(), true), seed), 0, "seed {seed}");
+        let lost = rpc(&with_sync(default_scenario(), true), seed);
+        assert!(lost <= 1, "seed {seed}: sync lost {lost}");
+        sync_lost += lost;
     }
-    assert!(async_lost > 0);
+    assert!(async_lost > 10 * sync_lost.max(1), "async {async_lost}, sync {sync_lost}");
 }
 
-/// `sync` is an active-passive option: elsewhere it is refused, by name.
+/// `sync` is an active-passive option and `r`/`w` a quorum one: elsewhere
+/// they are refused, by name.
 #[test]
-fn sync_is_refused_outside_active_passive() {
+fn options_are_refused_outside_their_strategy() {
     let mut sc = default_scenario();
     sc.params.groups.iter_mut().find(|g| g.service == "analytics").unwrap().sync = true;
     let e = sc.params.compile().unwrap_err();
     assert!(e.contains("group[3].sync"), "{e}");
+    let mut sc = default_scenario();
+    sc.params.groups[0].r = Some(2);
+    let e = sc.params.compile().unwrap_err();
+    assert!(e.contains("group[0].r/w: only a quorum group"), "{e}");
 }
 
 /// Every request to `service`; node `cut` is cut off alone from 2 s to
@@ -157,4 +166,42 @@ fn causal_sessions_hold_through_the_default_plan() {
         }
     }
     assert!(others > 0);
+}
+
+/// Every request to a quorum group on Core1, Core2 and Cloud1 with
+/// R = W = 2; Core2 crashes from 3 s to 6 s (memory kept).
+fn quorum_group() -> Scenario<Params> {
+    let mut sc = default_scenario();
+    sc.fault.clear();
+    sc.input.clear();
+    sc.until = Duration::from_secs(8);
+    let g = sc.params.groups.iter_mut().find(|g| g.service == "transactions").unwrap();
+    (g.service, g.strategy, g.r, g.w) = ("kv".into(), Redundancy::Quorum, Some(2), Some(2));
+    sc.params.workload.mix = [("kv".to_string(), 1.0)].into_iter().collect();
+    for (kind, at) in [(FaultKind::Crash, 3), (FaultKind::Recover, 6)] {
+        sc.push_fault(FaultSpec { kind, at: Some(Duration::from_secs(at)), node: Some(3), ..Default::default() });
+    }
+    sc
+}
+
+/// With R + W > N a read sees every write acknowledged before it began,
+/// through a member's crash; the asynchronous rpc group of the default
+/// plan serves stale reads — so the check can fail. R + W ≤ N is refused.
+#[test]
+fn quorum_reads_see_the_latest_acknowledged_write() {
+    for seed in 1..=3 {
+        let sc = quorum_group();
+        let sim = run(&sc, seed);
+        let (reqs, _) = history::requests(&sim);
+        assert!(reqs.len() > 1000, "seed {seed}");
+        let ok = reqs.iter().filter(|r| r.end.as_ref().is_some_and(|e| e.reply.is_some())).count();
+        assert!(ok * 10 > reqs.len() * 9, "seed {seed}: {ok} of {} succeeded", reqs.len());
+        assert_eq!(history::stale_reads(&reqs).get(&0), None, "seed {seed}");
+    }
+    let (reqs, _) = history::requests(&run(&default_scenario(), 1));
+    assert!(history::stale_reads(&reqs).get(&1).copied().unwrap_or(0) > 0, "the rpc group reads stale");
+    let mut weak = quorum_group();
+    weak.params.groups[0].w = Some(1);
+    let e = weak.params.compile().unwrap_err();
+    assert!(e.contains("group[0]: r + w = 3"), "{e}");
 }

@@ -90,6 +90,10 @@ pub enum Redundancy {
     NWay,
     /// Members in several layers; served like active-active.
     Geographic,
+    /// Dynamo's quorums: a read asks every member and takes the newest of
+    /// `r` replies (repairing the older); a write reads so, then sends the
+    /// next version to every member and is done once `w` hold it.
+    Quorum,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -119,6 +123,12 @@ pub struct GroupSpec {
     /// seed has it, and reports the writes a failover lost).
     #[serde(default)]
     pub sync: bool,
+    /// Quorum groups: replies a read waits for, and members a write must
+    /// reach (default: a majority each; `r + w` must exceed the members).
+    #[serde(default)]
+    pub r: Option<u32>,
+    #[serde(default)]
+    pub w: Option<u32>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -363,6 +373,9 @@ pub struct Group {
     pub quorum: usize,
     /// Active-passive: writes answered once shipped (see [`GroupSpec::sync`]).
     pub sync: bool,
+    /// Quorum groups: the read and write quorums (a majority for the others).
+    pub r: usize,
+    pub w: usize,
 }
 
 /// The checked, indexed system: what every node holds.
@@ -468,6 +481,22 @@ impl Params {
                 ));
             }
             let quorum = members.len() / 2 + 1;
+            let n = members.len();
+            let (r, w) = (g.r.map_or(quorum, |x| x as usize), g.w.map_or(quorum, |x| x as usize));
+            if g.strategy != Redundancy::Quorum && (g.r.is_some() || g.w.is_some()) {
+                return Err(format!("group[{i}].r/w: only a quorum group reads and writes by quorum"));
+            }
+            for (name, q) in [("r", r), ("w", w)] {
+                if q == 0 || q > n {
+                    return Err(format!("group[{i}].{name}: {q} is not between 1 and its {n} members"));
+                }
+            }
+            if r + w <= n {
+                return Err(format!(
+                    "group[{i}]: r + w = {} does not exceed its {n} members, so a read could miss the latest write",
+                    r + w
+                ));
+            }
             groups.push(Group {
                 service: g.service.clone(),
                 members,
@@ -475,6 +504,8 @@ impl Params {
                 consistency: g.consistency,
                 quorum,
                 sync: g.sync,
+                r,
+                w,
             });
         }
         let w = &self.workload;
@@ -673,6 +704,8 @@ pub fn generate(edges: u32, cores: u32, clouds: u32, seed: u64) -> Result<Params
             consistency: Consistency::Eventual,
             factor: 2,
             sync: false,
+            r: None,
+            w: None,
         });
     }
     for c in 0..cores {
@@ -684,6 +717,8 @@ pub fn generate(edges: u32, cores: u32, clouds: u32, seed: u64) -> Result<Params
             consistency: Consistency::Strong,
             factor: 3,
             sync: false,
+            r: None,
+            w: None,
         });
     }
     for c in 0..clouds {
@@ -695,6 +730,8 @@ pub fn generate(edges: u32, cores: u32, clouds: u32, seed: u64) -> Result<Params
             consistency: Consistency::Eventual,
             factor: 3,
             sync: false,
+            r: None,
+            w: None,
         });
     }
     let params = Params {

@@ -166,7 +166,12 @@ impl World {
             .iter()
             .filter(|m| reach[m.index()] && !self.omitting[m.index()] && !self.byzantine[m.index()])
             .count();
-        correct >= if g.strategy == Redundancy::NWay { g.quorum } else { 1 }
+        correct
+            >= match g.strategy {
+                Redundancy::NWay => g.quorum,
+                Redundancy::Quorum => g.r.max(g.w),
+                _ => 1,
+            }
     }
 
     fn describe(&self, topo: &Topology) -> Vec<String> {

@@ -191,6 +191,8 @@ pub fn five_backends(strategy: Strategy, rate: f64, case: Case) -> Scenario<Para
         consistency: Consistency::Eventual,
         factor: 1,
         sync: false,
+        r: None,
+        w: None,
     };
     let mut params = default_scenario().params;
     params.nodes = nodes;
@@ -278,6 +280,8 @@ pub fn seed_table(secs: f64) -> Result<Vec<TableRow>, String> {
             consistency: Consistency::Eventual,
             factor: 1,
             sync: false,
+            r: None,
+            w: None,
         }];
         params.workload.clients = vec![spec.name.clone()];
         params.workload.mix.clear();

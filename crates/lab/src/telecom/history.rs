@@ -91,18 +91,34 @@ fn written(reqs: &[Request]) -> HashMap<(u16, &str), HashSet<&[u8]>> {
     w
 }
 
-/// Accepted replies whose value no client wrote to that key: forged by a
-/// Byzantine replica (every honest value is made of the workload's tokens).
-pub fn wrong_answers(reqs: &[Request]) -> u64 {
+/// Whether `value` is made of tokens clients wrote to `r`'s key: every
+/// honest replica's value is.
+fn made_of_writes(w: &HashMap<(u16, &str), HashSet<&[u8]>>, r: &Request, value: &[u8]) -> bool {
+    let known = w.get(&(r.group, r.key.as_str()));
+    tokens(value).is_some_and(|t| t.iter().all(|t| known.is_some_and(|k| k.contains(t))))
+}
+
+/// The requests that ended with a reply, and whether the reply is honest
+/// (not forged).
+fn replies(reqs: &[Request]) -> Vec<(&Request, &Reply, bool)> {
     let w = written(reqs);
-    let empty = HashSet::new();
     reqs.iter()
-        .filter(|r| {
-            let Some(reply) = r.end.as_ref().and_then(|e| e.reply.as_ref()) else { return false };
-            let known = w.get(&(r.group, r.key.as_str())).unwrap_or(&empty);
-            !tokens(&reply.entry.value).is_some_and(|t| t.iter().all(|t| known.contains(t)))
+        .filter_map(|r| {
+            let reply = r.end.as_ref()?.reply.as_ref()?;
+            Some((r, reply, made_of_writes(&w, r, &reply.entry.value)))
         })
-        .count() as u64
+        .collect()
+}
+
+/// The requests that ended with an honest reply, with that reply.
+fn honest_replies(reqs: &[Request]) -> impl Iterator<Item = (&Request, &Reply)> {
+    replies(reqs).into_iter().filter(|x| x.2).map(|(r, reply, _)| (r, reply))
+}
+
+/// Accepted replies whose value no client wrote to that key: forged by a
+/// Byzantine replica.
+pub fn wrong_answers(reqs: &[Request]) -> u64 {
+    replies(reqs).iter().filter(|x| !x.2).count() as u64
 }
 
 /// Acknowledged writes that did not stand: another accepted reply gave
@@ -112,21 +128,13 @@ pub fn wrong_answers(reqs: &[Request]) -> u64 {
 /// replicas took concurrent writes): one side is overwritten. Indices into
 /// `reqs`. Forged answers (values no client wrote) are left out.
 pub fn lost_writes(reqs: &[Request]) -> HashSet<usize> {
-    let w = written(reqs);
-    let empty = HashSet::new();
-    let honest = |r: &Request, v: &[u8]| {
-        let known = w.get(&(r.group, r.key.as_str())).unwrap_or(&empty);
-        tokens(v).is_some_and(|t| t.iter().all(|t| known.contains(t)))
-    };
     // (group, key, version) → value → when an accepted reply last showed it.
     let mut seen: HashMap<(u16, &str, u64), HashMap<&[u8], Time>> = HashMap::new();
-    for r in reqs {
-        let Some((at, reply)) = r.end.as_ref().and_then(|e| Some((e.at, e.reply.as_ref()?))) else { continue };
-        if honest(r, &reply.entry.value) {
-            let last = seen.entry((r.group, &r.key, reply.entry.version)).or_default();
-            let t = last.entry(&reply.entry.value).or_insert(at);
-            *t = (*t).max(at);
-        }
+    for (r, reply) in honest_replies(reqs) {
+        let at = r.end.as_ref().expect("replied").at;
+        let last = seen.entry((r.group, &r.key, reply.entry.version)).or_default();
+        let t = last.entry(&reply.entry.value).or_insert(at);
+        *t = (*t).max(at);
     }
     reqs.iter()
         .enumerate()
@@ -158,15 +166,8 @@ pub struct SessionViolations {
 
 pub fn session_violations(reqs: &[Request]) -> HashMap<u16, SessionViolations> {
     // (client, incarnation, group) → its requests that ended with a reply, by issue time.
-    let w = written(reqs);
-    let empty = HashSet::new();
-    let honest = |r: &&Request| {
-        let Some(reply) = r.end.as_ref().and_then(|e| e.reply.as_ref()) else { return false };
-        let known = w.get(&(r.group, r.key.as_str())).unwrap_or(&empty);
-        tokens(&reply.entry.value).is_some_and(|t| t.iter().all(|t| known.contains(t)))
-    };
     let mut sessions: HashMap<(NodeId, u64, u16), Vec<&Request>> = HashMap::new();
-    for r in reqs.iter().filter(honest) {
+    for (r, _) in honest_replies(reqs) {
         sessions.entry((r.client, r.id >> 32, r.group)).or_default().push(r);
     }
     let mut out: HashMap<u16, SessionViolations> = HashMap::new();
@@ -183,6 +184,38 @@ pub fn session_violations(reqs: &[Request]) -> HashMap<u16, SessionViolations> {
             let read = before.filter(|p| p.op == Op::Read).map(|p| version(p)).max().unwrap_or(0);
             v.read_your_writes += (version(r) < wrote) as u64;
             v.monotonic_reads += (version(r) < read) as u64;
+        }
+    }
+    out
+}
+
+/// Reads that returned an older version of a key than a write of any
+/// client acknowledged before the read was issued, per group: what a
+/// quorum group's R + W > N rules out, and what eventual groups trade
+/// (their stale-read rate). Forged replies are left out.
+pub fn stale_reads(reqs: &[Request]) -> HashMap<u16, u64> {
+    let honest: Vec<(&Request, &Reply)> = honest_replies(reqs).collect();
+    // (group, key) → acknowledged writes as (end, version), by end.
+    let mut writes: HashMap<(u16, &str), Vec<(Time, u64)>> = HashMap::new();
+    for (r, reply) in &honest {
+        if r.op.writes() && reply.applied {
+            let at = r.end.as_ref().expect("replied").at;
+            writes.entry((r.group, r.key.as_str())).or_default().push((at, reply.entry.version));
+        }
+    }
+    for w in writes.values_mut() {
+        w.sort();
+        // Prefix maxima: the newest version acknowledged by each end.
+        for i in 1..w.len() {
+            w[i].1 = w[i].1.max(w[i - 1].1);
+        }
+    }
+    let mut out: HashMap<u16, u64> = HashMap::new();
+    for (r, reply) in &honest {
+        let Some(w) = writes.get(&(r.group, r.key.as_str())).filter(|_| r.op == Op::Read) else { continue };
+        let before = w.partition_point(|(at, _)| *at < r.issued);
+        if before > 0 && reply.entry.version < w[before - 1].1 {
+            *out.entry(r.group).or_default() += 1;
         }
     }
     out
@@ -239,6 +272,8 @@ pub struct GroupHistory {
     pub stuck_at: Option<String>,
     /// Reads that broke a client's session (what a causal group guarantees).
     pub sessions: SessionViolations,
+    /// Reads older than a write acknowledged before them ([`stale_reads`]).
+    pub stale_reads: u64,
 }
 
 /// Checks every group's history (`timeout` bounds each group's search),
@@ -251,6 +286,7 @@ pub fn check(
 ) -> Vec<GroupHistory> {
     use agora_history::{check, Format, ModelKind};
     let sessions = session_violations(reqs);
+    let stale = stale_reads(reqs);
     topo.groups
         .iter()
         .enumerate()
@@ -271,6 +307,7 @@ pub fn check(
                 linearizable,
                 stuck_at,
                 sessions,
+                stale_reads: stale.get(&(i as u16)).copied().unwrap_or(0),
             }
         })
         .collect()

@@ -628,7 +628,10 @@ pub fn report(o: &serde_json::Value) -> String {
             };
             let s = &h["sessions"];
             let sessions = match (s["read_your_writes"].as_u64(), s["monotonic_reads"].as_u64()) {
-                (Some(ryw), Some(mr)) => format!(", sessions broken: read-your-writes {ryw}, monotonic reads {mr}"),
+                (Some(ryw), Some(mr)) => format!(
+                    ", {} stale reads, sessions broken: read-your-writes {ryw}, monotonic reads {mr}",
+                    h["stale_reads"]
+                ),
                 _ => String::new(),
             };
             format!("{} ({}, {} ops): {verdict}{sessions}", text(&h["service"]), text(&h["consistency"]), h["ops"])

@@ -24,6 +24,10 @@ pub(super) struct Pending {
     /// n-way: answers so far (server, reply); the decided reply once a quorum agrees.
     pub(super) votes: SmallVec<[(NodeId, Reply); 3]>,
     pub(super) decided: Option<Reply>,
+    /// A quorum write past its read: the entry it writes; and the attempt
+    /// numbers its phase change used (not retries).
+    pub(super) put: Option<Entry>,
+    pub(super) skip: u8,
 }
 
 impl Pending {
@@ -287,6 +291,8 @@ impl Node {
                 tried: SmallVec::new(),
                 votes: SmallVec::new(),
                 decided: None,
+                put: None,
+                skip: 0,
             },
         );
         self.attempt(id, io);
@@ -305,8 +311,13 @@ impl Node {
         let pool = if fresh.is_empty() { serving.clone() } else { fresh };
         let targets: SmallVec<[NodeId; 3]> = match g.strategy {
             _ if pool.is_empty() => SmallVec::new(),
-            Redundancy::NWay => {
-                if serving.len() < g.quorum {
+            Redundancy::NWay | Redundancy::Quorum => {
+                let needed = match (g.strategy, &p.put) {
+                    (Redundancy::NWay, _) => g.quorum,
+                    (_, None) => g.r,
+                    (_, Some(_)) => g.w,
+                };
+                if serving.len() < needed {
                     SmallVec::new()
                 } else {
                     serving.iter().copied().collect()
@@ -327,6 +338,7 @@ impl Node {
         p.outstanding = targets.clone();
         p.votes.clear();
         let (group, key, op, priority, attempt) = (p.group, p.key.clone(), p.op.clone(), p.priority, p.attempt);
+        let put = p.put.clone();
         for &t in &targets {
             if !p.tried.contains(&t) {
                 p.tried.push(t);
@@ -340,9 +352,21 @@ impl Node {
         let sent_ns = io.now().as_nanos();
         let session = c.sessions[group as usize].clone();
         for t in targets {
-            let (key, op, after) = (key.clone(), op.clone(), session.clone());
-            let r =
-                Request { id, client: self.me, server: t, group, key, op, priority, attempt, sent_ns, hops: 0, after };
+            let (key, op, after, put) = (key.clone(), op.clone(), session.clone(), put.clone());
+            let r = Request {
+                id,
+                client: self.me,
+                server: t,
+                group,
+                key,
+                op,
+                priority,
+                attempt,
+                sent_ns,
+                hops: 0,
+                after,
+                put,
+            };
             if t == self.me {
                 self.on_request(r, io);
             } else {
@@ -392,6 +416,9 @@ impl Node {
             session.merge(clock);
         }
         let g = &topo.groups[p.group as usize];
+        if g.strategy == Redundancy::Quorum {
+            return self.on_quorum_reply(a.id, a.server, reply, io);
+        }
         if g.strategy != Redundancy::NWay {
             let p = c.pending.remove(&a.id).expect("pending");
             p.done(Ok(reply), now, &mut c.finished, topo.params.workload.closed_loop > 0, io);
@@ -441,6 +468,71 @@ impl Node {
         for n in outvoted {
             io.count(counters::REPAIRS, 1);
             self.on_repair(Repair { group, to: n, key: key.clone(), entry: v.entry.clone(), hops: 0 }, io);
+        }
+    }
+
+    /// A quorum group's reply. Reading: once `r` replied, the newest entry
+    /// decides — a read ends with it (the older repliers are repaired), a
+    /// write computes its next version from it and sends that to every
+    /// member. Writing: done once `w` members hold the entry.
+    fn on_quorum_reply(&mut self, id: u64, server: NodeId, reply: Reply, io: &mut Io<'_, Self>) {
+        let now = io.now();
+        let topo = self.topo.clone();
+        let closed = topo.params.workload.closed_loop > 0;
+        let c = self.client.as_mut().expect("client");
+        let p = c.pending.get_mut(&id).expect("pending");
+        let g = &topo.groups[p.group as usize];
+        if let Some(put) = &p.put {
+            if reply.entry == *put {
+                p.votes.push((server, reply));
+            }
+            if p.votes.len() >= g.w {
+                let p = c.pending.remove(&id).expect("pending");
+                let entry = p.put.clone().expect("a write");
+                p.done(Ok(Reply { applied: true, entry }), now, &mut c.finished, closed, io);
+            } else if p.outstanding.is_empty() {
+                self.retry_or_fail(id, Cause::BelowQuorum, io);
+            }
+            return;
+        }
+        p.votes.push((server, reply));
+        if p.votes.len() < g.r {
+            if p.outstanding.is_empty() {
+                self.retry_or_fail(id, Cause::BelowQuorum, io);
+            }
+            return;
+        }
+        let newest = p
+            .votes
+            .iter()
+            .map(|v| &v.1.entry)
+            .max_by(|a, b| (a.version, &a.value).cmp(&(b.version, &b.value)))
+            .expect("r ≥ 1 replies")
+            .clone();
+        let behind: SmallVec<[NodeId; 3]> = p.votes.iter().filter(|v| v.1.entry != newest).map(|v| v.0).collect();
+        let (group, key) = (p.group, p.key.clone());
+        if p.op == Op::Read {
+            let p = c.pending.remove(&id).expect("pending");
+            p.done(Ok(Reply { applied: true, entry: newest.clone() }), now, &mut c.finished, closed, io);
+        } else {
+            let mut s = Store::new();
+            s.merge(&key, newest.clone());
+            let next = s.apply(&key, &p.op);
+            if !next.applied {
+                let p = c.pending.remove(&id).expect("pending");
+                p.done(Ok(next), now, &mut c.finished, closed, io); // a compare that failed
+            } else {
+                // The write phase: a fresh attempt number, so that late read
+                // replies are not taken for acknowledgements.
+                p.put = Some(next.entry);
+                p.attempt += 1;
+                p.skip += 1;
+                self.attempt(id, io);
+            }
+        }
+        for n in behind {
+            io.count(counters::REPAIRS, 1);
+            self.on_repair(Repair { group, to: n, key: key.clone(), entry: newest.clone(), hops: 0 }, io);
         }
     }
 
@@ -498,7 +590,7 @@ impl Node {
         let cfg = &topo.params.rpc;
         let c = self.client.as_mut().expect("client");
         let Some(p) = c.pending.get_mut(&id) else { return };
-        let retry = p.attempt as u32 + 1;
+        let retry = (p.attempt - p.skip) as u32 + 1;
         let wait = backoff(cfg, retry, io.rng());
         let in_time = now + wait + cfg.timeout <= p.started + cfg.deadline;
         if retry < cfg.attempts && in_time {
@@ -567,7 +659,12 @@ impl Node {
                 io.output(Output::Failover { group: gi as u16, from, to });
             }
             let lost = g.members.len() - serving.len();
-            let level = if serving.is_empty() || (g.strategy == Redundancy::NWay && serving.len() < g.quorum) {
+            let needed = match g.strategy {
+                Redundancy::NWay => g.quorum,
+                Redundancy::Quorum => g.r.max(g.w),
+                _ => 1,
+            };
+            let level = if serving.len() < needed {
                 Level::Emergency // nothing (or no quorum) left to serve
             } else if lost * 3 > g.members.len() {
                 Level::Shed

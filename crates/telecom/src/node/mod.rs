@@ -139,6 +139,9 @@ pub struct Request {
     pub hops: u8,
     /// A causal group's request: the client's session (what it saw).
     pub after: Option<crate::causal::VectorClock>,
+    /// A quorum group's write: the entry the client computed, for the
+    /// member to take if newer (the op is then the client's, for the record).
+    pub put: Option<Entry>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

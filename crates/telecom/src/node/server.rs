@@ -19,6 +19,7 @@ pub(super) struct RequestKey {
     pub(super) group: u16,
     pub(super) key: String,
     pub(super) op: Op,
+    pub(super) put: Option<Entry>,
     pub(super) attempt: u8,
     pub(super) sent_ns: u64,
     pub(super) arrived: Time,
@@ -65,6 +66,7 @@ impl Node {
             group: r.group,
             key: r.key,
             op: r.op,
+            put: r.put,
             attempt: r.attempt,
             sent_ns: r.sent_ns,
             arrived: io.now(),
@@ -148,9 +150,17 @@ impl Node {
     /// and answers — a strong group's member once a sync covers it.
     fn apply(&mut self, key: RequestKey, strong: bool, io: &mut Io<'_, Self>) {
         let request = (key.client, key.id);
+        if let Some(entry) = key.put.clone() {
+            // A quorum write: taken if newer (a retry changes nothing).
+            if self.stores[key.group as usize].merge(&key.key, entry.clone()) {
+                self.persist(key.group, &key.key, &entry, io);
+            }
+            let reply = Reply { applied: true, entry: self.stores[key.group as usize].get(&key.key) };
+            return self.answer(key, reply, io);
+        }
         let again = key.op.writes().then(|| self.applied_before(key.group, request)).flatten();
         let changed = again.is_none() && key.op.writes();
-        let mut reply = match again {
+        let reply = match again {
             Some(r) => r, // a retry: answered as before, not applied twice
             None => self.stores[key.group as usize].apply(&key.key, &key.op),
         };
@@ -163,7 +173,28 @@ impl Node {
         let changed = changed && reply.applied;
         if changed {
             self.ship_write(key.group, &key.key, &reply, request);
+            self.causal_write(key.group, &key.key, &reply.entry, io);
         }
+        if strong {
+            let reply = self.lie(&key, reply, io);
+            self.sync(vec![(key, reply)], io);
+        } else {
+            self.answer(key, reply, io);
+        }
+    }
+
+    /// Answers a request served at once (a Byzantine member lies first).
+    fn answer(&mut self, key: RequestKey, reply: Reply, io: &mut Io<'_, Self>) {
+        let reply = self.lie(&key, reply, io);
+        if key.op.writes() && key.put.is_none() {
+            self.answer_write(key, reply, io);
+        } else {
+            self.reply(&key, Some(reply), Status::Ok, io);
+        }
+    }
+
+    /// What a Byzantine member makes of a reply.
+    fn lie(&mut self, key: &RequestKey, mut reply: Reply, io: &mut Io<'_, Self>) -> Reply {
         let lie = match self.byzantine {
             Some(Behaviour::Corrupt) => true,
             Some(Behaviour::Equivocate) => key.client.0 % 2 == 1,
@@ -174,16 +205,7 @@ impl Node {
             reply.entry.value = format!("forged-{:x};", io.rng().random::<u32>()).into_bytes();
             reply.entry.version += 1 + io.rng().random_range(0..8);
         }
-        if changed {
-            self.causal_write(key.group, &key.key, &reply.entry, io);
-        }
-        if strong {
-            self.sync(vec![(key, reply)], io);
-        } else if key.op.writes() {
-            self.answer_write(key, reply, io);
-        } else {
-            self.reply(&key, Some(reply), Status::Ok, io);
-        }
+        reply
     }
 
     pub(super) fn load(&self) -> Load {

@@ -262,9 +262,9 @@ impl Node {
             }
             return;
         }
-        if self.byzantine == Some(Behaviour::Silent)
-            || !self.topo.groups.get(r.group as usize).is_some_and(|_| self.ships(r.group))
-        {
+        let member = |n: NodeId| self.topo.groups.get(r.group as usize).is_some_and(|g| g.members.contains(&n));
+        // Only the group's members exchange its data.
+        if self.byzantine == Some(Behaviour::Silent) || !member(r.from) || r.from == self.me || !self.ships(r.group) {
             return;
         }
         let (g, from) = (r.group, r.from);
