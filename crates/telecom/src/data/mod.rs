@@ -10,8 +10,8 @@
 //! requests it serves. How the members' stores are kept in step is the
 //! group's strategy: active-passive and geographic groups ship their
 //! writes to each other (`node/ship.rs`), causal groups multicast them in
-//! causal order (`node/causal.rs`); the quorum and strong strategies are
-//! the next parts of the data plane's second stage.
+//! causal order (`node/causal.rs`), quorum groups' clients read and write
+//! R and W members (`node/client.rs`); strong primary order is next.
 
 pub mod kv;
 pub mod workload;
