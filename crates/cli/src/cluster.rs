@@ -518,9 +518,9 @@ fn up<P: Runnable>(args: &UpArgs, run: Option<&RealRun>) -> Result<bool> {
             .iter()
             .map(|n| (n.name.clone(), format!("peers {}  http {}", n.listen, n.http.map_or("-".into(), |h| h.to_string()))))
             .collect();
-        eprint!("{}", table(&rows));
+        say(format_args!("{}", table(&rows).trim_end()));
         wait_ready(&cf.node).await;
-        eprintln!("cluster of {} {} nodes is up; Ctrl-C stops it", cf.node.len(), cf.protocol);
+        say(format_args!("cluster of {} {} nodes is up; Ctrl-C stops it", cf.node.len(), cf.protocol));
 
         let begin = tokio::time::Instant::now();
         let deadline = args.run_for.map(|d| begin + d);
@@ -535,7 +535,7 @@ fn up<P: Runnable>(args: &UpArgs, run: Option<&RealRun>) -> Result<bool> {
                 _ = async { match due { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
                     let (at, action) = next.next().expect("a due action");
                     let what = apply(action, &cf, &mut children, &mut killed, token.as_deref().unwrap_or_default(), &spawn).await;
-                    eprintln!("t = {:.1} s: {what}", at.as_secs_f64());
+                    say(format_args!("t = {:.1} s: {what}", at.as_secs_f64()));
                 }
                 _ = tick => {
                     for (i, (name, c)) in children.iter_mut().enumerate() {
@@ -570,11 +570,11 @@ fn up<P: Runnable>(args: &UpArgs, run: Option<&RealRun>) -> Result<bool> {
             match tokio::time::timeout(Duration::from_secs(5), c.wait()).await {
                 Ok(Ok(s)) if s.success() => {}
                 Ok(Ok(s)) => {
-                    eprintln!("node {name} exited with {s}");
+                    say(format_args!("node {name} exited with {s}"));
                     clean = false;
                 }
                 _ => {
-                    eprintln!("node {name} did not stop in 5 s; killing it");
+                    say(format_args!("node {name} did not stop in 5 s; killing it"));
                     let _ = c.kill().await;
                     clean = false;
                 }
@@ -583,7 +583,7 @@ fn up<P: Runnable>(args: &UpArgs, run: Option<&RealRun>) -> Result<bool> {
         if let Some(f) = failed {
             bail!(f);
         }
-        eprintln!("cluster stopped");
+        say(format_args!("cluster stopped"));
         Ok(clean)
     })
 }
@@ -722,4 +722,12 @@ async fn print_status<P>(cf: &ClusterFile<P>, begin: tokio::time::Instant) -> Ve
         }
     }
     out
+}
+
+/// Writes a progress line to stderr in one write: the nodes' processes
+/// share this stderr, and a line written in pieces (as `eprintln!` does
+/// with arguments) interleaves with their logs.
+fn say(line: std::fmt::Arguments) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
 }
