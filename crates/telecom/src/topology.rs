@@ -378,6 +378,18 @@ pub struct Group {
     pub w: usize,
 }
 
+impl Group {
+    /// The members a request needs to be served: a quorum for an n-way
+    /// group, the larger of R and W for a quorum group, one otherwise.
+    pub fn needed(&self) -> usize {
+        match self.strategy {
+            Redundancy::NWay => self.quorum,
+            Redundancy::Quorum => self.r.max(self.w),
+            _ => 1,
+        }
+    }
+}
+
 /// The checked, indexed system: what every node holds.
 #[derive(Clone, Debug)]
 pub struct Topology {

@@ -13,7 +13,7 @@ use super::history::Request;
 use agora_core::{NodeId, Time};
 use agora_sim::{Fault, Scope, Sim};
 use agora_telecom::node::{Cause, Node, Output};
-use agora_telecom::topology::{Redundancy, Topology};
+use agora_telecom::topology::Topology;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 
@@ -166,12 +166,7 @@ impl World {
             .iter()
             .filter(|m| reach[m.index()] && !self.omitting[m.index()] && !self.byzantine[m.index()])
             .count();
-        correct
-            >= match g.strategy {
-                Redundancy::NWay => g.quorum,
-                Redundancy::Quorum => g.r.max(g.w),
-                _ => 1,
-            }
+        correct >= g.needed()
     }
 
     fn describe(&self, topo: &Topology) -> Vec<String> {

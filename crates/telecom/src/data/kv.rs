@@ -34,6 +34,14 @@ pub struct Entry {
     pub version: u64,
 }
 
+impl Entry {
+    /// How replicas order two entries of a key: the newer version, then
+    /// the larger value (so that replicas settle on one in any order).
+    pub fn rank(&self) -> (u64, &[u8]) {
+        (self.version, &self.value)
+    }
+}
+
 /// What an operation answered: the key's entry after it, and whether it
 /// took effect (false only for a compare that failed).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -92,8 +100,7 @@ impl Store {
     /// (two members served across a failover) settle on the same one,
     /// whichever order they hear of each other in.
     pub fn merge(&mut self, key: &str, entry: Entry) -> bool {
-        let mine = self.get(key);
-        let wins = entry.version > mine.version || (entry.version == mine.version && entry.value > mine.value);
+        let wins = entry.rank() > self.get(key).rank();
         if wins {
             self.keys.insert(key.to_string(), entry);
         }
@@ -118,6 +125,12 @@ impl Store {
             let h = super::fnv(h, &e.version.to_be_bytes());
             super::fnv(super::fnv(h, &(e.value.len() as u64).to_be_bytes()), &e.value)
         })
+    }
+
+    /// Every key written with its entry, in key order, as owned pairs (what
+    /// a member sends a peer).
+    pub fn snapshot(&self) -> Vec<(String, Entry)> {
+        self.entries().map(|(k, e)| (k.clone(), e.clone())).collect()
     }
 
     /// Every key written, with its entry, in key order.

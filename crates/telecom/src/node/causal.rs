@@ -63,7 +63,7 @@ impl Node {
     /// This member's clock with its data of `group`, to `to`.
     fn send_state(&mut self, group: u16, to: NodeId, io: &mut Io<'_, Self>) {
         let Some(clock) = self.causal_clock(group) else { return };
-        let entries = self.stores[group as usize].entries().map(|(k, e)| (k.clone(), e.clone())).collect();
+        let entries = self.stores[group as usize].snapshot();
         self.send_causal(group, to, CausalBody::State(clock, entries), io);
     }
 

@@ -24,10 +24,9 @@ pub(super) struct Pending {
     /// n-way: answers so far (server, reply); the decided reply once a quorum agrees.
     pub(super) votes: SmallVec<[(NodeId, Reply); 3]>,
     pub(super) decided: Option<Reply>,
-    /// A quorum write past its read: the entry it writes; and the attempt
-    /// numbers its phase change used (not retries).
+    /// A quorum write past its read: the entry it writes. Its phase change
+    /// took an attempt number that is not a retry.
     pub(super) put: Option<Entry>,
-    pub(super) skip: u8,
 }
 
 impl Pending {
@@ -292,7 +291,6 @@ impl Node {
                 votes: SmallVec::new(),
                 decided: None,
                 put: None,
-                skip: 0,
             },
         );
         self.attempt(id, io);
@@ -502,13 +500,7 @@ impl Node {
             }
             return;
         }
-        let newest = p
-            .votes
-            .iter()
-            .map(|v| &v.1.entry)
-            .max_by(|a, b| (a.version, &a.value).cmp(&(b.version, &b.value)))
-            .expect("r ≥ 1 replies")
-            .clone();
+        let newest = p.votes.iter().map(|v| &v.1.entry).max_by_key(|e| e.rank()).expect("r ≥ 1 replies").clone();
         let behind: SmallVec<[NodeId; 3]> = p.votes.iter().filter(|v| v.1.entry != newest).map(|v| v.0).collect();
         let (group, key) = (p.group, p.key.clone());
         if p.op == Op::Read {
@@ -526,7 +518,6 @@ impl Node {
                 // replies are not taken for acknowledgements.
                 p.put = Some(next.entry);
                 p.attempt += 1;
-                p.skip += 1;
                 self.attempt(id, io);
             }
         }
@@ -590,7 +581,7 @@ impl Node {
         let cfg = &topo.params.rpc;
         let c = self.client.as_mut().expect("client");
         let Some(p) = c.pending.get_mut(&id) else { return };
-        let retry = (p.attempt - p.skip) as u32 + 1;
+        let retry = (p.attempt - p.put.is_some() as u8) as u32 + 1;
         let wait = backoff(cfg, retry, io.rng());
         let in_time = now + wait + cfg.timeout <= p.started + cfg.deadline;
         if retry < cfg.attempts && in_time {
@@ -659,12 +650,7 @@ impl Node {
                 io.output(Output::Failover { group: gi as u16, from, to });
             }
             let lost = g.members.len() - serving.len();
-            let needed = match g.strategy {
-                Redundancy::NWay => g.quorum,
-                Redundancy::Quorum => g.r.max(g.w),
-                _ => 1,
-            };
-            let level = if serving.len() < needed {
+            let level = if serving.len() < g.needed() {
                 Level::Emergency // nothing (or no quorum) left to serve
             } else if lost * 3 > g.members.len() {
                 Level::Shed

@@ -75,9 +75,8 @@ pub mod counters {
     /// Writes of causal groups applied from peers, and resent to peers.
     pub const CAUSAL_APPLIED: &str = "causal_applied";
     pub const CAUSAL_RESENT: &str = "causal_resent";
-    /// Active-passive shipping: entries a member took from a peer, sync
-    /// writes that failed because a peer held another value, catch-ups
-    /// that ended by waiting out silent peers.
+    /// Log shipping: entries a member took from a peer, sync writes that
+    /// did not stand, catch-ups that ended by waiting out silent peers.
     pub const SHIPPED_TAKEN: &str = "shipped_taken";
     pub const SHIP_CONFLICTS: &str = "ship_conflicts";
     pub const CATCH_UP_TIMEOUTS: &str = "catch_up_timeouts";
@@ -394,7 +393,7 @@ pub struct Node {
     stores: Vec<Store>,
     /// The stores' writes on their way to the disk.
     disk: durable::Disk,
-    /// Per group: active-passive log shipping (empty unless a member).
+    /// Per group: log shipping (active-passive and geographic members).
     shipping: Vec<ship::Shipping>,
 }
 

@@ -164,16 +164,13 @@ impl Node {
             Some(r) => r, // a retry: answered as before, not applied twice
             None => self.stores[key.group as usize].apply(&key.key, &key.op),
         };
-        if changed {
-            if reply.applied {
-                self.persist(key.group, &key.key, &reply.entry, io);
-            }
-            self.record_applied(key.group, request, &reply, io);
-        }
-        let changed = changed && reply.applied;
-        if changed {
+        if changed && reply.applied {
+            self.persist(key.group, &key.key, &reply.entry, io);
             self.ship_write(key.group, &key.key, &reply, request);
             self.causal_write(key.group, &key.key, &reply.entry, io);
+        }
+        if changed {
+            self.record_applied(key.group, request, &reply, io);
         }
         if strong {
             let reply = self.lie(&key, reply, io);

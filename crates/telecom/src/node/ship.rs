@@ -301,8 +301,7 @@ impl Node {
                 }
             }
             ReplicaBody::Pull => {
-                let all: Vec<(String, Entry)> =
-                    self.stores[g as usize].entries().map(|(k, e)| (k.clone(), e.clone())).collect();
+                let all = self.stores[g as usize].snapshot();
                 let parts = all.len().div_ceil(CHUNK).max(1);
                 for i in 0..parts {
                     let entries = all[i * CHUNK..((i + 1) * CHUNK).min(all.len())].to_vec();
@@ -399,7 +398,7 @@ impl Node {
     fn caught_up(&mut self, group: u16) {
         let g = group as usize;
         self.shipping[g].catching_up = None;
-        let all: Vec<(String, Entry)> = self.stores[g].entries().map(|(k, e)| (k.clone(), e.clone())).collect();
+        let all = self.stores[g].snapshot();
         for peer in self.peers(group) {
             let u = self.shipping[g].unshipped.entry(peer).or_default();
             for (key, entry) in &all {
