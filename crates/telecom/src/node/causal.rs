@@ -11,6 +11,7 @@
 //! member serves it. Concurrent writes to a key resolve as shipping does:
 //! the newer version, or the larger value at one version.
 
+use super::ship::Take;
 use super::*;
 use crate::causal::{Adopted, CausalLog, VectorClock};
 
@@ -104,14 +105,7 @@ impl Node {
     /// Applies the writes the log delivered to the group's store.
     fn apply_delivered(&mut self, group: u16, delivered: Vec<Update>, io: &mut Io<'_, Self>) {
         for u in delivered {
-            self.merge_entry(group, &u.key.key, u.key.entry, io);
-        }
-    }
-
-    /// Merges a peer's entry into the store (newer, or larger at one version), on disk if taken.
-    pub(super) fn merge_entry(&mut self, group: u16, key: &str, entry: Entry, io: &mut Io<'_, Self>) {
-        if self.stores[group as usize].merge(key, entry.clone()) {
-            self.persist(group, key, &entry, io);
+            self.take(group, &u.key.key, u.key.entry, Take::Merge, io);
         }
     }
 
@@ -152,7 +146,7 @@ impl Node {
             CausalBody::State(clock, entries) => {
                 let a = log.adopt(&clock);
                 for (key, entry) in entries {
-                    self.merge_entry(c.group, &key, entry, io);
+                    self.take(c.group, &key, entry, Take::Merge, io);
                 }
                 self.adopted(c.group, a, io);
             }

@@ -75,8 +75,9 @@ pub mod counters {
     /// Writes of causal groups applied from peers, and resent to peers.
     pub const CAUSAL_APPLIED: &str = "causal_applied";
     pub const CAUSAL_RESENT: &str = "causal_resent";
-    /// Log shipping: entries a member took from a peer, sync writes that
-    /// did not stand, catch-ups that ended by waiting out silent peers.
+    /// Entries a member took from a peer (shipped, transferred or causal),
+    /// sync writes that did not stand, catch-ups that ended by waiting out
+    /// silent peers.
     pub const SHIPPED_TAKEN: &str = "shipped_taken";
     pub const SHIP_CONFLICTS: &str = "ship_conflicts";
     pub const CATCH_UP_TIMEOUTS: &str = "catch_up_timeouts";

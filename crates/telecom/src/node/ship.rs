@@ -72,8 +72,9 @@ pub struct Shipped {
 
 /// How a member takes a peer's entry of a key.
 #[derive(Clone, Copy)]
-enum Take {
-    /// Newer, or as new with a larger value (asynchronous groups: converges).
+pub(super) enum Take {
+    /// Newer, or as new with a larger value (asynchronous and causal
+    /// groups: converges).
     Merge,
     /// Newer only: the first value held at a version stays (sync groups).
     Newer,
@@ -328,7 +329,7 @@ impl Node {
     }
 
     /// Takes a peer's entry by `rule`, on disk if taken.
-    fn take(&mut self, group: u16, key: &str, entry: Entry, rule: Take, io: &mut Io<'_, Self>) {
+    pub(super) fn take(&mut self, group: u16, key: &str, entry: Entry, rule: Take, io: &mut Io<'_, Self>) {
         let store = &mut self.stores[group as usize];
         let taken = match rule {
             Take::Merge => store.merge(key, entry.clone()),
