@@ -129,21 +129,24 @@ fn converged(sc: &Scenario<Params>, service: &str, seed: u64) -> (bool, usize) {
     (stores.windows(2).all(|w| w[0] == w[1]), stores[0].entries().count())
 }
 
-/// The geographic and causal groups' members converge once quiet, the
-/// member that was cut off included (Cloud1 for the geographic group,
-/// Edge1 for the causal one); the n-way group, whose members only apply
-/// what they serve and what read repair brings, does not — so the check
-/// can fail.
+/// The geographic, causal and n-way groups' members converge once quiet,
+/// the member that was cut off included (Cloud1 for the geographic and
+/// n-way groups, Edge1 for the causal one); a quorum group, whose members
+/// only take what writes and read repair bring them, does not — so the
+/// check can fail.
 #[test]
 fn replicas_converge_after_a_partition_heals() {
     for seed in 1..=3 {
-        for (service, cut) in [("analytics", 4), ("load_balancer", 0)] {
+        for (service, cut) in [("analytics", 4), ("load_balancer", 0), ("transactions", 4)] {
             let (same, keys) = converged(&partitioned(service, cut), service, seed);
             assert!(same, "seed {seed}: {service} members differ");
             assert!(keys > 50, "seed {seed}: {keys} keys written");
         }
     }
-    assert!(!converged(&partitioned("transactions", 4), "transactions", 1).0);
+    let mut quorum = partitioned("transactions", 4);
+    let g = &mut quorum.params.groups[0];
+    (g.strategy, g.r, g.w) = (Redundancy::Quorum, Some(2), Some(2));
+    assert!(!converged(&quorum, "transactions", 1).0);
 }
 
 /// A causal group's clients read their own writes and never read back in
@@ -204,4 +207,48 @@ fn quorum_reads_see_the_latest_acknowledged_write() {
     weak.params.groups[0].w = Some(1);
     let e = weak.params.compile().unwrap_err();
     assert!(e.contains("group[0]: r + w = 3"), "{e}");
+}
+
+/// Every request to the n-way group, 100/s from each edge on six hot keys
+/// (writes contend), its primary Core1 crashing from 3 s to 6 s (memory
+/// kept).
+fn hot_strong_group() -> Scenario<Params> {
+    let mut sc = default_scenario();
+    sc.fault.clear();
+    sc.input.clear();
+    sc.until = Duration::from_secs(9);
+    sc.params.workload.stop_after = Duration::from_secs(8);
+    sc.params.workload.keys = 6;
+    sc.params.workload.rate = 100.0;
+    sc.params.workload.mix = [("transactions".to_string(), 1.0)].into_iter().collect();
+    for (kind, at) in [(FaultKind::Crash, 3), (FaultKind::Recover, 6)] {
+        sc.push_fault(FaultSpec { kind, at: Some(Duration::from_secs(at)), node: Some(2), ..Default::default() });
+    }
+    sc
+}
+
+/// The n-way group's primary orders every request and answers a write
+/// once every reachable member holds it; the backups answer what it
+/// ordered. So contending requests still find a quorum that agrees, the
+/// history is linearizable across the primary's crash and return, and the
+/// members end identical. (Members that each applied requests in their own
+/// arrival order, as before primary order, disagreed often: 27 % and 36 %
+/// of these requests succeeded in seeds 1 and 2, against 67 % now — the
+/// rest fail while the crash leaves two members and a client ejects the
+/// slow Cloud1.)
+#[test]
+fn the_n_way_primary_orders_requests_through_its_crash() {
+    let sc = hot_strong_group();
+    let topo = sc.params.compile().unwrap();
+    for seed in 1..=2 {
+        let sim = run(&sc, seed);
+        let (reqs, events) = history::requests(&sim);
+        let ok = reqs.iter().filter(|r| r.end.as_ref().is_some_and(|e| e.reply.is_some())).count();
+        assert!(reqs.len() > 1500, "seed {seed}: {} requests", reqs.len());
+        assert!(ok * 2 > reqs.len(), "seed {seed}: {ok} of {} succeeded", reqs.len());
+        let checked = history::check(&topo, &reqs, &history::edn(&topo, &reqs, &events), Duration::from_secs(60));
+        assert_eq!(checked[0].linearizable, Some(true), "seed {seed}: {:?}", checked[0].stuck_at);
+        let stores: Vec<_> = topo.groups[0].members.iter().map(|&m| sim.node(m).replica(0)).collect();
+        assert!(stores.windows(2).all(|w| w[0] == w[1]), "seed {seed}: the members differ");
+    }
 }

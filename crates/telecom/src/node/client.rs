@@ -349,8 +349,9 @@ impl Node {
         io.set_timer(topo.params.rpc.timeout, Timer::Attempt { id, attempt });
         let sent_ns = io.now().as_nanos();
         let session = c.sessions[group as usize].clone();
+        let asked = if g.strategy == Redundancy::NWay { targets.to_vec() } else { Vec::new() };
         for t in targets {
-            let (key, op, after, put) = (key.clone(), op.clone(), session.clone(), put.clone());
+            let (key, op, after, put, asked) = (key.clone(), op.clone(), session.clone(), put.clone(), asked.clone());
             let r = Request {
                 id,
                 client: self.me,
@@ -364,6 +365,8 @@ impl Node {
                 hops: 0,
                 after,
                 put,
+                forwarded: false,
+                asked,
             };
             if t == self.me {
                 self.on_request(r, io);
@@ -392,15 +395,16 @@ impl Node {
         let rtt_ms = (now.as_nanos().saturating_sub(a.sent_ns)) as f64 / 1e6;
         c.balancer.finished(a.server, rtt_ms, now, Some(a.load));
         let Some(reply) = a.reply.filter(|_| a.status == Status::Ok) else {
-            // A member catching up after a restart is back in a moment: not a failure of its own.
-            if a.status != Status::CatchingUp {
+            // A member catching up after a restart is back in a moment, and
+            // one whose primary did not order the request is not at fault.
+            if !matches!(a.status, Status::CatchingUp | Status::Unordered) {
                 c.failures[a.server.index()] += 1;
                 Self::maybe_eject(c, &topo, a.server, now, &mut self.detections, io);
             }
             if give_up {
                 let cause = match a.status {
                     Status::Isolated => Cause::MinoritySide,
-                    Status::Lost | Status::CatchingUp => Cause::NoReplica,
+                    Status::Lost | Status::CatchingUp | Status::Unordered => Cause::NoReplica,
                     Status::Unreplicated => Cause::BelowQuorum,
                     Status::Ok | Status::Overloaded => Cause::Admission,
                 };

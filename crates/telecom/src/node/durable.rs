@@ -67,8 +67,9 @@ pub(super) struct Applied {
 }
 
 type Record = (&'static str, Vec<u8>, Vec<u8>);
-/// A sync in flight: the records it covers, and the replies it holds.
-type InFlight = (Vec<Record>, Vec<(RequestKey, Reply)>);
+/// A sync in flight: the records it covers, and the replies and the
+/// replica messages (a strong group's acknowledgements) it holds.
+type InFlight = (Vec<Record>, Vec<(RequestKey, Reply)>, Vec<ship::Replica>);
 
 /// What the node's storage is doing for its replicas.
 #[derive(Clone, Debug, Default)]
@@ -128,28 +129,37 @@ impl Node {
     }
 
     /// Asks for a sync covering everything written so far, holding `held`
-    /// replies until it completes.
-    pub(super) fn sync(&mut self, held: Vec<(RequestKey, Reply)>, io: &mut Io<'_, Self>) {
+    /// replies and the messages `sends` until it completes.
+    pub(super) fn sync(&mut self, held: Vec<(RequestKey, Reply)>, sends: Vec<ship::Replica>, io: &mut Io<'_, Self>) {
         let ticket = self.disk.next_ticket;
         self.disk.next_ticket += 1;
         let writes = std::mem::take(&mut self.disk.unsynced);
-        self.disk.in_flight.insert(ticket, (writes, held));
+        self.disk.in_flight.insert(ticket, (writes, held, sends));
         io.sync(ticket);
     }
 
     /// Every heartbeat: the eventual groups' writes made durable.
     pub(super) fn sync_if_written(&mut self, io: &mut Io<'_, Self>) {
         if !self.disk.unsynced.is_empty() {
-            self.sync(Vec::new(), io);
+            self.sync(Vec::new(), Vec::new(), io);
         }
     }
 
     pub(super) fn synced(&mut self, done: SyncDone, io: &mut Io<'_, Self>) {
-        let Some((writes, held)) = self.disk.in_flight.remove(&done.ticket) else { return };
+        let Some((writes, held, sends)) = self.disk.in_flight.remove(&done.ticket) else { return };
         match done.result {
             Ok(()) => {
                 for (key, reply) in held {
-                    self.reply(&key, Some(reply), Status::Ok, io);
+                    // A write this member took as its group's primary waits
+                    // for the peers too; a backup answers what was ordered.
+                    if key.op.writes() && key.put.is_none() && self.primary(key.group) == Some(self.me) {
+                        self.answer_write(key, reply, io);
+                    } else {
+                        self.reply(&key, Some(reply), Status::Ok, io);
+                    }
+                }
+                for r in sends {
+                    self.route(r.to, Msg::Replica(r), io);
                 }
             }
             Err(_) => {
@@ -167,7 +177,7 @@ impl Node {
     /// After a crash with memory kept: the syncs in flight were lost with
     /// it, so their records are written again and their requests dropped.
     pub(super) fn resync_after_crash(&mut self, io: &mut Io<'_, Self>) {
-        for (_, (writes, _)) in std::mem::take(&mut self.disk.in_flight) {
+        for (_, (writes, _, _)) in std::mem::take(&mut self.disk.in_flight) {
             for (table, k, v) in writes {
                 self.write_record(table, k, v, io);
             }

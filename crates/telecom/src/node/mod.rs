@@ -83,6 +83,8 @@ pub mod counters {
     pub const CATCH_UP_TIMEOUTS: &str = "catch_up_timeouts";
     /// Digests that differed from the receiver's state (anti-entropy ran).
     pub const ANTI_ENTROPY: &str = "anti_entropy";
+    /// Clients' writes an n-way backup passed to its primary to order.
+    pub const FORWARDED: &str = "writes_forwarded";
 }
 
 /// What a Byzantine node does to the answers it serves.
@@ -122,6 +124,9 @@ pub enum Status {
     /// majority (too few members reachable, or one held another value at
     /// its version: two members served at once).
     Unreplicated,
+    /// An n-way backup's primary did not order the request in time (it is
+    /// down or cut off): not the backup's own failure.
+    Unordered,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -142,6 +147,14 @@ pub struct Request {
     /// A quorum group's write: the entry the client computed, for the
     /// member to take if newer (the op is then the client's, for the record).
     pub put: Option<Entry>,
+    /// An n-way member passing a client's write to the group's primary to
+    /// order: the primary applies and ships it, and does not answer.
+    #[serde(default)]
+    pub forwarded: bool,
+    /// An n-way attempt: every member it went to (a member forwards to the
+    /// primary only if the client did not ask it).
+    #[serde(default)]
+    pub asked: Vec<NodeId>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

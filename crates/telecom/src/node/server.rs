@@ -23,6 +23,10 @@ pub(super) struct RequestKey {
     pub(super) attempt: u8,
     pub(super) sent_ns: u64,
     pub(super) arrived: Time,
+    /// Forwarded to this primary by a member: applied, not answered.
+    pub(super) forwarded: bool,
+    /// The members this attempt went to (n-way groups).
+    pub(super) asked: Vec<NodeId>,
 }
 
 impl Ord for Queued {
@@ -60,6 +64,9 @@ impl Node {
         if self.byzantine == Some(Behaviour::Silent) {
             return;
         }
+        if r.forwarded && self.applied_before(r.group, (r.client, r.id)).is_some() {
+            return; // ordered already (the client's own copy came first)
+        }
         let key = RequestKey {
             id: r.id,
             client: r.client,
@@ -70,6 +77,8 @@ impl Node {
             attempt: r.attempt,
             sent_ns: r.sent_ns,
             arrived: io.now(),
+            forwarded: r.forwarded,
+            asked: r.asked,
         };
         if self.view.isolated {
             self.reply(&key, None, Status::Isolated, io);
@@ -159,6 +168,9 @@ impl Node {
             return self.answer(key, reply, io);
         }
         let again = key.op.writes().then(|| self.applied_before(key.group, request)).flatten();
+        if again.is_none() && !self.serves_itself(key.group) {
+            return self.await_order(key, io); // an n-way backup: the primary orders requests
+        }
         let changed = again.is_none() && key.op.writes();
         let reply = match again {
             Some(r) => r, // a retry: answered as before, not applied twice
@@ -166,15 +178,18 @@ impl Node {
         };
         if changed && reply.applied {
             self.persist(key.group, &key.key, &reply.entry, io);
-            self.ship_write(key.group, &key.key, &reply, request);
             self.causal_write(key.group, &key.key, &reply.entry, io);
         }
         if changed {
+            // A compare that failed is shipped too: an n-way backup answers it.
+            self.ship_write(key.group, &key.key, &reply, request);
             self.record_applied(key.group, request, &reply, io);
+        } else if !key.op.writes() {
+            self.ship_read(&key, &reply, io);
         }
         if strong {
             let reply = self.lie(&key, reply, io);
-            self.sync(vec![(key, reply)], io);
+            self.sync(vec![(key, reply)], Vec::new(), io);
         } else {
             self.answer(key, reply, io);
         }
@@ -191,7 +206,7 @@ impl Node {
     }
 
     /// What a Byzantine member makes of a reply.
-    fn lie(&mut self, key: &RequestKey, mut reply: Reply, io: &mut Io<'_, Self>) -> Reply {
+    pub(super) fn lie(&mut self, key: &RequestKey, mut reply: Reply, io: &mut Io<'_, Self>) -> Reply {
         let lie = match self.byzantine {
             Some(Behaviour::Corrupt) => true,
             Some(Behaviour::Equivocate) => key.client.0 % 2 == 1,
@@ -220,6 +235,9 @@ impl Node {
     }
 
     pub(super) fn reply(&mut self, key: &RequestKey, reply: Option<Reply>, status: Status, io: &mut Io<'_, Self>) {
+        if key.forwarded {
+            return; // the member that forwarded it answers
+        }
         let a = Answer {
             id: key.id,
             client: key.client,

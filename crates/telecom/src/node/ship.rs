@@ -68,7 +68,17 @@ pub struct Shipped {
     pub entry: Entry,
     /// (client, request id, reply).
     pub writes: Vec<(NodeId, u64, Reply)>,
+    /// An n-way primary's reads, in its order among the writes: (client,
+    /// request id, attempt, reply), for the backups to answer (a retry of a
+    /// read is read again).
+    #[serde(default)]
+    pub reads: Vec<(NodeId, u64, u8, Reply)>,
 }
+
+/// An operation a primary ordered, as a backup receives it: client,
+/// request id, the attempt (reads: a retry is read again) and the reply
+/// (None: the write did not stand here).
+type OrderedOp = (NodeId, u64, Option<u8>, Option<Reply>);
 
 /// How a member takes a peer's entry of a key.
 #[derive(Clone, Copy)]
@@ -102,14 +112,83 @@ pub(super) struct Shipping {
     held: Vec<Held>,
     /// After a restart: the peers still to answer the pull, and until when to wait.
     catching_up: Option<(SmallVec<[NodeId; 4]>, Time)>,
+    /// An n-way backup: clients' requests waiting for the primary to
+    /// order them, and until when.
+    awaiting: Vec<(RequestKey, Time)>,
 }
 
 impl Node {
-    /// Whether this node ships `group`'s writes (an active-passive or
-    /// geographic member).
+    /// Whether this node ships `group`'s writes (an active-passive,
+    /// geographic or n-way member).
     fn ships(&self, group: u16) -> bool {
         let g = &self.topo.groups[group as usize];
-        matches!(g.strategy, Redundancy::ActivePassive | Redundancy::Geographic) && g.members.contains(&self.me)
+        let shipped = matches!(g.strategy, Redundancy::ActivePassive | Redundancy::Geographic | Redundancy::NWay);
+        shipped && g.members.contains(&self.me)
+    }
+
+    /// Whether `group` answers a write only once its peers hold it: a
+    /// `sync` active-passive group, and every n-way group (primary order).
+    fn synchronous(&self, group: u16) -> bool {
+        let g = &self.topo.groups[group as usize];
+        g.sync || g.strategy == Redundancy::NWay
+    }
+
+    /// The member this node's view makes `group`'s primary: the first
+    /// member it can reach (itself included; before its first view, every
+    /// member — else each would start as its own primary).
+    pub(super) fn primary(&self, group: u16) -> Option<NodeId> {
+        let known = !self.view.reachable.is_empty();
+        let reachable = |n: &NodeId| *n == self.me || !known || self.view.reachable.get(n.index()) == Some(&true);
+        self.topo.groups[group as usize].members.iter().copied().find(reachable)
+    }
+
+    /// Whether `group` is primary-ordered (n-way): its primary orders every
+    /// request, reads included, and ships each with its reply.
+    pub(super) fn ordered_group(&self, group: u16) -> bool {
+        self.topo.groups[group as usize].strategy == Redundancy::NWay
+    }
+
+    /// Whether this member serves clients' requests of `group` itself: in
+    /// an n-way group only the primary does — it orders them for everyone.
+    pub(super) fn serves_itself(&self, group: u16) -> bool {
+        !self.ordered_group(group) || self.primary(group) == Some(self.me)
+    }
+
+    /// An n-way backup holds a client's request until the primary's ship
+    /// brings its reply, and answers with that. If the client did not ask
+    /// the primary too (it suspects it), the backup forwards the request:
+    /// the primary applies it and does not answer.
+    pub(super) fn await_order(&mut self, key: RequestKey, io: &mut Io<'_, Self>) {
+        let Some(primary) = self.primary(key.group).filter(|_| !key.forwarded) else {
+            return; // forwarded to a member that is not primary in its own view
+        };
+        if !key.asked.contains(&primary) {
+            self.forward(&key, primary, io);
+        }
+        // Answered before the client's attempt times out, ordered or not.
+        let until = io.now() + self.topo.params.rpc.timeout / 2;
+        self.shipping[key.group as usize].awaiting.push((key, until));
+    }
+
+    fn forward(&mut self, key: &RequestKey, primary: NodeId, io: &mut Io<'_, Self>) {
+        let r = Request {
+            id: key.id,
+            client: key.client,
+            server: primary,
+            group: key.group,
+            key: key.key.clone(),
+            op: key.op.clone(),
+            priority: 2,
+            attempt: key.attempt,
+            sent_ns: key.sent_ns,
+            hops: 0,
+            after: None,
+            put: None,
+            forwarded: true,
+            asked: Vec::new(),
+        };
+        io.count(counters::FORWARDED, 1);
+        self.route(primary, Msg::Request(r), io);
     }
 
     fn peers(&self, group: u16) -> SmallVec<[NodeId; 4]> {
@@ -123,6 +202,26 @@ impl Node {
 
     /// Queues a write this member applied for every peer.
     pub(super) fn ship_write(&mut self, group: u16, key: &str, reply: &Reply, request: (NodeId, u64)) {
+        self.ship_op(group, key, reply, request, None);
+    }
+
+    /// Ships a read an n-way primary served at once, for the backups to
+    /// answer (a write goes once on this member's disk).
+    pub(super) fn ship_read(&mut self, key: &RequestKey, reply: &Reply, io: &mut Io<'_, Self>) {
+        let group = key.group;
+        if !self.ordered_group(group) || !self.ships(group) {
+            return;
+        }
+        self.ship_op(group, &key.key, reply, (key.client, key.id), Some(key.attempt));
+        for p in self.peers(group) {
+            if self.view.reachable.get(p.index()) == Some(&true) {
+                self.send_ship(group, p, io);
+            }
+        }
+    }
+
+    /// Queues an operation for every peer: a write, or a read's `attempt`.
+    fn ship_op(&mut self, group: u16, key: &str, reply: &Reply, request: (NodeId, u64), read: Option<u8>) {
         if !self.ships(group) {
             return;
         }
@@ -132,12 +231,23 @@ impl Node {
                 key: key.to_string(),
                 entry: reply.entry.clone(),
                 writes: Vec::new(),
+                reads: Vec::new(),
             });
-            shipped.entry = reply.entry.clone();
-            if shipped.writes.len() == WRITES_KEPT {
-                shipped.writes.remove(0);
+            match read {
+                Some(attempt) => {
+                    if shipped.reads.len() == WRITES_KEPT {
+                        shipped.reads.remove(0);
+                    }
+                    shipped.reads.push((request.0, request.1, attempt, reply.clone()));
+                }
+                None => {
+                    shipped.entry = reply.entry.clone();
+                    if shipped.writes.len() == WRITES_KEPT {
+                        shipped.writes.remove(0);
+                    }
+                    shipped.writes.push((request.0, request.1, reply.clone()));
+                }
             }
-            shipped.writes.push((request.0, request.1, reply.clone()));
         }
     }
 
@@ -145,7 +255,7 @@ impl Node {
     /// peer this member can reach holds it.
     pub(super) fn answer_write(&mut self, key: RequestKey, reply: Reply, io: &mut Io<'_, Self>) {
         let g = key.group;
-        if !self.topo.groups[g as usize].sync || !self.ships(g) {
+        if !self.synchronous(g) || !self.ships(g) {
             return self.reply(&key, Some(reply), Status::Ok, io);
         }
         // A retry of a write that lost to another value gets no second answer.
@@ -154,11 +264,10 @@ impl Node {
             io.count(counters::SHIP_CONFLICTS, 1);
             return self.reply(&key, None, Status::Unreplicated, io);
         }
-        // Only the primary in this member's view takes writes: the first
-        // member it can reach. A backup whose clients failed over while it
-        // still sees the primary refuses, rather than fork the data.
-        let reachable = |n: &NodeId| *n == self.me || self.view.reachable.get(n.index()) == Some(&true);
-        if self.topo.groups[g as usize].members.iter().find(|m| reachable(m)) != Some(&self.me) {
+        // Only the primary in this member's view takes writes. A backup
+        // whose clients failed over while it still sees the primary
+        // refuses, rather than fork the data.
+        if self.primary(g) != Some(self.me) {
             return self.reply(&key, None, Status::Unreplicated, io);
         }
         let waiting: SmallVec<[NodeId; 4]> = self
@@ -203,6 +312,14 @@ impl Node {
         for g in 0..self.topo.groups.len() as u16 {
             if !self.ships(g) {
                 continue;
+            }
+            let now = io.now();
+            let (late, awaiting) = std::mem::take(&mut self.shipping[g as usize].awaiting)
+                .into_iter()
+                .partition(|(_, until)| *until <= now);
+            self.shipping[g as usize].awaiting = awaiting;
+            for (key, _) in late {
+                self.reply(&key, None, Status::Unordered, io);
             }
             if let Some((awaited, until)) = self.shipping[g as usize].catching_up.clone() {
                 if until <= io.now() {
@@ -274,19 +391,33 @@ impl Node {
                 let mut acked = Vec::with_capacity(list.len());
                 // A sync group's member keeps the first value it holds at a
                 // version (see the module's comment); the others merge.
-                let rule = if self.topo.groups[g as usize].sync { Take::Newer } else { Take::Merge };
+                let rule = if self.synchronous(g) { Take::Newer } else { Take::Merge };
+                let mut ordered = Vec::new();
                 for s in list {
                     self.take(g, &s.key, s.entry.clone(), rule, io);
-                    // A retry here is answered as the write was, if it stood.
-                    let stood = self.stores[g as usize].get(&s.key) == s.entry;
-                    for (client, id, reply) in s.writes.into_iter().filter(|_| stood) {
-                        if self.applied_before(g, (client, id)).is_none() {
+                    // A retry here is answered as the write was, if it stood
+                    // (a later write over it, shipped first, does not undo it).
+                    let held = self.stores[g as usize].get(&s.key);
+                    let stood = held == s.entry || held.version > s.entry.version;
+                    for (client, id, reply) in s.writes {
+                        if stood && self.applied_before(g, (client, id)).is_none() {
                             self.record_applied(g, (client, id), &reply, io);
                         }
+                        ordered.push((client, id, None, Some(reply).filter(|_| stood)));
+                    }
+                    for (client, id, attempt, reply) in s.reads {
+                        ordered.push((client, id, Some(attempt), Some(reply).filter(|_| stood)));
                     }
                     acked.push((s.key.clone(), self.stores[g as usize].get(&s.key)));
                 }
-                self.send_replica(g, from, ReplicaBody::Acked(acked), io);
+                let ack = Replica { group: g, from: self.me, to: from, hops: 0, body: ReplicaBody::Acked(acked) };
+                if self.topo.groups[g as usize].consistency == Consistency::Strong {
+                    // Acknowledged once on disk, with the answers it releases.
+                    let answers = self.ordered(g, ordered, io);
+                    self.sync(answers, vec![ack], io);
+                } else {
+                    self.route(from, Msg::Replica(ack), io);
+                }
             }
             ReplicaBody::Acked(list) => self.on_acked(g, from, list, io),
             ReplicaBody::Digest(d) => {
@@ -294,7 +425,12 @@ impl Node {
                     io.count(counters::ANTI_ENTROPY, 1);
                     let all: Vec<Shipped> = self.stores[g as usize]
                         .entries()
-                        .map(|(k, e)| Shipped { key: k.clone(), entry: e.clone(), writes: Vec::new() })
+                        .map(|(k, e)| Shipped {
+                            key: k.clone(),
+                            entry: e.clone(),
+                            writes: Vec::new(),
+                            reads: Vec::new(),
+                        })
                         .collect();
                     for part in all.chunks(CHUNK) {
                         self.send_replica(g, from, ReplicaBody::Ship(part.to_vec()), io);
@@ -328,6 +464,27 @@ impl Node {
         }
     }
 
+    /// The writes a primary ordered, as a backup received them: each
+    /// awaiting one gets its reply (to send once on disk; a Byzantine
+    /// member lies), or — if another value stood — a refusal now.
+    fn ordered(&mut self, g: u16, ops: Vec<OrderedOp>, io: &mut Io<'_, Self>) -> Vec<(RequestKey, Reply)> {
+        let mut answers = Vec::new();
+        for (client, id, attempt, reply) in ops {
+            let awaiting = &mut self.shipping[g as usize].awaiting;
+            let this = |k: &RequestKey| (k.client, k.id) == (client, id) && attempt.is_none_or(|a| a == k.attempt);
+            let Some(i) = awaiting.iter().position(|(k, _)| this(k)) else { continue };
+            let (key, _) = awaiting.swap_remove(i);
+            match reply {
+                Some(reply) => {
+                    let reply = self.lie(&key, reply, io);
+                    answers.push((key, reply));
+                }
+                None => self.reply(&key, None, Status::Unreplicated, io),
+            }
+        }
+        answers
+    }
+
     /// Takes a peer's entry by `rule`, on disk if taken.
     pub(super) fn take(&mut self, group: u16, key: &str, entry: Entry, rule: Take, io: &mut Io<'_, Self>) {
         let store = &mut self.stores[group as usize];
@@ -354,7 +511,7 @@ impl Node {
             // A sync group's write still held gives way to the value a peer
             // already held; one acknowledged (held by a majority) stays.
             let pending = self.shipping[g as usize].held.iter().any(|h| h.key.key == key);
-            let rule = match (self.topo.groups[g as usize].sync, pending) {
+            let rule = match (self.synchronous(g), pending) {
                 (false, _) => Take::Merge,
                 (true, true) => Take::Adopt,
                 (true, false) => Take::Newer,
@@ -386,7 +543,9 @@ impl Node {
             }
             let peers = self.peers(g);
             let s = &mut self.shipping[g as usize];
-            s.held.clear(); // their requests were lost with the crash
+            // Their requests were lost with the crash.
+            s.held.clear();
+            s.awaiting.clear();
             s.catching_up = Some((peers.clone(), io.now() + wait));
             for p in peers {
                 self.send_replica(g, p, ReplicaBody::Pull, io);
@@ -404,7 +563,12 @@ impl Node {
             let u = self.shipping[g].unshipped.entry(peer).or_default();
             for (key, entry) in &all {
                 u.entry(key.clone())
-                    .or_insert_with(|| Shipped { key: key.clone(), entry: entry.clone(), writes: Vec::new() })
+                    .or_insert_with(|| Shipped {
+                        key: key.clone(),
+                        entry: entry.clone(),
+                        writes: Vec::new(),
+                        reads: Vec::new(),
+                    })
                     .entry = entry.clone();
             }
         }
