@@ -4,7 +4,7 @@
 
 use agora_core::Time;
 use agora_lab::registry;
-use agora_lab::telecom::{experiments::default_scenario, history, outcome};
+use agora_lab::telecom::{checked_outcome, experiments::default_scenario, history, outcome};
 use agora_sim::scenario::{FaultKind, FaultSpec, Scenario};
 use agora_sim::Sim;
 use agora_telecom::node::Node;
@@ -251,4 +251,20 @@ fn the_n_way_primary_orders_requests_through_its_crash() {
         let stores: Vec<_> = topo.groups[0].members.iter().map(|&m| sim.node(m).replica(0)).collect();
         assert!(stores.windows(2).all(|w| w[0] == w[1]), "seed {seed}: the members differ");
     }
+}
+
+/// A strong group with a member that turned Byzantine is not passed: its
+/// verdict names the member (primary order trusts its members until PBFT
+/// orders the group); without the Byzantine input it names none.
+#[test]
+fn a_strong_group_with_a_byzantine_member_is_marked_unchecked() {
+    let strong = |sc: &Scenario<Params>| {
+        let topo = sc.params.compile().unwrap();
+        let o = checked_outcome(&topo, &run(sc, 1));
+        o.histories.unwrap().into_iter().find(|h| h.service == "transactions").unwrap().byzantine_members
+    };
+    assert_eq!(strong(&default_scenario()), vec!["Core1".to_string()]);
+    let mut honest = default_scenario();
+    honest.input.clear();
+    assert!(strong(&honest).is_empty());
 }

@@ -274,6 +274,11 @@ pub struct GroupHistory {
     pub sessions: SessionViolations,
     /// Reads older than a write acknowledged before them ([`stale_reads`]).
     pub stale_reads: u64,
+    /// Members that turned Byzantine in the run: a strong group's verdict
+    /// is then what this run showed, not a guarantee — until PBFT orders
+    /// the group, its primary order assumes no member lies to its peers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub byzantine_members: Vec<String>,
 }
 
 /// Checks every group's history (`timeout` bounds each group's search),
@@ -308,6 +313,7 @@ pub fn check(
                 stuck_at,
                 sessions,
                 stale_reads: stale.get(&(i as u16)).copied().unwrap_or(0),
+                byzantine_members: Vec::new(),
             }
         })
         .collect()
