@@ -134,8 +134,16 @@ fn a_telecom_scenario_names_its_mistakes() {
     let src = std::fs::read_to_string(scenario()).unwrap();
     let cases = [
         (
-            src.replace("replicas = [\"Core2\", \"Cloud1\"]", "replicas = [\"Core2\", \"Cloud9\"]"),
+            src.replace(
+                "replicas = [\"Core2\", \"Cloud1\", \"Edge1\"]",
+                "replicas = [\"Core2\", \"Cloud9\", \"Edge1\"]",
+            ),
             "params.group[0].replicas[1]: no node \"Cloud9\"",
+        ),
+        (
+            // The seed's three members for a strong group with Byzantine-mode Core1.
+            src.replace("replicas = [\"Core2\", \"Cloud1\", \"Edge1\"]", "replicas = [\"Core2\", \"Cloud1\"]"),
+            "(transactions): a strong group with 1 Byzantine member(s) (Core1) needs at least 3f + 1 = 4 members",
         ),
         (src.replace("nodes = 5", "nodes = 6"), "params.node: 5 nodes are described, but the scenario runs 6"),
         (src.replace("loss = 0.01", "loss = 0.01\ndelay = { model = \"constant\", delay = \"1ms\" }"), "network.delay"),

@@ -135,7 +135,8 @@ mod tests {
         let mut out = Vec::new();
         let mut io = Io::new(NodeId(0), Time::ZERO, &mut rng, &mut out);
         assert_eq!(node.health_status(), HealthStatus::Healthy);
-        // Group 0 is n-way (Core1, Core2, Cloud1): one request to each member.
+        // Group 0 is n-way (Core1, Core2, Cloud1, Edge1): one request to each
+        // member — three sent, Edge1's own taken in place.
         let id = node.send_rpc(0, "k42", Op::Read, 1, &mut io);
         assert_eq!(id, Some(0));
         let requests = out.iter().filter(|c| matches!(c, Command::Send { msg: Msg::Request(_), .. })).count();

@@ -503,6 +503,23 @@ impl Params {
                     return Err(format!("group[{i}].{name}: {q} is not between 1 and its {n} members"));
                 }
             }
+            // A strong group must survive its Byzantine-mode members: with f
+            // of them it needs 3f + 1 (the seed's factor 3 survives none).
+            let byzantine: Vec<&str> = members
+                .iter()
+                .filter(|m| self.nodes[m.index()].failure_mode == FailureMode::Byzantine)
+                .map(|m| self.nodes[m.index()].name.as_str())
+                .collect();
+            let f = byzantine.len();
+            if g.consistency == Consistency::Strong && f > 0 && n < 3 * f + 1 {
+                return Err(format!(
+                    "group[{i}] ({}): a strong group with {f} Byzantine member(s) ({}) needs at least 3f + 1 = {} \
+                     members to stay correct; it has {n}",
+                    g.service,
+                    byzantine.join(", "),
+                    3 * f + 1
+                ));
+            }
             if r + w <= n {
                 return Err(format!(
                     "group[{i}]: r + w = {} does not exceed its {n} members, so a read could miss the latest write",
@@ -644,7 +661,8 @@ impl Topology {
 /// nodes each linked to two cores, `cores` core nodes in a ring of backup
 /// links, each linked to one cloud node; every edge node a client; an
 /// active-passive group per pair of edges, an n-way group per core and its
-/// two ring neighbours, a geographic analytics group per cloud node.
+/// two ring neighbours (and a third where one of them is the Byzantine
+/// Core1: 3f + 1), a geographic analytics group per cloud node.
 pub fn generate(edges: u32, cores: u32, clouds: u32, seed: u64) -> Result<Params, String> {
     use rand::{Rng, SeedableRng};
     if edges < 2 || cores < 3 || clouds < 1 {
@@ -676,8 +694,11 @@ pub fn generate(edges: u32, cores: u32, clouds: u32, seed: u64) -> Result<Params
         let mode = if e % 2 == 0 { FailureMode::Crash } else { FailureMode::Omission };
         node(format!("Edge{}", e + 1), Layer::Edge, rng.random_range(10.0..16.0), 500.0, mode, 0.5);
     }
+    // One Byzantine core (as the seed has), where a group with it can have
+    // the 3f + 1 = 4 members a strong group needs.
+    let byzantine = |c: u32| c == 0 && cores >= 4;
     for c in 0..cores {
-        let mode = if c % 3 == 0 { FailureMode::Byzantine } else { FailureMode::Crash };
+        let mode = if byzantine(c) { FailureMode::Byzantine } else { FailureMode::Crash };
         node(format!("Core{}", c + 1), Layer::Core, rng.random_range(7.0..11.0), 1000.0, mode, 0.9);
     }
     for c in 0..clouds {
@@ -721,10 +742,14 @@ pub fn generate(edges: u32, cores: u32, clouds: u32, seed: u64) -> Result<Params
         });
     }
     for c in 0..cores {
+        let mut members: Vec<u32> = (1..3).map(|k| (c + k) % cores).collect();
+        if byzantine(c) || members.iter().any(|&m| byzantine(m)) {
+            members.push((c + 3) % cores); // distinct: there are ≥ 4 cores
+        }
         groups.push(GroupSpec {
             service: format!("transactions-{}", c + 1),
             primary: name("Core", c),
-            replicas: vec![name("Core", (c + 1) % cores), name("Core", (c + 2) % cores)],
+            replicas: members.iter().map(|&m| name("Core", m)).collect(),
             strategy: Redundancy::NWay,
             consistency: Consistency::Strong,
             factor: 3,

@@ -34,6 +34,8 @@ use server::RequestKey;
 const CHUNK: usize = 256;
 /// Writes remembered per shipped key (a retry comes within seconds).
 const WRITES_KEPT: usize = 16;
+/// Reads an n-way backup keeps that were ordered before it had their request.
+const EARLY_READS_KEPT: usize = 256;
 /// Heartbeats between two digests to each peer.
 pub(super) const DIGEST_EVERY: u64 = 10;
 
@@ -115,6 +117,9 @@ pub(super) struct Shipping {
     /// An n-way backup: clients' requests waiting for the primary to
     /// order them, and until when.
     awaiting: Vec<(RequestKey, Time)>,
+    /// An n-way backup: the latest reads ordered before their request
+    /// reached this member, by (client, id, attempt).
+    early_reads: VecDeque<((NodeId, u64, u8), Reply)>,
 }
 
 impl Node {
@@ -162,11 +167,19 @@ impl Node {
         let Some(primary) = self.primary(key.group).filter(|_| !key.forwarded) else {
             return; // forwarded to a member that is not primary in its own view
         };
+        let early = &mut self.shipping[key.group as usize].early_reads;
+        if let Some(i) = early.iter().position(|(r, _)| *r == (key.client, key.id, key.attempt)) {
+            // The primary's order came first (this member is slower).
+            let (_, reply) = early.remove(i).expect("found");
+            let reply = self.lie(&key, reply, io);
+            return self.sync(vec![(key, reply)], Vec::new(), io);
+        }
         if !key.asked.contains(&primary) {
             self.forward(&key, primary, io);
         }
-        // Answered before the client's attempt times out, ordered or not.
-        let until = io.now() + self.topo.params.rpc.timeout / 2;
+        // Answered before the client's attempt times out, ordered or not
+        // (expiries are checked each heartbeat).
+        let until = io.now() + self.topo.params.rpc.timeout / 3;
         self.shipping[key.group as usize].awaiting.push((key, until));
     }
 
@@ -472,7 +485,16 @@ impl Node {
         for (client, id, attempt, reply) in ops {
             let awaiting = &mut self.shipping[g as usize].awaiting;
             let this = |k: &RequestKey| (k.client, k.id) == (client, id) && attempt.is_none_or(|a| a == k.attempt);
-            let Some(i) = awaiting.iter().position(|(k, _)| this(k)) else { continue };
+            let Some(i) = awaiting.iter().position(|(k, _)| this(k)) else {
+                if let (Some(attempt), Some(reply)) = (attempt, reply) {
+                    let early = &mut self.shipping[g as usize].early_reads;
+                    if early.len() == EARLY_READS_KEPT {
+                        early.pop_front();
+                    }
+                    early.push_back(((client, id, attempt), reply));
+                }
+                continue;
+            };
             let (key, _) = awaiting.swap_remove(i);
             match reply {
                 Some(reply) => {
