@@ -1,4 +1,4 @@
-//! Log shipping, for active-passive and geographic groups: whichever
+//! Log shipping, for active-passive, geographic and n-way groups: whichever
 //! member serves (an active-passive group's primary, or a backup the
 //! clients failed over to; any member of a geographic group) ships the
 //! writes it applied to the group's other members, with the writes'
@@ -21,6 +21,11 @@
 //!   members serve at once (clients with different views), a member both
 //!   reach takes one write and the other fails — its server adopts the
 //!   value that stood — instead of being acknowledged and then lost.
+//! * n-way groups are in primary order: the member its own view makes
+//!   primary orders every request (reads too), ships each with its reply,
+//!   and answers a write as a sync group does; a backup answers with the
+//!   reply the primary shipped (forwarding the request if the client did
+//!   not ask the primary), so the client's vote compares one order.
 //!
 //! A member that restarts catches up before it serves: it pulls every
 //! peer's state and gives up its own version of any key they moved on with
