@@ -7,7 +7,7 @@ use agora_lab::registry;
 use agora_lab::telecom::{checked_outcome, experiments::default_scenario, history, outcome};
 use agora_sim::scenario::{FaultKind, FaultSpec, Scenario};
 use agora_sim::Sim;
-use agora_telecom::node::Node;
+use agora_telecom::node::{counters, Node};
 use agora_telecom::topology::{Consistency, GroupSpec, Params, Redundancy};
 use std::time::Duration;
 
@@ -290,4 +290,17 @@ fn a_strong_group_with_a_byzantine_member_is_marked_unchecked() {
     let mut honest = default_scenario();
     honest.input.clear();
     assert!(strong(&honest).is_empty());
+}
+
+/// A geographic read repairs: the member that served it sends its entry to
+/// one peer, and the older of the two takes the newer. It fires on what
+/// shipping had not brought yet; the other strategies send none.
+#[test]
+fn geographic_reads_repair_the_peer_they_compare_with() {
+    for seed in 1..=3 {
+        let repaired = run(&partitioned("analytics", 4), seed).stats().counters.get(counters::READ_REPAIRED);
+        assert!(repaired > 20, "seed {seed}: {repaired} entries read-repaired");
+    }
+    let rpc = run(&partitioned("rpc", 0), 1);
+    assert_eq!(rpc.stats().delivered_by_kind.get("replica_read_repair"), 0);
 }

@@ -91,7 +91,8 @@ def test_failover_and_multi_node_failure():
     sim.run_simulation()
     manager = RedundancyFailoverManager()
     event = manager.implement_automated_failover("Edge1", sim.get_current_state())
-    assert event is not None and event["service"] in {"rpc", "load_balancer"} and event["from"] == "Edge1"
+    # Edge1 serves rpc, load_balancer and (the fourth member) transactions.
+    assert event is not None and event["service"] in {"rpc", "load_balancer", "transactions"} and event["from"] == "Edge1"
     assert manager.implement_automated_failover("Nowhere", sim.get_current_state()) is None
 
     scenario = manager.simulate_multi_node_failure(2, quiet(8.0))

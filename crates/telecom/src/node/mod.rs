@@ -83,8 +83,11 @@ pub mod counters {
     pub const CATCH_UP_TIMEOUTS: &str = "catch_up_timeouts";
     /// Digests that differed from the receiver's state (anti-entropy ran).
     pub const ANTI_ENTROPY: &str = "anti_entropy";
-    /// Clients' writes an n-way backup passed to its primary to order.
-    pub const FORWARDED: &str = "writes_forwarded";
+    /// Geographic members' entries a read repair changed.
+    pub const READ_REPAIRED: &str = "read_repaired";
+    /// Clients' requests an n-way backup passed to its primary to order
+    /// (the client did not ask the primary).
+    pub const FORWARDED: &str = "requests_forwarded";
 }
 
 /// What a Byzantine node does to the answers it serves.
@@ -147,8 +150,8 @@ pub struct Request {
     /// A quorum group's write: the entry the client computed, for the
     /// member to take if newer (the op is then the client's, for the record).
     pub put: Option<Entry>,
-    /// An n-way member passing a client's write to the group's primary to
-    /// order: the primary applies and ships it, and does not answer.
+    /// An n-way member passing a client's request to the group's primary
+    /// to order: the primary applies and ships it, and does not answer.
     #[serde(default)]
     pub forwarded: bool,
     /// An n-way attempt: every member it went to (a member forwards to the
@@ -209,6 +212,7 @@ impl Message for Msg {
                 ReplicaBody::Pull => "replica_pull",
                 ReplicaBody::State { .. } => "replica_state",
                 ReplicaBody::Digest(_) => "replica_digest",
+                ReplicaBody::ReadRepair { .. } => "replica_read_repair",
             },
             Msg::Causal(c) => match c.body {
                 causal::CausalBody::Update(_) => "causal_update",

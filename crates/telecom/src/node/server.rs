@@ -186,6 +186,7 @@ impl Node {
             self.record_applied(key.group, request, &reply, io);
         } else if !key.op.writes() {
             self.ship_read(&key, &reply, io);
+            self.read_repair(key.group, &key.key, &reply.entry, io);
         }
         if strong {
             let reply = self.lie(&key, reply, io);

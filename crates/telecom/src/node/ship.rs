@@ -6,7 +6,9 @@
 //! applied twice. Every [`DIGEST_EVERY`] heartbeats each member sends its
 //! peers a digest of its state; a peer whose state differs answers with
 //! all of it (anti-entropy: what a lost acknowledgement or a partition
-//! left behind is reconciled).
+//! left behind is reconciled). A geographic member that served a read
+//! sends the entry to one peer, and the older of the two takes the newer
+//! (read repair).
 //!
 //! A geographic group's members take concurrent writes: two values at one
 //! version resolve to the larger everywhere (the report counts the
@@ -66,6 +68,10 @@ pub enum ReplicaBody {
     State { entries: Vec<(String, Entry)>, last: bool },
     /// A hash of the sender's state ([`Store::digest`]).
     Digest(u64),
+    /// A geographic member's entry of a key it just served a read of (read
+    /// repair): the receiver merges it, and answers with its own if that
+    /// wins.
+    ReadRepair { key: String, entry: Entry },
 }
 
 /// A key's newest entry, and the writes that made it since the last ack.
@@ -216,6 +222,23 @@ impl Node {
     /// Whether requests to `group` must wait for the catch-up.
     pub(super) fn catching_up(&self, group: u16) -> bool {
         self.shipping[group as usize].catching_up.is_some()
+    }
+
+    /// Read repair: after serving a read of a geographic group, a member
+    /// sends what it served to one peer it can reach, chosen at random;
+    /// whichever of the two holds the older entry takes the newer.
+    pub(super) fn read_repair(&mut self, group: u16, key: &str, entry: &Entry, io: &mut Io<'_, Self>) {
+        if self.topo.groups[group as usize].strategy != Redundancy::Geographic || !self.ships(group) {
+            return;
+        }
+        let reachable: SmallVec<[NodeId; 4]> =
+            self.peers(group).into_iter().filter(|p| self.view.reachable.get(p.index()) == Some(&true)).collect();
+        if reachable.is_empty() {
+            return;
+        }
+        let peer = reachable[io.rng().random_range(0..reachable.len())];
+        let body = ReplicaBody::ReadRepair { key: key.to_string(), entry: entry.clone() };
+        self.send_replica(group, peer, body, io);
     }
 
     /// Queues a write this member applied for every peer.
@@ -438,6 +461,18 @@ impl Node {
                 }
             }
             ReplicaBody::Acked(list) => self.on_acked(g, from, list, io),
+            ReplicaBody::ReadRepair { key, entry } => {
+                let before = self.stores[g as usize].get(&key);
+                self.take(g, &key, entry.clone(), Take::Merge, io);
+                let mine = self.stores[g as usize].get(&key);
+                if mine != before {
+                    io.count(counters::READ_REPAIRED, 1);
+                }
+                if mine != entry {
+                    // Ours wins: the sender takes it (and, equal then, stops).
+                    self.send_replica(g, from, ReplicaBody::ReadRepair { key, entry: mine }, io);
+                }
+            }
             ReplicaBody::Digest(d) => {
                 if d != self.stores[g as usize].digest() {
                     io.count(counters::ANTI_ENTROPY, 1);
