@@ -304,3 +304,15 @@ fn geographic_reads_repair_the_peer_they_compare_with() {
     let rpc = run(&partitioned("rpc", 0), 1);
     assert_eq!(rpc.stats().delivered_by_kind.get("replica_read_repair"), 0);
 }
+
+/// An n-way group that is not strong (no disk sync before answering) is in
+/// primary order too: its backups answer what the primary ordered at once.
+#[test]
+fn an_eventual_n_way_group_is_served_in_primary_order() {
+    let mut sc = hot_strong_group();
+    sc.fault.clear();
+    sc.params.groups[0].consistency = Consistency::Eventual;
+    let (reqs, _) = history::requests(&run(&sc, 1));
+    let ok = reqs.iter().filter(|r| r.end.as_ref().is_some_and(|e| e.reply.is_some())).count();
+    assert!(ok * 100 > reqs.len() * 95, "{ok} of {} succeeded", reqs.len());
+}

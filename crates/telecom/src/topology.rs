@@ -661,8 +661,9 @@ impl Topology {
 /// nodes each linked to two cores, `cores` core nodes in a ring of backup
 /// links, each linked to one cloud node; every edge node a client; an
 /// active-passive group per pair of edges, an n-way group per core and its
-/// two ring neighbours (and a third where one of them is the Byzantine
-/// Core1: 3f + 1), a geographic analytics group per cloud node.
+/// two ring neighbours, a geographic analytics group per cloud node. With
+/// four cores or more, Core1 is Byzantine-minded and the n-way groups that
+/// hold it get a fourth core (3f + 1).
 pub fn generate(edges: u32, cores: u32, clouds: u32, seed: u64) -> Result<Params, String> {
     use rand::{Rng, SeedableRng};
     if edges < 2 || cores < 3 || clouds < 1 {

@@ -324,7 +324,6 @@ pub fn checked_outcome(topo: &Topology, sim: &Sim<Node>) -> Outcome {
     for (h, g) in histories.iter_mut().zip(&topo.groups) {
         let members = g.members.iter().filter(|m| byzantine.contains(m));
         h.byzantine_members = members.map(|&m| topo.name(m).to_string()).collect();
-        h.byzantine_members.dedup();
     }
     Outcome { histories: Some(histories), ..outcome_of(topo, sim, &reqs) }
 }

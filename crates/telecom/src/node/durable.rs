@@ -150,13 +150,7 @@ impl Node {
         match done.result {
             Ok(()) => {
                 for (key, reply) in held {
-                    // A write this member took as its group's primary waits
-                    // for the peers too; a backup answers what was ordered.
-                    if key.op.writes() && key.put.is_none() && self.primary(key.group) == Some(self.me) {
-                        self.answer_write(key, reply, io);
-                    } else {
-                        self.reply(&key, Some(reply), Status::Ok, io);
-                    }
+                    self.deliver(key, reply, io);
                 }
                 for r in sends {
                     self.route(r.to, Msg::Replica(r), io);

@@ -199,6 +199,12 @@ impl Node {
     /// Answers a request served at once (a Byzantine member lies first).
     fn answer(&mut self, key: RequestKey, reply: Reply, io: &mut Io<'_, Self>) {
         let reply = self.lie(&key, reply, io);
+        self.deliver(key, reply, io);
+    }
+
+    /// Sends a reply: a write through [`Node::answer_write`] (a sync
+    /// group's primary waits for its peers), anything else at once.
+    pub(super) fn deliver(&mut self, key: RequestKey, reply: Reply, io: &mut Io<'_, Self>) {
         if key.op.writes() && key.put.is_none() {
             self.answer_write(key, reply, io);
         } else {

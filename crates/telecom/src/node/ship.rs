@@ -88,6 +88,13 @@ pub struct Shipped {
     pub reads: Vec<(NodeId, u64, u8, Reply)>,
 }
 
+impl Shipped {
+    /// A key's entry with no writes attached (anti-entropy, catch-up).
+    fn bare(key: &str, entry: &Entry) -> Self {
+        Shipped { key: key.to_string(), entry: entry.clone(), writes: Vec::new(), reads: Vec::new() }
+    }
+}
+
 /// An operation a primary ordered, as a backup receives it: client,
 /// request id, the attempt (reads: a retry is read again) and the reply
 /// (None: the write did not stand here).
@@ -215,6 +222,13 @@ impl Node {
         self.route(primary, Msg::Request(r), io);
     }
 
+    /// The peers this member's view reaches.
+    fn reachable_peers(&self, group: u16) -> SmallVec<[NodeId; 4]> {
+        let mut peers = self.peers(group);
+        peers.retain(|p| self.view.reachable.get(p.index()) == Some(&true));
+        peers
+    }
+
     fn peers(&self, group: u16) -> SmallVec<[NodeId; 4]> {
         self.topo.groups[group as usize].members.iter().copied().filter(|&m| m != self.me).collect()
     }
@@ -231,8 +245,7 @@ impl Node {
         if self.topo.groups[group as usize].strategy != Redundancy::Geographic || !self.ships(group) {
             return;
         }
-        let reachable: SmallVec<[NodeId; 4]> =
-            self.peers(group).into_iter().filter(|p| self.view.reachable.get(p.index()) == Some(&true)).collect();
+        let reachable = self.reachable_peers(group);
         if reachable.is_empty() {
             return;
         }
@@ -254,10 +267,8 @@ impl Node {
             return;
         }
         self.ship_op(group, &key.key, reply, (key.client, key.id), Some(key.attempt));
-        for p in self.peers(group) {
-            if self.view.reachable.get(p.index()) == Some(&true) {
-                self.send_ship(group, p, io);
-            }
+        for p in self.reachable_peers(group) {
+            self.send_ship(group, p, io);
         }
     }
 
@@ -268,12 +279,7 @@ impl Node {
         }
         for peer in self.peers(group) {
             let s = self.shipping[group as usize].unshipped.entry(peer).or_default();
-            let shipped = s.entry(key.to_string()).or_insert_with(|| Shipped {
-                key: key.to_string(),
-                entry: reply.entry.clone(),
-                writes: Vec::new(),
-                reads: Vec::new(),
-            });
+            let shipped = s.entry(key.to_string()).or_insert_with(|| Shipped::bare(key, &reply.entry));
             match read {
                 Some(attempt) => {
                     if shipped.reads.len() == WRITES_KEPT {
@@ -296,7 +302,8 @@ impl Node {
     /// peer this member can reach holds it.
     pub(super) fn answer_write(&mut self, key: RequestKey, reply: Reply, io: &mut Io<'_, Self>) {
         let g = key.group;
-        if !self.synchronous(g) || !self.ships(g) {
+        // An n-way backup answers what its primary ordered (checked to stand).
+        if !self.synchronous(g) || !self.ships(g) || !self.serves_itself(g) {
             return self.reply(&key, Some(reply), Status::Ok, io);
         }
         // A retry of a write that lost to another value gets no second answer.
@@ -311,17 +318,17 @@ impl Node {
         if self.primary(g) != Some(self.me) {
             return self.reply(&key, None, Status::Unreplicated, io);
         }
-        let waiting: SmallVec<[NodeId; 4]> = self
-            .peers(g)
-            .into_iter()
-            .filter(|p| self.view.reachable.get(p.index()).copied().unwrap_or(false))
+        let reachable = self.reachable_peers(g);
+        let waiting: SmallVec<[NodeId; 4]> = reachable
+            .iter()
+            .copied()
             .filter(|p| self.shipping[g as usize].unshipped.get(p).is_some_and(|u| u.contains_key(&key.key)))
             .collect();
         let needed = self.topo.groups[g as usize].quorum - 1;
         if waiting.is_empty() {
             // Nothing to ship: a retry whose write the peers hold already,
             // unless too few can be reached to make a majority.
-            let reachable = self.peers(g).iter().filter(|p| self.view.reachable.get(p.index()) == Some(&true)).count();
+            let reachable = reachable.len();
             let status = if reachable >= needed { Status::Ok } else { Status::Unreplicated };
             return self.reply(&key, Some(reply).filter(|_| status == Status::Ok), status, io);
         }
@@ -452,11 +459,14 @@ impl Node {
                     acked.push((s.key.clone(), self.stores[g as usize].get(&s.key)));
                 }
                 let ack = Replica { group: g, from: self.me, to: from, hops: 0, body: ReplicaBody::Acked(acked) };
+                let answers = self.ordered(g, ordered, io);
                 if self.topo.groups[g as usize].consistency == Consistency::Strong {
-                    // Acknowledged once on disk, with the answers it releases.
-                    let answers = self.ordered(g, ordered, io);
+                    // Acknowledged and answered once on disk.
                     self.sync(answers, vec![ack], io);
                 } else {
+                    for (key, reply) in answers {
+                        self.reply(&key, Some(reply), Status::Ok, io);
+                    }
                     self.route(from, Msg::Replica(ack), io);
                 }
             }
@@ -476,15 +486,8 @@ impl Node {
             ReplicaBody::Digest(d) => {
                 if d != self.stores[g as usize].digest() {
                     io.count(counters::ANTI_ENTROPY, 1);
-                    let all: Vec<Shipped> = self.stores[g as usize]
-                        .entries()
-                        .map(|(k, e)| Shipped {
-                            key: k.clone(),
-                            entry: e.clone(),
-                            writes: Vec::new(),
-                            reads: Vec::new(),
-                        })
-                        .collect();
+                    let all: Vec<Shipped> =
+                        self.stores[g as usize].entries().map(|(k, e)| Shipped::bare(k, e)).collect();
                     for part in all.chunks(CHUNK) {
                         self.send_replica(g, from, ReplicaBody::Ship(part.to_vec()), io);
                     }
@@ -517,9 +520,10 @@ impl Node {
         }
     }
 
-    /// The writes a primary ordered, as a backup received them: each
-    /// awaiting one gets its reply (to send once on disk; a Byzantine
-    /// member lies), or — if another value stood — a refusal now.
+    /// The requests a primary ordered, as a backup received them: each
+    /// awaiting one gets its reply (a Byzantine member lies), or — a write
+    /// another value stood over — a refusal now; a read whose request has
+    /// not arrived yet is kept for it.
     fn ordered(&mut self, g: u16, ops: Vec<OrderedOp>, io: &mut Io<'_, Self>) -> Vec<(RequestKey, Reply)> {
         let mut answers = Vec::new();
         for (client, id, attempt, reply) in ops {
@@ -624,14 +628,7 @@ impl Node {
         for peer in self.peers(group) {
             let u = self.shipping[g].unshipped.entry(peer).or_default();
             for (key, entry) in &all {
-                u.entry(key.clone())
-                    .or_insert_with(|| Shipped {
-                        key: key.clone(),
-                        entry: entry.clone(),
-                        writes: Vec::new(),
-                        reads: Vec::new(),
-                    })
-                    .entry = entry.clone();
+                u.entry(key.clone()).or_insert_with(|| Shipped::bare(key, entry)).entry = entry.clone();
             }
         }
     }
