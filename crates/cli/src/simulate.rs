@@ -206,6 +206,14 @@ fn run_typed<P: Runnable>(args: &SimArgs, path: &str, src: &str) -> Result<bool>
         if stats.counters.total() > 0 {
             rows.push(("counters".into(), kinds(&stats.counters.to_map())));
         }
+        let mut by_service: std::collections::BTreeMap<&str, std::collections::BTreeMap<&'static str, u64>> =
+            Default::default();
+        for (&(service, name), &v) in &stats.service_counters {
+            by_service.entry(service).or_default().insert(name, v);
+        }
+        for (service, counts) in by_service {
+            rows.push((format!("counters {service}"), kinds(&counts)));
+        }
         let report = P::report(&outcome);
         if report.is_none() {
             rows.push(("outcome".into(), outcome.to_string()));

@@ -132,7 +132,8 @@ macro_rules! compose {
             #[derive(Clone, Debug, PartialEq, Eq, Hash)]
             pub enum Timer { $( $Variant(<$Svc as Protocol>::Timer), )+ }
 
-            #[derive(Debug, $crate::serde::Deserialize)]
+            /// Serializable too, so a scenario can be written with typed inputs.
+            #[derive(Debug, $crate::serde::Serialize, $crate::serde::Deserialize)]
             #[serde(crate = "::agora_core::serde", rename_all = "snake_case")]
             pub enum Input { $( $Variant(<$Svc as Protocol>::Input), )+ }
 

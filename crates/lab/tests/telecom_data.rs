@@ -7,7 +7,7 @@ use agora_lab::registry::{self, Runnable};
 use agora_lab::telecom::{checked_outcome, experiments::default_scenario, history};
 use agora_sim::scenario::{FaultKind, FaultSpec, Scenario};
 use agora_sim::Sim;
-use agora_telecom::node::{self, Node};
+use agora_telecom::node::{self, data_plane, Node};
 use agora_telecom::topology::Params;
 use std::time::Duration;
 
@@ -69,7 +69,7 @@ fn a_history_is_linearizable_until_the_primary_loses_its_data() {
 fn forged_values_are_counted_where_no_vote_guards() {
     let forge = |service: &str| {
         let mut sc = only(service, 4);
-        sc.push_input(Duration::from_secs(1), 2, &node::Input::Byzantine(node::Behaviour::Corrupt)).unwrap();
+        sc.push_input(Duration::from_secs(1), 2, &node::Input::byzantine(node::Behaviour::Corrupt)).unwrap();
         let sim = run(&sc, 3);
         history::wrong_answers(&history::requests(&sim).0)
     };
@@ -121,9 +121,9 @@ fn every_request_is_accounted_for_once() {
         let o = agora_lab::telecom::outcome(&sc.params.compile().unwrap(), &sim);
         let r = &o.requests;
         let t = &r.total;
-        assert_eq!(t.issued, sim.stats().counters.get(node::counters::REQUESTS));
+        assert_eq!(t.issued, sim.stats().counter(node::counters::REQUESTS));
         assert_eq!(t.issued, t.succeeded + t.failed() + t.in_flight_at_end, "{t:?}");
-        assert_eq!(t.failed(), sim.stats().counters.get(node::counters::FAILED));
+        assert_eq!(t.failed(), sim.stats().counter(node::counters::FAILED));
         assert_eq!(t.failed_by_cause.len(), node::Cause::ALL.len(), "the closed list, zeros included");
         for c in node::Cause::ALL {
             assert_eq!(serde_json::to_value(c).unwrap(), c.name(), "JSON and reports name a cause alike");
@@ -207,14 +207,16 @@ fn failures_carry_the_cause_their_fault_implies() {
 #[test]
 fn a_suspicion_that_turns_out_wrong_is_cleared() {
     let mut sc = only("transactions", 10);
-    sc.push_input(Duration::from_secs(1), 2, &node::Input::Byzantine(node::Behaviour::Corrupt)).unwrap();
-    sc.push_input(Duration::from_secs(2), 2, &node::Input::Honest).unwrap();
+    sc.push_input(Duration::from_secs(1), 2, &node::Input::byzantine(node::Behaviour::Corrupt)).unwrap();
+    sc.push_input(Duration::from_secs(2), 2, &node::Input::honest()).unwrap();
     let sim = run(&sc, 6);
     let levels: Vec<(f64, node::Level)> = sim
         .outputs()
         .iter()
         .filter_map(|o| match o.output {
-            node::Output::Cascade { group: 0, level } if o.node.0 == 0 => Some((o.at.as_secs_f64(), level)),
+            node::Output::Data(data_plane::Output::Cascade { group: 0, level }) if o.node.0 == 0 => {
+                Some((o.at.as_secs_f64(), level))
+            }
             _ => None,
         })
         .collect();
@@ -286,8 +288,8 @@ fn acknowledged_strong_writes_survive_crashes_and_disk_faults() {
         let sc = on_one_member(Consistency::Strong, seed * 37);
         let sim = run(&sc, seed);
         assert_eq!(verdict(&sim, &sc, "store"), Some(true), "seed {seed}");
-        refused += sim.stats().counters.get(node::counters::SYNCS_REFUSED);
-        lost += sim.stats().counters.get(node::counters::LOST_KEYS);
+        refused += sim.stats().counter(node::counters::SYNCS_REFUSED);
+        lost += sim.stats().counter(node::counters::LOST_KEYS);
         let sc = on_one_member(Consistency::Eventual, seed * 37);
         eventual_broken += (verdict(&run(&sc, seed), &sc, "store") == Some(false)) as u32;
     }

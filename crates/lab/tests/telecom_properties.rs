@@ -9,7 +9,7 @@ use agora_lab::registry;
 use agora_lab::telecom::{experiments::default_scenario, history, outcome};
 use agora_sim::scenario::{FaultKind, FaultSpec, Scenario};
 use agora_sim::Sim;
-use agora_telecom::node::{self, Detection, Node, Output};
+use agora_telecom::node::{self, control, data_plane, Detection, Node, Output};
 use agora_telecom::topology::{generate, Params};
 use proptest::prelude::*;
 use std::time::Duration;
@@ -193,7 +193,7 @@ mod communication {
             let sim = run(&sc, seed);
             let group = |id: u32| {
                 let st = sim.node(NodeId(id)).status();
-                st["causal"].as_array().unwrap().iter().find(|g| g["service"] == "load_balancer").cloned().unwrap()
+                st["data"]["causal"].as_array().unwrap().iter().find(|g| g["service"] == "load_balancer").cloned().unwrap()
             };
             // Core2, Core1 and Edge1 are its members.
             let logs: Vec<serde_json::Value> = [3, 2, 0].map(group).to_vec();
@@ -204,7 +204,7 @@ mod communication {
                 prop_assert!(total(l) * 100 >= most * 95, "a member fell behind: {logs:?}");
             }
             prop_assert!(logs[2]["transferred"].as_u64().unwrap() > 0, "the restarted member took the state: {logs:?}");
-            prop_assert!(sim.stats().counters.get(node::counters::CAUSAL_RESENT) > 0, "lost writes were resent");
+            prop_assert!(sim.stats().counter(node::counters::CAUSAL_RESENT) > 0, "lost writes were resent");
         }
 
         /// RPC consistency: every request ends at most once, and every
@@ -216,7 +216,7 @@ mod communication {
             let sim = run(&sc, seed);
             let mut seen = std::collections::BTreeSet::new();
             for o in sim.outputs() {
-                if let Output::Done { id, .. } = o.output {
+                if let Output::Data(data_plane::Output::Done { id, .. }) = o.output {
                     prop_assert!(seen.insert((o.node.0, id)), "request {id} at {:?} ended twice", o.node);
                 }
             }
@@ -235,7 +235,7 @@ mod communication {
             let sim = run(&sc, seed);
             let bound = (cfg.deadline + cfg.timeout).as_micros() as u64;
             for o in sim.outputs() {
-                if let Output::Done { latency_us, attempts, .. } = o.output {
+                if let Output::Data(data_plane::Output::Done { latency_us, attempts, .. }) = o.output {
                     prop_assert!(latency_us <= bound, "{latency_us} µs > {bound}");
                     prop_assert!(attempts as u32 <= cfg.attempts);
                 }
@@ -268,7 +268,9 @@ mod fault_tolerance {
     fn first_suspicion(sim: &Sim<Node>, victim: u32, after: Duration, how: Option<Detection>) -> Option<f64> {
         let t0 = Time::ZERO + after;
         sim.outputs().iter().find_map(|o| match o.output {
-            Output::Suspect { node, how: h } if node.0 == victim && o.at >= t0 && how.is_none_or(|w| w == h) => {
+            Output::Control(control::Output::Suspect { node, how: h })
+                if node.0 == victim && o.at >= t0 && how.is_none_or(|w| w == h) =>
+            {
                 Some((o.at - t0).as_secs_f64())
             }
             _ => None,
@@ -309,7 +311,7 @@ mod fault_tolerance {
             let mut sc = calm(6);
             sc.params.workload.mix = [("transactions".to_string(), 1.0)].into_iter().collect();
             let b = if equivocate { node::Behaviour::Equivocate } else { node::Behaviour::Corrupt };
-            sc.push_input(Duration::from_secs(1), 2, &node::Input::Byzantine(b)).unwrap();
+            sc.push_input(Duration::from_secs(1), 2, &node::Input::byzantine(b)).unwrap();
             let sim = run(&sc, seed);
             let (reqs, _) = history::requests(&sim);
             prop_assert!(reqs.iter().filter(|r| r.end.as_ref().is_some_and(|e| e.reply.is_some())).count() > 100);
@@ -355,7 +357,7 @@ mod fault_tolerance {
             sc.network.loss = 0.0;
             sc.params.workload.rate = 20.0;
             let sim = run(&sc, seed);
-            let s: Vec<_> = sim.outputs().iter().filter(|o| matches!(o.output, Output::Suspect { .. })).collect();
+            let s: Vec<_> = sim.outputs().iter().filter(|o| matches!(o.output, Output::Control(control::Output::Suspect { .. }))).collect();
             prop_assert!(s.is_empty(), "{s:?}");
         }
     }

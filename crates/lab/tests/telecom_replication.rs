@@ -298,7 +298,7 @@ fn a_strong_group_with_a_byzantine_member_is_marked_unchecked() {
 #[test]
 fn geographic_reads_repair_the_peer_they_compare_with() {
     for seed in 1..=3 {
-        let repaired = run(&partitioned("analytics", 4), seed).stats().counters.get(counters::READ_REPAIRED);
+        let repaired = run(&partitioned("analytics", 4), seed).stats().counter(counters::READ_REPAIRED);
         assert!(repaired > 20, "seed {seed}: {repaired} entries read-repaired");
     }
     let rpc = run(&partitioned("rpc", 0), 1);

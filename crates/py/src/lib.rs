@@ -363,7 +363,7 @@ impl FailureInjector {
                 )))
             }
         };
-        sim.inputs.push((start, n, Input::Byzantine(b)));
+        sim.inputs.push((start, n, Input::byzantine(b)));
         Ok(())
     }
 }

@@ -94,3 +94,13 @@ pub struct Stats {
     pub recoveries: u64,
     pub fragile_toggles: u64,
 }
+
+impl Stats {
+    /// The counter `name`: counted by a node protocol itself, or by any
+    /// service of a composed node (where a protocol keeps it need not
+    /// matter to who reads it).
+    pub fn counter(&self, name: &str) -> u64 {
+        let in_services: u64 = self.service_counters.iter().filter(|((_, n), _)| *n == name).map(|(_, v)| v).sum();
+        self.counters.get(name) + in_services
+    }
+}

@@ -9,7 +9,7 @@
 
 use crate::balance::Balancer;
 use crate::data::kv::Op;
-use crate::node::{Behaviour, Input, Msg, Node};
+use crate::node::{Behaviour, Input, Msg, Node, Output, Timer};
 use agora_core::{Io, NodeId, Protocol, Time};
 use rand::RngCore;
 use serde::Serialize;
@@ -89,8 +89,8 @@ impl NodeManager for Node {
     }
     fn handle_failure(&mut self, failure: FailureType, io: &mut Io<'_, Self>) {
         let input = match failure {
-            FailureType::Byzantine(b) => Input::Byzantine(b),
-            FailureType::Recovered => Input::Honest,
+            FailureType::Byzantine(b) => Input::byzantine(b),
+            FailureType::Recovered => Input::honest(),
         };
         self.on_input(input, io);
     }
@@ -98,7 +98,19 @@ impl NodeManager for Node {
 
 impl CommunicationManager for Node {
     fn send_rpc(&mut self, group: u16, key: &str, op: Op, priority: u8, io: &mut Io<'_, Self>) -> Option<u64> {
-        self.request(group, key.to_string(), op, priority, io)
+        // The request is the data plane's; nothing it outputs here is routed.
+        let mut id = None;
+        agora_core::service::drive(
+            io,
+            "data",
+            &mut self.data,
+            |d, io| id = d.request(group, key.to_string(), op, priority, io),
+            Msg::Data,
+            Timer::Data,
+            Output::Data,
+            false,
+        );
+        id
     }
     fn broadcast_message(&mut self, msg: &Msg, targets: &[NodeId], io: &mut Io<'_, Self>) {
         for &t in targets {
@@ -122,6 +134,7 @@ impl LoadBalancer for Balancer {
 mod tests {
     use super::*;
     use crate::balance::Strategy;
+    use crate::node::data_plane;
     use agora_core::Command;
     use rand::SeedableRng;
 
@@ -134,12 +147,16 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let mut out = Vec::new();
         let mut io = Io::new(NodeId(0), Time::ZERO, &mut rng, &mut out);
+        node.on_start(&mut io);
         assert_eq!(node.health_status(), HealthStatus::Healthy);
         // Group 0 is n-way (Core1, Core2, Cloud1, Edge1): one request to each
         // member — three sent, Edge1's own taken in place.
         let id = node.send_rpc(0, "k42", Op::Read, 1, &mut io);
-        assert_eq!(id, Some(0));
-        let requests = out.iter().filter(|c| matches!(c, Command::Send { msg: Msg::Request(_), .. })).count();
+        assert!(id.is_some(), "the request was issued");
+        let requests = out
+            .iter()
+            .filter(|c| matches!(c, Command::Send { msg: Msg::Data(data_plane::Msg::Request(_)), .. }))
+            .count();
         assert_eq!(requests, 3);
         assert_eq!(node.metrics(Time::from_nanos(1)).served, 0);
     }

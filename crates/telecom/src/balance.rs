@@ -42,7 +42,9 @@ impl std::str::FromStr for Strategy {
 }
 
 /// The load a replica last reported (on each response): fractions in [0, 1].
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
+/// Equal when bit-for-bit equal, so answers carrying it can be hashed (the
+/// model checker's messages are).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub struct Load {
     /// Busy service slots / slots: the model's CPU utilization.
     pub cpu: f32,
@@ -50,6 +52,24 @@ pub struct Load {
     pub memory: f32,
     /// Transactions in service / slots.
     pub transactions: f32,
+}
+
+impl Load {
+    fn bits(&self) -> [u32; 3] {
+        [self.cpu.to_bits(), self.memory.to_bits(), self.transactions.to_bits()]
+    }
+}
+
+impl PartialEq for Load {
+    fn eq(&self, other: &Self) -> bool {
+        self.bits() == other.bits()
+    }
+}
+impl Eq for Load {}
+impl std::hash::Hash for Load {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.bits().hash(state);
+    }
 }
 
 /// What a client knows of one replica.

@@ -26,7 +26,7 @@ pub enum Health {
 }
 
 /// One node's report of its links, newest `seq` wins.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
 pub struct LinkState {
     pub origin: NodeId,
     pub seq: u64,
@@ -107,7 +107,7 @@ impl Ord for Ordered {
 }
 
 /// What one node derives from the link state it holds.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct View {
     /// First hop towards each node (None: unreachable, or me).
     pub next_hop: Vec<Option<NodeId>>,

@@ -14,7 +14,7 @@ use crate::stats::quantile;
 use agora_core::NodeId;
 use agora_sim::scenario::{FaultKind, FaultSpec, Scenario};
 use agora_telecom::balance::Strategy;
-use agora_telecom::node::{Detection, Node, Output};
+use agora_telecom::node::{control, Detection, Node, Output};
 use agora_telecom::topology::{Consistency, GroupSpec, Layer, LinkSpec, NodeSpec, Params, Redundancy};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -91,7 +91,7 @@ pub fn detector(spec: &DetectorSpec, progress: &mut dyn FnMut()) -> Result<Vec<D
             let crash = agora_core::Time::ZERO + at;
             let found = sim.outputs().iter().find(|o| {
                 o.at >= crash
-                    && matches!(o.output, Output::Suspect { node, how: Detection::Crash } if node == NodeId(victim))
+                    && matches!(o.output, Output::Control(control::Output::Suspect { node, how: Detection::Crash }) if node == NodeId(victim))
             });
             match found {
                 Some(o) => times.push((o.at - crash).as_secs_f64()),
@@ -103,9 +103,11 @@ pub fn detector(spec: &DetectorSpec, progress: &mut dyn FnMut()) -> Result<Vec<D
         sc.until = Duration::from_secs_f64(spec.hours * 3600.0);
         let mut sim = registry::build::<Node>(&sc, 1_000 + threshold.to_bits() % 1_000, true);
         sim.run_until(agora_core::Time::ZERO + sc.until).map_err(|e| e.to_string())?;
-        let false_suspicions =
-            sim.outputs().iter().filter(|o| matches!(o.output, Output::Suspect { how: Detection::Crash, .. })).count()
-                as u64;
+        let false_suspicions = sim
+            .outputs()
+            .iter()
+            .filter(|o| matches!(o.output, Output::Control(control::Output::Suspect { how: Detection::Crash, .. })))
+            .count() as u64;
         progress();
         let node_hours = n as f64 * spec.hours;
         rows.push(DetectorRow {
@@ -229,7 +231,7 @@ pub fn balance(spec: &BalanceSpec, progress: &mut dyn FnMut()) -> Result<Vec<Bal
                 let o = outcome(&topo, &sim);
                 sent += o.requests.total.succeeded + o.requests.failed;
                 ok += o.requests.total.succeeded;
-                attempts += sim.stats().counters.get(agora_telecom::node::counters::ATTEMPTS);
+                attempts += sim.stats().counter(agora_telecom::node::counters::ATTEMPTS);
                 latencies.extend(super::answered_ms(&sim));
                 progress();
             }

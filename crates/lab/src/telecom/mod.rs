@@ -13,7 +13,7 @@ use agora_core::{NodeId, Time};
 use agora_sim::{Fault, Model, Scope, Sim};
 use agora_telecom::api::NodeManager;
 use agora_telecom::balance::{coefficient_of_variation, jain_index};
-use agora_telecom::node::{self, counters, Detection, Level, Node, Output};
+use agora_telecom::node::{self, control, counters, data_plane, Detection, Level, Node, Output};
 use agora_telecom::rank;
 use agora_telecom::topology::Topology;
 use serde::Serialize;
@@ -140,7 +140,7 @@ pub fn answered_ms(sim: &Sim<Node>) -> Vec<f64> {
     sim.outputs()
         .iter()
         .filter_map(|r| match r.output {
-            Output::Done { ok: true, latency_us, .. } => Some(latency_us as f64 / 1e3),
+            Output::Data(data_plane::Output::Done { ok: true, latency_us, .. }) => Some(latency_us as f64 / 1e3),
             _ => None,
         })
         .collect()
@@ -152,7 +152,7 @@ pub fn per_second(sim: &Sim<Node>, width: f64) -> (Vec<f64>, Vec<f64>) {
     let buckets = (sim.now().as_secs_f64() / width).ceil() as usize + 1;
     let (mut ok, mut failed) = (vec![0.0; buckets], vec![0.0; buckets]);
     for r in sim.outputs() {
-        if let Output::Done { ok: success, .. } = r.output {
+        if let Output::Data(data_plane::Output::Done { ok: success, .. }) = r.output {
             let b = ((r.at.as_secs_f64() / width) as usize).min(buckets - 1);
             if success {
                 ok[b] += 1.0 / width
@@ -243,12 +243,12 @@ pub fn real_failures(
     let mut detected = Vec::new();
     for (i, st) in statuses.iter().enumerate() {
         let Some((start, st)) = st else { continue };
-        let p = &st["protocol"];
+        let (control, data) = (&st["protocol"]["control"], &st["protocol"]["data"]);
         let by = name(NodeId(i as u32));
-        if let Some(t) = p["byzantine_since_s"].as_f64() {
+        if let Some(t) = data["byzantine_since_s"].as_f64() {
             faults.push((by.clone(), "byzantine", start + t));
         }
-        for d in p["detections"].as_array().into_iter().flatten() {
+        for d in control["detections"].as_array().into_iter().flatten() {
             let (Some(at), Some(node), Ok(how)) =
                 (d["at_s"].as_f64(), d["node"].as_str(), serde_json::from_value::<Detection>(d["how"].clone()))
             else {
@@ -256,7 +256,7 @@ pub fn real_failures(
             };
             detected.push(Detected { at_s: start + at, by: by.clone(), node: node.to_string(), how: Some(how) });
         }
-        for t in p["isolations_s"].as_array().into_iter().flatten().filter_map(|t| t.as_f64()) {
+        for t in control["isolations_s"].as_array().into_iter().flatten().filter_map(|t| t.as_f64()) {
             detected.push(Detected { at_s: start + t, by: by.clone(), node: by.clone(), how: None });
         }
     }
@@ -274,7 +274,7 @@ pub fn real_requests(statuses: &[Option<(f64, serde_json::Value)>]) -> String {
     let mut by_cause: std::collections::BTreeMap<String, u64> =
         node::Cause::ALL.iter().map(|c| (c.name().to_string(), 0)).collect();
     for (_, st) in statuses.iter().flatten() {
-        let c = &st["protocol"]["client"];
+        let c = &st["protocol"]["data"]["client"];
         issued += c["requested"].as_u64().unwrap_or(0);
         succeeded += c["succeeded"].as_u64().unwrap_or(0);
         for (cause, n) in c["failed_by_cause"].as_object().into_iter().flatten() {
@@ -304,7 +304,7 @@ fn injected(sim: &Sim<Node>) -> Vec<(NodeId, &'static str, Time)> {
         }
     }
     for o in sim.outputs() {
-        if let Output::TurnedByzantine { .. } = o.output {
+        if let Output::Data(data_plane::Output::TurnedByzantine { .. }) = o.output {
             out.push((o.node, "byzantine", o.at));
         }
     }
@@ -319,8 +319,12 @@ const HISTORY_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn checked_outcome(topo: &Topology, sim: &Sim<Node>) -> Outcome {
     let (reqs, events) = history::requests(sim);
     let mut histories = history::check(topo, &reqs, &history::edn(topo, &reqs, &events), HISTORY_CHECK_TIMEOUT);
-    let byzantine: Vec<NodeId> =
-        sim.outputs().iter().filter(|o| matches!(o.output, Output::TurnedByzantine { .. })).map(|o| o.node).collect();
+    let byzantine: Vec<NodeId> = sim
+        .outputs()
+        .iter()
+        .filter(|o| matches!(o.output, Output::Data(data_plane::Output::TurnedByzantine { .. })))
+        .map(|o| o.node)
+        .collect();
     for (h, g) in histories.iter_mut().zip(&topo.groups) {
         let members = g.members.iter().filter(|m| byzantine.contains(m));
         h.byzantine_members = members.map(|&m| topo.name(m).to_string()).collect();
@@ -379,8 +383,8 @@ fn outcome_of(topo: &Topology, sim: &Sim<Node>, reqs: &[history::Request]) -> Ou
         .iter()
         .filter_map(|o| {
             let how = match o.output {
-                Output::Suspect { node, how } => Some((node, Some(how))),
-                Output::Isolated { isolated: true } => Some((o.node, None)),
+                Output::Control(control::Output::Suspect { node, how }) => Some((node, Some(how))),
+                Output::Control(control::Output::Isolated { isolated: true }) => Some((o.node, None)),
                 _ => None,
             }?;
             Some(Detected { at_s: o.at.as_secs_f64(), by: name(o.node), node: name(how.0), how: how.1 })
@@ -400,7 +404,7 @@ fn outcome_of(topo: &Topology, sim: &Sim<Node>, reqs: &[history::Request]) -> Ou
     let mut latencies = Vec::new();
     for o in outputs {
         match &o.output {
-            Output::Failover { group, from, to } => failovers.push(FailoverReport {
+            Output::Data(data_plane::Output::Failover { group, from, to }) => failovers.push(FailoverReport {
                 service: topo.groups[*group as usize].service.clone(),
                 from: name(*from),
                 to: to.map(name),
@@ -408,17 +412,19 @@ fn outcome_of(topo: &Topology, sim: &Sim<Node>, reqs: &[history::Request]) -> Ou
                 at_s: o.at.as_secs_f64(),
                 recovery_s: last_fault_at(*from, o.node, o.at).map(|t| (o.at - t).as_secs_f64()),
             }),
-            Output::Cascade { group, level } => cascade.push(CascadeReport {
+            Output::Data(data_plane::Output::Cascade { group, level }) => cascade.push(CascadeReport {
                 service: topo.groups[*group as usize].service.clone(),
                 level: *level,
                 by: name(o.node),
                 at_s: o.at.as_secs_f64(),
             }),
-            Output::Done { ok: true, latency_us, .. } => latencies.push(*latency_us as f64 / 1e3),
+            Output::Data(data_plane::Output::Done { ok: true, latency_us, .. }) => {
+                latencies.push(*latency_us as f64 / 1e3)
+            }
             _ => {}
         }
     }
-    let c = &sim.stats().counters;
+    let c = sim.stats();
     let accounting::Accounting { total, groups, windows } = accounting::account(topo, sim, reqs);
     let issued = total.issued;
     let mean_ms = if latencies.is_empty() { 0.0 } else { latencies.iter().sum::<f64>() / latencies.len() as f64 };
@@ -430,9 +436,9 @@ fn outcome_of(topo: &Topology, sim: &Sim<Node>, reqs: &[history::Request]) -> Ou
         mean_ms,
         p50_ms: quantile(&mut latencies, 0.5),
         p99_ms: quantile(&mut latencies, 0.99),
-        attempts_per_request: if issued == 0 { 0.0 } else { c.get(counters::ATTEMPTS) as f64 / issued as f64 },
-        retries: c.get(counters::RETRIES),
-        retry_budget_exhausted: c.get(counters::BUDGET_EXHAUSTED),
+        attempts_per_request: if issued == 0 { 0.0 } else { c.counter(counters::ATTEMPTS) as f64 / issued as f64 },
+        retries: c.counter(counters::RETRIES),
+        retry_budget_exhausted: c.counter(counters::BUDGET_EXHAUSTED),
         wrong_answers_accepted: history::wrong_answers(reqs),
         groups,
         windows,

@@ -27,7 +27,7 @@ type Update = crate::causal::Update<Write>;
 /// Writes kept per group for resending.
 pub(super) const LOG_KEPT: usize = 1024;
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
 pub enum CausalBody {
     Update(Update),
     /// The sender's clock: what it applied.
@@ -40,7 +40,7 @@ pub enum CausalBody {
 }
 
 /// A causal group's message between two of its members, routed like requests.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
 pub struct Causal {
     pub group: u16,
     pub from: NodeId,
@@ -49,7 +49,7 @@ pub struct Causal {
     pub body: CausalBody,
 }
 
-impl Node {
+impl DataPlane {
     /// The causal groups' logs this node keeps: one per causal group it is a member of.
     pub(super) fn causal_logs(topo: &Topology, me: NodeId) -> Vec<Option<CausalLog<Write>>> {
         topo.groups

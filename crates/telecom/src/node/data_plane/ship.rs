@@ -47,7 +47,7 @@ const EARLY_READS_KEPT: usize = 256;
 pub(super) const DIGEST_EVERY: u64 = 10;
 
 /// Replica-to-replica traffic of one group, routed like requests.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
 pub struct Replica {
     pub group: u16,
     pub from: NodeId,
@@ -56,7 +56,7 @@ pub struct Replica {
     pub body: ReplicaBody,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
 pub enum ReplicaBody {
     /// Entries the sender applied and the receiver has not acknowledged.
     Ship(Vec<Shipped>),
@@ -75,7 +75,7 @@ pub enum ReplicaBody {
 }
 
 /// A key's newest entry, and the writes that made it since the last ack.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
 pub struct Shipped {
     pub key: String,
     pub entry: Entry,
@@ -140,7 +140,7 @@ pub(super) struct Shipping {
     early_reads: VecDeque<((NodeId, u64, u8), Reply)>,
 }
 
-impl Node {
+impl DataPlane {
     /// Whether this node ships `group`'s writes (an active-passive,
     /// geographic or n-way member).
     fn ships(&self, group: u16) -> bool {

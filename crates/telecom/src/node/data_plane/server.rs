@@ -53,7 +53,7 @@ pub struct ServerStats {
     pub shed: u64,
 }
 
-impl Node {
+impl DataPlane {
     pub(super) fn on_request(&mut self, r: Request, io: &mut Io<'_, Self>) {
         if r.server != self.me {
             if r.hops < 32 {
@@ -202,7 +202,7 @@ impl Node {
         self.deliver(key, reply, io);
     }
 
-    /// Sends a reply: a write through [`Node::answer_write`] (a sync
+    /// Sends a reply: a write through [`DataPlane::answer_write`] (a sync
     /// group's primary waits for its peers), anything else at once.
     pub(super) fn deliver(&mut self, key: RequestKey, reply: Reply, io: &mut Io<'_, Self>) {
         if key.op.writes() && key.put.is_none() {

@@ -97,7 +97,7 @@ impl Disk {
     }
 }
 
-impl Node {
+impl DataPlane {
     /// Writes `entry` of `key` in `group` to the disk (durable at the next sync).
     pub(super) fn persist(&mut self, group: u16, key: &str, entry: &Entry, io: &mut Io<'_, Self>) {
         self.write_record(TABLE, record_key(group, key), encode(entry), io);

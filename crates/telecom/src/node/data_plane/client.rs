@@ -37,7 +37,7 @@ impl Pending {
         now: Time,
         ended: &mut Ended,
         closed_loop: bool,
-        io: &mut Io<'_, Node>,
+        io: &mut Io<'_, DataPlane>,
     ) {
         let latency_us = (now - self.started).as_micros() as u64;
         let ok = result.is_ok();
@@ -143,7 +143,7 @@ pub(super) struct Client {
     pub(super) dirty: bool,
 }
 
-impl Node {
+impl DataPlane {
     pub(super) fn arrival_gap(&self, io: &mut Io<'_, Self>) -> Duration {
         let u = 1.0 - io.rng().random::<f64>();
         Duration::from_secs_f64(-u.ln() / self.topo.params.workload.rate)
@@ -228,7 +228,7 @@ impl Node {
         self.request_at(group, key, op, priority, io.now(), io)
     }
 
-    /// [`Node::request`] for a request due at `due` (its latency counts from then).
+    /// [`DataPlane::request`] for a request due at `due` (its latency counts from then).
     fn request_at(
         &mut self,
         group: u16,
@@ -399,7 +399,7 @@ impl Node {
             // one whose primary did not order the request is not at fault.
             if !matches!(a.status, Status::CatchingUp | Status::Unordered) {
                 c.failures[a.server.index()] += 1;
-                Self::maybe_eject(c, &topo, a.server, now, &mut self.detections, io);
+                Self::maybe_eject(c, &topo, a.server, now, io);
             }
             if give_up {
                 let cause = match a.status {
@@ -464,7 +464,7 @@ impl Node {
             if c.strikes[n.index()] >= topo.params.byzantine_strikes && !suspected {
                 c.standing[n.index()] = Standing::Suspected { until: now + topo.params.rpc.eject_for };
                 c.dirty = true;
-                suspect(&mut self.detections, n, Detection::Byzantine, io);
+                io.output(Output::Suspect { node: n, how: Detection::Byzantine });
             }
         }
         for n in outvoted {
@@ -531,14 +531,7 @@ impl Node {
         }
     }
 
-    pub(super) fn maybe_eject(
-        c: &mut Client,
-        topo: &Topology,
-        n: NodeId,
-        now: Time,
-        log: &mut VecDeque<(Time, NodeId, Detection)>,
-        io: &mut Io<'_, Self>,
-    ) {
+    pub(super) fn maybe_eject(c: &mut Client, topo: &Topology, n: NodeId, now: Time, io: &mut Io<'_, Self>) {
         let cfg = &topo.params.rpc;
         if c.failures[n.index()] < cfg.eject_after || c.ejected_until[n.index()].is_some_and(|t| t > now) {
             return;
@@ -550,7 +543,7 @@ impl Node {
             c.failures[n.index()] = 0;
             c.dirty = true;
             io.count(counters::EJECTIONS, 1);
-            suspect(log, n, Detection::Unresponsive, io);
+            io.output(Output::Suspect { node: n, how: Detection::Unresponsive });
         }
     }
 
@@ -568,7 +561,7 @@ impl Node {
         for n in silent {
             c.balancer.finished(n, timeout_ms, now, None);
             c.failures[n.index()] += 1;
-            Self::maybe_eject(c, &topo, n, now, &mut self.detections, io);
+            Self::maybe_eject(c, &topo, n, now, io);
         }
         if decided {
             c.pending.remove(&id);
@@ -606,9 +599,6 @@ impl Node {
     /// Recomputes which members serve each group; reports failovers (in
     /// criticality order) and cascading-failure levels that changed.
     pub(super) fn refresh_client(&mut self, io: &mut Io<'_, Self>) {
-        if self.view_dirty {
-            self.refresh_view(io);
-        }
         let now = io.now();
         let topo = self.topo.clone();
         let view = &self.view;
@@ -678,15 +668,18 @@ mod tests {
     use rand::SeedableRng;
 
     /// Edge1 with an open-loop workload of 1000 requests/s.
-    fn edge1() -> Node {
-        let sc: toml::Value = toml::from_str(include_str!("../../../../scenarios/edge-core-cloud.toml")).unwrap();
+    fn edge1() -> DataPlane {
+        let sc: toml::Value = toml::from_str(include_str!("../../../../../scenarios/edge-core-cloud.toml")).unwrap();
         let mut params: crate::topology::Params = sc["params"].clone().try_into().unwrap();
         params.workload.rate = 1000.0;
-        Node::new(Arc::new(params.compile().unwrap()), NodeId(0))
+        let mut n = DataPlane::new(Arc::new(params.compile().unwrap()), NodeId(0));
+        // The control plane's first view: every link trusted.
+        n.view = View::derive(&n.topo, n.me, &vec![None; n.topo.len()]);
+        n
     }
 
     /// Fires the request timer at `now_ms`: the requests issued and the timer set.
-    fn fire(n: &mut Node, rng: &mut rand_chacha::ChaCha8Rng, now_ms: u64) -> (u64, Duration) {
+    fn fire(n: &mut DataPlane, rng: &mut rand_chacha::ChaCha8Rng, now_ms: u64) -> (u64, Duration) {
         let mut out = Vec::new();
         let mut io = Io::new(n.me, Time::from_nanos(now_ms * 1_000_000), rng, &mut out);
         n.next_request(&mut io);
