@@ -66,9 +66,9 @@ fn real_run(offered: f64, secs: f64, emulate: bool) -> Result<RealRow> {
     w.service_scale = 0.0;
     w.start_after = WARM_UP;
     sc.until = WARM_UP + Duration::from_secs_f64(secs);
-    let dir = std::env::temp_dir().join(format!("agora-bench-telecom-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let file = dir.join("scenario.toml");
+    // A fresh 0700 folder, removed when the benchmark ends.
+    let dir = crate::cluster::run_dir("bench-telecom")?;
+    let file = dir.path().join("scenario.toml");
     std::fs::write(&file, sc.to_toml())?;
     let exe = std::env::current_exe().context("cannot find the agora executable")?;
     let mut last = String::new();
@@ -88,7 +88,6 @@ fn real_run(offered: f64, secs: f64, emulate: bool) -> Result<RealRow> {
         if !out.status.success() {
             bail!("the real cluster failed: {stderr}");
         }
-        let _ = std::fs::remove_dir_all(&dir);
         return summarize(&stdout, offered, secs, emulate);
     }
     bail!("no free ports for the real cluster: {last}")

@@ -344,8 +344,8 @@ pub fn cluster(cmd: ClusterCmd) -> Result<bool> {
             if crate::simulate::check_kind(&name, &src, crate::simulate::FileKind::Cluster).is_err() {
                 // A scenario: the same file, as real processes.
                 let stem = args.config.file_stem().map_or("scenario".into(), |s| s.to_string_lossy().into_owned());
-                let run = RunDir(std::env::temp_dir().join(format!("agora-{stem}-cluster-{}", std::process::id())));
-                let (file, until) = cluster_from_scenario(&args.config, &src, args.base_port, &run.0)?;
+                let run = run_dir(&format!("{stem}-cluster"))?;
+                let (file, until) = cluster_from_scenario(&args.config, &src, args.base_port, run.path())?;
                 let protocol = protocol_of(&name, &src)?;
                 let links = match args.no_link_emulation {
                     true => None,
@@ -452,13 +452,17 @@ fn prometheus_config<P>(cf: &ClusterFile<P>, interval: Duration) -> Result<Strin
     Ok(serde_json::to_string_pretty(&doc)? + "\n")
 }
 
-/// A run's ephemeral keys, token and data: gone when the run ends.
-struct RunDir(PathBuf);
-
-impl Drop for RunDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A folder for a run's ephemeral keys, token and data, gone when the run
+/// ends: a fresh random name in the temp directory, made with mode 0700 —
+/// never one that exists already, so nobody else can have planted links
+/// or files in it, nor read what it holds.
+pub(crate) fn run_dir(stem: &str) -> Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .prefix(&format!("agora-{stem}-"))
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .with_context(|| format!("cannot create a run folder in {}", std::env::temp_dir().display()))
 }
 
 fn up<P: Runnable>(args: &UpArgs, run: Option<&RealRun>) -> Result<bool> {
@@ -469,14 +473,14 @@ fn up<P: Runnable>(args: &UpArgs, run: Option<&RealRun>) -> Result<bool> {
     let mut _ephemeral = None;
     let config = if keyless {
         let stem = args.config.file_stem().map_or("cluster".into(), |s| s.to_string_lossy().into_owned());
-        let run = RunDir(std::env::temp_dir().join(format!("agora-{stem}-{}", std::process::id())));
-        let keyed = write_keys(&args.config, &run.0, Some(&run.0.join("data")))?;
+        let run = run_dir(&stem)?;
+        let keyed = write_keys(&args.config, run.path(), Some(&run.path().join("data")))?;
         eprintln!(
             "{} has no keys: this run uses ephemeral keys in {} (removed when it stops); control token in {}; Prometheus scrape configuration in {}",
             args.config.display(),
-            run.0.display(),
-            run.0.join("token").display(),
-            run.0.join("prometheus.yml").display()
+            run.path().display(),
+            run.path().join("token").display(),
+            run.path().join("prometheus.yml").display()
         );
         _ephemeral = Some(run);
         keyed
@@ -485,10 +489,10 @@ fn up<P: Runnable>(args: &UpArgs, run: Option<&RealRun>) -> Result<bool> {
     };
     let cf = load::<P>(&config)?;
     if let Some(run) = &_ephemeral {
-        std::fs::write(run.0.join("prometheus.yml"), prometheus_config(&cf, Duration::from_secs(5))?)?;
+        std::fs::write(run.path().join("prometheus.yml"), prometheus_config(&cf, Duration::from_secs(5))?)?;
     }
     let token = match &_ephemeral {
-        Some(run) => std::fs::read_to_string(run.0.join("token")).ok().map(|t| t.trim().to_string()),
+        Some(run) => std::fs::read_to_string(run.path().join("token")).ok().map(|t| t.trim().to_string()),
         None => None,
     };
     if !plan.is_empty() && token.is_none() {
@@ -730,4 +734,26 @@ async fn print_status<P>(cf: &ClusterFile<P>, begin: tokio::time::Instant) -> Ve
 fn say(line: std::fmt::Arguments) {
     use std::io::Write;
     let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_folders_are_fresh_private_and_removed() {
+        use std::os::unix::fs::PermissionsExt;
+        let (a, b) = (run_dir("stem").unwrap(), run_dir("stem").unwrap());
+        assert_ne!(a.path(), b.path(), "never the same folder twice");
+        for d in [&a, &b] {
+            let name = d.path().file_name().unwrap().to_string_lossy().into_owned();
+            assert!(name.starts_with("agora-stem-") && name.len() > "agora-stem-".len(), "{name}");
+            assert_eq!(d.path().parent(), Some(std::env::temp_dir().as_path()));
+            let mode = std::fs::metadata(d.path()).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "{name} is its owner's only");
+        }
+        let path = a.path().to_path_buf();
+        drop(a);
+        assert!(!path.exists(), "removed when the run ends");
+    }
 }

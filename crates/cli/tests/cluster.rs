@@ -101,6 +101,15 @@ fn node_with_a_bad_cluster_file_says_what_is_wrong() {
         let mode = std::fs::metadata(keyed.parent().unwrap().join(secret)).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "{secret} is readable by its owner only");
     }
+    // A token others can read is refused, naming the field and the fix.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let token = keyed.parent().unwrap().join("token");
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let (_, err) = text(&run(&["node", "--config", keyed.to_str().unwrap(), "--id", "a"]));
+        assert!(err.contains("security.token_file") && err.contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let other = dir.join("other");
     assert!(run(&["cluster", "keys", config.to_str().unwrap(), "--out", other.to_str().unwrap()]).status.success());
     std::fs::copy(other.join("a.key"), keyed.parent().unwrap().join("a.key")).unwrap();

@@ -20,6 +20,7 @@
 //! token_file = "keys/token"     # the bearer token of mutating HTTP endpoints
 //! protect_reads = false         # true: /status and /metrics need it too
 //! plaintext = false             # true: no keys, plain TCP (never across machines)
+//! loose_key_files = false       # true: accept key/token files others can read, or links (warns)
 //!
 //! [[node]]
 //! name = "n0"
@@ -85,6 +86,10 @@ pub struct SecuritySection {
     pub protect_reads: bool,
     #[serde(default)]
     pub plaintext: bool,
+    /// Accept key and token files that others can read or that are
+    /// symbolic links (with a warning): for secrets mounted that way.
+    #[serde(default)]
+    pub loose_key_files: bool,
 }
 
 /// Transport limits and timings.
@@ -254,7 +259,7 @@ impl<P> ClusterFile<P> {
             (Some(listed), _) => {
                 let dir = sec.key_dir.as_ref().expect("validated: keys need key_dir");
                 let path = dir.join(format!("{}.key", n.name));
-                let secret = crate::security::read_key(&path).map_err(|e| self.error("security.key_dir".into(), e))?;
+                let secret = crate::security::read_key(&path, sec.loose_key_files).map_err(|e| self.error("security.key_dir".into(), e))?;
                 if crate::security::public_key_string(&secret.verifying_key()) != *listed {
                     return Err(self.error(
                         format!("node[{i}].public_key"),
@@ -284,8 +289,8 @@ impl<P> ClusterFile<P> {
         };
         let control_token = match &sec.token_file {
             Some(p) => Some(
-                std::fs::read_to_string(p)
-                    .map_err(|e| self.error("security.token_file".into(), format!("{}: {e}", p.display())))?
+                crate::security::read_secret_file(p, sec.loose_key_files)
+                    .map_err(|e| self.error("security.token_file".into(), e))?
                     .trim()
                     .to_string(),
             ),

@@ -67,14 +67,73 @@ pub fn spki(k: &VerifyingKey) -> Vec<u8> {
     [&SPKI_PREFIX[..], k.as_bytes()].concat()
 }
 
-/// Writes a secret (a key, a token) readable by its owner only, also when
-/// the file existed before with wider permissions.
+/// Writes a secret (a key, a token) readable by its owner only. Whatever
+/// was at `path` is replaced, never written through: a symbolic link
+/// planted there is removed, not followed.
 pub fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    // O_CREAT | O_EXCL: fails on anything (a link included) that appeared meanwhile.
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
     writeln!(f, "{text}")
+}
+
+/// The most a key or token file may hold: both are well under a kilobyte.
+pub const SECRET_FILE_MAX_BYTES: u64 = 64 * 1024;
+
+/// Reads a secret file (a private key, a token) after checking it is what
+/// it should be: a regular file (not a pipe, a device or a directory), not
+/// a symbolic link, readable by its owner only, and at most
+/// [`SECRET_FILE_MAX_BYTES`]. With `loose`, a link or wider permissions are
+/// accepted (with a warning): for secrets mounted by a tool that makes them
+/// so. Errors name the path and say how to fix it.
+pub fn read_secret_file(path: &Path, loose: bool) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let p = path.display();
+    let link = std::fs::symlink_metadata(path).map_err(|e| format!("{p}: {e}"))?;
+    if link.file_type().is_symlink() {
+        if !loose {
+            return Err(format!(
+                "{p} is a symbolic link: point the configuration at the file itself, or set [security] loose_key_files = true"
+            ));
+        }
+        tracing::warn!(path = %p, "secret file is a symbolic link (loose_key_files)");
+    }
+    let meta = std::fs::metadata(path).map_err(|e| format!("{p}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{p} is not a regular file (a pipe, a device or a directory cannot hold a key or token)"));
+    }
+    let mode = meta.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        if !loose {
+            return Err(format!(
+                "{p} can be read by others (mode {mode:03o}): run `chmod 600 {p}`, or set [security] loose_key_files = true"
+            ));
+        }
+        tracing::warn!(path = %p, mode = format!("{mode:03o}"), "secret file readable by others (loose_key_files)");
+    }
+    // Non-blocking, and not through a link: a file swapped for a pipe or a
+    // link after the checks neither hangs the open nor is followed.
+    let no_follow = if loose { 0 } else { libc::O_NOFOLLOW };
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | no_follow)
+        .open(path)
+        .map_err(|e| format!("{p}: {e}"))?;
+    if !f.metadata().map_err(|e| format!("{p}: {e}"))?.is_file() {
+        return Err(format!("{p} is not a regular file"));
+    }
+    let mut text = String::new();
+    f.take(SECRET_FILE_MAX_BYTES + 1).read_to_string(&mut text).map_err(|e| format!("{p}: {e}"))?;
+    if text.len() as u64 > SECRET_FILE_MAX_BYTES {
+        return Err(format!("{p} is larger than {SECRET_FILE_MAX_BYTES} bytes: not a key or token file"));
+    }
+    Ok(text)
 }
 
 /// Writes a private key as PKCS#8 PEM, readable by its owner only.
@@ -84,10 +143,12 @@ pub fn write_key(path: &Path, k: &SigningKey) -> std::io::Result<()> {
     write_secret(path, &format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----"))
 }
 
-/// Reads a private key written by [`write_key`] (or `openssl genpkey -algorithm ed25519`).
-pub fn read_key(path: &Path) -> Result<SigningKey, String> {
+/// Reads a private key written by [`write_key`] (or `openssl genpkey
+/// -algorithm ed25519`), checked as [`read_secret_file`] does.
+pub fn read_key(path: &Path, loose: bool) -> Result<SigningKey, String> {
     use rustls::pki_types::pem::PemObject;
-    let der = PrivatePkcs8KeyDer::from_pem_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let pem = read_secret_file(path, loose)?;
+    let der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
     let bytes = der.secret_pkcs8_der();
     match bytes.strip_prefix(&PKCS8_PREFIX[..]) {
         Some(seed) if seed.len() == 32 => Ok(SigningKey::from_bytes(seed.try_into().expect("32 bytes"))),

@@ -109,6 +109,12 @@ impl RedbStore {
             std::fs::create_dir_all(dir).map_err(|x| err("redb", format!("{}: {x}", dir.display())))?;
         }
         let db = redb::Database::create(path).map_err(|x| e(x.into()))?;
+        // A node's data is its own: readable by its owner only.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|x| err("redb", format!("{}: {x}", path.display())))?;
+        }
         let tx = db.begin_read().map_err(|x| e(x.into()))?;
         let mut tables = Vec::new();
         let mut logs = Vec::new();

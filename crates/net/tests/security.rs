@@ -196,3 +196,63 @@ async fn control_endpoints_need_the_token() {
         n.stop().await;
     }
 }
+
+/// Key and token files are checked before they are read: a file others can
+/// read, a link, a pipe, a device or a huge file is refused with the path
+/// and the fix, without hanging or reading gigabytes.
+#[test]
+fn secret_files_that_are_not_what_they_should_be_are_refused() {
+    use agora_net::security::{read_secret_file, write_secret};
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    write_secret(&token, "s3cret").unwrap();
+    assert_eq!(read_secret_file(&token, false).unwrap().trim(), "s3cret");
+    // Readable by others: refused with the fix, taken with the flag.
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = read_secret_file(&token, false).unwrap_err();
+    assert!(e.contains("mode 644") && e.contains(&format!("chmod 600 {}", token.display())), "{e}");
+    assert_eq!(read_secret_file(&token, true).unwrap().trim(), "s3cret");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // A link, even to a good file.
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&token, &link).unwrap();
+    assert!(read_secret_file(&link, false).unwrap_err().contains("is a symbolic link"));
+    assert_eq!(read_secret_file(&link, true).unwrap().trim(), "s3cret");
+    // A device and a directory: refused before anything is read.
+    let zero = std::path::Path::new("/dev/zero");
+    assert!(read_secret_file(zero, true).unwrap_err().contains("is not a regular file"));
+    assert!(read_secret_file(dir.path(), true).unwrap_err().contains("is not a regular file"));
+    // A named pipe with no writer: refused at once, not waited on.
+    let fifo = dir.path().join("fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let start = Instant::now();
+    assert!(read_secret_file(&fifo, true).unwrap_err().contains("is not a regular file"));
+    assert!(start.elapsed() < Duration::from_secs(5));
+    // A regular file too large to be a key or a token.
+    let big = dir.path().join("big");
+    std::fs::write(&big, vec![b'a'; 1 << 20]).unwrap();
+    std::fs::set_permissions(&big, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(read_secret_file(&big, false).unwrap_err().contains("is larger than 65536 bytes"));
+    // A missing file names its path.
+    let e = read_secret_file(&dir.path().join("absent"), false).unwrap_err();
+    assert!(e.contains("absent"), "{e}");
+}
+
+/// Writing a secret where somebody planted a link replaces the link: the
+/// file it pointed at is left alone.
+#[test]
+fn a_secret_is_never_written_through_a_planted_link() {
+    use agora_net::security::write_secret;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "theirs").unwrap();
+    let token = dir.path().join("token");
+    std::os::unix::fs::symlink(&victim, &token).unwrap();
+    write_secret(&token, "ours").unwrap();
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "theirs");
+    assert!(!std::fs::symlink_metadata(&token).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read_to_string(&token).unwrap().trim(), "ours");
+    assert_eq!(std::fs::metadata(&token).unwrap().permissions().mode() & 0o777, 0o600);
+}

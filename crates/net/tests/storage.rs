@@ -66,6 +66,10 @@ fn exercise(backend: &Backend, dir: Option<&std::path::Path>, node: &str) {
 fn redb_keeps_what_was_synced_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
     exercise(&Backend::Redb, Some(dir.path()), "n0");
+    // A node's data is readable by its owner only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(agora_net::storage::redb_path(dir.path(), "n0")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
     // Another node's file is its own.
     let (_, d, _) = open(&Backend::Redb, Some(dir.path()), "n1");
     assert!(d.is_empty());
