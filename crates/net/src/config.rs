@@ -8,6 +8,8 @@
 //!
 //! [transport]                   # optional
 //! max_frame_bytes = 1048576
+//! http_max_connections = 64     # control API connections (at most a quarter of the file-handle limit)
+//! http_header_timeout = "5s"    # to send a request's headers, or to sit idle between requests
 //!
 //! [params]                      # the protocol's parameters
 //! count = 20
@@ -113,6 +115,13 @@ pub struct TransportConfig {
     pub inbound_queue_bytes: u64,
     /// Connection slots, shared among peers by fairdist quotas.
     pub max_connections: u64,
+    /// Concurrent HTTP connections (the control API); also at most a
+    /// quarter of the process's file-handle limit, so peers keep room.
+    pub http_max_connections: usize,
+    /// How long an HTTP client may take to send a request's headers, and
+    /// how long a kept-alive connection may sit idle.
+    #[serde(with = "duration_str")]
+    pub http_header_timeout: Duration,
 }
 
 impl Default for TransportConfig {
@@ -125,6 +134,8 @@ impl Default for TransportConfig {
             hello_timeout: Duration::from_secs(5),
             inbound_queue_bytes: 64 << 20,
             max_connections: 1024,
+            http_max_connections: 64,
+            http_header_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -243,6 +254,11 @@ impl<P> ClusterFile<P> {
                 "transport".into(),
                 "needs inbound_queue_bytes ≥ 4 × max_frame_bytes (a lone peer may queue a quarter) and max_connections ≥ 4".into(),
             ));
+        }
+        if t.http_max_connections == 0 || t.http_header_timeout.is_zero() {
+            return Err(
+                self.error("transport".into(), "needs http_max_connections ≥ 1 and http_header_timeout > 0".into())
+            );
         }
         Ok(())
     }

@@ -58,10 +58,105 @@ pub(crate) async fn serve<P: Protocol>(
         // After the layer: always open, for readiness checks.
         .route("/health", get(|| async { "ok\n" }))
         .with_state(App { shared: shared.clone(), tx });
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { token.cancelled().await }).await {
-        tracing::warn!(node = %shared.cfg.name, "HTTP server failed: {e}");
+    let t = &shared.cfg.transport;
+    let slots = Arc::new(tokio::sync::Semaphore::new(connection_cap(t.http_max_connections)));
+    let live = Arc::new(std::sync::Mutex::new(Live::default()));
+    let mut refused = crate::metrics::Throttled::default();
+    loop {
+        let (stream, from) = tokio::select! {
+            _ = token.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file handles (mostly): wait for some to close
+                    // instead of spinning, and log a line a second at most.
+                    shared.metrics.accept_failed("http");
+                    if let Some(n) = refused.tick() {
+                        tracing::warn!(node = %shared.cfg.name, repeated = n, "HTTP accept failed: {e}");
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    continue;
+                }
+            },
+        };
+        // At the cap, the oldest connection makes room: clients that hold
+        // connections open cannot lock out a new one (a health check).
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(s) => s,
+            Err(_) => {
+                live.lock().expect("live connections").evict_oldest();
+                shared.metrics.http_evicted.inc();
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    s = slots.clone().acquire_owned() => s.expect("the semaphore is never closed"),
+                }
+            }
+        };
+        let (app, live) = (app.clone(), live.clone());
+        let (stop, evicted, timeout) = (token.clone(), CancellationToken::new(), t.http_header_timeout);
+        let id = live.lock().expect("live connections").add(evicted.clone());
+        tokio::spawn(async move {
+            let service = hyper_util::service::TowerToHyperService::new(tower::ServiceExt::map_request(
+                app,
+                move |mut req: Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(from));
+                    req.map(axum::body::Body::new)
+                },
+            ));
+            // The header timeout also bounds a kept-alive connection's idle
+            // wait for its next request: a client that sends nothing, or a
+            // byte a second, is closed within it.
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(timeout);
+            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = evicted.cancelled() => {} // dropped at once: its handle is needed
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(timeout, conn).await;
+                }
+            }
+            live.lock().expect("live connections").remove(id);
+            drop(slot);
+        });
     }
+}
+
+/// The open HTTP connections, oldest first, each with the token that evicts it.
+#[derive(Default)]
+struct Live {
+    next: u64,
+    open: std::collections::VecDeque<(u64, CancellationToken)>,
+}
+
+impl Live {
+    fn add(&mut self, evict: CancellationToken) -> u64 {
+        self.next += 1;
+        self.open.push_back((self.next, evict));
+        self.next
+    }
+    fn remove(&mut self, id: u64) {
+        self.open.retain(|(i, _)| *i != id);
+    }
+    fn evict_oldest(&mut self) {
+        if let Some((_, evict)) = self.open.pop_front() {
+            evict.cancel();
+        }
+    }
+}
+
+/// The concurrent HTTP connections allowed: as configured, and at most a
+/// quarter of the process's file-handle limit.
+fn connection_cap(configured: usize) -> usize {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit only writes the struct it is given.
+    let soft = match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } {
+        0 => usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX),
+        _ => usize::MAX,
+    };
+    configured.min(soft / 4).max(1)
 }
 
 /// Every route but `/health` passes here: a mutating request (anything

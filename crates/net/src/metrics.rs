@@ -21,6 +21,19 @@ pub struct Reason {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Listener {
+    /// `peer` or `http`.
+    pub listener: &'static str,
+}
+
+impl Metrics {
+    /// Counts a failed accept on `listener`.
+    pub fn accept_failed(&self, listener: &'static str) {
+        self.accept_failed.get_or_create(&Listener { listener }).inc();
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PeerSlot {
     pub peer: String,
     pub slot: &'static str,
@@ -49,6 +62,10 @@ pub struct Metrics {
     pub storage_commits: Counter,
     pub storage_commit_seconds: Histogram,
     pub http_unauthorized: Counter,
+    /// Failed accepts (out of file handles, mostly) on the peer and HTTP listeners.
+    pub accept_failed: Family<Listener, Counter>,
+    /// HTTP connections closed to make room for a new one at the cap.
+    pub http_evicted: Counter,
 }
 
 impl Metrics {
@@ -70,6 +87,8 @@ impl Metrics {
             storage_commits: Counter::default(),
             storage_commit_seconds: Histogram::new(exponential_buckets(1e-5, 2.0, 16)),
             http_unauthorized: Counter::default(),
+            accept_failed: Family::default(),
+            http_evicted: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("messages_sent", "Messages the protocol sent, by kind", m.sent.clone());
@@ -107,6 +126,16 @@ impl Metrics {
             "HTTP requests refused for a missing or wrong token",
             m.http_unauthorized.clone(),
         );
+        registry.register(
+            "accept_failed",
+            "Connections the listener could not accept (out of file handles, mostly), by listener",
+            m.accept_failed.clone(),
+        );
+        registry.register(
+            "http_evicted",
+            "HTTP connections closed, oldest first, to make room for a new one at the connection cap",
+            m.http_evicted.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -128,5 +157,26 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Lets one line of a burst of repeated log lines through per second (a
+/// flood of failures would otherwise fill the log); the metric counts them all.
+#[derive(Debug, Default)]
+pub struct Throttled {
+    last: Option<std::time::Instant>,
+    held: u64,
+}
+
+impl Throttled {
+    /// Some(lines this one stands for, itself included) if it may be logged now.
+    pub fn tick(&mut self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        if self.last.is_some_and(|t| now - t < std::time::Duration::from_secs(1)) {
+            self.held += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.held) + 1)
     }
 }

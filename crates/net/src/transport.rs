@@ -227,14 +227,20 @@ pub(crate) async fn accept_loop<P: Protocol>(
     accepted: Arc<Vec<Option<mpsc::Sender<Slotted>>>>,
     token: CancellationToken,
 ) {
+    let mut refused = crate::metrics::Throttled::default();
     loop {
         let (sock, addr) = tokio::select! {
             _ = token.cancelled() => return,
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
-                    warn!(node = %shared.cfg.name, "accept failed: {e}");
-                    sleep(Duration::from_millis(100)).await;
+                    // Out of file handles (mostly): wait for some to close
+                    // instead of spinning, and log a line a second at most.
+                    shared.metrics.accept_failed("peer");
+                    if let Some(n) = refused.tick() {
+                        warn!(node = %shared.cfg.name, repeated = n, "accept failed: {e}");
+                    }
+                    sleep(Duration::from_millis(250)).await;
                     continue;
                 }
             },
