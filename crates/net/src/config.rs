@@ -35,6 +35,7 @@ use agora_core::config_file::{parse_toml, FileError};
 use agora_core::{duration_str, NodeId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -208,20 +209,21 @@ impl<P> ClusterFile<P> {
         if self.node.is_empty() {
             return Err(self.error("node".into(), "a cluster needs at least one [[node]]".into()));
         }
+        // One pass with maps: linear in the number of nodes.
+        let mut names: HashMap<&str, usize> = HashMap::with_capacity(self.node.len());
+        let mut addrs: HashMap<SocketAddr, usize> = HashMap::with_capacity(2 * self.node.len());
         for (i, n) in self.node.iter().enumerate() {
-            for (j, m) in self.node[..i].iter().enumerate() {
-                if m.name == n.name {
-                    return Err(self.error(format!("node[{i}].name"), format!("{:?} is also node[{j}]'s name", n.name)));
-                }
-                let addrs = [Some(m.listen), m.http];
-                if addrs.contains(&Some(n.listen)) || (n.http.is_some() && addrs.contains(&n.http)) {
-                    return Err(
-                        self.error(format!("node[{i}]"), format!("shares an address with node[{j}] ({})", m.name))
-                    );
-                }
+            if let Some(j) = names.insert(&n.name, i) {
+                return Err(self.error(format!("node[{i}].name"), format!("{:?} is also node[{j}]'s name", n.name)));
             }
             if n.http == Some(n.listen) {
                 return Err(self.error(format!("node[{i}].http"), "is the same address as its listen address".into()));
+            }
+            for a in [Some(n.listen), n.http].into_iter().flatten() {
+                if let Some(j) = addrs.insert(a, i) {
+                    let other = &self.node[j].name;
+                    return Err(self.error(format!("node[{i}]"), format!("shares an address with node[{j}] ({other})")));
+                }
             }
         }
         let keyed = self.node.iter().filter(|n| n.public_key.is_some()).count();
@@ -266,8 +268,14 @@ impl<P> ClusterFile<P> {
     /// The configuration of the node called `name`.
     pub fn node_config(&self, name: &str) -> Result<NodeConfig, FileError> {
         let i = self.node.iter().position(|n| n.name == name).ok_or_else(|| {
-            let names: Vec<&str> = self.node.iter().map(|n| n.name.as_str()).collect();
-            self.error("node".into(), format!("no node is called {name:?} (nodes: {})", names.join(", ")))
+            // A few names, not a million.
+            const SHOWN: usize = 5;
+            let mut names: Vec<&str> = self.node.iter().take(SHOWN).map(|n| n.name.as_str()).collect();
+            if self.node.len() > SHOWN {
+                names.push("…");
+            }
+            let nodes = format!("{} nodes: {}", self.node.len(), names.join(", "));
+            self.error("node".into(), format!("no node is called {name:?} ({nodes})"))
         })?;
         let n = &self.node[i];
         let sec = &self.security;
@@ -329,5 +337,39 @@ impl<P> ClusterFile<P> {
             storage: self.storage.backend.clone(),
             data_dir: self.data_dir.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plaintext broadcast-style cluster file of `n` nodes on distinct ports.
+    fn file(n: usize) -> String {
+        let mut s = String::from("protocol = \"x\"\n[params]\n[security]\nplaintext = true\n");
+        for i in 0..n {
+            let (ip, port) = (i / 30_000, 1024 + 2 * (i % 30_000));
+            s += &format!(
+                "[[node]]\nname = \"n{i}\"\nlisten = \"127.0.{ip}.1:{port}\"\nhttp = \"127.0.{ip}.1:{}\"\n",
+                port + 1
+            );
+        }
+        s
+    }
+
+    #[test]
+    fn node_lists_are_checked_in_one_pass_and_errors_stay_short() {
+        let start = std::time::Instant::now();
+        let big: ClusterFile<serde::de::IgnoredAny> = ClusterFile::from_str("big.toml", &file(100_000)).unwrap();
+        let e = big.node_config("nobody").unwrap_err().to_string();
+        assert!(e.contains("100000 nodes: n0, n1, n2, n3, n4, …") && e.len() < 300, "{e}");
+        eprintln!("100,000 nodes parsed and checked in {:?}", start.elapsed());
+        // Duplicates are found wherever they are.
+        let dup = file(50) + "[[node]]\nname = \"n7\"\nlisten = \"127.0.9.9:1\"\n";
+        let e = ClusterFile::<serde::de::IgnoredAny>::from_str("dup.toml", &dup).unwrap_err().to_string();
+        assert!(e.contains("node[50].name") && e.contains("\"n7\" is also node[7]'s name"), "{e}");
+        let shared = file(50) + "[[node]]\nname = \"m\"\nlisten = \"127.0.0.1:1100\"\n";
+        let e = ClusterFile::<serde::de::IgnoredAny>::from_str("shared.toml", &shared).unwrap_err().to_string();
+        assert!(e.contains("node[50]") && e.contains("shares an address with node[38] (n38)"), "{e}");
     }
 }
