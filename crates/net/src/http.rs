@@ -96,6 +96,11 @@ pub(crate) async fn serve<P: Protocol>(
         let (stop, evicted, timeout) = (token.clone(), CancellationToken::new(), t.http_header_timeout);
         let id = live.lock().expect("live connections").add(evicted.clone());
         tokio::spawn(async move {
+            if tokio::time::timeout(timeout, opens_with_h2(&stream)).await == Ok(true) {
+                refuse_h2(stream).await;
+                live.lock().expect("live connections").remove(id);
+                return;
+            }
             let service = hyper_util::service::TowerToHyperService::new(tower::ServiceExt::map_request(
                 app,
                 move |mut req: Request<hyper::body::Incoming>| {
@@ -122,6 +127,45 @@ pub(crate) async fn serve<P: Protocol>(
             drop(slot);
         });
     }
+}
+
+/// HTTP/2's client preface (RFC 9113, 3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether the client opened with HTTP/2's preface (prior knowledge),
+/// looked at without taking it off the socket.
+async fn opens_with_h2(stream: &tokio::net::TcpStream) -> bool {
+    let mut buf = [0u8; 24];
+    loop {
+        let n = match stream.peek(&mut buf).await {
+            Ok(n) => n,
+            Err(_) => return false,
+        };
+        if n == 0 || !H2_PREFACE.starts_with(&buf[..n]) {
+            return false;
+        }
+        if n == buf.len() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await; // more of it on its way
+    }
+}
+
+/// Tells an HTTP/2 client, in its own protocol, to use HTTP/1.1: the
+/// server's preface (an empty SETTINGS frame), then GOAWAY with
+/// HTTP_1_1_REQUIRED and a reason a person can read.
+async fn refuse_h2(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    const WHY: &[u8] = b"this node serves HTTP/1.1 only";
+    let mut frames = vec![0, 0, 0, 0x4, 0, 0, 0, 0, 0]; // SETTINGS, no parameters
+    let len = 8 + WHY.len() as u32;
+    frames.extend_from_slice(&len.to_be_bytes()[1..]);
+    frames.extend_from_slice(&[0x7, 0, 0, 0, 0, 0]); // GOAWAY on stream 0
+    frames.extend_from_slice(&0u32.to_be_bytes()); // no stream was processed
+    frames.extend_from_slice(&0xdu32.to_be_bytes()); // HTTP_1_1_REQUIRED
+    frames.extend_from_slice(WHY);
+    let _ = stream.write_all(&frames).await;
+    let _ = stream.shutdown().await;
 }
 
 /// The open HTTP connections, oldest first, each with the token that evicts it.
@@ -167,14 +211,14 @@ async fn authorize(
     req: Request,
     next: Next,
 ) -> Response {
-    let mutating = req.method() != Method::GET;
+    let mutating = !matches!(*req.method(), Method::GET | Method::HEAD);
     if !mutating && !shared.cfg.protect_reads {
         return next.run(req).await;
     }
     let why = match (&shared.cfg.control_token, req.headers().get(header::AUTHORIZATION)) {
         (None, _) => "this node has no control token configured ([security] token_file), so it takes no commands",
         (Some(_), None) => "missing `Authorization: Bearer TOKEN` (the token is in the cluster's token_file)",
-        (Some(t), Some(h)) => match h.as_bytes().strip_prefix(b"Bearer ") {
+        (Some(t), Some(h)) => match bearer(h.as_bytes()) {
             Some(given) if crate::security::token_matches(given, t.as_bytes()) => return next.run(req).await,
             Some(_) => "wrong token",
             None => "the Authorization header must be `Bearer TOKEN`",
@@ -183,6 +227,12 @@ async fn authorize(
     shared.metrics.http_unauthorized.inc();
     tracing::warn!(node = %shared.cfg.name, client = %from, "HTTP request refused: {why}");
     (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], format!("unauthorized: {why}\n")).into_response()
+}
+
+/// The credentials of `Bearer CREDENTIALS` (the scheme in any case, RFC 9110).
+fn bearer(header: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = header.split_at_checked(7)?;
+    scheme.eq_ignore_ascii_case(b"bearer ").then(|| rest.trim_ascii_start())
 }
 
 fn unavailable() -> Response {
@@ -211,7 +261,10 @@ async fn metrics<P: Protocol>(State(app): State<App<P>>) -> Response {
 async fn input<P: Protocol>(State(app): State<App<P>>, body: Bytes) -> Response {
     let input: P::Input = match serde_json::from_slice(&body) {
         Ok(i) => i,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("the input does not parse: {e}\n")).into_response(),
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, format!("the input does not parse: {}\n", input_error(&body, e)))
+                .into_response()
+        }
     };
     match app.tx.send(LoopMsg::Input(input)) {
         Ok(()) => (StatusCode::ACCEPTED, "accepted\n").into_response(),
@@ -234,4 +287,16 @@ async fn put_faults<P: Protocol>(State(app): State<App<P>>, body: Bytes) -> Resp
     tracing::info!(node = %app.shared.cfg.name, faults = ?layer, "fault layer changed");
     *app.shared.faults.lock().expect("fault layer lock") = layer.clone();
     Json(layer).into_response()
+}
+
+/// What is wrong with an input: serde's message, or — for an object with
+/// several keys, where serde only says it expected the end — which keys.
+fn input_error(body: &[u8], e: serde_json::Error) -> String {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(m)) if m.len() > 1 => {
+            let keys: Vec<&str> = m.keys().map(String::as_str).collect();
+            format!("an input is an object with one key (the service or variant it is for), not {}", keys.join(", "))
+        }
+        _ => e.to_string(),
+    }
 }

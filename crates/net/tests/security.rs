@@ -256,3 +256,50 @@ fn a_secret_is_never_written_through_a_planted_link() {
     assert_eq!(std::fs::read_to_string(&token).unwrap().trim(), "ours");
     assert_eq!(std::fs::metadata(&token).unwrap().permissions().mode() & 0o777, 0o600);
 }
+
+/// Sends `request` as it is and reads until the node closes.
+async fn raw(addr: std::net::SocketAddr, request: Vec<u8>) -> Vec<u8> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(&request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    out
+}
+
+fn request(method: &str, path: &str, auth: Option<&str>, body: &str) -> Vec<u8> {
+    let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// HEAD is a read, the bearer scheme is case-insensitive, an input with
+/// two keys is told so, and an HTTP/2 client is told to use HTTP/1.1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_api_answers_what_clients_send_plainly() {
+    let peers = entries(1);
+    let cfg = Arc::new(Config::new(1));
+    let nodes = start_all(&peers, &cfg).await;
+    let h = peers[0].http.unwrap();
+    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+    let head = text(raw(h, request("HEAD", "/status", None, "")).await);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let lower = format!("bearer {TOKEN}");
+    let posted = text(raw(h, request("POST", "/input", Some(&lower), "{\"broadcast\": 1}")).await);
+    assert!(posted.starts_with("HTTP/1.1 202"), "{posted}");
+    let two = text(raw(h, request("POST", "/input", Some(&lower), "{\"broadcast\": 1, \"extra\": 2}")).await);
+    assert!(two.starts_with("HTTP/1.1 400") && two.contains("one key") && two.contains("broadcast, extra"), "{two}");
+    // HTTP/2 with prior knowledge: the preface and an empty SETTINGS frame.
+    let mut h2 = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    h2.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]);
+    let frames = raw(h, h2).await;
+    let goaway = frames.get(9..).unwrap_or_default();
+    assert_eq!(&goaway[3..4], &[0x7], "a GOAWAY frame after SETTINGS: {frames:?}");
+    assert_eq!(&goaway[13..17], &0xdu32.to_be_bytes(), "HTTP_1_1_REQUIRED");
+    assert!(text(goaway[17..].to_vec()).contains("HTTP/1.1 only"));
+    for n in nodes {
+        n.stop().await;
+    }
+}
