@@ -1,14 +1,15 @@
 //! A node's doors under a flood from the same machine: idle and slow HTTP
-//! connections are closed within the header timeout, and at the connection
-//! cap the oldest makes room, so a node whose file handles are few keeps
-//! answering `/health` and keeps its peers.
+//! connections are closed within the header timeout, connections that
+//! have not shown who they are are capped (the oldest makes room for the
+//! newest), and refusals are logged a line a second — so a node whose file
+//! handles are few keeps answering `/health` and keeps its peers.
 
 mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::process::Stdio;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 fn get(http: SocketAddr, path: &str) -> Option<String> {
@@ -20,21 +21,15 @@ fn get(http: SocketAddr, path: &str) -> Option<String> {
     Some(out)
 }
 
-#[test]
-fn idle_and_slow_http_clients_do_not_lock_out_health_or_peers() {
-    let dir = temp_dir("doors");
-    let (file, addrs) = cluster_file(2, "count = 100000\ninterval = \"50ms\"");
-    let config = dir.join("cluster.toml");
-    std::fs::write(&config, format!("{file}\n[transport]\nhttp_max_connections = 16\nhttp_header_timeout = \"1s\"\n"))
-        .unwrap();
-    let keyed = keyed(&config);
-    // Node n0 with 64 file handles: the cap is then 16 HTTP connections.
-    let mut n0 = agora();
-    n0.args(["node", "--config"]).arg(&keyed).args(["--id", "n0", "--stop-on-stdin-eof"]);
-    n0.stdin(Stdio::piped()).stderr(Stdio::null());
+/// `agora node` for `name` with 64 file handles: 16 HTTP connections and
+/// 16 pending handshakes at most.
+fn spawn_with_few_handles(config: &std::path::Path, name: &str, stderr: Stdio) -> Child {
+    let mut node = agora();
+    node.args(["node", "--config"]).arg(keyed(config)).args(["--id", name, "--stop-on-stdin-eof"]);
+    node.stdin(Stdio::piped()).stderr(stderr);
     // SAFETY: setrlimit is async-signal-safe; the closure touches nothing else.
     unsafe {
-        n0.pre_exec(|| {
+        node.pre_exec(|| {
             let lim = libc::rlimit { rlim_cur: 64, rlim_max: 64 };
             match libc::setrlimit(libc::RLIMIT_NOFILE, &lim) {
                 0 => Ok(()),
@@ -42,13 +37,39 @@ fn idle_and_slow_http_clients_do_not_lock_out_health_or_peers() {
             }
         });
     }
-    let mut nodes = [n0.spawn().unwrap(), spawn_node(&config, "n1")];
-    let http = addrs[0].1;
+    node.spawn().unwrap()
+}
+
+fn wait_healthy(http: SocketAddr) {
     let start = Instant::now();
     while get(http, "/health").is_none_or(|r| !r.contains("ok")) {
-        assert!(start.elapsed() < Duration::from_secs(20), "n0 did not start");
+        assert!(start.elapsed() < Duration::from_secs(20), "{http} did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The value of the first metric line starting with `name`.
+fn metric(metrics: &str, name: &str) -> f64 {
+    metrics.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().last()?.parse().ok()).unwrap_or(0.0)
+}
+
+fn stop(nodes: &mut [Child]) {
+    for n in nodes {
+        drop(n.stdin.take());
+        let _ = n.wait();
+    }
+}
+
+#[test]
+fn idle_and_slow_http_clients_do_not_lock_out_health_or_peers() {
+    let dir = temp_dir("doors");
+    let (file, addrs) = cluster_file(2, "count = 100000\ninterval = \"50ms\"");
+    let config = dir.join("cluster.toml");
+    std::fs::write(&config, format!("{file}\n[transport]\nhttp_max_connections = 16\nhttp_header_timeout = \"1s\"\n"))
+        .unwrap();
+    let mut nodes = [spawn_with_few_handles(&config, "n0", Stdio::null()), spawn_node(&config, "n1")];
+    let http = addrs[0].1;
+    wait_healthy(http);
     // A client that sends nothing is closed within the header timeout.
     let mut idle = TcpStream::connect(http).unwrap();
     idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -74,18 +95,44 @@ fn idle_and_slow_http_clients_do_not_lock_out_health_or_peers() {
     }
     assert!(answered >= 9, "/health answered {answered} of 10 times during the flood");
     let metrics = get(http, "/metrics").expect("metrics during the flood");
-    let value = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().last()?.parse().ok())
-            .unwrap_or(0.0)
-    };
-    assert_eq!(value("agora_peers_connected"), 1.0, "n0 keeps its peer:\n{metrics}");
-    assert!(value("agora_http_evicted_total") > 0.0, "the cap made room:\n{metrics}");
+    assert_eq!(metric(&metrics, "agora_peers_connected"), 1.0, "n0 keeps its peer:\n{metrics}");
+    assert!(metric(&metrics, "agora_http_evicted_total") > 0.0, "the cap made room:\n{metrics}");
     drop(flood);
-    for n in &mut nodes {
-        drop(n.stdin.take());
-        let _ = n.wait();
+    stop(&mut nodes);
+}
+
+/// 200 connections to a node's peer port that never start their handshake
+/// do not keep a peer out, and their refusals are logged a line a second
+/// per reason, not one each.
+#[test]
+fn connections_that_never_authenticate_do_not_keep_a_peer_out() {
+    let dir = temp_dir("doors-peer");
+    let (file, addrs) = cluster_file(2, "count = 100000\ninterval = \"50ms\"");
+    let config = dir.join("cluster.toml");
+    std::fs::write(&config, &file).unwrap();
+    let log = dir.join("n1.log");
+    let n1 = spawn_with_few_handles(&config, "n1", Stdio::from(std::fs::File::create(&log).unwrap()));
+    let (peer, http) = addrs[1];
+    wait_healthy(http);
+    let flood: Vec<TcpStream> = (0..200).filter_map(|_| TcpStream::connect(peer).ok()).collect();
+    assert!(flood.len() > 100, "the flood connected {} times", flood.len());
+    // n0 dials n1 (the lower id dials): it gets in at once.
+    let started = Instant::now();
+    let mut nodes = [n1, spawn_node(&config, "n0")];
+    let mut connected = None;
+    while started.elapsed() < Duration::from_secs(4) {
+        if get(http, "/metrics").is_some_and(|m| metric(&m, "agora_peers_connected") == 1.0) {
+            connected = Some(started.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
+    let connected = connected.expect("n0 got in while the flood held n1's peer port");
+    eprintln!("n0 connected {connected:?} after it started, past 200 idle connections");
+    let metrics = get(http, "/metrics").unwrap();
+    assert!(metric(&metrics, "agora_frames_rejected_total{reason=\"evicted\"}") > 0.0, "{metrics}");
+    drop(flood);
+    stop(&mut nodes);
+    let lines = std::fs::read_to_string(&log).unwrap().lines().filter(|l| l.contains("closing connection")).count();
+    assert!(lines <= 20, "{lines} lines logged for the refused connections");
 }

@@ -116,6 +116,10 @@ pub struct TransportConfig {
     pub inbound_queue_bytes: u64,
     /// Connection slots, shared among peers by fairdist quotas.
     pub max_connections: u64,
+    /// Accepted peer connections still in their handshake (before TLS and
+    /// Hello say who they are); also at most a quarter of the file-handle
+    /// limit. At the cap, the oldest is closed for the newest.
+    pub max_pending_handshakes: usize,
     /// Concurrent HTTP connections (the control API); also at most a
     /// quarter of the process's file-handle limit, so peers keep room.
     pub http_max_connections: usize,
@@ -135,6 +139,7 @@ impl Default for TransportConfig {
             hello_timeout: Duration::from_secs(5),
             inbound_queue_bytes: 64 << 20,
             max_connections: 1024,
+            max_pending_handshakes: 64,
             http_max_connections: 64,
             http_header_timeout: Duration::from_secs(5),
         }

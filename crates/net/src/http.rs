@@ -59,9 +59,9 @@ pub(crate) async fn serve<P: Protocol>(
         .route("/health", get(|| async { "ok\n" }))
         .with_state(App { shared: shared.clone(), tx });
     let t = &shared.cfg.transport;
-    let slots = Arc::new(tokio::sync::Semaphore::new(connection_cap(t.http_max_connections)));
-    let live = Arc::new(std::sync::Mutex::new(Live::default()));
-    let mut refused = crate::metrics::Throttled::default();
+    let slots = Arc::new(tokio::sync::Semaphore::new(crate::doors::file_handle_share(t.http_max_connections)));
+    let live = Arc::new(std::sync::Mutex::new(crate::doors::Oldest::default()));
+    let mut refused = crate::doors::Throttled::default();
     loop {
         let (stream, from) = tokio::select! {
             _ = token.cancelled() => return,
@@ -96,36 +96,50 @@ pub(crate) async fn serve<P: Protocol>(
         let (stop, evicted, timeout) = (token.clone(), CancellationToken::new(), t.http_header_timeout);
         let id = live.lock().expect("live connections").add(evicted.clone());
         tokio::spawn(async move {
-            if tokio::time::timeout(timeout, opens_with_h2(&stream)).await == Ok(true) {
-                refuse_h2(stream).await;
-                live.lock().expect("live connections").remove(id);
-                return;
-            }
-            let service = hyper_util::service::TowerToHyperService::new(tower::ServiceExt::map_request(
-                app,
-                move |mut req: Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(ConnectInfo(from));
-                    req.map(axum::body::Body::new)
-                },
-            ));
-            // The header timeout also bounds a kept-alive connection's idle
-            // wait for its next request: a client that sends nothing, or a
-            // byte a second, is closed within it.
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(timeout);
-            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            tokio::pin!(conn);
             tokio::select! {
-                _ = conn.as_mut() => {}
                 _ = evicted.cancelled() => {} // dropped at once: its handle is needed
-                _ = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(timeout, conn).await;
-                }
+                _ = async {
+                    match tokio::time::timeout(timeout, opens_with_h2(&stream)).await {
+                        Ok(false) => serve_http1(stream, from, app, timeout, stop).await,
+                        Ok(true) => refuse_h2(stream).await,
+                        Err(_) => {} // nothing sent within the header timeout: closed
+                    }
+                } => {}
             }
             live.lock().expect("live connections").remove(id);
             drop(slot);
         });
+    }
+}
+
+/// Serves one HTTP/1.1 connection until it closes or the node stops.
+async fn serve_http1(
+    stream: tokio::net::TcpStream,
+    from: SocketAddr,
+    app: Router,
+    timeout: std::time::Duration,
+    stop: CancellationToken,
+) {
+    let service = hyper_util::service::TowerToHyperService::new(tower::ServiceExt::map_request(
+        app,
+        move |mut req: Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(from));
+            req.map(axum::body::Body::new)
+        },
+    ));
+    // The header timeout also bounds a kept-alive connection's idle wait
+    // for its next request: a client that sends nothing, or a byte a
+    // second, is closed within it.
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(timeout);
+    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(timeout, conn).await;
+        }
     }
 }
 
@@ -166,41 +180,6 @@ async fn refuse_h2(mut stream: tokio::net::TcpStream) {
     frames.extend_from_slice(WHY);
     let _ = stream.write_all(&frames).await;
     let _ = stream.shutdown().await;
-}
-
-/// The open HTTP connections, oldest first, each with the token that evicts it.
-#[derive(Default)]
-struct Live {
-    next: u64,
-    open: std::collections::VecDeque<(u64, CancellationToken)>,
-}
-
-impl Live {
-    fn add(&mut self, evict: CancellationToken) -> u64 {
-        self.next += 1;
-        self.open.push_back((self.next, evict));
-        self.next
-    }
-    fn remove(&mut self, id: u64) {
-        self.open.retain(|(i, _)| *i != id);
-    }
-    fn evict_oldest(&mut self) {
-        if let Some((_, evict)) = self.open.pop_front() {
-            evict.cancel();
-        }
-    }
-}
-
-/// The concurrent HTTP connections allowed: as configured, and at most a
-/// quarter of the process's file-handle limit.
-fn connection_cap(configured: usize) -> usize {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit only writes the struct it is given.
-    let soft = match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } {
-        0 => usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX),
-        _ => usize::MAX,
-    };
-    configured.min(soft / 4).max(1)
 }
 
 /// Every route but `/health` passes here: a mutating request (anything

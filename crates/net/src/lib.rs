@@ -21,6 +21,7 @@
 
 mod admission;
 pub mod config;
+mod doors;
 pub mod faults;
 pub mod frame;
 mod host;

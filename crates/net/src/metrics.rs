@@ -159,24 +159,3 @@ impl Default for Metrics {
         Self::new()
     }
 }
-
-/// Lets one line of a burst of repeated log lines through per second (a
-/// flood of failures would otherwise fill the log); the metric counts them all.
-#[derive(Debug, Default)]
-pub struct Throttled {
-    last: Option<std::time::Instant>,
-    held: u64,
-}
-
-impl Throttled {
-    /// Some(lines this one stands for, itself included) if it may be logged now.
-    pub fn tick(&mut self) -> Option<u64> {
-        let now = std::time::Instant::now();
-        if self.last.is_some_and(|t| now - t < std::time::Duration::from_secs(1)) {
-            self.held += 1;
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.held) + 1)
-    }
-}

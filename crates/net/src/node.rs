@@ -80,6 +80,7 @@ pub async fn start<P: Protocol>(cfg: NodeConfig, mut protocol: P) -> Result<Node
         metrics,
         faults: Mutex::new(FaultLayer::default()),
         outputs: AtomicU64::new(0),
+        reject_log: Mutex::default(),
         started: std::time::Instant::now(),
         cfg,
     });

@@ -23,6 +23,8 @@ pub(crate) struct Shared {
     pub outputs: AtomicU64,
     pub started: std::time::Instant,
     pub admission: Admission,
+    /// Refused connections' log lines, throttled per reason.
+    pub reject_log: Mutex<std::collections::HashMap<&'static str, crate::doors::Throttled>>,
 }
 
 impl Shared {
@@ -54,9 +56,15 @@ impl Shared {
             .map(|(i, e)| serde_json::json!({"id": i, "name": e.name, "connected": self.connected[i].load(Ordering::Relaxed)}))
             .collect()
     }
+    /// Counts a refused connection and logs it — a line a second per
+    /// reason at most, saying how many it stands for (a flood of bad
+    /// connections must not fill the disk with log).
     pub fn reject(&self, peer: &str, addr: Option<SocketAddr>, reason: &'static str, detail: &dyn std::fmt::Display) {
         self.metrics.reject(reason);
-        warn!(node = %self.cfg.name, peer, addr = ?addr, reason, "closing connection: {detail}");
+        let logged = self.reject_log.lock().expect("reject log").entry(reason).or_default().tick();
+        if let Some(repeated) = logged {
+            warn!(node = %self.cfg.name, peer, addr = ?addr, reason, repeated, "closing connection: {detail}");
+        }
     }
 }
 

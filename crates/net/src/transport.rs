@@ -227,7 +227,9 @@ pub(crate) async fn accept_loop<P: Protocol>(
     accepted: Arc<Vec<Option<mpsc::Sender<Slotted>>>>,
     token: CancellationToken,
 ) {
-    let mut refused = crate::metrics::Throttled::default();
+    let mut refused = crate::doors::Throttled::default();
+    let cap = crate::doors::file_handle_share(shared.cfg.transport.max_pending_handshakes);
+    let pending = Arc::new(std::sync::Mutex::new(crate::doors::Oldest::default()));
     loop {
         let (sock, addr) = tokio::select! {
             _ = token.cancelled() => return,
@@ -245,65 +247,89 @@ pub(crate) async fn accept_loop<P: Protocol>(
                 }
             },
         };
-        let (shared, accepted) = (shared.clone(), accepted.clone());
-        tokio::spawn(async move {
-            let _ = sock.set_nodelay(true);
-            let t = &shared.cfg.transport;
-            // With keys, the TLS handshake says who the peer is; its Hello must agree.
-            let (stream, authenticated): (Box<dyn Stream>, Option<NodeId>) = match &shared.cfg.identity {
-                Some(id) => {
-                    let acceptor = tokio_rustls::TlsAcceptor::from(id.tls.server.clone());
-                    match timeout(t.hello_timeout, acceptor.accept(sock)).await {
-                        Err(_) => return shared.reject("?", Some(addr), "hello_timeout", &"no TLS handshake in time"),
-                        Ok(Err(e)) => return shared.reject("?", Some(addr), "tls_handshake", &e),
-                        Ok(Ok(tls)) => {
-                            let key = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
-                            let Some(peer) = key.and_then(|k| id.tls.node_of(&k)) else {
-                                return shared.reject("?", Some(addr), "tls_handshake", &"no listed key presented");
-                            };
-                            (Box::new(tls), Some(peer))
-                        }
-                    }
-                }
-                None => (Box::new(sock), None),
-            };
-            let mut f = Framed::new(stream, frame::codec(t.max_frame_bytes));
-            let me = shared.cfg.id;
-            match timeout(t.hello_timeout, f.next()).await {
-                Err(_) => shared.reject("?", Some(addr), "hello_timeout", &"no Hello in time"),
-                Ok(None) => {}
-                Ok(Some(Err(e))) if is_tls_error(&e) => shared.reject("?", Some(addr), "tls_bad_record", &e),
-                Ok(Some(Err(e))) if e.kind() == std::io::ErrorKind::InvalidData => {
-                    shared.reject("?", Some(addr), FrameError::Oversized.reason(), &e)
-                }
-                Ok(Some(Err(e))) => debug!(node = %shared.cfg.name, ?addr, "read failed before Hello: {e}"),
-                Ok(Some(Ok(payload))) => match frame::decode::<P::Msg>(&payload) {
-                    Ok(Frame::Hello { from }) if authenticated.is_some_and(|a| a != from) => {
-                        let key_of = shared.peer_name(authenticated.unwrap_or(from));
-                        let claim = format!("authenticated as {key_of} but claims to be {}", shared.peer_name(from));
-                        shared.reject(key_of, Some(addr), "key_mismatch", &claim)
-                    }
-                    Ok(Frame::Hello { from }) if from < me && from.index() < accepted.len() => {
-                        let name = shared.peer_name(from).to_string();
-                        match shared.admission.admit_connection(&shared.metrics, &shared.cfg.name, from, &name) {
-                            Some(slot) => {
-                                if let Some(tx) = &accepted[from.index()] {
-                                    let _ = tx.send((f, slot)).await;
-                                }
-                            }
-                            None => shared.reject(&name, Some(addr), "connection_quota", &"over its connection quota"),
-                        }
-                    }
-                    Ok(Frame::Hello { from }) => shared.reject(
-                        "?",
-                        Some(addr),
-                        "bad_hello",
-                        &format!("Hello from {from}, which is not a lower-id peer"),
-                    ),
-                    Ok(Frame::Msg(_)) => shared.reject("?", Some(addr), "bad_hello", &"a message before Hello"),
-                    Err(e) => shared.reject("?", Some(addr), e.reason(), &e),
-                },
+        // Connections that have not shown who they are are capped; at the
+        // cap the oldest makes room, so a flood cannot keep a peer out.
+        let evicted = CancellationToken::new();
+        let id = {
+            let mut p = pending.lock().expect("pending handshakes");
+            if p.len() >= cap {
+                p.evict_oldest();
             }
+            p.add(evicted.clone())
+        };
+        let (shared, accepted, pending) = (shared.clone(), accepted.clone(), pending.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = handshake::<P>(sock, addr, &shared, &accepted) => {}
+                _ = evicted.cancelled() => {
+                    shared.reject("?", Some(addr), "evicted", &"the oldest of too many connections still in their handshake");
+                }
+            }
+            pending.lock().expect("pending handshakes").remove(id);
         });
+    }
+}
+
+/// One accepted connection until its Hello, handed to its peer task if it
+/// is a peer that proved who it is.
+async fn handshake<P: Protocol>(
+    sock: tokio::net::TcpStream,
+    addr: std::net::SocketAddr,
+    shared: &Arc<Shared>,
+    accepted: &Arc<Vec<Option<mpsc::Sender<Slotted>>>>,
+) {
+    let _ = sock.set_nodelay(true);
+    let t = &shared.cfg.transport;
+    // With keys, the TLS handshake says who the peer is; its Hello must agree.
+    let (stream, authenticated): (Box<dyn Stream>, Option<NodeId>) = match &shared.cfg.identity {
+        Some(id) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(id.tls.server.clone());
+            match timeout(t.hello_timeout, acceptor.accept(sock)).await {
+                Err(_) => return shared.reject("?", Some(addr), "hello_timeout", &"no TLS handshake in time"),
+                Ok(Err(e)) => return shared.reject("?", Some(addr), "tls_handshake", &e),
+                Ok(Ok(tls)) => {
+                    let key = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
+                    let Some(peer) = key.and_then(|k| id.tls.node_of(&k)) else {
+                        return shared.reject("?", Some(addr), "tls_handshake", &"no listed key presented");
+                    };
+                    (Box::new(tls), Some(peer))
+                }
+            }
+        }
+        None => (Box::new(sock), None),
+    };
+    let mut f = Framed::new(stream, frame::codec(t.max_frame_bytes));
+    let me = shared.cfg.id;
+    match timeout(t.hello_timeout, f.next()).await {
+        Err(_) => shared.reject("?", Some(addr), "hello_timeout", &"no Hello in time"),
+        Ok(None) => {}
+        Ok(Some(Err(e))) if is_tls_error(&e) => shared.reject("?", Some(addr), "tls_bad_record", &e),
+        Ok(Some(Err(e))) if e.kind() == std::io::ErrorKind::InvalidData => {
+            shared.reject("?", Some(addr), FrameError::Oversized.reason(), &e)
+        }
+        Ok(Some(Err(e))) => debug!(node = %shared.cfg.name, ?addr, "read failed before Hello: {e}"),
+        Ok(Some(Ok(payload))) => match frame::decode::<P::Msg>(&payload) {
+            Ok(Frame::Hello { from }) if authenticated.is_some_and(|a| a != from) => {
+                let key_of = shared.peer_name(authenticated.unwrap_or(from));
+                let claim = format!("authenticated as {key_of} but claims to be {}", shared.peer_name(from));
+                shared.reject(key_of, Some(addr), "key_mismatch", &claim)
+            }
+            Ok(Frame::Hello { from }) if from < me && from.index() < accepted.len() => {
+                let name = shared.peer_name(from).to_string();
+                match shared.admission.admit_connection(&shared.metrics, &shared.cfg.name, from, &name) {
+                    Some(slot) => {
+                        if let Some(tx) = &accepted[from.index()] {
+                            let _ = tx.send((f, slot)).await;
+                        }
+                    }
+                    None => shared.reject(&name, Some(addr), "connection_quota", &"over its connection quota"),
+                }
+            }
+            Ok(Frame::Hello { from }) => {
+                shared.reject("?", Some(addr), "bad_hello", &format!("Hello from {from}, which is not a lower-id peer"))
+            }
+            Ok(Frame::Msg(_)) => shared.reject("?", Some(addr), "bad_hello", &"a message before Hello"),
+            Err(e) => shared.reject("?", Some(addr), e.reason(), &e),
+        },
     }
 }
