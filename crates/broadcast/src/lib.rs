@@ -482,6 +482,20 @@ impl Protocol for Node {
         }
     }
 
+    fn check_input(&self, input: &Input) -> Result<(), String> {
+        match *input {
+            Input::Broadcast(_) if self.origin.is_none() => {
+                let origins: Vec<String> = self.cfg.origins.iter().map(|o| o.0.to_string()).collect();
+                Err(format!("node {} does not broadcast (the origins are {})", self.me.0, origins.join(", ")))
+            }
+            Input::Suspect(p) | Input::Trust(p) if p.0 >= self.cfg.nodes || p == self.me => Err(format!(
+                "no peer {} (the peers of node {} are 0..{}, itself excluded)",
+                p.0, self.me.0, self.cfg.nodes
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn on_input(&mut self, input: Input, io: &mut Io<'_, Self>) {
         match input {
             Input::Broadcast(v) => self.broadcast(v, io),

@@ -53,3 +53,22 @@ impl Params {
         Monitored { broadcast: Node::new(b, id), heartbeat: Heartbeat::new(h, id) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_core::Protocol;
+
+    #[test]
+    fn inputs_a_node_cannot_act_on_are_refused_with_the_service_named() {
+        let p = Params { broadcast: Config::new(3), heartbeat: heartbeat::Config::default() };
+        let (origin, other) = (p.build(3, NodeId(0)), p.build(3, NodeId(1)));
+        assert_eq!(origin.check_input(&node::Input::Broadcast(Input::Broadcast(7))), Ok(()));
+        let e = other.check_input(&node::Input::Broadcast(Input::Broadcast(7))).unwrap_err();
+        assert_eq!(e, "broadcast: node 1 does not broadcast (the origins are 0)");
+        let e = origin.check_input(&node::Input::Broadcast(Input::Suspect(NodeId(9)))).unwrap_err();
+        assert!(e.starts_with("broadcast: no peer 9"), "{e}");
+        assert!(origin.check_input(&node::Input::Broadcast(Input::Suspect(NodeId(0)))).is_err(), "not itself");
+        assert_eq!(origin.check_input(&node::Input::Broadcast(Input::Trust(NodeId(2)))), Ok(()));
+    }
+}

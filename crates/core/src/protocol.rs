@@ -56,6 +56,13 @@ pub trait Protocol: Send + 'static {
     fn on_input(&mut self, input: Self::Input, io: &mut Io<'_, Self>) {
         let _ = (input, io);
     }
+    /// Why this node cannot act on `input` (a peer that does not exist, a
+    /// command for a role it does not have), if it cannot: a runtime then
+    /// refuses the input with this reason instead of handing it over.
+    fn check_input(&self, input: &Self::Input) -> Result<(), String> {
+        let _ = input;
+        Ok(())
+    }
     /// The node recovers from a crash with its memory intact. Its timers were
     /// lost with the crash; by default it starts over as [`Protocol::on_start`]
     /// does, which must then be safe to call on a node with state.

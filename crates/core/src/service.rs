@@ -226,6 +226,11 @@ macro_rules! compose {
                     let o = self.input_to_service(io, input);
                     self.route_locally(io, o);
                 }
+                fn check_input(&self, input: &Input) -> Result<(), String> {
+                    match input {
+                        $( Input::$Variant(i) => self.$field.check_input(i).map_err(|e| format!("{}: {e}", stringify!($field))), )+
+                    }
+                }
                 fn on_restore(&mut self, disk: &$crate::storage::Durable) {
                     $( self.$field.on_restore(&disk.of_service(stringify!($field))); )+
                 }

@@ -199,7 +199,15 @@ impl<P: Protocol> Host<P> {
                         self.dispatch(|p, io| p.on_message(from, msg, io));
                         drop(admitted); // handled: its queue memory is free again
                     }
-                    Some(LoopMsg::Input(input)) => self.dispatch(|p, io| p.on_input(input, io)),
+                    Some(LoopMsg::Input(input, verdict)) => {
+                        let checked = self.protocol.check_input(&input);
+                        if checked.is_ok() {
+                            self.dispatch(|p, io| p.on_input(input, io));
+                        }
+                        if let Some(v) = verdict {
+                            let _ = v.send(checked);
+                        }
+                    }
                     Some(LoopMsg::Status(reply)) => {
                         let _ = reply.send(self.status());
                     }

@@ -245,8 +245,15 @@ async fn input<P: Protocol>(State(app): State<App<P>>, body: Bytes) -> Response 
                 .into_response()
         }
     };
-    match app.tx.send(LoopMsg::Input(input)) {
-        Ok(()) => (StatusCode::ACCEPTED, "accepted\n").into_response(),
+    let (verdict, answer) = oneshot::channel();
+    if app.tx.send(LoopMsg::Input(input, Some(verdict))).is_err() {
+        return unavailable();
+    }
+    match answer.await {
+        Ok(Ok(())) => (StatusCode::ACCEPTED, "accepted\n").into_response(),
+        Ok(Err(why)) => {
+            (StatusCode::UNPROCESSABLE_ENTITY, format!("this node cannot act on the input: {why}\n")).into_response()
+        }
         Err(_) => unavailable(),
     }
 }

@@ -76,7 +76,8 @@ pub(crate) enum LoopMsg<P: Protocol> {
         msg: P::Msg,
         admitted: Option<Admitted>,
     },
-    Input(P::Input),
+    /// An input, and where to say whether the node took it.
+    Input(P::Input, Option<oneshot::Sender<Result<(), String>>>),
     Status(oneshot::Sender<serde_json::Value>),
     /// The storage thread finished a sync.
     Synced(agora_core::storage::SyncDone),

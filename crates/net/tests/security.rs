@@ -276,7 +276,8 @@ fn request(method: &str, path: &str, auth: Option<&str>, body: &str) -> Vec<u8> 
 }
 
 /// HEAD is a read, the bearer scheme is case-insensitive, an input with
-/// two keys is told so, and an HTTP/2 client is told to use HTTP/1.1.
+/// two keys is told so, one the node cannot act on is refused with 422,
+/// and an HTTP/2 client is told to use HTTP/1.1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_control_api_answers_what_clients_send_plainly() {
     let peers = entries(1);
@@ -291,6 +292,9 @@ async fn the_control_api_answers_what_clients_send_plainly() {
     assert!(posted.starts_with("HTTP/1.1 202"), "{posted}");
     let two = text(raw(h, request("POST", "/input", Some(&lower), "{\"broadcast\": 1, \"extra\": 2}")).await);
     assert!(two.starts_with("HTTP/1.1 400") && two.contains("one key") && two.contains("broadcast, extra"), "{two}");
+    // An input the node cannot act on is refused, saying why.
+    let nobody = text(raw(h, request("POST", "/input", Some(&lower), "{\"suspect\": 4294967295}")).await);
+    assert!(nobody.starts_with("HTTP/1.1 422") && nobody.contains("no peer 4294967295"), "{nobody}");
     // HTTP/2 with prior knowledge: the preface and an empty SETTINGS frame.
     let mut h2 = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
     h2.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]);

@@ -148,6 +148,16 @@ impl Protocol for VectorNode {
 
     fn on_timer(&mut self, _: (), _io: &mut Io<'_, Self>) {}
 
+    fn check_input(&self, input: &Input) -> Result<(), String> {
+        match *input {
+            Input::Tagged(c) if (c as usize) >= self.sizes.len() => {
+                Err(format!("no colour {c} (the colours are 0..{})", self.sizes.len()))
+            }
+            Input::Tagged(_) => Ok(()),
+            _ => Err("a vector node takes Tagged(colour) inputs only".into()),
+        }
+    }
+
     /// `Input::Tagged(c)`: one token of colour c.
     fn on_input(&mut self, input: Input, io: &mut Io<'_, Self>) {
         match input {
