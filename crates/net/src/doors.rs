@@ -19,28 +19,34 @@ pub(crate) fn file_handle_share(configured: usize) -> usize {
 }
 
 /// Open connections, oldest first, each with the token that evicts it.
-#[derive(Default)]
 pub(crate) struct Oldest {
+    cap: usize,
     next: u64,
     open: std::collections::VecDeque<(u64, CancellationToken)>,
 }
 
 impl Oldest {
-    pub(crate) fn add(&mut self, evict: CancellationToken) -> u64 {
-        self.next += 1;
-        self.open.push_back((self.next, evict));
-        self.next
+    /// At most `cap` connections.
+    pub(crate) fn new(cap: usize) -> Self {
+        Oldest { cap, next: 0, open: Default::default() }
     }
+    /// Takes a new connection, evicting the oldest first if `cap` are open:
+    /// its id, the token that evicts it, and whether one was evicted.
+    pub(crate) fn admit(&mut self) -> (u64, CancellationToken, bool) {
+        let full = self.open.len() >= self.cap;
+        if full {
+            if let Some((_, evict)) = self.open.pop_front() {
+                evict.cancel();
+            }
+        }
+        self.next += 1;
+        let evict = CancellationToken::new();
+        self.open.push_back((self.next, evict.clone()));
+        (self.next, evict, full)
+    }
+    /// The connection ended.
     pub(crate) fn remove(&mut self, id: u64) {
         self.open.retain(|(i, _)| *i != id);
-    }
-    pub(crate) fn len(&self) -> usize {
-        self.open.len()
-    }
-    pub(crate) fn evict_oldest(&mut self) {
-        if let Some((_, evict)) = self.open.pop_front() {
-            evict.cancel();
-        }
     }
 }
 

@@ -59,8 +59,8 @@ pub(crate) async fn serve<P: Protocol>(
         .route("/health", get(|| async { "ok\n" }))
         .with_state(App { shared: shared.clone(), tx });
     let t = &shared.cfg.transport;
-    let slots = Arc::new(tokio::sync::Semaphore::new(crate::doors::file_handle_share(t.http_max_connections)));
-    let live = Arc::new(std::sync::Mutex::new(crate::doors::Oldest::default()));
+    let cap = crate::doors::file_handle_share(t.http_max_connections);
+    let live = Arc::new(std::sync::Mutex::new(crate::doors::Oldest::new(cap)));
     let mut refused = crate::doors::Throttled::default();
     loop {
         let (stream, from) = tokio::select! {
@@ -81,20 +81,12 @@ pub(crate) async fn serve<P: Protocol>(
         };
         // At the cap, the oldest connection makes room: clients that hold
         // connections open cannot lock out a new one (a health check).
-        let slot = match slots.clone().try_acquire_owned() {
-            Ok(s) => s,
-            Err(_) => {
-                live.lock().expect("live connections").evict_oldest();
-                shared.metrics.http_evicted.inc();
-                tokio::select! {
-                    _ = token.cancelled() => return,
-                    s = slots.clone().acquire_owned() => s.expect("the semaphore is never closed"),
-                }
-            }
-        };
+        let (id, evicted, full) = live.lock().expect("live connections").admit();
+        if full {
+            shared.metrics.http_evicted.inc();
+        }
         let (app, live) = (app.clone(), live.clone());
-        let (stop, evicted, timeout) = (token.clone(), CancellationToken::new(), t.http_header_timeout);
-        let id = live.lock().expect("live connections").add(evicted.clone());
+        let (stop, timeout) = (token.clone(), t.http_header_timeout);
         tokio::spawn(async move {
             tokio::select! {
                 _ = evicted.cancelled() => {} // dropped at once: its handle is needed
@@ -107,7 +99,6 @@ pub(crate) async fn serve<P: Protocol>(
                 } => {}
             }
             live.lock().expect("live connections").remove(id);
-            drop(slot);
         });
     }
 }

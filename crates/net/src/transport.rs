@@ -229,7 +229,7 @@ pub(crate) async fn accept_loop<P: Protocol>(
 ) {
     let mut refused = crate::doors::Throttled::default();
     let cap = crate::doors::file_handle_share(shared.cfg.transport.max_pending_handshakes);
-    let pending = Arc::new(std::sync::Mutex::new(crate::doors::Oldest::default()));
+    let pending = Arc::new(std::sync::Mutex::new(crate::doors::Oldest::new(cap)));
     loop {
         let (sock, addr) = tokio::select! {
             _ = token.cancelled() => return,
@@ -249,14 +249,7 @@ pub(crate) async fn accept_loop<P: Protocol>(
         };
         // Connections that have not shown who they are are capped; at the
         // cap the oldest makes room, so a flood cannot keep a peer out.
-        let evicted = CancellationToken::new();
-        let id = {
-            let mut p = pending.lock().expect("pending handshakes");
-            if p.len() >= cap {
-                p.evict_oldest();
-            }
-            p.add(evicted.clone())
-        };
+        let (id, evicted, _) = pending.lock().expect("pending handshakes").admit();
         let (shared, accepted, pending) = (shared.clone(), accepted.clone(), pending.clone());
         tokio::spawn(async move {
             tokio::select! {
