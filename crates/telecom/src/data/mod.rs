@@ -8,10 +8,11 @@
 //!
 //! Every member of a group keeps its own [`kv::Store`] and applies the
 //! requests it serves. How the members' stores are kept in step is the
-//! group's strategy: active-passive and geographic groups ship their
-//! writes to each other (`node/ship.rs`), causal groups multicast them in
-//! causal order (`node/causal.rs`), quorum groups' clients read and write
-//! R and W members (`node/client.rs`); strong primary order is next.
+//! group's strategy, kept by the node's data plane (`node/data_plane/`):
+//! active-passive and geographic groups ship their writes to each other
+//! and n-way groups are in primary order (`ship.rs`), causal groups
+//! multicast them in causal order (`causal.rs`), quorum groups' clients
+//! read and write R and W members (`client.rs`).
 
 pub mod kv;
 pub mod workload;
