@@ -199,3 +199,15 @@ impl Colours for Node {
         vec![self.tokens() > 0]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_of_a_colour_the_node_does_not_have_is_refused() {
+        let node = VectorNode::new(Graph::new(16, 2.0, 0.1, 1), Arc::new(vec![2, 3]), NodeId(0));
+        assert_eq!(node.check_input(&Input::Tagged(1)), Ok(()));
+        assert_eq!(node.check_input(&Input::Tagged(2)), Err("no colour 2 (the colours are 0..2)".into()));
+    }
+}
