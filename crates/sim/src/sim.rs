@@ -572,7 +572,13 @@ impl<P: Protocol> Sim<P> {
             }
             Event::Input { node, input } => {
                 let text = format!("{input:?}");
-                if self.nodes().is_live(node) {
+                let live = self.nodes().is_live(node);
+                if let Some(why) = live.then(|| self.node(node).check_input(&input).err()).flatten() {
+                    // An input the node cannot act on, as a runtime refuses it.
+                    self.stats.inputs_refused += 1;
+                    let text = format!("{text}: {why}");
+                    self.after_event(TAG_DROP, node, None, "input_refused", text.as_bytes(), text.clone().into())?;
+                } else if live {
                     self.stats.inputs += 1;
                     self.dispatch(node, |p, io| p.on_input(*input, io));
                     self.after_event(TAG_INPUT, node, None, "input", text.as_bytes(), text.clone().into())?;

@@ -76,7 +76,8 @@ pub struct Stats {
     pub duplicated: u64,
     pub timers_fired: u64,
     pub inputs: u64,
-    /// Inputs refused because the node was crashed or faulty.
+    /// Inputs refused: the node was crashed or faulty, or could not act on
+    /// the input ([`agora_core::Protocol::check_input`]).
     pub inputs_refused: u64,
     pub outputs: u64,
     /// Counters the protocol reported with `Io::count`.
