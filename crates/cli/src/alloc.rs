@@ -7,7 +7,7 @@ use crate::report::{count, progress, table};
 use agora_alloc::{max_flow, solve, suite_instance, Instance, Network, RuleName};
 use agora_lab::alloc::SimSpec;
 use agora_lab::stats::quantile;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Subcommand, Debug)]
@@ -114,7 +114,7 @@ pub fn alloc(cmd: AllocCmd) -> Result<bool> {
 }
 
 fn load(path: &Path) -> Result<(Instance, Network)> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = agora_core::config_file::read_text(path).map_err(anyhow::Error::msg)?;
     let instance = Instance::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let net = instance.network().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok((instance, net))

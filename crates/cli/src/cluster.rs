@@ -281,7 +281,7 @@ fn load<P: Runnable>(path: &Path) -> Result<ClusterFile<P::Params>> {
 }
 
 fn protocol_in(path: &Path) -> Result<String> {
-    let src = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let src = agora_core::config_file::read_text(path).map_err(anyhow::Error::msg)?;
     let name = path.display().to_string();
     crate::simulate::check_kind(&name, &src, crate::simulate::FileKind::Cluster)?;
     Ok(protocol_of(&name, &src)?)
@@ -338,8 +338,7 @@ async fn shutdown_signal(stdin_eof: bool) {
 pub fn cluster(cmd: ClusterCmd) -> Result<bool> {
     match cmd {
         ClusterCmd::Up(args) => {
-            let src = std::fs::read_to_string(&args.config)
-                .with_context(|| format!("cannot read {}", args.config.display()))?;
+            let src = agora_core::config_file::read_text(&args.config).map_err(anyhow::Error::msg)?;
             let name = args.config.display().to_string();
             if crate::simulate::check_kind(&name, &src, crate::simulate::FileKind::Cluster).is_err() {
                 // A scenario: the same file, as real processes.
@@ -389,7 +388,7 @@ pub fn cluster(cmd: ClusterCmd) -> Result<bool> {
 /// `out/cluster.toml`: the same file with each node's `public_key`, a
 /// `[security]` section pointing at them, and `data_dir` if given and absent.
 fn write_keys(config: &Path, out: &Path, data_dir: Option<&Path>) -> Result<PathBuf> {
-    let src = std::fs::read_to_string(config).with_context(|| format!("cannot read {}", config.display()))?;
+    let src = agora_core::config_file::read_text(config).map_err(anyhow::Error::msg)?;
     let mut doc: toml::Table = toml::from_str(&src).with_context(|| format!("{} is not TOML", config.display()))?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let nodes = doc.get_mut("node").and_then(|n| n.as_array_mut()).context("the cluster file has no [[node]]")?;

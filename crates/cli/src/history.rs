@@ -49,7 +49,7 @@ pub enum FormatArg {
 pub fn history(cmd: HistoryCmd) -> Result<bool> {
     let HistoryCmd::Check { file, model, format, timeout, json } = cmd;
     let timeout: Duration = agora_core::duration_str::parse(&timeout).map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
-    let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    let text = agora_core::config_file::read_text(&file).map_err(anyhow::Error::msg)?;
     let model = match model {
         ModelArg::Register => ModelKind::Register,
         ModelArg::Kv => ModelKind::Kv,

@@ -59,7 +59,7 @@ pub fn trace_file(path: &Path, scenario_path: &str, seed: u64, scenario: &str) -
 }
 
 fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+    agora_core::config_file::read_text(path).map_err(anyhow::Error::msg)
 }
 
 /// The two kinds of TOML file the command takes.

@@ -10,7 +10,7 @@ use agora_telecom::balance::Strategy;
 use agora_telecom::deadlock::{self, Victim};
 use agora_telecom::rank::{self, Reading};
 use agora_telecom::{risk, select};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -151,7 +151,7 @@ fn analyse<I: DeserializeOwned, O: Serialize>(
     rows: impl FnOnce(&O) -> Vec<(String, String)>,
 ) -> Result<O> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {name}"))?;
+    let text = agora_core::config_file::read_text(path).map_err(anyhow::Error::msg)?;
     let input: I = agora_telecom::parse_json(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     let out = analysis(&input).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     if json {

@@ -302,3 +302,22 @@ fn the_commit_scenario_finishes_every_transaction_and_replays() {
     let out = run(&["replay", trace.to_str().unwrap()]);
     assert!(out.status.success(), "{:?}", text(&out));
 }
+
+/// A scenario or cluster file that is a device or a pipe is refused at
+/// once, naming the path, not read without end or waited on.
+#[test]
+fn input_files_that_are_not_regular_files_are_refused() {
+    let dir = temp_dir("not-a-file");
+    let fifo = dir.join("fifo.toml");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    for path in ["/dev/zero", fifo.to_str().unwrap()] {
+        for args in [vec!["sim", path], vec!["node", "--config", path, "--id", "n0"], vec!["cluster", "up", path]] {
+            let out = run(&args);
+            let (_, err) = text(&out);
+            assert!(
+                !out.status.success() && err.contains(&format!("cannot read {path}: not a regular file")),
+                "{args:?}: {err}"
+            );
+        }
+    }
+}

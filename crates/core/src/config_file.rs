@@ -40,19 +40,41 @@ pub fn line_col(src: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-/// Reads a configuration file; the error names the file. Returns the path
-/// as text (for later errors) and the contents.
+/// The most a file given as input (a scenario, a cluster file, a
+/// history) may hold: a scenario with a million inputs is about 65 MB.
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
+
+/// Reads a text file given as input, after checking it is a regular file
+/// (a pipe or a device is refused, not waited on or read without end) of
+/// at most [`MAX_FILE_BYTES`]. The error names the path.
+pub fn read_text(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let p = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {p}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("cannot read {p}: not a regular file"));
+    }
+    let too_big = || format!("cannot read {p}: larger than {} MiB", MAX_FILE_BYTES >> 20);
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_big());
+    }
+    let mut src = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_string(&mut src))
+        .map_err(|e| format!("cannot read {p}: {e}"))?;
+    if src.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_big());
+    }
+    Ok(src)
+}
+
+/// Reads a configuration file ([`read_text`]); the error names the file.
+/// Returns the path as text (for later errors) and the contents.
 pub fn read(path: &std::path::Path) -> Result<(String, String), FileError> {
     let name = path.display().to_string();
-    match std::fs::read_to_string(path) {
+    match read_text(path) {
         Ok(src) => Ok((name, src)),
-        Err(e) => Err(FileError {
-            path: name,
-            line: None,
-            column: None,
-            field: String::new(),
-            message: format!("cannot read: {e}"),
-        }),
+        Err(message) => Err(FileError { path: name, line: None, column: None, field: String::new(), message }),
     }
 }
 
