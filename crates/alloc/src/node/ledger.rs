@@ -105,6 +105,12 @@ impl Node {
         if round != 0 {
             // Participation, not a start announcement (a node restarted from
             // nothing has yet to act).
+            if !asynchronous && l.heard_at[i] == 0 && l.round > 1 {
+                // A late joiner's first report changes what the others see
+                // next round, even when it says it is converged: this round
+                // cannot be the quiet one.
+                l.late_change = true;
+            }
             l.heard_at[i] = if asynchronous { clock_round(&self.setup.config, io.now()) } else { l.round };
         }
         if asynchronous {
