@@ -70,3 +70,19 @@ impl Throttled {
         Some(std::mem::take(&mut self.held) + 1)
     }
 }
+
+/// A failed accept on `listener` (`peer` or `http`): out of file handles,
+/// mostly. Counts it, logs it a line a second at most, and waits for some
+/// handles to close instead of spinning.
+pub(crate) async fn accept_failed(
+    shared: &crate::shared::Shared,
+    listener: &'static str,
+    log: &mut Throttled,
+    e: std::io::Error,
+) {
+    shared.metrics.accept_failed(listener);
+    if let Some(n) = log.tick() {
+        tracing::warn!(node = %shared.cfg.name, listener, repeated = n, "accept failed: {e}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+}

@@ -68,13 +68,7 @@ pub(crate) async fn serve<P: Protocol>(
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
-                    // Out of file handles (mostly): wait for some to close
-                    // instead of spinning, and log a line a second at most.
-                    shared.metrics.accept_failed("http");
-                    if let Some(n) = refused.tick() {
-                        tracing::warn!(node = %shared.cfg.name, repeated = n, "HTTP accept failed: {e}");
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    crate::doors::accept_failed(&shared, "http", &mut refused, e).await;
                     continue;
                 }
             },

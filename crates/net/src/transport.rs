@@ -12,14 +12,13 @@ use futures::{SinkExt, StreamExt};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::{sleep, timeout};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 /// A peer connection's byte stream: TLS over TCP, or plain TCP where the
 /// cluster runs without keys.
@@ -236,13 +235,7 @@ pub(crate) async fn accept_loop<P: Protocol>(
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
-                    // Out of file handles (mostly): wait for some to close
-                    // instead of spinning, and log a line a second at most.
-                    shared.metrics.accept_failed("peer");
-                    if let Some(n) = refused.tick() {
-                        warn!(node = %shared.cfg.name, repeated = n, "accept failed: {e}");
-                    }
-                    sleep(Duration::from_millis(250)).await;
+                    crate::doors::accept_failed(&shared, "peer", &mut refused, e).await;
                     continue;
                 }
             },
