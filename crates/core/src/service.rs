@@ -12,7 +12,8 @@
 //! * Timers, outputs, counters, storage spaces and sync answers are tagged
 //!   with the service and routed back to it.
 //! * Services talk locally through a **route**: a function from a composed
-//!   output to a composed input. After a handler, each output it produced
+//!   output to the composed inputs it makes (an `Option`, or a `Vec` when
+//!   one output concerns several services). After a handler, each output it produced
 //!   that the route maps is handed to the target service's `on_input` at
 //!   once, in order, before any other event: no network hop, and the same
 //!   order in every driver (the failure detector tells the transaction
@@ -144,7 +145,15 @@ macro_rules! compose {
             /// The service names, in wire-tag order.
             pub const SERVICES: &[&str] = &[ $( stringify!($field), )+ ];
 
-            const ROUTE: Option<fn(&Output) -> Option<Input>> = $crate::compose!(@route $($route)?);
+            /// Whether the node has a route (else outputs are not kept for routing).
+            const ROUTED: bool = $crate::compose!(@routed $($route)?);
+
+            /// The inputs the route makes of `o` (an `Option` or any other
+            /// iterable of inputs: one output may concern several services).
+            #[allow(unused_variables)]
+            fn route_into(o: &Output, queue: &mut std::collections::VecDeque<Input>) {
+                $crate::compose!(@call o, queue, $($route)?);
+            }
 
             impl $crate::Message for Msg {
                 fn kind(&self) -> &'static str {
@@ -161,8 +170,13 @@ macro_rules! compose {
             impl Node {
                 /// Delivers the locally routed inputs that `outputs` give, and theirs in turn.
                 fn route_locally(&mut self, io: &mut Io<'_, Self>, outputs: Vec<Output>) {
-                    let Some(route) = ROUTE else { return };
-                    let mut queue: std::collections::VecDeque<Input> = outputs.iter().filter_map(route).collect();
+                    if !ROUTED {
+                        return;
+                    }
+                    let mut queue = std::collections::VecDeque::new();
+                    for o in &outputs {
+                        route_into(o, &mut queue);
+                    }
                     let mut hops = 0;
                     while let Some(input) = queue.pop_front() {
                         hops += 1;
@@ -171,14 +185,16 @@ macro_rules! compose {
                             return;
                         }
                         let produced = self.input_to_service(io, input);
-                        queue.extend(produced.iter().filter_map(route));
+                        for o in &produced {
+                            route_into(o, &mut queue);
+                        }
                     }
                 }
 
                 fn input_to_service(&mut self, io: &mut Io<'_, Self>, input: Input) -> Vec<Output> {
                     match input {
                         $( Input::$Variant(i) => $crate::service::drive(io, stringify!($field), &mut self.$field,
-                            |s, io| s.on_input(i, io), Msg::$Variant, Timer::$Variant, Output::$Variant, ROUTE.is_some()), )+
+                            |s, io| s.on_input(i, io), Msg::$Variant, Timer::$Variant, Output::$Variant, ROUTED), )+
                     }
                 }
             }
@@ -192,21 +208,21 @@ macro_rules! compose {
                 fn on_start(&mut self, io: &mut Io<'_, Self>) {
                     $(
                         let o = $crate::service::drive(io, stringify!($field), &mut self.$field,
-                            |s, io| s.on_start(io), Msg::$Variant, Timer::$Variant, Output::$Variant, ROUTE.is_some());
+                            |s, io| s.on_start(io), Msg::$Variant, Timer::$Variant, Output::$Variant, ROUTED);
                         self.route_locally(io, o);
                     )+
                 }
                 fn on_recover(&mut self, io: &mut Io<'_, Self>) {
                     $(
                         let o = $crate::service::drive(io, stringify!($field), &mut self.$field,
-                            |s, io| s.on_recover(io), Msg::$Variant, Timer::$Variant, Output::$Variant, ROUTE.is_some());
+                            |s, io| s.on_recover(io), Msg::$Variant, Timer::$Variant, Output::$Variant, ROUTED);
                         self.route_locally(io, o);
                     )+
                 }
                 fn on_message(&mut self, from: NodeId, msg: Msg, io: &mut Io<'_, Self>) {
                     let o = match msg {
                         $( Msg::$Variant(m) => $crate::service::drive(io, stringify!($field), &mut self.$field,
-                            |s, io| s.on_message(from, m, io), Msg::$Variant, Timer::$Variant, Output::$Variant, ROUTE.is_some()), )+
+                            |s, io| s.on_message(from, m, io), Msg::$Variant, Timer::$Variant, Output::$Variant, ROUTED), )+
                     };
                     self.route_locally(io, o);
                 }
@@ -218,7 +234,7 @@ macro_rules! compose {
                 fn on_timer(&mut self, timer: Timer, io: &mut Io<'_, Self>) {
                     let o = match timer {
                         $( Timer::$Variant(t) => $crate::service::drive(io, stringify!($field), &mut self.$field,
-                            |s, io| s.on_timer(t, io), Msg::$Variant, Timer::$Variant, Output::$Variant, ROUTE.is_some()), )+
+                            |s, io| s.on_timer(t, io), Msg::$Variant, Timer::$Variant, Output::$Variant, ROUTED), )+
                     };
                     self.route_locally(io, o);
                 }
@@ -237,7 +253,7 @@ macro_rules! compose {
                 fn on_synced(&mut self, done: $crate::storage::SyncDone, io: &mut Io<'_, Self>) {
                     let o = match done.service {
                         $( stringify!($field) => $crate::service::drive(io, stringify!($field), &mut self.$field,
-                            |s, io| s.on_synced(done, io), Msg::$Variant, Timer::$Variant, Output::$Variant, ROUTE.is_some()), )+
+                            |s, io| s.on_synced(done, io), Msg::$Variant, Timer::$Variant, Output::$Variant, ROUTED), )+
                         _ => {
                             io.count("sync_for_unknown_service", 1);
                             Vec::new()
@@ -253,6 +269,8 @@ macro_rules! compose {
             }
         }
     };
-    (@route $route:path) => { Some($route as fn(&Output) -> Option<Input>) };
-    (@route) => { None };
+    (@routed $route:path) => { true };
+    (@routed) => { false };
+    (@call $o:ident, $q:ident, $route:path) => { $q.extend($route($o)) };
+    (@call $o:ident, $q:ident, ) => {};
 }
