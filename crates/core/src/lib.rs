@@ -16,6 +16,10 @@
 //! [`compose!`]), durable storage ([`storage`]: put, append, sync, restore),
 //! and signatures ([`keys`]).
 
+/// So that `compose!`'s generated paths resolve in this crate's own tests.
+#[cfg(test)]
+extern crate self as agora_core;
+
 pub mod config_file;
 pub mod duration_str;
 mod id;

@@ -21,6 +21,9 @@
 //!   latency sample). A routed input's own outputs are routed in turn, up to
 //!   [`MAX_LOCAL_HOPS`] per event (beyond, they are counted as
 //!   `local_route_overflow` and dropped: a routing loop).
+//! * An output is also the node's output (the simulator records it, a real
+//!   node logs it) unless the optional `internal` predicate says it is
+//!   plumbing between the node's services: then it is routed only.
 //!
 //! ```
 //! # use agora_core::{compose, Io, Message, NodeId, Protocol};
@@ -69,7 +72,8 @@ pub const MAX_LOCAL_HOPS: usize = 1024;
 /// Runs one handler of service `service` (a field of a composed node) and
 /// forwards its commands to the composed node's `io`, each wrapped in the
 /// service's variant. Returns the service's outputs (wrapped) when `keep` is
-/// set, for local routing.
+/// set, for local routing; those `internal` says are the node's own business
+/// (plumbing between its services) are returned only, not output.
 #[allow(clippy::too_many_arguments)]
 pub fn drive<O: Protocol, S: Protocol>(
     io: &mut Io<'_, O>,
@@ -80,6 +84,7 @@ pub fn drive<O: Protocol, S: Protocol>(
     timer: fn(S::Timer) -> O::Timer,
     output: fn(S::Output) -> O::Output,
     keep: bool,
+    internal: fn(&O::Output) -> bool,
 ) -> Vec<O::Output> {
     let mut out: Vec<Command<S>> = Vec::new();
     handler(state, &mut io.nested(&mut out));
@@ -91,6 +96,10 @@ pub fn drive<O: Protocol, S: Protocol>(
             Command::CancelTimer { timer: t } => Command::CancelTimer { timer: timer(t) },
             Command::Output(o) => {
                 let o = output(o);
+                if keep && internal(&o) {
+                    kept.push(o);
+                    continue;
+                }
                 if keep {
                     kept.push(o.clone());
                 }
@@ -114,6 +123,7 @@ macro_rules! compose {
             $( $field:ident : $Variant:ident = $Svc:ty ),+ $(,)?
         }
         $( route = $route:path ; )?
+        $( internal = $internal:path ; )?
     ) => {
         $vis mod $module {
             #[allow(unused_imports)]
@@ -148,6 +158,12 @@ macro_rules! compose {
             /// Whether the node has a route (else outputs are not kept for routing).
             const ROUTED: bool = $crate::compose!(@routed $($route)?);
 
+            /// Whether `o` is plumbing between the node's services: routed, not output.
+            #[allow(unused_variables)]
+            fn internal(o: &Output) -> bool {
+                $crate::compose!(@internal o, $($internal)?)
+            }
+
             /// The inputs the route makes of `o` (an `Option` or any other
             /// iterable of inputs: one output may concern several services).
             #[allow(unused_variables)]
@@ -169,7 +185,7 @@ macro_rules! compose {
 
             impl Node {
                 /// Delivers the locally routed inputs that `outputs` give, and theirs in turn.
-                fn route_locally(&mut self, io: &mut Io<'_, Self>, outputs: Vec<Output>) {
+                pub fn route_locally(&mut self, io: &mut Io<'_, Self>, outputs: Vec<Output>) {
                     if !ROUTED {
                         return;
                     }
@@ -194,7 +210,7 @@ macro_rules! compose {
                 fn input_to_service(&mut self, io: &mut Io<'_, Self>, input: Input) -> Vec<Output> {
                     match input {
                         $( Input::$Variant(i) => $crate::service::drive(io, stringify!($field), &mut self.$field,
-                            |s, io| s.on_input(i, io), Msg::$Variant, Timer::$Variant, Output::$Variant, ROUTED), )+
+                            |s, io| s.on_input(i, io), Msg::$Variant, Timer::$Variant, Output::$Variant, ROUTED, internal), )+
                     }
                 }
             }
@@ -208,21 +224,21 @@ macro_rules! compose {
                 fn on_start(&mut self, io: &mut Io<'_, Self>) {
                     $(
                         let o = $crate::service::drive(io, stringify!($field), &mut self.$field,
-                            |s, io| s.on_start(io), Msg::$Variant, Timer::$Variant, Output::$Variant, ROUTED);
+                            |s, io| s.on_start(io), Msg::$Variant, Timer::$Variant, Output::$Variant, ROUTED, internal);
                         self.route_locally(io, o);
                     )+
                 }
                 fn on_recover(&mut self, io: &mut Io<'_, Self>) {
                     $(
                         let o = $crate::service::drive(io, stringify!($field), &mut self.$field,
-                            |s, io| s.on_recover(io), Msg::$Variant, Timer::$Variant, Output::$Variant, ROUTED);
+                            |s, io| s.on_recover(io), Msg::$Variant, Timer::$Variant, Output::$Variant, ROUTED, internal);
                         self.route_locally(io, o);
                     )+
                 }
                 fn on_message(&mut self, from: NodeId, msg: Msg, io: &mut Io<'_, Self>) {
                     let o = match msg {
                         $( Msg::$Variant(m) => $crate::service::drive(io, stringify!($field), &mut self.$field,
-                            |s, io| s.on_message(from, m, io), Msg::$Variant, Timer::$Variant, Output::$Variant, ROUTED), )+
+                            |s, io| s.on_message(from, m, io), Msg::$Variant, Timer::$Variant, Output::$Variant, ROUTED, internal), )+
                     };
                     self.route_locally(io, o);
                 }
@@ -234,7 +250,7 @@ macro_rules! compose {
                 fn on_timer(&mut self, timer: Timer, io: &mut Io<'_, Self>) {
                     let o = match timer {
                         $( Timer::$Variant(t) => $crate::service::drive(io, stringify!($field), &mut self.$field,
-                            |s, io| s.on_timer(t, io), Msg::$Variant, Timer::$Variant, Output::$Variant, ROUTED), )+
+                            |s, io| s.on_timer(t, io), Msg::$Variant, Timer::$Variant, Output::$Variant, ROUTED, internal), )+
                     };
                     self.route_locally(io, o);
                 }
@@ -253,7 +269,7 @@ macro_rules! compose {
                 fn on_synced(&mut self, done: $crate::storage::SyncDone, io: &mut Io<'_, Self>) {
                     let o = match done.service {
                         $( stringify!($field) => $crate::service::drive(io, stringify!($field), &mut self.$field,
-                            |s, io| s.on_synced(done, io), Msg::$Variant, Timer::$Variant, Output::$Variant, ROUTED), )+
+                            |s, io| s.on_synced(done, io), Msg::$Variant, Timer::$Variant, Output::$Variant, ROUTED, internal), )+
                         _ => {
                             io.count("sync_for_unknown_service", 1);
                             Vec::new()
@@ -273,4 +289,84 @@ macro_rules! compose {
     (@routed) => { false };
     (@call $o:ident, $q:ident, $route:path) => { $q.extend($route($o)) };
     (@call $o:ident, $q:ident, ) => {};
+    (@internal $o:ident, $internal:path) => { $internal($o) };
+    (@internal $o:ident, ) => { false };
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Command, Io, Message, NodeId, Protocol, Time};
+    use rand::SeedableRng;
+    use serde::{Deserialize, Serialize};
+
+    /// Outputs each input back, plus one (a counter passed along).
+    #[derive(Clone, Debug, Default)]
+    pub struct Echo {
+        pub seen: Vec<u8>,
+    }
+    #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+    pub enum Never {}
+    impl Message for Never {
+        fn kind(&self) -> &'static str {
+            match *self {}
+        }
+    }
+    impl Protocol for Echo {
+        type Msg = Never;
+        type Timer = ();
+        type Input = u8;
+        type Output = u8;
+        fn on_start(&mut self, _: &mut Io<'_, Self>) {}
+        fn on_message(&mut self, _: NodeId, m: Never, _: &mut Io<'_, Self>) {
+            match m {}
+        }
+        fn on_timer(&mut self, _: (), _: &mut Io<'_, Self>) {}
+        fn on_input(&mut self, x: u8, io: &mut Io<'_, Self>) {
+            self.seen.push(x);
+            if x < 3 {
+                io.output(x + 1);
+            }
+        }
+    }
+
+    crate::compose! {
+        pub mod trio {
+            a: A = super::Echo,
+            b: B = super::Echo,
+            c: C = super::Echo,
+        }
+        route = fan_out;
+        internal = plumbing;
+    }
+
+    /// What `a` outputs goes to both `b` and `c`; what they output, nowhere.
+    fn fan_out(o: &trio::Output) -> Vec<trio::Input> {
+        match o {
+            trio::Output::A(x) => vec![trio::Input::B(*x), trio::Input::C(*x)],
+            _ => Vec::new(),
+        }
+    }
+
+    /// `a`'s outputs are the node's own business.
+    fn plumbing(o: &trio::Output) -> bool {
+        matches!(o, trio::Output::A(_))
+    }
+
+    #[test]
+    fn one_output_reaches_several_services_and_plumbing_is_not_output() {
+        let mut node = trio::Node { a: Echo::default(), b: Echo::default(), c: Echo::default() };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let mut out = Vec::new();
+        let mut io = Io::new(NodeId(0), Time::ZERO, &mut rng, &mut out);
+        node.on_input(trio::Input::A(1), &mut io);
+        assert_eq!((node.b.seen.clone(), node.c.seen.clone()), (vec![2], vec![2]));
+        let outputs: Vec<String> = out
+            .iter()
+            .filter_map(|c| match c {
+                Command::Output(o) => Some(format!("{o:?}")),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(outputs, ["B(3)", "C(3)"], "a's output was routed, not output");
+    }
 }

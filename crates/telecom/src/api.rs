@@ -109,6 +109,7 @@ impl CommunicationManager for Node {
             Timer::Data,
             Output::Data,
             false,
+            |_| false,
         );
         id
     }
