@@ -128,6 +128,7 @@ macro_rules! compose {
         $vis mod $module {
             #[allow(unused_imports)]
             use super::*;
+            #[allow(unused_imports)] // unused when no service has messages
             use $crate::{Io, Message as _, NodeId, Protocol};
 
             $(#[$meta])*
