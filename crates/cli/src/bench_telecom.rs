@@ -100,7 +100,7 @@ fn summarize(stdout: &str, offered: f64, secs: f64, emulate: bool) -> Result<Rea
     for line in stdout.lines() {
         let Some((_, json)) = line.split_once(" protocol=") else { continue };
         let status: serde_json::Value = serde_json::from_str(json).context("a node's status")?;
-        let c = &status["data"]["client"];
+        let c = &status["client"];
         if c.is_null() {
             continue;
         }

@@ -7,7 +7,7 @@ use agora_lab::registry::{self, Runnable};
 use agora_lab::telecom::{checked_outcome, experiments::default_scenario, history};
 use agora_sim::scenario::{FaultKind, FaultSpec, Scenario};
 use agora_sim::Sim;
-use agora_telecom::node::{self, data_plane, Node};
+use agora_telecom::node::{self, client, Node};
 use agora_telecom::topology::Params;
 use std::time::Duration;
 
@@ -214,7 +214,7 @@ fn a_suspicion_that_turns_out_wrong_is_cleared() {
         .outputs()
         .iter()
         .filter_map(|o| match o.output {
-            node::Output::Data(data_plane::Output::Cascade { group: 0, level }) if o.node.0 == 0 => {
+            node::Output::Client(client::Output::Cascade { group: 0, level }) if o.node.0 == 0 => {
                 Some((o.at.as_secs_f64(), level))
             }
             _ => None,

@@ -9,7 +9,7 @@ use agora_lab::registry;
 use agora_lab::telecom::{experiments::default_scenario, history, outcome};
 use agora_sim::scenario::{FaultKind, FaultSpec, Scenario};
 use agora_sim::Sim;
-use agora_telecom::node::{self, control, data_plane, Detection, Node, Output};
+use agora_telecom::node::{self, client, control, Detection, Node, Output};
 use agora_telecom::topology::{generate, Params};
 use proptest::prelude::*;
 use std::time::Duration;
@@ -216,7 +216,7 @@ mod communication {
             let sim = run(&sc, seed);
             let mut seen = std::collections::BTreeSet::new();
             for o in sim.outputs() {
-                if let Output::Data(data_plane::Output::Done { id, .. }) = o.output {
+                if let Output::Client(client::Output::Done { id, .. }) = o.output {
                     prop_assert!(seen.insert((o.node.0, id)), "request {id} at {:?} ended twice", o.node);
                 }
             }
@@ -235,7 +235,7 @@ mod communication {
             let sim = run(&sc, seed);
             let bound = (cfg.deadline + cfg.timeout).as_micros() as u64;
             for o in sim.outputs() {
-                if let Output::Data(data_plane::Output::Done { latency_us, attempts, .. }) = o.output {
+                if let Output::Client(client::Output::Done { latency_us, attempts, .. }) = o.output {
                     prop_assert!(latency_us <= bound, "{latency_us} µs > {bound}");
                     prop_assert!(attempts as u32 <= cfg.attempts);
                 }

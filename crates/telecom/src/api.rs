@@ -98,19 +98,20 @@ impl NodeManager for Node {
 
 impl CommunicationManager for Node {
     fn send_rpc(&mut self, group: u16, key: &str, op: Op, priority: u8, io: &mut Io<'_, Self>) -> Option<u64> {
-        // The request is the data plane's; nothing it outputs here is routed.
+        // The client issues it; its outputs (the request to the data plane) are routed.
         let mut id = None;
-        agora_core::service::drive(
+        let outputs = agora_core::service::drive(
             io,
-            "data",
-            &mut self.data,
-            |d, io| id = d.request(group, key.to_string(), op, priority, io),
-            Msg::Data,
-            Timer::Data,
-            Output::Data,
-            false,
-            |_| false,
+            "client",
+            &mut self.client,
+            |c, io| id = c.request(group, key.to_string(), op, priority, io),
+            Msg::Client,
+            Timer::Client,
+            Output::Client,
+            true,
+            crate::node::plumbing,
         );
+        self.route_locally(io, outputs);
         id
     }
     fn broadcast_message(&mut self, msg: &Msg, targets: &[NodeId], io: &mut Io<'_, Self>) {

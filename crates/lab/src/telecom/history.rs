@@ -7,7 +7,7 @@ use agora_core::{NodeId, Time};
 use agora_sim::Sim;
 use agora_telecom::data::kv::{Op, Reply};
 use agora_telecom::data::workload::tokens;
-use agora_telecom::node::{data_plane, Cause, Node, Output};
+use agora_telecom::node::{client, Cause, Node, Output};
 use agora_telecom::topology::Topology;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -48,7 +48,7 @@ pub fn requests(sim: &Sim<Node>) -> (Vec<Request>, Vec<Event>) {
     let mut index: HashMap<(NodeId, u64), usize> = HashMap::new();
     for o in sim.outputs() {
         match &o.output {
-            Output::Data(data_plane::Output::Issued { id, group, key, op }) => {
+            Output::Client(client::Output::Issued { id, group, key, op }) => {
                 index.insert((o.node, *id), reqs.len());
                 events.push((reqs.len(), false));
                 reqs.push(Request {
@@ -61,7 +61,7 @@ pub fn requests(sim: &Sim<Node>) -> (Vec<Request>, Vec<Event>) {
                     end: None,
                 });
             }
-            Output::Data(data_plane::Output::Done { id, reply, sent, cause, .. }) => {
+            Output::Client(client::Output::Done { id, reply, sent, cause, .. }) => {
                 // Ids carry the client's incarnation, so they are unique;
                 // an end is taken once all the same.
                 if let Some(&i) = index.get(&(o.node, *id)) {

@@ -13,7 +13,7 @@ use agora_core::{NodeId, Time};
 use agora_sim::{Fault, Model, Scope, Sim};
 use agora_telecom::api::NodeManager;
 use agora_telecom::balance::{coefficient_of_variation, jain_index};
-use agora_telecom::node::{self, control, counters, data_plane, Detection, Level, Node, Output};
+use agora_telecom::node::{self, client, control, counters, data_plane, Detection, Level, Node, Output};
 use agora_telecom::rank;
 use agora_telecom::topology::Topology;
 use serde::Serialize;
@@ -140,7 +140,7 @@ pub fn answered_ms(sim: &Sim<Node>) -> Vec<f64> {
     sim.outputs()
         .iter()
         .filter_map(|r| match r.output {
-            Output::Data(data_plane::Output::Done { ok: true, latency_us, .. }) => Some(latency_us as f64 / 1e3),
+            Output::Client(client::Output::Done { ok: true, latency_us, .. }) => Some(latency_us as f64 / 1e3),
             _ => None,
         })
         .collect()
@@ -152,7 +152,7 @@ pub fn per_second(sim: &Sim<Node>, width: f64) -> (Vec<f64>, Vec<f64>) {
     let buckets = (sim.now().as_secs_f64() / width).ceil() as usize + 1;
     let (mut ok, mut failed) = (vec![0.0; buckets], vec![0.0; buckets]);
     for r in sim.outputs() {
-        if let Output::Data(data_plane::Output::Done { ok: success, .. }) = r.output {
+        if let Output::Client(client::Output::Done { ok: success, .. }) = r.output {
             let b = ((r.at.as_secs_f64() / width) as usize).min(buckets - 1);
             if success {
                 ok[b] += 1.0 / width
@@ -274,7 +274,7 @@ pub fn real_requests(statuses: &[Option<(f64, serde_json::Value)>]) -> String {
     let mut by_cause: std::collections::BTreeMap<String, u64> =
         node::Cause::ALL.iter().map(|c| (c.name().to_string(), 0)).collect();
     for (_, st) in statuses.iter().flatten() {
-        let c = &st["protocol"]["data"]["client"];
+        let c = &st["protocol"]["client"];
         issued += c["requested"].as_u64().unwrap_or(0);
         succeeded += c["succeeded"].as_u64().unwrap_or(0);
         for (cause, n) in c["failed_by_cause"].as_object().into_iter().flatten() {
@@ -404,7 +404,7 @@ fn outcome_of(topo: &Topology, sim: &Sim<Node>, reqs: &[history::Request]) -> Ou
     let mut latencies = Vec::new();
     for o in outputs {
         match &o.output {
-            Output::Data(data_plane::Output::Failover { group, from, to }) => failovers.push(FailoverReport {
+            Output::Client(client::Output::Failover { group, from, to }) => failovers.push(FailoverReport {
                 service: topo.groups[*group as usize].service.clone(),
                 from: name(*from),
                 to: to.map(name),
@@ -412,13 +412,13 @@ fn outcome_of(topo: &Topology, sim: &Sim<Node>, reqs: &[history::Request]) -> Ou
                 at_s: o.at.as_secs_f64(),
                 recovery_s: last_fault_at(*from, o.node, o.at).map(|t| (o.at - t).as_secs_f64()),
             }),
-            Output::Data(data_plane::Output::Cascade { group, level }) => cascade.push(CascadeReport {
+            Output::Client(client::Output::Cascade { group, level }) => cascade.push(CascadeReport {
                 service: topo.groups[*group as usize].service.clone(),
                 level: *level,
                 by: name(o.node),
                 at_s: o.at.as_secs_f64(),
             }),
-            Output::Data(data_plane::Output::Done { ok: true, latency_us, .. }) => {
+            Output::Client(client::Output::Done { ok: true, latency_us, .. }) => {
                 latencies.push(*latency_us as f64 / 1e3)
             }
             _ => {}

@@ -7,39 +7,27 @@
 //! * The replicas: this node's copy of each group it belongs to, kept by the
 //!   group's strategy (log shipping, primary order, causal delivery,
 //!   anti-entropy, quorums), on its disk.
-//! * The client (edge nodes by default): the workload — Poisson arrivals or
-//!   a closed loop, a service drawn from the mix, a priority — each request
-//!   sent with a deadline per attempt, retried with backoff and full jitter
-//!   within a retry budget, and sent to a member chosen by the group's
-//!   redundancy (the balancer for active-active and geographic groups, the
-//!   first healthy member for active-passive, every member with a majority
-//!   vote for n-way). Members that fail five times in a row are ejected for
-//!   a while; members outvoted by a quorum are suspected Byzantine (the
-//!   suspicion goes to the control plane, which reports it). When a group
-//!   loses members the client fails over (in criticality order when several
-//!   go at once) and applies the seed's cascading-failure levels: isolate,
-//!   shed low-priority load, emergency (only high priority).
+//! * Carrying the node's client's requests and repairs (and their
+//!   answers back) along the routes.
 //!
 //! Injected behaviour arrives as [`Input`]: Byzantine behaviours (a
 //! protocol-level adversary — crash, omission and partition are the
 //! runtime's own faults).
 
 mod causal;
-mod client;
 mod durable;
 mod server;
 mod ship;
 
-use client::Client;
 pub use server::ServerStats;
 use server::{Queued, RequestKey};
 pub use ship::{Replica, ReplicaBody, Shipped};
 
-use super::control::Detection;
-use crate::balance::{Balancer, Load};
+pub use super::client::{Cause, Level};
+use super::counters;
+use crate::balance::Load;
 use crate::data::kv::{Entry, Op, Reply, Store};
 use crate::route::View;
-use crate::rpc::RetryBudget;
 use crate::topology::{Consistency, Redundancy, Topology};
 use agora_core::{Io, Message, NodeId, Protocol, Time};
 use rand::Rng;
@@ -48,43 +36,6 @@ use smallvec::SmallVec;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Counter names.
-pub mod counters {
-    pub const REQUESTS: &str = "requests";
-    pub const SUCCEEDED: &str = "requests_succeeded";
-    pub const FAILED: &str = "requests_failed";
-    pub const ATTEMPTS: &str = "attempts";
-    pub const RETRIES: &str = "retries";
-    pub const BUDGET_EXHAUSTED: &str = "retry_budget_exhausted";
-    pub const SHED: &str = "requests_shed";
-    pub const OVERLOADED: &str = "answers_overloaded";
-    pub const NO_ROUTE: &str = "dropped_no_route";
-    pub const EJECTIONS: &str = "ejections";
-    /// Read repairs sent by clients, and taken by replicas.
-    pub const REPAIRS: &str = "repairs_sent";
-    pub const REPAIRED: &str = "repairs_taken";
-    /// Syncs of replica data the disk refused (full).
-    pub const SYNCS_REFUSED: &str = "syncs_refused";
-    /// Requests refused because the member lost the key's value to a damaged disk.
-    pub const LOST_KEYS: &str = "requests_on_lost_keys";
-    /// Writes of causal groups applied from peers, and resent to peers.
-    pub const CAUSAL_APPLIED: &str = "causal_applied";
-    pub const CAUSAL_RESENT: &str = "causal_resent";
-    /// Entries a member took from a peer (shipped, transferred or causal),
-    /// sync writes that did not stand, catch-ups that ended by waiting out
-    /// silent peers.
-    pub const SHIPPED_TAKEN: &str = "shipped_taken";
-    pub const SHIP_CONFLICTS: &str = "ship_conflicts";
-    pub const CATCH_UP_TIMEOUTS: &str = "catch_up_timeouts";
-    /// Digests that differed from the receiver's state (anti-entropy ran).
-    pub const ANTI_ENTROPY: &str = "anti_entropy";
-    /// Geographic members' entries a read repair changed.
-    pub const READ_REPAIRED: &str = "read_repaired";
-    /// Clients' requests an n-way backup passed to its primary to order
-    /// (the client did not ask the primary).
-    pub const FORWARDED: &str = "requests_forwarded";
-}
 
 /// What a Byzantine node does to the answers it serves.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
@@ -107,10 +58,12 @@ pub enum Input {
     /// The control plane's view changed (routed on the node, not injected).
     #[serde(skip_deserializing)]
     View(View),
-    /// Heartbeats from `node` came back after a crash suspicion: it may
-    /// have restarted, so the votes judge it afresh (routed, not injected).
+    /// The node's client sends a request (routed, not injected).
     #[serde(skip_deserializing)]
-    Back(NodeId),
+    Send(Request),
+    /// The node's client sends a read repair (routed, not injected).
+    #[serde(skip_deserializing)]
+    Repair(Repair),
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
@@ -227,135 +180,16 @@ impl Message for Msg {
 pub enum Timer {
     /// Replicas' periodic work: digests, log shipping, disk syncs.
     Beat,
-    /// The client's periodic look at its groups (ejections, suspicions ending).
-    Check,
-    NextRequest,
-    /// Closed loop: issue one request (n makes each arming distinct).
-    Issue {
-        n: u64,
-    },
-    /// Attempt `attempt` of request `id` has waited its timeout.
-    Attempt {
-        id: u64,
-        attempt: u8,
-    },
-    Retry {
-        id: u64,
-    },
     /// The request in service slot job `job` is done.
-    Served {
-        job: u64,
-    },
-}
-
-/// Why a request failed: a closed list, so every failed request is
-/// accounted for by exactly one.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
-pub enum Cause {
-    /// No member of the group was reachable and trusted.
-    NoReplica,
-    /// An n-way group had fewer trusted members than its quorum, or its
-    /// members' answers left no quorum agreeing, or a sync active-passive
-    /// write met another value at a peer.
-    BelowQuorum,
-    /// The client (or the server it reached) was on a minority side.
-    MinoritySide,
-    /// The last attempt got no answer in time, or the request's deadline
-    /// left no time for another.
-    Deadline,
-    /// The retry budget refused a retry.
-    RetryBudget,
-    /// The client shed it at once under a cascade level.
-    Shed,
-    /// The server's queue was full (load shed at admission).
-    Admission,
-    /// Every answer failed verification (authenticated data, a later stage).
-    Forged,
-}
-
-impl Cause {
-    pub const ALL: [Cause; 8] = [
-        Cause::NoReplica,
-        Cause::BelowQuorum,
-        Cause::MinoritySide,
-        Cause::Deadline,
-        Cause::RetryBudget,
-        Cause::Shed,
-        Cause::Admission,
-        Cause::Forged,
-    ];
-
-    /// The name reports and JSON give it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Cause::NoReplica => "no_replica",
-            Cause::BelowQuorum => "below_quorum",
-            Cause::MinoritySide => "minority_side",
-            Cause::Deadline => "deadline",
-            Cause::RetryBudget => "retry_budget",
-            Cause::Shed => "shed",
-            Cause::Admission => "admission",
-            Cause::Forged => "forged",
-        }
-    }
-}
-
-/// The seed's cascading-failure levels for a group that lost members.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
-pub enum Level {
-    Healthy,
-    /// Up to a third of the members lost: isolate them.
-    Isolate,
-    /// More lost, but some still serve: shed low-priority load.
-    Shed,
-    /// None left (or, n-way, no quorum): emergency, high priority only.
-    Emergency,
+    Served { job: u64 },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub enum Output {
-    /// The client suspects `node` (Byzantine or unresponsive): routed to
-    /// the control plane, which reports it.
-    Suspect {
-        node: NodeId,
-        how: Detection,
-    },
-    /// Group `group` stopped using `from`; `to` serves now (active-passive).
-    Failover {
-        group: u16,
-        from: NodeId,
-        to: Option<NodeId>,
-    },
-    Cascade {
-        group: u16,
-        level: Level,
-    },
-    /// A client issued request `id` (its client is the node that output it).
-    Issued {
-        id: u64,
-        group: u16,
-        key: String,
-        op: Op,
-    },
-    /// Request `id` ended: with the reply the client accepted, or failed.
-    /// `sent`: an attempt went out, so a failed write may have taken effect.
-    Done {
-        id: u64,
-        group: u16,
-        ok: bool,
-        latency_us: u64,
-        attempts: u8,
-        sent: bool,
-        reply: Option<Reply>,
-        /// Why it failed (None if it succeeded).
-        cause: Option<Cause>,
-    },
+    /// An answer for this node's client (routed to it, not output).
+    Answered(Answer),
     /// The injector turned this node Byzantine (ground truth for reports).
-    TurnedByzantine {
-        behaviour: Behaviour,
-    },
+    TurnedByzantine { behaviour: Behaviour },
     /// The injector made this Byzantine node behave again.
     TurnedHonest,
 }
@@ -376,7 +210,6 @@ pub struct DataPlane {
     busy_since: Time,
     stats: ServerStats,
     byzantine: Option<Behaviour>,
-    client: Option<Client>,
     /// When it last turned Byzantine, while it is.
     byzantine_since: Option<Time>,
     /// Per group: the causal log, if the group is causal and this node a member.
@@ -391,39 +224,6 @@ pub struct DataPlane {
 
 impl DataPlane {
     pub fn new(topo: Arc<Topology>, me: NodeId) -> Self {
-        let n = topo.len();
-        let client = topo.clients[me.index()].then(|| {
-            let weights: Vec<(f64, f64, f64)> = topo
-                .params
-                .nodes
-                .iter()
-                .map(|s| (s.slots as f64 / (s.latency_ms * s.slow), s.latency_ms, s.throughput_mbps))
-                .collect();
-            Client {
-                next_id: 0,
-                requested: 0,
-                issued: 0,
-                finished: client::Ended::new(),
-                next_arrival: None,
-                pending: BTreeMap::new(),
-                balancer: Balancer::new(topo.params.balancer, &weights, topo.groups.len()),
-                budget: RetryBudget::new(&topo.params.rpc),
-                failures: vec![0; n],
-                ejected_until: vec![None; n],
-                strikes: vec![0; n],
-                standing: vec![client::Standing::Good; n],
-                serving: topo.groups.iter().map(|g| g.members.iter().copied().collect()).collect(),
-                sessions: topo
-                    .groups
-                    .iter()
-                    .map(|g| {
-                        (g.consistency == Consistency::Causal).then(|| crate::causal::VectorClock::new(g.members.len()))
-                    })
-                    .collect(),
-                level: vec![Level::Healthy; topo.groups.len()],
-                dirty: true,
-            }
-        });
         DataPlane {
             me,
             beat: 0,
@@ -435,7 +235,6 @@ impl DataPlane {
             busy_since: Time::ZERO,
             stats: ServerStats::default(),
             byzantine: None,
-            client,
             byzantine_since: None,
             causal: Self::causal_logs(&topo, me),
             stores: vec![Store::new(); topo.groups.len()],
@@ -463,8 +262,7 @@ impl DataPlane {
     }
 
     /// The node's local invariants: slots and queue within their bounds, the
-    /// server work-conserving, and every request the client issued either
-    /// ended once or still pending.
+    /// server work-conserving, and the causal logs consistent.
     pub fn check(&self) -> Result<(), String> {
         let spec = self.topo.node(self.me);
         let name = &spec.name;
@@ -487,37 +285,12 @@ impl DataPlane {
                 spec.slots
             ));
         }
-        if let Some(c) = &self.client {
-            let open = c.pending.values().filter(|p| p.decided.is_none()).count() as u64;
-            if c.finished.count + open != c.issued {
-                return Err(format!("{name}: issued {} requests, {} ended, {open} open", c.issued, c.finished.count));
-            }
-        }
         for (g, log) in self.causal.iter().enumerate() {
             if let Some(e) = log.as_ref().and_then(|l| l.check().err()) {
                 return Err(format!("{name}: causal group {}: {e}", self.topo.groups[g].service));
             }
         }
         Ok(())
-    }
-
-    fn arm(&mut self, io: &mut Io<'_, Self>) {
-        let p = &self.topo.params;
-        io.set_timer(Duration::ZERO, Timer::Beat);
-        if self.client.is_some() {
-            io.set_timer(p.detector.interval / 4, Timer::Check);
-        }
-        if self.client.is_some() {
-            let start = p.workload.start_after;
-            if p.workload.closed_loop > 0 {
-                for k in 0..p.workload.closed_loop as u64 {
-                    io.set_timer(start, Timer::Issue { n: u64::MAX - k });
-                }
-            } else if p.workload.rate > 0.0 {
-                let gap = self.arrival_gap(io);
-                io.set_timer(start + gap, Timer::NextRequest);
-            }
-        }
     }
 
     /// Sends `msg` one hop towards `to` along the control plane's routes
@@ -544,13 +317,10 @@ impl Protocol for DataPlane {
 
     fn on_start(&mut self, io: &mut Io<'_, Self>) {
         self.busy_since = io.now();
-        if let Some(c) = &mut self.client {
-            c.next_id = (io.rng().random::<u32>() as u64) << 32;
-        }
         if self.disk.restored() {
             self.catch_up(io);
         }
-        self.arm(io);
+        io.set_timer(Duration::ZERO, Timer::Beat);
     }
 
     fn on_recover(&mut self, io: &mut Io<'_, Self>) {
@@ -559,16 +329,12 @@ impl Protocol for DataPlane {
         self.busy = 0;
         self.in_service.clear();
         self.queue.clear();
-        if let Some(c) = &mut self.client {
-            c.pending.clear();
-        }
         self.resync_after_crash(io);
         self.catch_up(io);
-        self.arm(io);
+        io.set_timer(Duration::ZERO, Timer::Beat);
     }
 
     fn on_message(&mut self, _from: NodeId, msg: Msg, io: &mut Io<'_, Self>) {
-        self.issue_due(false, io);
         match msg {
             Msg::Request(r) => self.on_request(r, io),
             Msg::Answer(a) => self.on_answer(a, io),
@@ -587,14 +353,6 @@ impl Protocol for DataPlane {
                 self.sync_if_written(io);
                 io.set_timer(self.topo.params.detector.interval, Timer::Beat);
             }
-            Timer::Check => {
-                self.refresh_client(io);
-                io.set_timer(self.topo.params.detector.interval / 4, Timer::Check);
-            }
-            Timer::NextRequest => self.next_request(io),
-            Timer::Issue { .. } => self.issue(io),
-            Timer::Attempt { id, attempt } => self.attempt_timed_out(id, attempt, io),
-            Timer::Retry { id } => self.attempt(id, io),
             Timer::Served { job } => self.served(job, io),
         }
     }
@@ -612,19 +370,9 @@ impl Protocol for DataPlane {
                 }
                 self.byzantine_since = None;
             }
-            Input::View(view) => {
-                self.view = view;
-                if let Some(c) = &mut self.client {
-                    c.dirty = true;
-                }
-            }
-            Input::Back(node) => {
-                if let Some(c) = &mut self.client {
-                    // A restarted process is judged afresh by the votes too.
-                    c.standing[node.index()] = client::Standing::Good;
-                    c.strikes[node.index()] = 0;
-                }
-            }
+            Input::View(view) => self.view = view,
+            Input::Send(r) => self.on_request(r, io),
+            Input::Repair(r) => self.on_repair(r, io),
         }
     }
 
@@ -649,15 +397,6 @@ impl Protocol for DataPlane {
                     "applied": l.applied, "transferred": l.transferred,
                 }))
             }).collect::<Vec<_>>(),
-            "client": self.client.as_ref().map(|c| serde_json::json!({
-                "issued": c.issued,
-                "ended": c.finished.count,
-                // Every request made, those refused at once included.
-                "requested": c.requested,
-                "succeeded": c.finished.latency_us.len(),
-                "failed_by_cause": c.finished.failed_by_cause,
-                "latency_us": c.finished.buckets(),
-            })),
         })
     }
 }

@@ -99,6 +99,15 @@ impl DataPlane {
         }
     }
 
+    /// An answer: this node's client's (handed to it), or relayed a hop on.
+    pub(super) fn on_answer(&mut self, a: Answer, io: &mut Io<'_, Self>) {
+        if a.client == self.me {
+            io.output(Output::Answered(a));
+        } else if a.hops < 32 {
+            self.route(a.client, Msg::Answer(Answer { hops: a.hops + 1, ..a }), io);
+        }
+    }
+
     pub(super) fn on_repair(&mut self, r: Repair, io: &mut Io<'_, Self>) {
         if r.to != self.me {
             if r.hops < 32 {
@@ -257,10 +266,6 @@ impl DataPlane {
             hops: 0,
             clock: self.causal_clock(key.group),
         };
-        if key.client == self.me {
-            self.on_answer(a, io);
-        } else {
-            self.route(key.client, Msg::Answer(a), io);
-        }
+        self.on_answer(a, io);
     }
 }

@@ -1,43 +1,372 @@
-//! The client: the workload (open or closed loop), attempts with deadlines,
-//! retries with full-jitter backoff within the budget, n-way votes, outlier
-//! ejection, and the failovers and cascade levels that follow a group's
-//! changes.
+//! The client (edge nodes by default), one service on the node: the
+//! workload — Poisson arrivals or a closed loop, a service drawn from the
+//! mix, a priority, an operation on a key — each request sent with a
+//! deadline per attempt, retried with backoff and full jitter within a
+//! retry budget, and sent to members chosen by the group's strategy (the
+//! balancer for active-active and geographic groups, the first healthy
+//! member for active-passive, every member with a majority vote for n-way,
+//! R then W members for quorum groups). Members that fail five times in a
+//! row are ejected for a while; members outvoted by a quorum are suspected
+//! Byzantine (the suspicion goes to the control plane, which reports it).
+//! When a group loses members the client fails over (in criticality order
+//! when several go at once) and applies the seed's cascading-failure
+//! levels: isolate, shed low-priority load, emergency (only high priority).
+//!
+//! The client has no messages of its own: its requests and repairs go to
+//! the node's data plane, which carries them along the routes, and the
+//! answers come back from it.
 
-use super::*;
+use super::control::Detection;
+use super::counters;
+use super::data_plane::{Answer, Repair, Request, Status};
 use crate::balance::Balancer;
 use crate::data;
+use crate::data::kv::{Entry, Op, Reply, Store};
+use crate::route::View;
 use crate::rpc::{backoff, RetryBudget};
+use crate::topology::{Consistency, Redundancy, Topology};
+use agora_core::{Io, Message, NodeId, Protocol, Time};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a request failed: a closed list, so every failed request is
+/// accounted for by exactly one.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    /// No member of the group was reachable and trusted.
+    NoReplica,
+    /// An n-way group had fewer trusted members than its quorum, or its
+    /// members' answers left no quorum agreeing, or a sync active-passive
+    /// write met another value at a peer.
+    BelowQuorum,
+    /// The client (or the server it reached) was on a minority side.
+    MinoritySide,
+    /// The last attempt got no answer in time, or the request's deadline
+    /// left no time for another.
+    Deadline,
+    /// The retry budget refused a retry.
+    RetryBudget,
+    /// The client shed it at once under a cascade level.
+    Shed,
+    /// The server's queue was full (load shed at admission).
+    Admission,
+    /// Every answer failed verification (authenticated data, a later stage).
+    Forged,
+}
+
+impl Cause {
+    pub const ALL: [Cause; 8] = [
+        Cause::NoReplica,
+        Cause::BelowQuorum,
+        Cause::MinoritySide,
+        Cause::Deadline,
+        Cause::RetryBudget,
+        Cause::Shed,
+        Cause::Admission,
+        Cause::Forged,
+    ];
+
+    /// The name reports and JSON give it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cause::NoReplica => "no_replica",
+            Cause::BelowQuorum => "below_quorum",
+            Cause::MinoritySide => "minority_side",
+            Cause::Deadline => "deadline",
+            Cause::RetryBudget => "retry_budget",
+            Cause::Shed => "shed",
+            Cause::Admission => "admission",
+            Cause::Forged => "forged",
+        }
+    }
+}
+
+/// The seed's cascading-failure levels for a group that lost members.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Healthy,
+    /// Up to a third of the members lost: isolate them.
+    Isolate,
+    /// More lost, but some still serve: shed low-priority load.
+    Shed,
+    /// None left (or, n-way, no quorum): emergency, high priority only.
+    Emergency,
+}
+
+/// What the node tells its client (routed, not injected).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum Input {
+    /// The control plane's view changed.
+    #[serde(skip_deserializing)]
+    View(View),
+    /// Heartbeats from `node` came back after a crash suspicion: it may
+    /// have restarted, so the votes judge it afresh.
+    #[serde(skip_deserializing)]
+    Back(NodeId),
+    /// An answer to one of this client's requests.
+    #[serde(skip_deserializing)]
+    Answer(Answer),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum Output {
+    /// The client suspects `node` (Byzantine or unresponsive): routed to
+    /// the control plane, which reports it.
+    Suspect {
+        node: NodeId,
+        how: Detection,
+    },
+    /// Group `group` stopped using `from`; `to` serves now (active-passive).
+    Failover {
+        group: u16,
+        from: NodeId,
+        to: Option<NodeId>,
+    },
+    Cascade {
+        group: u16,
+        level: Level,
+    },
+    /// A client issued request `id` (its client is the node that output it).
+    Issued {
+        id: u64,
+        group: u16,
+        key: String,
+        op: Op,
+    },
+    /// Request `id` ended: with the reply the client accepted, or failed.
+    /// `sent`: an attempt went out, so a failed write may have taken effect.
+    Done {
+        id: u64,
+        group: u16,
+        ok: bool,
+        latency_us: u64,
+        attempts: u8,
+        sent: bool,
+        reply: Option<Reply>,
+        /// Why it failed (None if it succeeded).
+        cause: Option<Cause>,
+    },
+    /// A request to send (routed to the data plane, which carries it).
+    Send(Request),
+    /// A read repair to send (routed to the data plane).
+    Repair(Repair),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Timer {
+    /// The periodic look at the groups (ejections, suspicions ending).
+    Check,
+    NextRequest,
+    /// Closed loop: issue one request (n makes each arming distinct).
+    Issue {
+        n: u64,
+    },
+    /// Attempt `attempt` of request `id` has waited its timeout.
+    Attempt {
+        id: u64,
+        attempt: u8,
+    },
+    Retry {
+        id: u64,
+    },
+}
+
+/// The client has no messages of its own.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub enum Msg {}
+
+impl Message for Msg {
+    fn kind(&self) -> &'static str {
+        match *self {}
+    }
+}
+
+/// The client service of one node (idle unless the node is a client).
+pub struct Client {
+    topo: Arc<Topology>,
+    me: NodeId,
+    /// The control plane's latest view: reachability, partition side.
+    view: View,
+    state: Option<State>,
+}
+
+impl Client {
+    pub fn new(topo: Arc<Topology>, me: NodeId) -> Self {
+        let n = topo.len();
+        let state = topo.clients[me.index()].then(|| {
+            let weights: Vec<(f64, f64, f64)> = topo
+                .params
+                .nodes
+                .iter()
+                .map(|s| (s.slots as f64 / (s.latency_ms * s.slow), s.latency_ms, s.throughput_mbps))
+                .collect();
+            State {
+                next_id: 0,
+                requested: 0,
+                issued: 0,
+                finished: Ended::new(),
+                next_arrival: None,
+                pending: BTreeMap::new(),
+                balancer: Balancer::new(topo.params.balancer, &weights, topo.groups.len()),
+                budget: RetryBudget::new(&topo.params.rpc),
+                failures: vec![0; n],
+                ejected_until: vec![None; n],
+                strikes: vec![0; n],
+                standing: vec![Standing::Good; n],
+                serving: topo.groups.iter().map(|g| g.members.iter().copied().collect()).collect(),
+                sessions: topo
+                    .groups
+                    .iter()
+                    .map(|g| {
+                        (g.consistency == Consistency::Causal).then(|| crate::causal::VectorClock::new(g.members.len()))
+                    })
+                    .collect(),
+                level: vec![Level::Healthy; topo.groups.len()],
+                dirty: true,
+            }
+        });
+        Client { topo, me, view: View::default(), state }
+    }
+
+    /// Every request the client issued either ended once or is still pending.
+    pub fn check(&self) -> Result<(), String> {
+        let Some(c) = &self.state else { return Ok(()) };
+        let open = c.pending.values().filter(|p| p.decided.is_none()).count() as u64;
+        if c.finished.count + open != c.issued {
+            let name = &self.topo.node(self.me).name;
+            return Err(format!("{name}: issued {} requests, {} ended, {open} open", c.issued, c.finished.count));
+        }
+        Ok(())
+    }
+
+    fn arm(&mut self, io: &mut Io<'_, Self>) {
+        if self.state.is_none() {
+            return;
+        }
+        let p = &self.topo.params;
+        io.set_timer(p.detector.interval / 4, Timer::Check);
+        let start = p.workload.start_after;
+        if p.workload.closed_loop > 0 {
+            for k in 0..p.workload.closed_loop as u64 {
+                io.set_timer(start, Timer::Issue { n: u64::MAX - k });
+            }
+        } else if p.workload.rate > 0.0 {
+            let gap = self.arrival_gap(io);
+            io.set_timer(start + gap, Timer::NextRequest);
+        }
+    }
+}
+
+impl Protocol for Client {
+    type Msg = Msg;
+    type Timer = Timer;
+    type Input = Input;
+    type Output = Output;
+
+    fn on_start(&mut self, io: &mut Io<'_, Self>) {
+        if let Some(c) = &mut self.state {
+            c.next_id = (io.rng().random::<u32>() as u64) << 32;
+        }
+        self.arm(io);
+    }
+
+    fn on_recover(&mut self, io: &mut Io<'_, Self>) {
+        // Timers were lost with the crash, and the requests with them.
+        if let Some(c) = &mut self.state {
+            c.pending.clear();
+        }
+        self.arm(io);
+    }
+
+    fn on_message(&mut self, _from: NodeId, msg: Msg, _io: &mut Io<'_, Self>) {
+        match msg {}
+    }
+
+    fn on_timer(&mut self, timer: Timer, io: &mut Io<'_, Self>) {
+        match timer {
+            Timer::Check => {
+                self.refresh_client(io);
+                io.set_timer(self.topo.params.detector.interval / 4, Timer::Check);
+            }
+            Timer::NextRequest => self.next_request(io),
+            Timer::Issue { .. } => self.issue(io),
+            Timer::Attempt { id, attempt } => self.attempt_timed_out(id, attempt, io),
+            Timer::Retry { id } => self.attempt(id, io),
+        }
+    }
+
+    fn on_input(&mut self, input: Input, io: &mut Io<'_, Self>) {
+        match input {
+            Input::View(view) => {
+                self.view = view;
+                if let Some(c) = &mut self.state {
+                    c.dirty = true;
+                }
+            }
+            Input::Back(node) => {
+                if let Some(c) = &mut self.state {
+                    // A restarted process is judged afresh by the votes too.
+                    c.standing[node.index()] = Standing::Good;
+                    c.strikes[node.index()] = 0;
+                }
+            }
+            Input::Answer(a) => {
+                self.issue_due(false, io);
+                self.on_answer(a, io);
+            }
+        }
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let Some(c) = &self.state else { return serde_json::Value::Null };
+        serde_json::json!({
+            "issued": c.issued,
+            "ended": c.finished.count,
+            // Every request made, those refused at once included.
+            "requested": c.requested,
+            "succeeded": c.finished.latency_us.len(),
+            "failed_by_cause": c.finished.failed_by_cause,
+            "latency_us": c.finished.buckets(),
+        })
+    }
+}
 
 /// One request in flight at its client.
 #[derive(Clone, Debug)]
-pub(super) struct Pending {
-    pub(super) id: u64,
-    pub(super) group: u16,
-    pub(super) key: String,
-    pub(super) op: Op,
-    pub(super) priority: u8,
-    pub(super) started: Time,
-    pub(super) attempt: u8,
+struct Pending {
+    id: u64,
+    group: u16,
+    key: String,
+    op: Op,
+    priority: u8,
+    started: Time,
+    attempt: u8,
     /// Servers asked in the current attempt, and every one asked so far.
-    pub(super) outstanding: SmallVec<[NodeId; 3]>,
-    pub(super) tried: SmallVec<[NodeId; 4]>,
+    outstanding: SmallVec<[NodeId; 3]>,
+    tried: SmallVec<[NodeId; 4]>,
     /// n-way: answers so far (server, reply); the decided reply once a quorum agrees.
-    pub(super) votes: SmallVec<[(NodeId, Reply); 3]>,
-    pub(super) decided: Option<Reply>,
+    votes: SmallVec<[(NodeId, Reply); 3]>,
+    decided: Option<Reply>,
     /// A quorum write past its read: the entry it writes. Its phase change
     /// took an attempt number that is not a retry.
-    pub(super) put: Option<Entry>,
+    put: Option<Entry>,
 }
 
 impl Pending {
     /// The request's end, reported once.
-    pub(super) fn done(
+    fn done(
         &self,
         result: Result<Reply, Cause>,
         now: Time,
         ended: &mut Ended,
         closed_loop: bool,
-        io: &mut Io<'_, DataPlane>,
+        io: &mut Io<'_, Client>,
     ) {
         let latency_us = (now - self.started).as_micros() as u64;
         let ok = result.is_ok();
@@ -73,26 +402,26 @@ impl Pending {
 /// The requests a client ended, and the latencies of those that succeeded
 /// (HdrHistogram: a real run's report reads them from the node's status).
 #[derive(Clone, Debug)]
-pub(super) struct Ended {
-    pub(super) count: u64,
-    pub(super) latency_us: hdrhistogram::Histogram<u64>,
+struct Ended {
+    count: u64,
+    latency_us: hdrhistogram::Histogram<u64>,
     /// The value each (group, key) had in the latest reply: what a
     /// compare-and-set of this client expects.
-    pub(super) seen: BTreeMap<(u16, String), Vec<u8>>,
+    seen: BTreeMap<(u16, String), Vec<u8>>,
     /// Failed requests by cause (those refused at once included), for the
     /// status a real run's report reads.
-    pub(super) failed_by_cause: BTreeMap<Cause, u64>,
+    failed_by_cause: BTreeMap<Cause, u64>,
 }
 
 impl Ended {
-    pub(super) fn new() -> Self {
+    fn new() -> Self {
         // 1 µs to 60 s at 1 % precision, larger values clamped.
         let latency_us = hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid bounds");
         Ended { count: 0, latency_us, seen: BTreeMap::new(), failed_by_cause: BTreeMap::new() }
     }
 
     /// The recorded latencies as (µs, count) pairs: mergeable across clients.
-    pub(super) fn buckets(&self) -> Vec<(u64, u64)> {
+    fn buckets(&self) -> Vec<(u64, u64)> {
         self.latency_us.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect()
     }
 }
@@ -103,54 +432,54 @@ impl Ended {
 /// a member seen back after a crash starts afresh. So a wrong suspicion, or
 /// a replica that recovered, does not leave a group below quorum for good.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Standing {
+enum Standing {
     Good,
     Suspected { until: Time },
     Probation,
 }
 
-/// The client half of a node.
+/// A client node's workload and what it knows of the groups.
 #[derive(Clone, Debug)]
-pub(super) struct Client {
+struct State {
     /// Request ids: a random incarnation in the high half, drawn at each
     /// start, so that ids (and the tokens written with them) stay unique
     /// across restarts — replicas recognise a retry by its id.
-    pub(super) next_id: u64,
+    next_id: u64,
     /// Requests made (those refused at once included).
-    pub(super) requested: u64,
+    requested: u64,
     /// Requests that entered `pending`, and those of them that ended.
-    pub(super) issued: u64,
-    pub(super) finished: Ended,
+    issued: u64,
+    finished: Ended,
     /// Open loop: when the next request is due, so that a late timer
     /// (a busy real process) does not hide the delay — its latency counts
     /// from when it was due, and the requests a stall held back go out at
     /// once (no coordinated omission).
-    pub(super) next_arrival: Option<Time>,
-    pub(super) pending: BTreeMap<u64, Pending>,
-    pub(super) balancer: Balancer,
-    pub(super) budget: RetryBudget,
-    pub(super) failures: Vec<u32>,
-    pub(super) ejected_until: Vec<Option<Time>>,
-    pub(super) strikes: Vec<u32>,
+    next_arrival: Option<Time>,
+    pending: BTreeMap<u64, Pending>,
+    balancer: Balancer,
+    budget: RetryBudget,
+    failures: Vec<u32>,
+    ejected_until: Vec<Option<Time>>,
+    strikes: Vec<u32>,
     /// Per node: what the n-way votes made of it.
-    pub(super) standing: Vec<Standing>,
+    standing: Vec<Standing>,
     /// Per causal group: the session — the clock of everything this client
     /// saw (None for other groups).
-    pub(super) sessions: Vec<Option<crate::causal::VectorClock>>,
+    sessions: Vec<Option<crate::causal::VectorClock>>,
     /// Per group: the members serving now, the level, whether to recompute.
-    pub(super) serving: Vec<SmallVec<[NodeId; 4]>>,
-    pub(super) level: Vec<Level>,
-    pub(super) dirty: bool,
+    serving: Vec<SmallVec<[NodeId; 4]>>,
+    level: Vec<Level>,
+    dirty: bool,
 }
 
-impl DataPlane {
-    pub(super) fn arrival_gap(&self, io: &mut Io<'_, Self>) -> Duration {
+impl Client {
+    fn arrival_gap(&self, io: &mut Io<'_, Self>) -> Duration {
         let u = 1.0 - io.rng().random::<f64>();
         Duration::from_secs_f64(-u.ln() / self.topo.params.workload.rate)
     }
 
     /// The request timer: issues the requests due by now.
-    pub(super) fn next_request(&mut self, io: &mut Io<'_, Self>) {
+    fn next_request(&mut self, io: &mut Io<'_, Self>) {
         self.issue_due(true, io);
     }
 
@@ -162,9 +491,9 @@ impl DataPlane {
     /// each counts from then (no coordinated omission). The simulator fires
     /// timers on time, so it never finds a request overdue: its runs are
     /// what they were.
-    pub(super) fn issue_due(&mut self, at_timer: bool, io: &mut Io<'_, Self>) {
+    fn issue_due(&mut self, at_timer: bool, io: &mut Io<'_, Self>) {
         let now = io.now();
-        let Some(c) = self.client.as_ref().filter(|_| !self.stopped(now)) else { return };
+        let Some(c) = self.state.as_ref().filter(|_| !self.stopped(now)) else { return };
         let first = match c.next_arrival {
             Some(t) if t < now || (at_timer && t == now) => t,
             None if at_timer => now,
@@ -176,7 +505,7 @@ impl DataPlane {
             let next = due + self.arrival_gap(io);
             self.issue_at(due, io);
             if next > now {
-                self.client.as_mut().expect("only clients issue requests").next_arrival = Some(next);
+                self.state.as_mut().expect("only clients issue requests").next_arrival = Some(next);
                 io.set_timer(next - now, Timer::NextRequest);
                 return;
             }
@@ -185,7 +514,7 @@ impl DataPlane {
     }
 
     /// Issues one request now (closed loop).
-    pub(super) fn issue(&mut self, io: &mut Io<'_, Self>) {
+    fn issue(&mut self, io: &mut Io<'_, Self>) {
         if !self.stopped(io.now()) {
             self.issue_at(io.now(), io);
         }
@@ -214,7 +543,7 @@ impl DataPlane {
             2
         };
         let key = data::workload::key_name(topo.keys.draw(io.rng()));
-        let c = self.client.as_ref().expect("only clients issue requests");
+        let c = self.state.as_ref().expect("only clients issue requests");
         let fresh = data::workload::token(self.me, c.next_id);
         let seen = c.finished.seen.get(&(group, key.clone())).map_or(&[][..], |v| v.as_slice());
         let op = data::workload::draw_op(&w.ops, seen, fresh, io.rng());
@@ -242,7 +571,7 @@ impl DataPlane {
         io.count(counters::REQUESTS, 1);
         let now = io.now();
         let isolated = self.view.isolated;
-        let c = self.client.as_mut().expect("only clients issue requests");
+        let c = self.state.as_mut().expect("only clients issue requests");
         let shed = match c.level[group as usize] {
             Level::Emergency => priority < 2,
             Level::Shed => priority == 0,
@@ -298,10 +627,10 @@ impl DataPlane {
     }
 
     /// Sends attempt `pending.attempt` of request `id`.
-    pub(super) fn attempt(&mut self, id: u64, io: &mut Io<'_, Self>) {
+    fn attempt(&mut self, id: u64, io: &mut Io<'_, Self>) {
         self.refresh_client(io);
         let topo = self.topo.clone();
-        let c = self.client.as_mut().expect("client");
+        let c = self.state.as_mut().expect("client");
         let Some(p) = c.pending.get_mut(&id) else { return };
         let g = &topo.groups[p.group as usize];
         let serving = &c.serving[p.group as usize];
@@ -368,24 +697,14 @@ impl DataPlane {
                 forwarded: false,
                 asked,
             };
-            if t == self.me {
-                self.on_request(r, io);
-            } else {
-                self.route(t, Msg::Request(r), io);
-            }
+            io.output(Output::Send(r));
         }
     }
 
-    pub(super) fn on_answer(&mut self, a: Answer, io: &mut Io<'_, Self>) {
-        if a.client != self.me {
-            if a.hops < 32 {
-                self.route(a.client, Msg::Answer(Answer { hops: a.hops + 1, ..a }), io);
-            }
-            return;
-        }
+    fn on_answer(&mut self, a: Answer, io: &mut Io<'_, Self>) {
         let now = io.now();
         let topo = self.topo.clone();
-        let Some(c) = self.client.as_mut() else { return };
+        let Some(c) = self.state.as_mut() else { return };
         let Some(p) = c.pending.get_mut(&a.id) else { return };
         if p.attempt != a.attempt || !p.outstanding.contains(&a.server) {
             return; // an answer to an attempt already given up on
@@ -469,7 +788,7 @@ impl DataPlane {
         }
         for n in outvoted {
             io.count(counters::REPAIRS, 1);
-            self.on_repair(Repair { group, to: n, key: key.clone(), entry: v.entry.clone(), hops: 0 }, io);
+            io.output(Output::Repair(Repair { group, to: n, key: key.clone(), entry: v.entry.clone(), hops: 0 }));
         }
     }
 
@@ -481,7 +800,7 @@ impl DataPlane {
         let now = io.now();
         let topo = self.topo.clone();
         let closed = topo.params.workload.closed_loop > 0;
-        let c = self.client.as_mut().expect("client");
+        let c = self.state.as_mut().expect("client");
         let p = c.pending.get_mut(&id).expect("pending");
         let g = &topo.groups[p.group as usize];
         if let Some(put) = &p.put {
@@ -527,11 +846,11 @@ impl DataPlane {
         }
         for n in behind {
             io.count(counters::REPAIRS, 1);
-            self.on_repair(Repair { group, to: n, key: key.clone(), entry: newest.clone(), hops: 0 }, io);
+            io.output(Output::Repair(Repair { group, to: n, key: key.clone(), entry: newest.clone(), hops: 0 }));
         }
     }
 
-    pub(super) fn maybe_eject(c: &mut Client, topo: &Topology, n: NodeId, now: Time, io: &mut Io<'_, Self>) {
+    fn maybe_eject(c: &mut State, topo: &Topology, n: NodeId, now: Time, io: &mut Io<'_, Self>) {
         let cfg = &topo.params.rpc;
         if c.failures[n.index()] < cfg.eject_after || c.ejected_until[n.index()].is_some_and(|t| t > now) {
             return;
@@ -547,10 +866,10 @@ impl DataPlane {
         }
     }
 
-    pub(super) fn attempt_timed_out(&mut self, id: u64, attempt: u8, io: &mut Io<'_, Self>) {
+    fn attempt_timed_out(&mut self, id: u64, attempt: u8, io: &mut Io<'_, Self>) {
         let now = io.now();
         let topo = self.topo.clone();
-        let c = self.client.as_mut().expect("client");
+        let c = self.state.as_mut().expect("client");
         let Some(p) = c.pending.get_mut(&id) else { return };
         if p.attempt != attempt {
             return;
@@ -572,11 +891,11 @@ impl DataPlane {
 
     /// Retries request `id`, whose attempt failed by `cause`, or ends it
     /// with that cause (or the retry budget's, if the budget refused).
-    pub(super) fn retry_or_fail(&mut self, id: u64, cause: Cause, io: &mut Io<'_, Self>) {
+    fn retry_or_fail(&mut self, id: u64, cause: Cause, io: &mut Io<'_, Self>) {
         let now = io.now();
         let topo = self.topo.clone();
         let cfg = &topo.params.rpc;
-        let c = self.client.as_mut().expect("client");
+        let c = self.state.as_mut().expect("client");
         let Some(p) = c.pending.get_mut(&id) else { return };
         let retry = (p.attempt - p.put.is_some() as u8) as u32 + 1;
         let wait = backoff(cfg, retry, io.rng());
@@ -598,11 +917,11 @@ impl DataPlane {
 
     /// Recomputes which members serve each group; reports failovers (in
     /// criticality order) and cascading-failure levels that changed.
-    pub(super) fn refresh_client(&mut self, io: &mut Io<'_, Self>) {
+    fn refresh_client(&mut self, io: &mut Io<'_, Self>) {
         let now = io.now();
         let topo = self.topo.clone();
         let view = &self.view;
-        let Some(c) = self.client.as_mut() else { return };
+        let Some(c) = self.state.as_mut() else { return };
         for t in c.ejected_until.iter_mut() {
             if t.is_some_and(|t| t <= now) {
                 *t = None;
@@ -668,18 +987,18 @@ mod tests {
     use rand::SeedableRng;
 
     /// Edge1 with an open-loop workload of 1000 requests/s.
-    fn edge1() -> DataPlane {
-        let sc: toml::Value = toml::from_str(include_str!("../../../../../scenarios/edge-core-cloud.toml")).unwrap();
+    fn edge1() -> Client {
+        let sc: toml::Value = toml::from_str(include_str!("../../../../scenarios/edge-core-cloud.toml")).unwrap();
         let mut params: crate::topology::Params = sc["params"].clone().try_into().unwrap();
         params.workload.rate = 1000.0;
-        let mut n = DataPlane::new(Arc::new(params.compile().unwrap()), NodeId(0));
+        let mut n = Client::new(Arc::new(params.compile().unwrap()), NodeId(0));
         // The control plane's first view: every link trusted.
         n.view = View::derive(&n.topo, n.me, &vec![None; n.topo.len()]);
         n
     }
 
     /// Fires the request timer at `now_ms`: the requests issued and the timer set.
-    fn fire(n: &mut DataPlane, rng: &mut rand_chacha::ChaCha8Rng, now_ms: u64) -> (u64, Duration) {
+    fn fire(n: &mut Client, rng: &mut rand_chacha::ChaCha8Rng, now_ms: u64) -> (u64, Duration) {
         let mut out = Vec::new();
         let mut io = Io::new(n.me, Time::from_nanos(now_ms * 1_000_000), rng, &mut out);
         n.next_request(&mut io);
@@ -711,7 +1030,7 @@ mod tests {
         assert!((60..=140).contains(&issued), "{issued} requests sent after the stall");
         assert!(next > Duration::ZERO && next < Duration::from_millis(50), "the next one is in the future: {next:?}");
         // Their latencies start when they were due, not when they went out.
-        let c = n.client.as_ref().unwrap();
+        let c = n.state.as_ref().unwrap();
         let started: Vec<Time> = c.pending.values().map(|p| p.started).collect();
         let at_stall = Time::from_nanos(100_000_000);
         assert!(started.iter().filter(|&&t| t < at_stall).count() as u64 >= issued - 1, "{started:?}");
