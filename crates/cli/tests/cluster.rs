@@ -249,7 +249,7 @@ fn telecom_nodes_on_real_processes_detect_a_kill_9() {
         }
         start.elapsed()
     };
-    let served = |i: usize| status(i).and_then(|s| s["protocol"]["data"]["served"].as_u64()).unwrap_or(0);
+    let served = |i: usize| status(i).and_then(|s| s["protocol"]["server"]["served"].as_u64()).unwrap_or(0);
     wait("Core2 (n3) serves requests from the edge", Duration::from_secs(20), &|| served(3) > 20);
     // Edge1 (n0), Edge2 (n1) and Cloud1 (n4) are Core2's neighbours.
     let flagged = |i: usize| {

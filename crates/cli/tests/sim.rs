@@ -172,7 +172,7 @@ fn cluster_up_runs_a_scenario_and_its_fault_plan_as_real_processes() {
          [[fault]]\nkind = \"recover\"\nat = \"3s\"\nnode = 3\n\
          [[fault]]\nkind = \"partition\"\ngroups = [[1]]\nat = \"1500ms\"\nheal = \"4s\"\n\
          [[fault]]\nkind = \"omission\"\nlink = [0, 2]\nrate = 0.5\n\
-         [[input]]\nat = \"1s\"\nnode = 2\nvalue = {{ data = {{ Byzantine = \"corrupt\" }} }}\n"
+         [[input]]\nat = \"1s\"\nnode = 2\nvalue = {{ server = {{ Byzantine = \"corrupt\" }} }}\n"
     );
     let dir = temp_dir("cluster-scenario");
     let path = dir.join("short.toml");
@@ -194,7 +194,7 @@ fn cluster_up_runs_a_scenario_and_its_fault_plan_as_real_processes() {
             // Link omission: Edge1 → Core1 loses half, on top of the 1 % loss.
             "t = 0.0 s: PUT /faults on n0: 4 links, 3.60–13.50 ms, dropping toward n1 0.01, n2 0.505, n3 0.01, n4 0.01",
             "t = 1.0 s: killed n3 (SIGKILL)",
-            "t = 1.0 s: POST /input on n2: {\"data\":{\"Byzantine\":\"corrupt\"}}",
+            "t = 1.0 s: POST /input on n2: {\"server\":{\"Byzantine\":\"corrupt\"}}",
             "t = 1.5 s: PUT /faults on n1: cut off from n0 n2 n3 n4; 4 links",
             // A restarted process gets its fault layer back.
             "t = 3.0 s: restarted n3; PUT /faults on n3: cut off from n1; 4 links",

@@ -193,7 +193,7 @@ mod communication {
             let sim = run(&sc, seed);
             let group = |id: u32| {
                 let st = sim.node(NodeId(id)).status();
-                st["data"]["causal"].as_array().unwrap().iter().find(|g| g["service"] == "load_balancer").cloned().unwrap()
+                st["active_active"]["causal"].as_array().unwrap().iter().find(|g| g["service"] == "load_balancer").cloned().unwrap()
             };
             // Core2, Core1 and Edge1 are its members.
             let logs: Vec<serde_json::Value> = [3, 2, 0].map(group).to_vec();

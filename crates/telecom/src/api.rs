@@ -98,7 +98,7 @@ impl NodeManager for Node {
 
 impl CommunicationManager for Node {
     fn send_rpc(&mut self, group: u16, key: &str, op: Op, priority: u8, io: &mut Io<'_, Self>) -> Option<u64> {
-        // The client issues it; its outputs (the request to the data plane) are routed.
+        // The client issues it; its outputs (the request to the server) are routed.
         let mut id = None;
         let outputs = agora_core::service::drive(
             io,
@@ -136,7 +136,7 @@ impl LoadBalancer for Balancer {
 mod tests {
     use super::*;
     use crate::balance::Strategy;
-    use crate::node::data_plane;
+    use crate::node::server;
     use agora_core::Command;
     use rand::SeedableRng;
 
@@ -155,10 +155,8 @@ mod tests {
         // member — three sent, Edge1's own taken in place.
         let id = node.send_rpc(0, "k42", Op::Read, 1, &mut io);
         assert!(id.is_some(), "the request was issued");
-        let requests = out
-            .iter()
-            .filter(|c| matches!(c, Command::Send { msg: Msg::Data(data_plane::Msg::Request(_)), .. }))
-            .count();
+        let requests =
+            out.iter().filter(|c| matches!(c, Command::Send { msg: Msg::Server(server::Msg::Request(_)), .. })).count();
         assert_eq!(requests, 3);
         assert_eq!(node.metrics(Time::from_nanos(1)).served, 0);
     }

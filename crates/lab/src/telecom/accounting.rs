@@ -12,7 +12,7 @@
 use super::history::Request;
 use agora_core::{NodeId, Time};
 use agora_sim::{Fault, Scope, Sim};
-use agora_telecom::node::{data_plane, Cause, Node, Output};
+use agora_telecom::node::{server, Cause, Node, Output};
 use agora_telecom::topology::Topology;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
@@ -208,10 +208,8 @@ fn events(sim: &Sim<Node>) -> Vec<(Time, Event)> {
     let mut out: Vec<(Time, Event)> = sim.faults_applied().iter().map(|(t, f)| (*t, Event::Fault(f.clone()))).collect();
     for o in sim.outputs() {
         match o.output {
-            Output::Data(data_plane::Output::TurnedByzantine { .. }) => {
-                out.push((o.at, Event::Byzantine(o.node, true)))
-            }
-            Output::Data(data_plane::Output::TurnedHonest) => out.push((o.at, Event::Byzantine(o.node, false))),
+            Output::Server(server::Output::TurnedByzantine { .. }) => out.push((o.at, Event::Byzantine(o.node, true))),
+            Output::Server(server::Output::TurnedHonest) => out.push((o.at, Event::Byzantine(o.node, false))),
             _ => {}
         }
     }

@@ -13,7 +13,7 @@ use agora_core::{NodeId, Time};
 use agora_sim::{Fault, Model, Scope, Sim};
 use agora_telecom::api::NodeManager;
 use agora_telecom::balance::{coefficient_of_variation, jain_index};
-use agora_telecom::node::{self, client, control, counters, data_plane, Detection, Level, Node, Output};
+use agora_telecom::node::{self, client, control, counters, server, Detection, Level, Node, Output};
 use agora_telecom::rank;
 use agora_telecom::topology::Topology;
 use serde::Serialize;
@@ -243,9 +243,9 @@ pub fn real_failures(
     let mut detected = Vec::new();
     for (i, st) in statuses.iter().enumerate() {
         let Some((start, st)) = st else { continue };
-        let (control, data) = (&st["protocol"]["control"], &st["protocol"]["data"]);
+        let (control, server) = (&st["protocol"]["control"], &st["protocol"]["server"]);
         let by = name(NodeId(i as u32));
-        if let Some(t) = data["byzantine_since_s"].as_f64() {
+        if let Some(t) = server["byzantine_since_s"].as_f64() {
             faults.push((by.clone(), "byzantine", start + t));
         }
         for d in control["detections"].as_array().into_iter().flatten() {
@@ -304,7 +304,7 @@ fn injected(sim: &Sim<Node>) -> Vec<(NodeId, &'static str, Time)> {
         }
     }
     for o in sim.outputs() {
-        if let Output::Data(data_plane::Output::TurnedByzantine { .. }) = o.output {
+        if let Output::Server(server::Output::TurnedByzantine { .. }) = o.output {
             out.push((o.node, "byzantine", o.at));
         }
     }
@@ -322,7 +322,7 @@ pub fn checked_outcome(topo: &Topology, sim: &Sim<Node>) -> Outcome {
     let byzantine: Vec<NodeId> = sim
         .outputs()
         .iter()
-        .filter(|o| matches!(o.output, Output::Data(data_plane::Output::TurnedByzantine { .. })))
+        .filter(|o| matches!(o.output, Output::Server(server::Output::TurnedByzantine { .. })))
         .map(|o| o.node)
         .collect();
     for (h, g) in histories.iter_mut().zip(&topo.groups) {

@@ -8,7 +8,7 @@
 //!
 //! Every member of a group keeps its own [`kv::Store`] and applies the
 //! requests it serves. How the members' stores are kept in step is the
-//! group's strategy, kept by the node's data plane (`node/data_plane/`):
+//! group's strategy, kept by the node's replica services (`node/replica/`):
 //! active-passive and geographic groups ship their writes to each other
 //! and n-way groups are in primary order (`ship.rs`), causal groups
 //! multicast them in causal order (`causal.rs`), quorum groups' clients

@@ -13,12 +13,12 @@
 //! levels: isolate, shed low-priority load, emergency (only high priority).
 //!
 //! The client has no messages of its own: its requests and repairs go to
-//! the node's data plane, which carries them along the routes, and the
-//! answers come back from it.
+//! the node's server, which carries them along the routes, and the answers
+//! come back from it.
 
 use super::control::Detection;
 use super::counters;
-use super::data_plane::{Answer, Repair, Request, Status};
+use super::server::{Answer, Repair, Request, Status};
 use crate::balance::Balancer;
 use crate::data;
 use crate::data::kv::{Entry, Op, Reply, Store};
@@ -152,9 +152,9 @@ pub enum Output {
         /// Why it failed (None if it succeeded).
         cause: Option<Cause>,
     },
-    /// A request to send (routed to the data plane, which carries it).
+    /// A request to send (routed to the server, which carries it).
     Send(Request),
-    /// A read repair to send (routed to the data plane).
+    /// A read repair to send (routed to the server).
     Repair(Repair),
 }
 
@@ -557,7 +557,7 @@ impl Client {
         self.request_at(group, key, op, priority, io.now(), io)
     }
 
-    /// [`DataPlane::request`] for a request due at `due` (its latency counts from then).
+    /// [`Client::request`] for a request due at `due` (its latency counts from then).
     fn request_at(
         &mut self,
         group: u16,

@@ -2,9 +2,9 @@
 //! accrual and a loss window, this node's link health flooded to the others,
 //! and the view derived from what it holds (routes, reachability, partition
 //! side, omission suspects). Every change of the view is an output the
-//! node routes to its data plane, which sends along those routes.
+//! node routes to its other services, which send along those routes.
 //!
-//! The data plane's own suspicions (Byzantine, unresponsive) come in as
+//! The client's own suspicions (Byzantine, unresponsive) come in as
 //! input, so every suspicion a node raises is this service's output and is
 //! kept in its status.
 
@@ -55,7 +55,7 @@ pub enum Detection {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Input {
-    /// The data plane suspects `node` (routed on the node, not injected).
+    /// The client suspects `node` (routed on the node, not injected).
     #[serde(skip_deserializing)]
     Suspect { node: NodeId, how: Detection },
 }
@@ -76,7 +76,7 @@ pub enum Output {
     Isolated {
         isolated: bool,
     },
-    /// The view changed: the routes the data plane sends along.
+    /// The view changed: the routes the other services send along.
     View(View),
 }
 
@@ -334,8 +334,8 @@ impl Protocol for Control {
 
     fn on_start(&mut self, io: &mut Io<'_, Self>) {
         self.arm(io);
-        // Every link is trusted until reported otherwise: the data plane
-        // has routes from the start.
+        // Every link is trusted until reported otherwise: the other
+        // services have routes from the start.
         self.refresh_view(io);
     }
 

@@ -1,37 +1,42 @@
-//! One node of the edge–core–cloud system: three services composed on one
-//! node ([`agora_core::compose!`]), the same code in the simulator and on
-//! real processes.
+//! One node of the edge–core–cloud system: services composed on one node
+//! ([`agora_core::compose!`]), the same code in the simulator and on real
+//! processes.
 //!
 //! * [`control`]: failure detection and link state — heartbeats, the
 //!   phi-accrual and omission detectors, link state flooded to every node,
 //!   and the view derived from it (routes, reachability, partition side).
-//! * [`data_plane`]: what the node serves — the server's slots and queue,
-//!   the replicas of the groups it belongs to — and the carrying of
-//!   requests and answers along the routes.
+//! * [`server`]: what the node does with the requests that reach it — the
+//!   slots and the queue — and the carrying of requests, answers and
+//!   repairs along the routes.
 //! * [`client`]: what the node asks for (on client nodes): the workload,
 //!   retries, votes, ejections, failovers and cascade levels.
+//! * [`replica`]: one service per replication strategy (`active_active`,
+//!   `active_passive`, `n_way`, `geographic`, `quorum`), each keeping this
+//!   node's copy of its strategy's groups.
 //!
 //! The node routes between them locally: every change of the control
-//! plane's view goes to the data plane, which sends along its routes, and
-//! to the client; the client's requests and repairs go to the data plane,
-//! and their answers come back (plumbing: routed, not output); a peer heard
-//! again after a crash suspicion is judged afresh by the client's votes;
-//! and the client's own suspicions (a member outvoted, or failing request
-//! after request) go to the control plane, which reports every suspicion
-//! the node raises.
+//! plane's view goes to every other service, which send along its routes;
+//! the client's requests and repairs go to the server and their answers
+//! come back; the server asks the replica service of a request's group to
+//! admit it and, once a slot served it, to apply it, and answers what that
+//! service replies (these three are plumbing: routed, not output); a peer
+//! heard again after a crash suspicion is judged afresh by the client's
+//! votes; and the client's own suspicions (a member outvoted, or failing
+//! request after request) go to the control plane, which reports every
+//! suspicion the node raises.
 //!
 //! On the wire each message carries its service's tag; an injected input
-//! names its service (`{ data = { Byzantine = "corrupt" } }`).
+//! names its service (`{ server = { Byzantine = "corrupt" } }`).
 
 pub mod client;
 pub mod control;
-pub mod data_plane;
+pub mod replica;
+pub mod server;
 
 pub use client::{Cause, Client, Level};
 pub use control::{Control, Detection};
-pub use data_plane::{
-    Answer, Behaviour, DataPlane, Repair, Replica, ReplicaBody, Request, ServerStats, Shipped, Status,
-};
+pub use replica::{Replica, ReplicaBody, Replicas, Shipped};
+pub use server::{Answer, Behaviour, Repair, Request, Server, ServerStats, Status};
 
 /// Counter names.
 pub mod counters {
@@ -71,16 +76,22 @@ pub mod counters {
 }
 
 use crate::route::View;
-use crate::topology::Topology;
+use crate::topology::{Redundancy, Topology};
 use agora_core::{compose, NodeId, Time};
 use std::sync::Arc;
 
 compose! {
-    /// One node: its control plane, its data plane and its client.
+    /// One node: its control plane, its server, its client, and a replica
+    /// service per replication strategy.
     pub mod composed {
         control: Control = crate::node::control::Control,
-        data: Data = crate::node::data_plane::DataPlane,
+        server: Server = crate::node::server::Server,
         client: Client = crate::node::client::Client,
+        active_active: ActiveActive = crate::node::replica::Replicas,
+        active_passive: ActivePassive = crate::node::replica::Replicas,
+        n_way: NWay = crate::node::replica::Replicas,
+        geographic: Geographic = crate::node::replica::Replicas,
+        quorum: Quorum = crate::node::replica::Replicas,
     }
     route = between_services;
     internal = plumbing;
@@ -88,11 +99,30 @@ compose! {
 
 pub use composed::{Input, Msg, Node, Output, Timer};
 
+/// The strategies, in the order of the replica services.
+const STRATEGIES: [Redundancy; 5] =
+    [Redundancy::ActiveActive, Redundancy::ActivePassive, Redundancy::NWay, Redundancy::Geographic, Redundancy::Quorum];
+
+/// The input for the replica service of `strategy`.
+fn to_replicas(strategy: Redundancy, i: replica::Input) -> Input {
+    match strategy {
+        Redundancy::ActiveActive => Input::ActiveActive(i),
+        Redundancy::ActivePassive => Input::ActivePassive(i),
+        Redundancy::NWay => Input::NWay(i),
+        Redundancy::Geographic => Input::Geographic(i),
+        Redundancy::Quorum => Input::Quorum(i),
+    }
+}
+
 /// What one service tells the others on the node.
 fn between_services(o: &Output) -> Vec<Input> {
+    let every_replica = |i: replica::Input| STRATEGIES.iter().map(|&s| to_replicas(s, i.clone())).collect::<Vec<_>>();
     match o {
         Output::Control(control::Output::View(v)) => {
-            vec![Input::Data(data_plane::Input::View(v.clone())), Input::Client(client::Input::View(v.clone()))]
+            let mut to =
+                vec![Input::Server(server::Input::View(v.clone())), Input::Client(client::Input::View(v.clone()))];
+            to.extend(every_replica(replica::Input::View(v.clone())));
+            to
         }
         Output::Control(control::Output::Trust { node, how: Detection::Crash }) => {
             vec![Input::Client(client::Input::Back(*node))]
@@ -100,39 +130,56 @@ fn between_services(o: &Output) -> Vec<Input> {
         Output::Client(client::Output::Suspect { node, how }) => {
             vec![Input::Control(control::Input::Suspect { node: *node, how: *how })]
         }
-        Output::Client(client::Output::Send(r)) => vec![Input::Data(data_plane::Input::Send(r.clone()))],
-        Output::Client(client::Output::Repair(r)) => vec![Input::Data(data_plane::Input::Repair(r.clone()))],
-        Output::Data(data_plane::Output::Answered(a)) => vec![Input::Client(client::Input::Answer(a.clone()))],
+        Output::Client(client::Output::Send(r)) => vec![Input::Server(server::Input::Send(r.clone()))],
+        Output::Client(client::Output::Repair(r)) => vec![Input::Server(server::Input::Repair(r.clone()))],
+        Output::Server(server::Output::Answered(a)) => vec![Input::Client(client::Input::Answer(a.clone()))],
+        Output::Server(server::Output::Replica { strategy, what }) => {
+            vec![to_replicas(*strategy, replica::Input::Server(what.clone()))]
+        }
+        Output::Server(server::Output::TurnedByzantine { behaviour }) => {
+            every_replica(replica::Input::Byzantine(Some(*behaviour)))
+        }
+        Output::Server(server::Output::TurnedHonest) => every_replica(replica::Input::Byzantine(None)),
+        Output::ActiveActive(r)
+        | Output::ActivePassive(r)
+        | Output::NWay(r)
+        | Output::Geographic(r)
+        | Output::Quorum(r) => vec![Input::Server(server::Input::Replica(r.clone()))],
         _ => Vec::new(),
     }
 }
 
-/// Requests, repairs and answers between the client and the data plane:
-/// routed only (every request would otherwise be an output record).
+/// Requests and answers between the client, the server and the replica
+/// services: routed only (every request would otherwise be output records).
 pub(crate) fn plumbing(o: &Output) -> bool {
     matches!(
         o,
         Output::Client(client::Output::Send(_) | client::Output::Repair(_))
-            | Output::Data(data_plane::Output::Answered(_))
+            | Output::Server(server::Output::Answered(_) | server::Output::Replica { .. })
+            | Output::ActiveActive(_)
+            | Output::ActivePassive(_)
+            | Output::NWay(_)
+            | Output::Geographic(_)
+            | Output::Quorum(_)
     )
 }
 
 impl Input {
     /// The failure injector turns the node Byzantine.
     pub fn byzantine(b: Behaviour) -> Self {
-        Input::Data(data_plane::Input::Byzantine(b))
+        Input::Server(server::Input::Byzantine(b))
     }
     /// The node behaves again.
     pub fn honest() -> Self {
-        Input::Data(data_plane::Input::Honest)
+        Input::Server(server::Input::Honest)
     }
 }
 
 impl Output {
-    /// The data plane's output, if this is one.
-    pub fn data(&self) -> Option<&data_plane::Output> {
+    /// The server's output, if this is one.
+    pub fn server(&self) -> Option<&server::Output> {
         match self {
-            Output::Data(o) => Some(o),
+            Output::Server(o) => Some(o),
             _ => None,
         }
     }
@@ -154,19 +201,37 @@ impl Output {
 
 impl Node {
     pub fn new(topo: Arc<Topology>, me: NodeId) -> Self {
+        let replicas = |s: Redundancy| Replicas::new(topo.clone(), me, s);
         Node {
             control: Control::new(topo.clone(), me),
-            data: DataPlane::new(topo.clone(), me),
-            client: Client::new(topo, me),
+            server: Server::new(topo.clone(), me),
+            client: Client::new(topo.clone(), me),
+            active_active: replicas(Redundancy::ActiveActive),
+            active_passive: replicas(Redundancy::ActivePassive),
+            n_way: replicas(Redundancy::NWay),
+            geographic: replicas(Redundancy::Geographic),
+            quorum: replicas(Redundancy::Quorum),
+        }
+    }
+
+    /// The replica service of `strategy`.
+    pub fn replicas(&self, strategy: Redundancy) -> &Replicas {
+        match strategy {
+            Redundancy::ActiveActive => &self.active_active,
+            Redundancy::ActivePassive => &self.active_passive,
+            Redundancy::NWay => &self.n_way,
+            Redundancy::Geographic => &self.geographic,
+            Redundancy::Quorum => &self.quorum,
         }
     }
 
     /// This node's replica of `group`'s data (empty unless a member).
     pub fn replica(&self, group: u16) -> &crate::data::kv::Store {
-        self.data.replica(group)
+        let kept = STRATEGIES.iter().map(|&s| self.replicas(s)).find(|r| r.keeps(group));
+        kept.unwrap_or(&self.active_active).replica(group)
     }
     pub fn stats(&self) -> &ServerStats {
-        self.data.stats()
+        self.server.stats()
     }
     /// The control plane's view: routes, reachability, partition side.
     pub fn view(&self) -> &View {
@@ -178,7 +243,7 @@ impl Node {
     }
     /// The node's service slots.
     pub fn slots(&self) -> u32 {
-        self.data.slots()
+        self.server.slots()
     }
     pub fn is_isolated(&self) -> bool {
         self.view().isolated
@@ -188,12 +253,13 @@ impl Node {
     }
     /// Busy slot-seconds up to `now`, including the current stretch.
     pub fn busy_slot_s(&self, now: Time) -> f64 {
-        self.data.busy_slot_s(now)
+        self.server.busy_slot_s(now)
     }
-    /// The node's local invariants (see [`DataPlane::check`], [`Client::check`]).
+    /// The node's local invariants: the server's, the client's, the replicas'.
     pub fn check(&self) -> Result<(), String> {
-        self.data.check()?;
-        self.client.check()
+        self.server.check()?;
+        self.client.check()?;
+        STRATEGIES.iter().try_for_each(|&s| self.replicas(s).check())
     }
 }
 
@@ -209,8 +275,22 @@ mod tests {
         let view = from_control(control::Output::View(View::default()));
         assert!(matches!(
             view.as_slice(),
-            [Input::Data(data_plane::Input::View(_)), Input::Client(client::Input::View(_))]
+            [Input::Server(server::Input::View(_)), Input::Client(client::Input::View(_)), ..]
         ));
+        let replicas = view
+            .iter()
+            .filter(|i| {
+                matches!(
+                    i,
+                    Input::NWay(replica::Input::View(_))
+                        | Input::ActiveActive(replica::Input::View(_))
+                        | Input::ActivePassive(replica::Input::View(_))
+                        | Input::Geographic(replica::Input::View(_))
+                        | Input::Quorum(replica::Input::View(_))
+                )
+            })
+            .count();
+        assert_eq!(replicas, 5, "every replica service routes along the view");
         // Heard again after a crash suspicion: the votes judge it afresh;
         // an omission suspicion that clears says nothing of a restart.
         let back = from_control(control::Output::Trust { node: n, how: Detection::Crash });
@@ -224,7 +304,7 @@ mod tests {
         // Requests go out through the data plane and answers come back: plumbing, not output.
         let failover = Output::Client(client::Output::Failover { group: 0, from: n, to: None });
         assert!(between_services(&failover).is_empty() && !plumbing(&failover));
-        let answered = Output::Data(data_plane::Output::Answered(Answer {
+        let answered = Output::Server(server::Output::Answered(Answer {
             id: 1,
             client: NodeId(0),
             server: n,
@@ -238,5 +318,35 @@ mod tests {
         }));
         assert!(matches!(between_services(&answered).as_slice(), [Input::Client(client::Input::Answer(_))]));
         assert!(plumbing(&answered));
+        // A request for a member goes to the replica service of its group's strategy,
+        // and what that service replies goes back to the server.
+        let key = server::RequestKey {
+            id: 1,
+            client: NodeId(0),
+            group: 0,
+            key: "k".into(),
+            op: crate::data::kv::Op::Read,
+            put: None,
+            attempt: 0,
+            sent_ns: 0,
+            arrived: Time::ZERO,
+            forwarded: false,
+            asked: Vec::new(),
+        };
+        let serve = Output::Server(server::Output::Replica {
+            strategy: Redundancy::Geographic,
+            what: server::ToReplica::Serve(key.clone()),
+        });
+        assert!(matches!(between_services(&serve).as_slice(), [Input::Geographic(replica::Input::Server(_))]));
+        let admitted = Output::Geographic(server::FromReplica::Admitted { key, priority: 1 });
+        assert!(matches!(
+            between_services(&admitted).as_slice(),
+            [Input::Server(server::Input::Replica(server::FromReplica::Admitted { .. }))]
+        ));
+        assert!(plumbing(&serve) && plumbing(&admitted));
+        // A node turned Byzantine: every replica service hears it (a silent one stops replicating).
+        let turned = Output::Server(server::Output::TurnedByzantine { behaviour: Behaviour::Silent });
+        assert_eq!(between_services(&turned).len(), 5);
+        assert!(!plumbing(&turned), "ground truth for the reports");
     }
 }

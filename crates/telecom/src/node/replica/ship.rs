@@ -35,7 +35,6 @@
 //! what it holds newer. Requests meanwhile get [`Status::CatchingUp`].
 
 use super::*;
-use server::RequestKey;
 
 /// Entries per message (a pull's answer comes in parts of this size).
 const CHUNK: usize = 256;
@@ -140,13 +139,13 @@ pub(super) struct Shipping {
     early_reads: VecDeque<((NodeId, u64, u8), Reply)>,
 }
 
-impl DataPlane {
+impl Replicas {
     /// Whether this node ships `group`'s writes (an active-passive,
     /// geographic or n-way member).
     fn ships(&self, group: u16) -> bool {
         let g = &self.topo.groups[group as usize];
         let shipped = matches!(g.strategy, Redundancy::ActivePassive | Redundancy::Geographic | Redundancy::NWay);
-        shipped && g.members.contains(&self.me)
+        shipped && self.keeps(group)
     }
 
     /// Whether `group` answers a write only once its peers hold it: a
@@ -189,11 +188,10 @@ impl DataPlane {
         if let Some(i) = early.iter().position(|(r, _)| *r == (key.client, key.id, key.attempt)) {
             // The primary's order came first (this member is slower).
             let (_, reply) = early.remove(i).expect("found");
-            let reply = self.lie(&key, reply, io);
             return self.sync(vec![(key, reply)], Vec::new(), io);
         }
         if !key.asked.contains(&primary) {
-            self.forward(&key, primary, io);
+            self.forward_to(&key, primary, io);
         }
         // Answered before the client's attempt times out, ordered or not
         // (expiries are checked each heartbeat).
@@ -201,7 +199,7 @@ impl DataPlane {
         self.shipping[key.group as usize].awaiting.push((key, until));
     }
 
-    fn forward(&mut self, key: &RequestKey, primary: NodeId, io: &mut Io<'_, Self>) {
+    fn forward_to(&mut self, key: &RequestKey, primary: NodeId, io: &mut Io<'_, Self>) {
         let r = Request {
             id: key.id,
             client: key.client,
@@ -218,8 +216,7 @@ impl DataPlane {
             forwarded: true,
             asked: Vec::new(),
         };
-        io.count(counters::FORWARDED, 1);
-        self.route(primary, Msg::Request(r), io);
+        self.forward(r, io);
     }
 
     /// The peers this member's view reaches.
@@ -430,7 +427,7 @@ impl DataPlane {
         }
         let member = |n: NodeId| self.topo.groups.get(r.group as usize).is_some_and(|g| g.members.contains(&n));
         // Only the group's members exchange its data.
-        if self.byzantine == Some(Behaviour::Silent) || !member(r.from) || r.from == self.me || !self.ships(r.group) {
+        if self.silent || !member(r.from) || r.from == self.me || !self.ships(r.group) {
             return;
         }
         let (g, from) = (r.group, r.from);
@@ -521,7 +518,7 @@ impl DataPlane {
     }
 
     /// The requests a primary ordered, as a backup received them: each
-    /// awaiting one gets its reply (a Byzantine member lies), or — a write
+    /// awaiting one gets its reply, or — a write
     /// another value stood over — a refusal now; a read whose request has
     /// not arrived yet is kept for it.
     fn ordered(&mut self, g: u16, ops: Vec<OrderedOp>, io: &mut Io<'_, Self>) -> Vec<(RequestKey, Reply)> {
@@ -541,10 +538,7 @@ impl DataPlane {
             };
             let (key, _) = awaiting.swap_remove(i);
             match reply {
-                Some(reply) => {
-                    let reply = self.lie(&key, reply, io);
-                    answers.push((key, reply));
-                }
+                Some(reply) => answers.push((key, reply)),
                 None => self.reply(&key, None, Status::Unreplicated, io),
             }
         }

@@ -18,7 +18,6 @@
 
 use super::*;
 use agora_core::storage::{Durable, SyncDone};
-use server::RequestKey;
 use std::collections::VecDeque;
 
 /// The table holding every group's entries: key = group (2 bytes) ++ key.
@@ -97,7 +96,7 @@ impl Disk {
     }
 }
 
-impl DataPlane {
+impl Replicas {
     /// Writes `entry` of `key` in `group` to the disk (durable at the next sync).
     pub(super) fn persist(&mut self, group: u16, key: &str, entry: &Entry, io: &mut Io<'_, Self>) {
         self.write_record(TABLE, record_key(group, key), encode(entry), io);

@@ -49,14 +49,15 @@ pub struct Causal {
     pub body: CausalBody,
 }
 
-impl DataPlane {
+impl Replicas {
     /// The causal groups' logs this node keeps: one per causal group it is a member of.
-    pub(super) fn causal_logs(topo: &Topology, me: NodeId) -> Vec<Option<CausalLog<Write>>> {
+    pub(super) fn causal_logs(topo: &Topology, me: NodeId, strategy: Redundancy) -> Vec<Option<CausalLog<Write>>> {
         topo.groups
             .iter()
             .map(|g| {
                 let pos = g.members.iter().position(|&m| m == me)?;
-                (g.consistency == Consistency::Causal).then(|| CausalLog::new(pos, g.members.len(), LOG_KEPT))
+                let causal = g.consistency == Consistency::Causal && g.strategy == strategy;
+                causal.then(|| CausalLog::new(pos, g.members.len(), LOG_KEPT))
             })
             .collect()
     }
