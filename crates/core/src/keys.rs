@@ -62,6 +62,37 @@ impl Keys for SeededKeys {
     }
 }
 
+/// [`SeededKeys`] with each node's key derived once, on first use
+/// (deriving a key costs a scalar multiplication: a simulation that signs
+/// and verifies per request would spend most of its time there).
+pub struct SeededRing {
+    seeded: SeededKeys,
+    derived: std::sync::Mutex<std::collections::HashMap<NodeId, SigningKey>>,
+}
+
+impl SeededKeys {
+    /// These keys, each derived once.
+    pub fn ring(self) -> SeededRing {
+        SeededRing { seeded: self, derived: Default::default() }
+    }
+}
+
+impl SeededRing {
+    fn with_key<R>(&self, node: NodeId, f: impl FnOnce(&SigningKey) -> R) -> R {
+        let mut derived = self.derived.lock().unwrap_or_else(|e| e.into_inner());
+        f(derived.entry(node).or_insert_with(|| self.seeded.secret(node)))
+    }
+}
+
+impl Keys for SeededRing {
+    fn sign(&self, me: NodeId, msg: &[u8]) -> Option<Signature> {
+        Some(self.with_key(me, |k| k.sign(msg)))
+    }
+    fn verify(&self, who: NodeId, msg: &[u8], sig: &Signature) -> bool {
+        self.with_key(who, |k| k.verifying_key().verify(msg, sig).is_ok())
+    }
+}
+
 /// A real node's keys: its own secret and every node's public key (index =
 /// node id).
 pub struct Keyring {
@@ -101,5 +132,10 @@ mod tests {
             Keyring::new(NodeId(1), k.secret(NodeId(1)), (0..3).map(|i| k.secret(NodeId(i)).verifying_key()).collect());
         assert!(ring.sign(NodeId(0), b"x").is_none());
         assert!(ring.verify(NodeId(1), b"view 3", &sig));
+        // Derived once or on each use, the same keys.
+        let cached = k.ring();
+        assert_eq!(cached.sign(NodeId(1), b"view 3"), Some(sig));
+        assert!(cached.verify(NodeId(1), b"view 3", &sig) && !cached.verify(NodeId(0), b"view 3", &sig));
+        assert!(cached.verify(NodeId(1), b"view 3", &sig), "derived once, used again");
     }
 }

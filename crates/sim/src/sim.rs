@@ -3,7 +3,7 @@ use crate::network::{Latency, LinkCtx};
 use crate::queue::EventQueue;
 use crate::stats::Stats;
 use crate::trace::{hex, TraceHash, TraceRecord, TraceSink};
-use agora_core::keys::SeededKeys;
+use agora_core::keys::{SeededKeys, SeededRing};
 use agora_core::storage::{DiskError, Durable, StoreOp, SyncDone};
 use agora_core::{prefetch, wire, Command, Io, Message, NodeId, Protocol, Time};
 use fnv::FnvHashMap;
@@ -268,7 +268,7 @@ pub struct Sim<P: Protocol> {
     proto_rng: ChaCha8Rng,
     fault_rng: ChaCha8Rng,
     disk_rng: ChaCha8Rng,
-    keys: SeededKeys,
+    keys: SeededRing,
     disks: FnvHashMap<u32, Disk>,
     in_flight: u64,
     in_flight_to: Vec<u32>,
@@ -327,7 +327,7 @@ impl<P: Protocol> Sim<P> {
             fault_rng: stream(cfg.seed, 3),
             // Far from the key streams (4 + node id).
             disk_rng: stream(cfg.seed, 1 << 40),
-            keys: SeededKeys { seed: cfg.seed },
+            keys: SeededKeys { seed: cfg.seed }.ring(),
             disks: FnvHashMap::default(),
             cfg,
             slots,
