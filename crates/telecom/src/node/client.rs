@@ -21,7 +21,7 @@ use super::counters;
 use super::server::{Answer, Repair, Request, Status};
 use crate::balance::Balancer;
 use crate::data;
-use crate::data::kv::{Entry, Op, Reply, Store};
+use crate::data::kv::{Entry, Op, Reply, Seal, Sig, Store};
 use crate::route::View;
 use crate::rpc::{backoff, RetryBudget};
 use crate::topology::{Consistency, Redundancy, Topology};
@@ -219,6 +219,7 @@ impl Client {
                 ejected_until: vec![None; n],
                 strikes: vec![0; n],
                 standing: vec![Standing::Good; n],
+                verified: Verified::default(),
                 serving: topo.groups.iter().map(|g| g.members.iter().copied().collect()).collect(),
                 sessions: topo
                     .groups
@@ -337,6 +338,53 @@ impl Protocol for Client {
     }
 }
 
+/// This client's seal of the element `op` writes to `key` of `group`
+/// (None for a read; a driver without keys gives a zero signature,
+/// which no reader accepts).
+fn seal(group: u16, key: &str, op: &Op, io: &Io<'_, Client>) -> Option<Seal> {
+    let element = match op {
+        Op::Read => return None,
+        Op::Write(v) | Op::Append(v) | Op::Cas { value: v, .. } => v,
+    };
+    let sig = io.sign(&Seal::signed_bytes(group, key, element)).map_or([0; 64], |s| s.to_bytes());
+    Some(Seal { writer: io.me(), len: element.len() as u32, sig: Sig(sig) })
+}
+
+/// The seals a client checked (each is checked once: an appended key's
+/// value carries every element's seal, and is read again and again).
+#[derive(Clone, Debug, Default)]
+struct Verified {
+    /// Signed bytes followed by the signature.
+    seen: std::collections::HashSet<Vec<u8>>,
+}
+
+impl Verified {
+    /// Seals remembered before the set starts afresh.
+    const KEPT: usize = 1 << 16;
+
+    /// Whether `entry` of `key` in `group` is made only of elements sealed
+    /// by clients (the nodes that write).
+    fn authentic(&mut self, topo: &Topology, group: u16, key: &str, entry: &Entry, io: &Io<'_, Client>) -> bool {
+        let may_write = |n: NodeId| topo.clients.get(n.index()).copied().unwrap_or(false);
+        entry.authentic(group, key, may_write, |writer, signed, sig| {
+            // A signature's length is fixed, so `seen` splits one way only.
+            let seen = [signed, sig].concat();
+            if self.seen.contains(&seen) {
+                return true;
+            }
+            let Ok(s) = agora_core::keys::Signature::from_slice(sig) else { return false };
+            let ok = io.verify(writer, signed, &s);
+            if ok {
+                if self.seen.len() >= Self::KEPT {
+                    self.seen.clear();
+                }
+                self.seen.insert(seen);
+            }
+            ok
+        })
+    }
+}
+
 /// One request in flight at its client.
 #[derive(Clone, Debug)]
 struct Pending {
@@ -356,6 +404,8 @@ struct Pending {
     /// A quorum write past its read: the entry it writes. Its phase change
     /// took an attempt number that is not a retry.
     put: Option<Entry>,
+    /// This client's seal of the element the operation writes (None for a read).
+    seal: Option<Seal>,
 }
 
 impl Pending {
@@ -461,8 +511,10 @@ struct State {
     failures: Vec<u32>,
     ejected_until: Vec<Option<Time>>,
     strikes: Vec<u32>,
-    /// Per node: what the n-way votes made of it.
+    /// Per node: what the n-way votes and forged answers made of it.
     standing: Vec<Standing>,
+    /// The seals this client checked already.
+    verified: Verified,
     /// Per causal group: the session — the clock of everything this client
     /// saw (None for other groups).
     sessions: Vec<Option<crate::causal::VectorClock>>,
@@ -605,6 +657,7 @@ impl Client {
         }
         c.budget.deposit(now, &topo.params.rpc);
         c.issued += 1;
+        let seal = seal(group, &key, &op, io);
         c.pending.insert(
             id,
             Pending {
@@ -620,6 +673,7 @@ impl Client {
                 votes: SmallVec::new(),
                 decided: None,
                 put: None,
+                seal,
             },
         );
         self.attempt(id, io);
@@ -665,7 +719,7 @@ impl Client {
         p.outstanding = targets.clone();
         p.votes.clear();
         let (group, key, op, priority, attempt) = (p.group, p.key.clone(), p.op.clone(), p.priority, p.attempt);
-        let put = p.put.clone();
+        let (put, seal) = (p.put.clone(), p.seal.clone());
         for &t in &targets {
             if !p.tried.contains(&t) {
                 p.tried.push(t);
@@ -694,6 +748,7 @@ impl Client {
                 hops: 0,
                 after,
                 put,
+                seal: seal.clone(),
                 forwarded: false,
                 asked,
             };
@@ -731,6 +786,18 @@ impl Client {
             }
             return;
         };
+        let p = c.pending.get_mut(&a.id).expect("pending");
+        if !c.verified.authentic(&topo, p.group, &p.key, &reply.entry, io) {
+            // Data no writer wrote: the member lied (or, a forged answer to
+            // a read repair's entry, served what it took from a liar).
+            io.count(counters::FORGED, 1);
+            c.failures[a.server.index()] += 1;
+            Self::suspect_byzantine(c, &topo, a.server, now, io);
+            if give_up {
+                self.retry_or_fail(a.id, Cause::Forged, io);
+            }
+            return;
+        }
         c.failures[a.server.index()] = 0;
         let p = c.pending.get_mut(&a.id).expect("pending");
         if let (Some(session), Some(clock)) = (c.sessions[p.group as usize].as_mut(), a.clock.as_ref()) {
@@ -779,11 +846,8 @@ impl Client {
         }
         for &n in &lying {
             c.strikes[n.index()] += 1;
-            let suspected = matches!(c.standing[n.index()], Standing::Suspected { .. });
-            if c.strikes[n.index()] >= topo.params.byzantine_strikes && !suspected {
-                c.standing[n.index()] = Standing::Suspected { until: now + topo.params.rpc.eject_for };
-                c.dirty = true;
-                io.output(Output::Suspect { node: n, how: Detection::Byzantine });
+            if c.strikes[n.index()] >= topo.params.byzantine_strikes {
+                Self::suspect_byzantine(c, &topo, n, now, io);
             }
         }
         for n in outvoted {
@@ -832,7 +896,7 @@ impl Client {
         } else {
             let mut s = Store::new();
             s.merge(&key, newest.clone());
-            let next = s.apply(&key, &p.op);
+            let next = s.apply(&key, &p.op, p.seal.as_ref());
             if !next.applied {
                 let p = c.pending.remove(&id).expect("pending");
                 p.done(Ok(next), now, &mut c.finished, closed, io); // a compare that failed
@@ -847,6 +911,15 @@ impl Client {
         for n in behind {
             io.count(counters::REPAIRS, 1);
             io.output(Output::Repair(Repair { group, to: n, key: key.clone(), entry: newest.clone(), hops: 0 }));
+        }
+    }
+
+    /// Stops using `n` for a while: it lied (unless suspected already).
+    fn suspect_byzantine(c: &mut State, topo: &Topology, n: NodeId, now: Time, io: &mut Io<'_, Self>) {
+        if !matches!(c.standing[n.index()], Standing::Suspected { .. }) {
+            c.standing[n.index()] = Standing::Suspected { until: now + topo.params.rpc.eject_for };
+            c.dirty = true;
+            io.output(Output::Suspect { node: n, how: Detection::Byzantine });
         }
     }
 

@@ -70,6 +70,8 @@ pub mod counters {
     pub const ANTI_ENTROPY: &str = "anti_entropy";
     /// Geographic members' entries a read repair changed.
     pub const READ_REPAIRED: &str = "read_repaired";
+    /// Answers whose data failed verification (no writer sealed it).
+    pub const FORGED: &str = "answers_forged";
     /// Clients' requests an n-way backup passed to its primary to order
     /// (the client did not ask the primary).
     pub const FORWARDED: &str = "requests_forwarded";
@@ -327,6 +329,7 @@ mod tests {
             key: "k".into(),
             op: crate::data::kv::Op::Read,
             put: None,
+            seal: None,
             attempt: 0,
             sent_ns: 0,
             arrived: Time::ZERO,

@@ -19,7 +19,7 @@
 
 use super::counters;
 use crate::balance::Load;
-use crate::data::kv::{Entry, Op, Reply};
+use crate::data::kv::{Entry, Op, Reply, Seal};
 use crate::route::View;
 use crate::topology::{Consistency, Redundancy, Topology};
 use agora_core::{Io, Message, NodeId, Protocol, Time};
@@ -124,6 +124,9 @@ pub struct Request {
     /// A quorum group's write: the entry the client computed, for the
     /// member to take if newer (the op is then the client's, for the record).
     pub put: Option<Entry>,
+    /// The client's seal of the element the operation writes.
+    #[serde(default)]
+    pub seal: Option<Seal>,
     /// An n-way member passing a client's request to the group's primary
     /// to order: the primary applies and ships it, and does not answer.
     #[serde(default)]
@@ -231,6 +234,7 @@ pub struct RequestKey {
     pub key: String,
     pub op: Op,
     pub put: Option<Entry>,
+    pub seal: Option<Seal>,
     pub attempt: u8,
     pub sent_ns: u64,
     pub arrived: Time,
@@ -283,6 +287,7 @@ impl Server {
             key: r.key,
             op: r.op,
             put: r.put,
+            seal: r.seal,
             attempt: r.attempt,
             sent_ns: r.sent_ns,
             arrived: io.now(),

@@ -17,6 +17,7 @@
 //! twice.
 
 use super::*;
+use crate::data::kv::{Seal, Sig};
 use agora_core::storage::{Durable, SyncDone};
 use std::collections::VecDeque;
 
@@ -37,13 +38,35 @@ fn parse_key(k: &[u8]) -> Option<(u16, String)> {
     Some((group, String::from_utf8(k[2..].to_vec()).ok()?))
 }
 
+/// version (8) ++ value length (4) ++ value ++ per seal: writer (4),
+/// length (4), signature (64).
 fn encode(e: &Entry) -> Vec<u8> {
-    [e.version.to_be_bytes().as_slice(), &e.value].concat()
+    let mut v = Vec::with_capacity(12 + e.value.len() + e.proof.len() * 72);
+    v.extend_from_slice(&e.version.to_be_bytes());
+    v.extend_from_slice(&(e.value.len() as u32).to_be_bytes());
+    v.extend_from_slice(&e.value);
+    for s in &e.proof {
+        v.extend_from_slice(&s.writer.0.to_be_bytes());
+        v.extend_from_slice(&s.len.to_be_bytes());
+        v.extend_from_slice(&s.sig.0);
+    }
+    v
 }
 
 fn decode(v: &[u8]) -> Option<Entry> {
+    let u32_at = |at: usize| Some(u32::from_be_bytes(v.get(at..at + 4)?.try_into().ok()?));
     let version = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
-    Some(Entry { value: v[8..].to_vec(), version })
+    let n = u32_at(8)? as usize;
+    let value = v.get(12..12 + n)?.to_vec();
+    let mut at = 12 + n;
+    let mut proof = Vec::new();
+    while at < v.len() {
+        let (writer, len) = (NodeId(u32_at(at)?), u32_at(at + 4)?);
+        let sig = Sig(v.get(at + 8..at + 72)?.try_into().ok()?);
+        proof.push(Seal { writer, len, sig });
+        at += 72;
+    }
+    Some(Entry { value, version, proof })
 }
 
 fn applied_key(group: u16, request: (NodeId, u64)) -> Vec<u8> {
@@ -226,11 +249,16 @@ mod tests {
 
     #[test]
     fn records_read_back_as_written() {
-        let e = Entry { value: b"1.2;".to_vec(), version: 7 };
+        let e = Entry { value: b"1.2;".to_vec(), version: 7, proof: Vec::new() };
         assert_eq!(decode(&encode(&e)), Some(e));
+        let seal = |writer, len| Seal { writer: NodeId(writer), len, sig: Sig([7; 64]) };
+        let sealed = Entry { value: b"1.2;3.4;".to_vec(), version: 9, proof: vec![seal(1, 4), seal(3, 4)] };
+        assert_eq!(decode(&encode(&sealed)), Some(sealed.clone()));
+        let cut = encode(&sealed);
+        assert_eq!(decode(&cut[..cut.len() - 1]), None, "a torn record is refused");
         assert_eq!(parse_key(&record_key(3, "k42")), Some((3, "k42".to_string())));
         assert_eq!(decode(b"short"), None);
-        let r = Reply { applied: false, entry: Entry { value: b"v".to_vec(), version: 2 } };
+        let r = Reply { applied: false, entry: Entry::bare(b"v", 2) };
         let k = applied_key(5, (NodeId(3), 99));
         let v = [&[0u8][..], &encode(&r.entry)].concat();
         assert_eq!(parse_applied(&k, &v), Some((5, (NodeId(3), 99), r)));

@@ -5,13 +5,13 @@
 //! same service on the other members. The services are one type,
 //! [`Replicas`], built for one strategy each, from shared parts:
 //!
-//! * [`ship`]: log shipping — asynchronous or `sync` for active-passive,
+//! * `ship.rs`: log shipping — asynchronous or `sync` for active-passive,
 //!   last-writer-wins with anti-entropy and read repair for geographic,
 //!   primary order for n-way — and a restarted member's catch-up;
-//! * [`causal`]: causal delivery of a causal group's writes (the
+//! * `causal.rs`: causal delivery of a causal group's writes (the
 //!   consistency `causal`, whatever the strategy: the seed's load balancer
 //!   is active-active);
-//! * [`durable`]: the data on the storage capability, a strong group's
+//! * `durable.rs`: the data on the storage capability, a strong group's
 //!   answers held until a sync covers them, writes applied once per
 //!   request;
 //! * here: admitting a request (refused while catching up, or behind the
@@ -40,6 +40,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+// Routed on the node and moved once: the size of a request is no cost here.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub enum Input {
     /// The control plane's view changed (routed, not injected).
@@ -224,7 +226,7 @@ impl Replicas {
         let changed = again.is_none() && key.op.writes();
         let reply = match again {
             Some(r) => r, // a retry: answered as before, not applied twice
-            None => self.stores[key.group as usize].apply(&key.key, &key.op),
+            None => self.stores[key.group as usize].apply(&key.key, &key.op, key.seal.as_ref()),
         };
         if changed && reply.applied {
             self.persist(key.group, &key.key, &reply.entry, io);

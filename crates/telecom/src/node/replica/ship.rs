@@ -213,6 +213,7 @@ impl Replicas {
             hops: 0,
             after: None,
             put: None,
+            seal: key.seal.clone(),
             forwarded: true,
             asked: Vec::new(),
         };
