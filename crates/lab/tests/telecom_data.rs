@@ -65,19 +65,26 @@ fn a_history_is_linearizable_until_the_primary_loses_its_data() {
 /// Authenticated data: a forging replica's values fail the clients'
 /// verification in every group — the active-active group, where no vote
 /// guards, as in the n-way group — so none is accepted, and the forgeries
-/// did happen (the answers counted as forged).
+/// did happen (the answers counted as forged). The client that catches a
+/// forgery shares the signed answer, and the other client takes it.
 #[test]
 fn forged_values_are_refused_by_verification_in_every_group() {
     let forge = |service: &str| {
         let mut sc = only(service, 4);
         sc.push_input(Duration::from_secs(1), 2, &node::Input::byzantine(node::Behaviour::Corrupt)).unwrap();
         let sim = run(&sc, 3);
-        (history::wrong_answers(&history::requests(&sim).0), sim.stats().counter(node::counters::FORGED))
+        let count = |name| sim.stats().counter(name);
+        (
+            history::wrong_answers(&history::requests(&sim).0),
+            count(node::counters::FORGED),
+            count(node::counters::EVIDENCE_TAKEN),
+        )
     };
-    let (wrong, forged) = forge("load_balancer");
+    let (wrong, forged, taken) = forge("load_balancer");
     assert_eq!(wrong, 0, "no forged value accepted where no vote guards");
     assert!(forged > 0, "Core1 served the active-active group and forged");
-    let (wrong, _) = forge("transactions");
+    assert!(taken > 0, "the client that caught it shared the evidence, and the other took it");
+    let (wrong, _, _) = forge("transactions");
     assert_eq!(wrong, 0);
 }
 

@@ -18,7 +18,7 @@
 
 use super::control::Detection;
 use super::counters;
-use super::server::{Answer, Repair, Request, Status};
+use super::server::{Answer, Evidence, Repair, Request, Status};
 use crate::balance::Balancer;
 use crate::data;
 use crate::data::kv::{Entry, Op, Reply, Seal, Sig, Store};
@@ -112,6 +112,9 @@ pub enum Input {
     /// An answer to one of this client's requests.
     #[serde(skip_deserializing)]
     Answer(Answer),
+    /// Evidence another client shared: taken if it proves a member forged.
+    #[serde(skip_deserializing)]
+    Evidence(Evidence),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -156,6 +159,9 @@ pub enum Output {
     Send(Request),
     /// A read repair to send (routed to the server).
     Repair(Repair),
+    /// Evidence that a member forged data, shared with every other client
+    /// (routed to the server, which sends it).
+    Share(Evidence),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -321,6 +327,7 @@ impl Protocol for Client {
                 self.issue_due(false, io);
                 self.on_answer(a, io);
             }
+            Input::Evidence(e) => self.on_evidence(e, io),
         }
     }
 
@@ -792,7 +799,24 @@ impl Client {
             // a read repair's entry, served what it took from a liar).
             io.count(counters::FORGED, 1);
             c.failures[a.server.index()] += 1;
-            Self::suspect_byzantine(c, &topo, a.server, now, io);
+            let (group, key) = (p.group, p.key.clone());
+            let newly = Self::suspect_byzantine(c, &topo, a.server, now, io);
+            if let (true, Some(answer_sig)) = (newly, a.sig) {
+                let mut e = Evidence {
+                    accused: a.server,
+                    group,
+                    key,
+                    entry: reply.entry.clone(),
+                    answer_sig,
+                    accuser: self.me,
+                    accuser_sig: Sig([0; 64]),
+                };
+                if let Some(s) = io.sign(&e.accuser_bytes()) {
+                    e.accuser_sig = Sig(s.to_bytes());
+                    io.count(counters::EVIDENCE_SHARED, 1);
+                    io.output(Output::Share(e));
+                }
+            }
             if give_up {
                 self.retry_or_fail(a.id, Cause::Forged, io);
             }
@@ -914,12 +938,37 @@ impl Client {
         }
     }
 
-    /// Stops using `n` for a while: it lied (unless suspected already).
-    fn suspect_byzantine(c: &mut State, topo: &Topology, n: NodeId, now: Time, io: &mut Io<'_, Self>) {
-        if !matches!(c.standing[n.index()], Standing::Suspected { .. }) {
-            c.standing[n.index()] = Standing::Suspected { until: now + topo.params.rpc.eject_for };
-            c.dirty = true;
-            io.output(Output::Suspect { node: n, how: Detection::Byzantine });
+    /// Stops using `n` for a while: it lied. Whether it was not suspected already.
+    fn suspect_byzantine(c: &mut State, topo: &Topology, n: NodeId, now: Time, io: &mut Io<'_, Self>) -> bool {
+        if matches!(c.standing[n.index()], Standing::Suspected { .. }) {
+            return false;
+        }
+        c.standing[n.index()] = Standing::Suspected { until: now + topo.params.rpc.eject_for };
+        c.dirty = true;
+        io.output(Output::Suspect { node: n, how: Detection::Byzantine });
+        true
+    }
+
+    /// Evidence another client shared: taken (the accused is suspected
+    /// here too) only if both signatures hold and the data the accused
+    /// signed is not authentic — anything else proves nothing.
+    fn on_evidence(&mut self, e: Evidence, io: &mut Io<'_, Self>) {
+        let now = io.now();
+        let topo = self.topo.clone();
+        let Some(c) = self.state.as_mut() else { return };
+        let signed = |who: NodeId, bytes: &[u8], sig: &Sig| {
+            agora_core::keys::Signature::from_slice(&sig.0).is_ok_and(|s| io.verify(who, bytes, &s))
+        };
+        let answer = Evidence::answer_bytes(e.accused, e.group, &e.key, &e.entry);
+        let proves = e.accused.index() < topo.len()
+            && signed(e.accuser, &e.accuser_bytes(), &e.accuser_sig)
+            && signed(e.accused, &answer, &e.answer_sig)
+            && !c.verified.authentic(&topo, e.group, &e.key, &e.entry, io);
+        if proves {
+            io.count(counters::EVIDENCE_TAKEN, 1);
+            Self::suspect_byzantine(c, &topo, e.accused, now, io);
+        } else {
+            io.count(counters::EVIDENCE_IGNORED, 1);
         }
     }
 
@@ -1108,5 +1157,46 @@ mod tests {
         let at_stall = Time::from_nanos(100_000_000);
         assert!(started.iter().filter(|&&t| t < at_stall).count() as u64 >= issued - 1, "{started:?}");
         assert!(started.windows(2).all(|w| w[0] <= w[1]), "due times in order");
+    }
+
+    #[test]
+    fn shared_evidence_is_taken_only_if_it_proves_a_forgery() {
+        let keys = agora_core::keys::SeededKeys { seed: 1 }.ring();
+        use agora_core::keys::Keys;
+        let sign = |who: u32, bytes: &[u8]| Sig(keys.sign(NodeId(who), bytes).unwrap().to_bytes());
+        // Core1 (node 2) answered Edge2 (node 1) with a value no client sealed.
+        let evidence = |entry: Entry, answered_by: u32, accused_by: u32| {
+            let answer_sig = sign(answered_by, &Evidence::answer_bytes(NodeId(2), 0, "k1", &entry));
+            let mut e = Evidence {
+                accused: NodeId(2),
+                group: 0,
+                key: "k1".into(),
+                entry,
+                answer_sig,
+                accuser: NodeId(1),
+                accuser_sig: Sig([0; 64]),
+            };
+            e.accuser_sig = sign(accused_by, &e.accuser_bytes());
+            e
+        };
+        let forged = Entry::bare(b"forged;", 9);
+        let element = b"1.7;";
+        let seal = Seal { writer: NodeId(1), len: 4, sig: sign(1, &Seal::signed_bytes(0, "k1", element)) };
+        let honest = Entry { value: element.to_vec(), version: 1, proof: vec![seal] };
+        // What Edge1's client makes of it: whether it now suspects Core1.
+        let taken = |e: Evidence| {
+            let mut n = edge1();
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+            let mut out = Vec::new();
+            let mut io = Io::new(NodeId(0), Time::ZERO, &mut rng, &mut out).with_keys(&keys);
+            n.on_input(Input::Evidence(e), &mut io);
+            out.iter().any(|c| {
+                matches!(c, Command::Output(Output::Suspect { node, how: Detection::Byzantine }) if *node == NodeId(2))
+            })
+        };
+        assert!(taken(evidence(forged.clone(), 2, 1)), "Core1 signed data no client sealed");
+        assert!(!taken(evidence(honest, 2, 1)), "an authentic answer proves nothing: a false accusation");
+        assert!(!taken(evidence(forged.clone(), 3, 1)), "Core1 did not sign that answer");
+        assert!(!taken(evidence(forged, 2, 3)), "not signed by the accuser it names");
     }
 }

@@ -72,6 +72,11 @@ pub mod counters {
     pub const READ_REPAIRED: &str = "read_repaired";
     /// Answers whose data failed verification (no writer sealed it).
     pub const FORGED: &str = "answers_forged";
+    /// Evidence of forgery a client shared, took (it proved a member
+    /// forged), and ignored (it proved nothing).
+    pub const EVIDENCE_SHARED: &str = "evidence_shared";
+    pub const EVIDENCE_TAKEN: &str = "evidence_taken";
+    pub const EVIDENCE_IGNORED: &str = "evidence_ignored";
     /// Clients' requests an n-way backup passed to its primary to order
     /// (the client did not ask the primary).
     pub const FORWARDED: &str = "requests_forwarded";
@@ -135,6 +140,8 @@ fn between_services(o: &Output) -> Vec<Input> {
         Output::Client(client::Output::Send(r)) => vec![Input::Server(server::Input::Send(r.clone()))],
         Output::Client(client::Output::Repair(r)) => vec![Input::Server(server::Input::Repair(r.clone()))],
         Output::Server(server::Output::Answered(a)) => vec![Input::Client(client::Input::Answer(a.clone()))],
+        Output::Server(server::Output::Evidence(e)) => vec![Input::Client(client::Input::Evidence(e.clone()))],
+        Output::Client(client::Output::Share(e)) => vec![Input::Server(server::Input::Share(e.clone()))],
         Output::Server(server::Output::Replica { strategy, what }) => {
             vec![to_replicas(*strategy, replica::Input::Server(what.clone()))]
         }
@@ -157,7 +164,9 @@ pub(crate) fn plumbing(o: &Output) -> bool {
     matches!(
         o,
         Output::Client(client::Output::Send(_) | client::Output::Repair(_))
-            | Output::Server(server::Output::Answered(_) | server::Output::Replica { .. })
+            | Output::Server(
+                server::Output::Answered(_) | server::Output::Replica { .. } | server::Output::Evidence(_)
+            )
             | Output::ActiveActive(_)
             | Output::ActivePassive(_)
             | Output::NWay(_)
@@ -317,6 +326,7 @@ mod tests {
             sent_ns: 0,
             hops: 0,
             clock: None,
+            sig: None,
         }));
         assert!(matches!(between_services(&answered).as_slice(), [Input::Client(client::Input::Answer(_))]));
         assert!(plumbing(&answered));

@@ -19,7 +19,7 @@
 
 use super::counters;
 use crate::balance::Load;
-use crate::data::kv::{Entry, Op, Reply, Seal};
+use crate::data::kv::{Entry, Op, Reply, Seal, Sig};
 use crate::route::View;
 use crate::topology::{Consistency, Redundancy, Topology};
 use agora_core::{Io, Message, NodeId, Protocol, Time};
@@ -56,6 +56,9 @@ pub enum Input {
     /// The node's client sends a read repair (routed, not injected).
     #[serde(skip_deserializing)]
     Repair(Repair),
+    /// The node's client shares evidence with every other client (routed).
+    #[serde(skip_deserializing)]
+    Share(Evidence),
     /// A replica service's word on a request (routed, not injected).
     #[serde(skip_deserializing)]
     Replica(FromReplica),
@@ -151,6 +154,63 @@ pub struct Answer {
     pub hops: u8,
     /// A causal group's member: its clock after the request.
     pub clock: Option<crate::causal::VectorClock>,
+    /// The server's signature of the data it answered with
+    /// ([`Evidence::answer_bytes`]): what makes a forged answer evidence.
+    #[serde(default)]
+    pub sig: Option<Sig>,
+}
+
+/// Proof that `accused` served data no writer sealed: its signed answer
+/// for `key` of `group`, shared by the client that caught it (`accuser`,
+/// who signs it too). Anyone can check it; evidence that does not prove
+/// this is ignored.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub struct Evidence {
+    pub accused: NodeId,
+    pub group: u16,
+    pub key: String,
+    pub entry: Entry,
+    /// The accused's signature of [`Evidence::answer_bytes`].
+    pub answer_sig: Sig,
+    pub accuser: NodeId,
+    /// The accuser's signature of the answer bytes and the answer's signature.
+    pub accuser_sig: Sig,
+}
+
+impl Evidence {
+    /// What a server signs when it answers with `entry` for `key` of `group`.
+    pub fn answer_bytes(server: NodeId, group: u16, key: &str, entry: &Entry) -> Vec<u8> {
+        let mut m = Vec::with_capacity(40 + key.len() + entry.value.len() + entry.proof.len() * 72);
+        m.extend_from_slice(b"agora-answer");
+        m.extend_from_slice(&server.0.to_be_bytes());
+        m.extend_from_slice(&group.to_be_bytes());
+        m.extend_from_slice(&(key.len() as u32).to_be_bytes());
+        m.extend_from_slice(key.as_bytes());
+        m.extend_from_slice(&entry.version.to_be_bytes());
+        m.extend_from_slice(&(entry.value.len() as u32).to_be_bytes());
+        m.extend_from_slice(&entry.value);
+        for s in &entry.proof {
+            m.extend_from_slice(&s.writer.0.to_be_bytes());
+            m.extend_from_slice(&s.len.to_be_bytes());
+            m.extend_from_slice(&s.sig.0);
+        }
+        m
+    }
+
+    /// What the accuser signs.
+    pub fn accuser_bytes(&self) -> Vec<u8> {
+        let mut m = Self::answer_bytes(self.accused, self.group, &self.key, &self.entry);
+        m.extend_from_slice(&self.answer_sig.0);
+        m
+    }
+}
+
+/// Evidence on its way to a client, relayed like requests.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub struct Shared {
+    pub to: NodeId,
+    pub hops: u8,
+    pub evidence: Evidence,
 }
 
 /// A client's read repair: the entry a quorum of an n-way group agreed
@@ -169,6 +229,7 @@ pub enum Msg {
     Request(Request),
     Answer(Answer),
     Repair(Repair),
+    Evidence(Shared),
 }
 
 impl Message for Msg {
@@ -177,6 +238,7 @@ impl Message for Msg {
             Msg::Request(_) => "request",
             Msg::Answer(_) => "answer",
             Msg::Repair(_) => "repair",
+            Msg::Evidence(_) => "evidence",
         }
     }
 }
@@ -191,6 +253,8 @@ pub enum Timer {
 pub enum Output {
     /// An answer for this node's client (routed to it, not output).
     Answered(Answer),
+    /// Evidence another client shared, for this node's client (routed).
+    Evidence(Evidence),
     /// For the replica service of `strategy` (routed to it, not output).
     Replica { strategy: Redundancy, what: ToReplica },
     /// The injector turned this node Byzantine (ground truth for reports;
@@ -327,6 +391,15 @@ impl Server {
         }
     }
 
+    /// Evidence for this node's client, or relayed a hop on.
+    fn on_evidence(&mut self, e: Shared, io: &mut Io<'_, Self>) {
+        if e.to == self.me {
+            io.output(Output::Evidence(e.evidence));
+        } else if e.hops < 32 {
+            self.route(e.to, Msg::Evidence(Shared { hops: e.hops + 1, ..e }), io);
+        }
+    }
+
     fn on_repair(&mut self, r: Repair, io: &mut Io<'_, Self>) {
         if r.to != self.me {
             if r.hops < 32 {
@@ -422,6 +495,11 @@ impl Server {
             Some(r) if status == Status::Ok => Some(self.lie(&key, r, io)),
             r => r,
         };
+        // Signed: a forged answer is then proof of who forged it.
+        let sig = reply.as_ref().and_then(|r| {
+            let signed = Evidence::answer_bytes(self.me, key.group, &key.key, &r.entry);
+            io.sign(&signed).map(|s| Sig(s.to_bytes()))
+        });
         let a = Answer {
             id: key.id,
             client: key.client,
@@ -433,6 +511,7 @@ impl Server {
             sent_ns: key.sent_ns,
             hops: 0,
             clock,
+            sig,
         };
         self.on_answer(a, io);
     }
@@ -526,6 +605,7 @@ impl Protocol for Server {
             Msg::Request(r) => self.on_request(r, io),
             Msg::Answer(a) => self.on_answer(a, io),
             Msg::Repair(r) => self.on_repair(r, io),
+            Msg::Evidence(e) => self.on_evidence(e, io),
         }
     }
 
@@ -551,6 +631,15 @@ impl Protocol for Server {
             Input::View(view) => self.view = view,
             Input::Send(r) => self.on_request(r, io),
             Input::Repair(r) => self.on_repair(r, io),
+            Input::Share(evidence) => {
+                let clients: Vec<NodeId> = (0..self.topo.len() as u32)
+                    .map(NodeId)
+                    .filter(|&n| n != self.me && self.topo.clients[n.index()])
+                    .collect();
+                for to in clients {
+                    self.route(to, Msg::Evidence(Shared { to, hops: 0, evidence: evidence.clone() }), io);
+                }
+            }
             Input::Replica(FromReplica::Admitted { key, priority }) => self.admitted(key, priority, io),
             Input::Replica(FromReplica::Reply { key, reply, status, clock }) => {
                 self.reply(key, reply, status, clock, io)
