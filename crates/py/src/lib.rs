@@ -346,8 +346,9 @@ impl FailureInjector {
     }
 
     /// The node turns Byzantine at `at`: `behavior` is "corrupt" (wrong
-    /// answers), "equivocate" (different answers to different clients) or
-    /// "silent" (answers nothing, still heartbeats).
+    /// answers), "equivocate" (different answers to different clients),
+    /// "silent" (answers nothing, still heartbeats), "forge_version" (right
+    /// values at false versions) or "replay" (old signed data).
     #[pyo3(signature = (node, behavior, at=1.0))]
     fn inject_byzantine_failure(&self, py: Python<'_>, node: &str, behavior: &str, at: f64) -> PyResult<()> {
         let mut sim = self.simulation.borrow_mut(py);
@@ -357,9 +358,11 @@ impl FailureInjector {
             "corrupt" => Behaviour::Corrupt,
             "equivocate" => Behaviour::Equivocate,
             "silent" | "stay_silent" => Behaviour::Silent,
+            "forge_version" => Behaviour::ForgeVersion,
+            "replay" => Behaviour::Replay,
             _ => {
                 return Err(PyValueError::new_err(format!(
-                    "behavior: {behavior:?} is not one of corrupt, equivocate, silent"
+                    "behavior: {behavior:?} is not one of corrupt, equivocate, silent, forge_version, replay"
                 )))
             }
         };

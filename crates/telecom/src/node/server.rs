@@ -37,6 +37,13 @@ pub enum Behaviour {
     Corrupt,
     /// Right answers to some clients, wrong ones to others.
     Equivocate,
+    /// The right value at a version ahead of the real one (versions are
+    /// the replicas', not sealed: the n-way vote catches this, nothing
+    /// else can).
+    ForgeVersion,
+    /// Old signed data: the first entry it answered with for the key
+    /// (stale, never forged).
+    Replay,
     /// Serves nothing (but still heartbeats: it looks alive).
     Silent,
 }
@@ -279,7 +286,13 @@ pub struct Server {
     byzantine: Option<Behaviour>,
     /// When it last turned Byzantine, while it is.
     byzantine_since: Option<Time>,
+    /// The first entry it answered with per (group, key): what a replaying
+    /// Byzantine server serves.
+    first_answers: std::collections::HashMap<(u16, String), Entry>,
 }
+
+/// Keys whose first answer a server remembers (for replay).
+const FIRST_ANSWERS_KEPT: usize = 4096;
 
 /// A request waiting in a server's queue: high priority first, then FIFO.
 #[derive(Debug, PartialEq, Eq)]
@@ -451,12 +464,26 @@ impl Server {
 
     /// What a Byzantine member makes of a reply.
     fn lie(&mut self, key: &RequestKey, mut reply: Reply, io: &mut Io<'_, Self>) -> Reply {
-        let lie = match self.byzantine {
+        let kept = (key.group, key.key.clone());
+        if !self.first_answers.contains_key(&kept) && self.first_answers.len() < FIRST_ANSWERS_KEPT {
+            self.first_answers.insert(kept.clone(), reply.entry.clone());
+        }
+        let corrupt = match self.byzantine {
             Some(Behaviour::Corrupt) => true,
             Some(Behaviour::Equivocate) => key.client.0 % 2 == 1,
-            _ => false,
+            Some(Behaviour::ForgeVersion) => {
+                reply.entry.version += 1 + io.rng().random_range(0..8);
+                false
+            }
+            Some(Behaviour::Replay) => {
+                if let Some(old) = self.first_answers.get(&kept) {
+                    reply.entry = old.clone();
+                }
+                false
+            }
+            Some(Behaviour::Silent) | None => false,
         };
-        if lie {
+        if corrupt {
             // A value no client wrote, at a version ahead of the real one.
             reply.entry.value = format!("forged-{:x};", io.rng().random::<u32>()).into_bytes();
             reply.entry.version += 1 + io.rng().random_range(0..8);
@@ -539,6 +566,7 @@ impl Server {
             stats: ServerStats::default(),
             byzantine: None,
             byzantine_since: None,
+            first_answers: Default::default(),
         }
     }
 
