@@ -352,3 +352,32 @@ fn no_byzantine_behaviour_gets_a_wrong_answer_accepted() {
         }
     }
 }
+
+/// A corrupt member also forges what it ships its peers (an analytics
+/// group member, anti-entropy and read repair included): the peers refuse
+/// it, so at the end no other member holds a value no client sealed — and
+/// the refusals show it was tried.
+#[test]
+fn members_refuse_forged_data_from_a_peer() {
+    let mut sc = only("analytics", 4);
+    sc.push_input(Duration::from_secs(1), 2, &node::Input::byzantine(node::Behaviour::Corrupt)).unwrap();
+    let seed = 3;
+    let sim = run(&sc, seed);
+    let topo = sc.params.compile().unwrap();
+    let g = topo.groups.iter().position(|g| g.service == "analytics").unwrap() as u16;
+    let keys = agora_core::keys::SeededKeys { seed }.ring();
+    let verify = |w: agora_core::NodeId, signed: &[u8], sig: &[u8]| {
+        use agora_core::keys::Keys;
+        agora_core::keys::Signature::from_slice(sig).is_ok_and(|s| keys.verify(w, signed, &s))
+    };
+    let may_write = |n: agora_core::NodeId| topo.clients[n.index()];
+    let mut held = 0;
+    for &m in topo.groups[g as usize].members.iter().filter(|m| m.0 != 2) {
+        for (key, entry) in sim.node(m).replica(g).entries() {
+            assert!(entry.authentic(g, key, may_write, verify), "{} holds a forged {key}: {entry:?}", topo.name(m));
+            held += 1;
+        }
+    }
+    assert!(held > 0);
+    assert!(sim.stats().counter(node::counters::PEER_FORGED) > 0, "Core1 shipped forged data");
+}

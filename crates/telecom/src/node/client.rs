@@ -19,6 +19,7 @@
 use super::control::Detection;
 use super::counters;
 use super::server::{Answer, Evidence, Repair, Request, Status};
+use super::verify::Verified;
 use crate::balance::Balancer;
 use crate::data;
 use crate::data::kv::{Entry, Op, Reply, Seal, Sig, Store};
@@ -355,41 +356,6 @@ fn seal(group: u16, key: &str, op: &Op, io: &Io<'_, Client>) -> Option<Seal> {
     };
     let sig = io.sign(&Seal::signed_bytes(group, key, element)).map_or([0; 64], |s| s.to_bytes());
     Some(Seal { writer: io.me(), len: element.len() as u32, sig: Sig(sig) })
-}
-
-/// The seals a client checked (each is checked once: an appended key's
-/// value carries every element's seal, and is read again and again).
-#[derive(Clone, Debug, Default)]
-struct Verified {
-    /// Signed bytes followed by the signature.
-    seen: std::collections::HashSet<Vec<u8>>,
-}
-
-impl Verified {
-    /// Seals remembered before the set starts afresh.
-    const KEPT: usize = 1 << 16;
-
-    /// Whether `entry` of `key` in `group` is made only of elements sealed
-    /// by clients (the nodes that write).
-    fn authentic(&mut self, topo: &Topology, group: u16, key: &str, entry: &Entry, io: &Io<'_, Client>) -> bool {
-        let may_write = |n: NodeId| topo.clients.get(n.index()).copied().unwrap_or(false);
-        entry.authentic(group, key, may_write, |writer, signed, sig| {
-            // A signature's length is fixed, so `seen` splits one way only.
-            let seen = [signed, sig].concat();
-            if self.seen.contains(&seen) {
-                return true;
-            }
-            let Ok(s) = agora_core::keys::Signature::from_slice(sig) else { return false };
-            let ok = io.verify(writer, signed, &s);
-            if ok {
-                if self.seen.len() >= Self::KEPT {
-                    self.seen.clear();
-                }
-                self.seen.insert(seen);
-            }
-            ok
-        })
-    }
 }
 
 /// One request in flight at its client.

@@ -32,6 +32,7 @@ pub mod client;
 pub mod control;
 pub mod replica;
 pub mod server;
+mod verify;
 
 pub use client::{Cause, Client, Level};
 pub use control::{Control, Detection};
@@ -77,6 +78,8 @@ pub mod counters {
     pub const EVIDENCE_SHARED: &str = "evidence_shared";
     pub const EVIDENCE_TAKEN: &str = "evidence_taken";
     pub const EVIDENCE_IGNORED: &str = "evidence_ignored";
+    /// Data a member refused from a peer or a client: no writer sealed it.
+    pub const PEER_FORGED: &str = "peer_data_forged";
     /// Clients' requests an n-way backup passed to its primary to order
     /// (the client did not ask the primary).
     pub const FORWARDED: &str = "requests_forwarded";

@@ -104,8 +104,11 @@ pub struct Replicas {
     beat: u64,
     /// The control plane's latest view: routes, reachability, partition side.
     view: View,
-    /// The node is Byzantine and silent: it exchanges nothing.
-    silent: bool,
+    /// What the node does as a Byzantine one: a silent node exchanges
+    /// nothing, a corrupt one forges the data it sends its peers.
+    byzantine: Option<Behaviour>,
+    /// The seals checked of data from peers and clients.
+    verified: super::verify::Verified,
     /// Per group: the causal log, if the group is causal and kept here.
     causal: Vec<Option<crate::causal::CausalLog<causal::Write>>>,
     /// Per group: this node's replica of the group's data (empty unless kept).
@@ -126,7 +129,8 @@ impl Replicas {
             kept,
             beat: 0,
             view: View::default(),
-            silent: false,
+            byzantine: None,
+            verified: Default::default(),
             causal: Self::causal_logs(&topo, me, strategy),
             stores: vec![Store::new(); topo.groups.len()],
             disk: durable::Disk::new(topo.groups.len()),
@@ -212,8 +216,11 @@ impl Replicas {
         let strong = self.topo.groups[key.group as usize].consistency == Consistency::Strong;
         let request = (key.client, key.id);
         if let Some(entry) = key.put.clone() {
-            // A quorum write: taken if newer (a retry changes nothing).
-            if self.stores[key.group as usize].merge(&key.key, entry.clone()) {
+            // A quorum write: taken if newer (a retry changes nothing) and
+            // sealed by its writers.
+            if !self.verified.authentic(&self.topo, key.group, &key.key, &entry, io) {
+                io.count(counters::PEER_FORGED, 1);
+            } else if self.stores[key.group as usize].merge(&key.key, entry.clone()) {
                 self.persist(key.group, &key.key, &entry, io);
             }
             let reply = Reply { applied: true, entry: self.stores[key.group as usize].get(&key.key) };
@@ -257,9 +264,15 @@ impl Replicas {
         }
     }
 
-    /// A client's read repair: the entry a quorum agreed on, taken if newer.
+    /// A client's read repair: the entry a quorum agreed on, taken if newer
+    /// (and sealed by its writers).
     fn on_repair(&mut self, r: Repair, io: &mut Io<'_, Self>) {
-        if self.keeps(r.group) && self.stores[r.group as usize].repair(&r.key, r.entry.clone()) {
+        if !self.keeps(r.group) {
+            return;
+        }
+        if !self.verified.authentic(&self.topo, r.group, &r.key, &r.entry, io) {
+            io.count(counters::PEER_FORGED, 1);
+        } else if self.stores[r.group as usize].repair(&r.key, r.entry.clone()) {
             io.count(counters::REPAIRED, 1);
             self.persist(r.group, &r.key, &r.entry, io);
         }
@@ -321,7 +334,7 @@ impl Protocol for Replicas {
     fn on_input(&mut self, input: Input, io: &mut Io<'_, Self>) {
         match input {
             Input::View(view) => self.view = view,
-            Input::Byzantine(b) => self.silent = b == Some(Behaviour::Silent),
+            Input::Byzantine(b) => self.byzantine = b,
             Input::Server(ToReplica::Admit { key, priority, after }) => self.admit(key, priority, after, io),
             Input::Server(ToReplica::Serve(key)) => self.serve(key, io),
             Input::Server(ToReplica::Repair(r)) => self.on_repair(r, io),

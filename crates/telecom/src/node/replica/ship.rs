@@ -339,7 +339,10 @@ impl Replicas {
         self.shipping[g as usize].held.push(Held { key, reply, waiting, acked: 0, conflicted: false });
     }
 
-    fn send_replica(&mut self, group: u16, to: NodeId, body: ReplicaBody, io: &mut Io<'_, Self>) {
+    fn send_replica(&mut self, group: u16, to: NodeId, mut body: ReplicaBody, io: &mut Io<'_, Self>) {
+        if self.byzantine == Some(Behaviour::Corrupt) {
+            forge(&mut body, io);
+        }
         let r = Replica { group, from: self.me, to, hops: 0, body };
         self.route(to, Msg::Replica(r), io);
     }
@@ -428,10 +431,17 @@ impl Replicas {
         }
         let member = |n: NodeId| self.topo.groups.get(r.group as usize).is_some_and(|g| g.members.contains(&n));
         // Only the group's members exchange its data.
-        if self.silent || !member(r.from) || r.from == self.me || !self.ships(r.group) {
+        if self.byzantine == Some(Behaviour::Silent) || !member(r.from) || r.from == self.me || !self.ships(r.group) {
             return;
         }
         let (g, from) = (r.group, r.from);
+        if !self.sealed(g, &r.body, io) {
+            // Data no writer sealed: the sender forged it. Dropped whole,
+            // unacknowledged. (A forging n-way primary stalls its group:
+            // ordering that survives it is PBFT's.)
+            io.count(counters::PEER_FORGED, 1);
+            return;
+        }
         match r.body {
             ReplicaBody::Ship(list) => {
                 let mut acked = Vec::with_capacity(list.len());
@@ -547,7 +557,24 @@ impl Replicas {
     }
 
     /// Takes a peer's entry by `rule`, on disk if taken.
+    /// Whether every entry `body` carries is sealed by its writers.
+    fn sealed(&mut self, g: u16, body: &ReplicaBody, io: &mut Io<'_, Self>) -> bool {
+        let topo = self.topo.clone();
+        let mut ok = |key: &str, e: &Entry| self.verified.authentic(&topo, g, key, e, io);
+        match body {
+            ReplicaBody::Ship(list) => list.iter().all(|s| ok(&s.key, &s.entry)),
+            ReplicaBody::State { entries, .. } | ReplicaBody::Acked(entries) => entries.iter().all(|(k, e)| ok(k, e)),
+            ReplicaBody::ReadRepair { key, entry } => ok(key, entry),
+            ReplicaBody::Pull | ReplicaBody::Digest(_) => true,
+        }
+    }
+
+    /// Data no writer sealed is refused (counted: a peer or a client forged it).
     pub(super) fn take(&mut self, group: u16, key: &str, entry: Entry, rule: Take, io: &mut Io<'_, Self>) {
+        if !self.verified.authentic(&self.topo, group, key, &entry, io) {
+            io.count(counters::PEER_FORGED, 1);
+            return;
+        }
         let store = &mut self.stores[group as usize];
         let taken = match rule {
             Take::Merge => store.merge(key, entry.clone()),
@@ -626,5 +653,22 @@ impl Replicas {
                 u.entry(key.clone()).or_insert_with(|| Shipped::bare(key, entry)).entry = entry.clone();
             }
         }
+    }
+}
+
+/// What a corrupt Byzantine member sends its peers: every entry's value
+/// replaced by one no client wrote, at a version ahead.
+fn forge(body: &mut ReplicaBody, io: &mut Io<'_, Replicas>) {
+    let mut lie = |e: &mut Entry| {
+        e.value = format!("forged-{:x};", io.rng().random::<u32>()).into_bytes();
+        e.version += 1;
+    };
+    match body {
+        ReplicaBody::Ship(list) => list.iter_mut().for_each(|s| lie(&mut s.entry)),
+        ReplicaBody::State { entries, .. } | ReplicaBody::Acked(entries) => {
+            entries.iter_mut().for_each(|(_, e)| lie(e))
+        }
+        ReplicaBody::ReadRepair { entry, .. } => lie(entry),
+        ReplicaBody::Pull | ReplicaBody::Digest(_) => {}
     }
 }
