@@ -125,6 +125,10 @@ impl Entry {
         may_write: impl Fn(NodeId) -> bool,
         mut verify: impl FnMut(NodeId, &[u8], &[u8]) -> bool,
     ) -> bool {
+        // The seals must cover the value exactly: checked before any signature.
+        if self.proof.iter().map(|s| s.len as usize).sum::<usize>() != self.value.len() {
+            return false;
+        }
         let mut at = 0usize;
         for seal in &self.proof {
             let Some(element) = self.value.get(at..at + seal.len as usize) else { return false };
