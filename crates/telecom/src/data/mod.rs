@@ -2,7 +2,8 @@
 //! of it (spec: `telecom.md`, "Data plane").
 //!
 //! * [`kv`]: a replica's key–value state — string keys, byte values, a
-//!   version per key — and the operations read, write, cas and append;
+//!   version per key — and the operations read, write, cas and append; the
+//!   writers' seals every value carries (authenticated data);
 //! * [`workload`]: the clients' operation mix, key distribution and the
 //!   unique tokens they write.
 //!
