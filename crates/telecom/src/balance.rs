@@ -124,6 +124,11 @@ impl Balancer {
         }
     }
 
+    /// The load `node` reported last.
+    pub fn load(&self, node: NodeId) -> Load {
+        self.replicas[node.index()].load
+    }
+
     pub fn pending(&self, node: NodeId) -> u32 {
         self.replicas[node.index()].pending
     }

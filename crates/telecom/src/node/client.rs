@@ -94,7 +94,8 @@ pub enum Level {
     Healthy,
     /// Up to a third of the members lost: isolate them.
     Isolate,
-    /// More lost, but some still serve: shed low-priority load.
+    /// More lost, but some still serve: shed low-priority load (once the
+    /// members left are near saturation).
     Shed,
     /// None left (or, n-way, no quorum): emergency, high priority only.
     Emergency,
@@ -345,6 +346,10 @@ impl Protocol for Client {
         })
     }
 }
+
+/// The busy share of its slots from which a member counts as saturated
+/// (low-priority work is shed at the `Shed` cascade level only then).
+const SATURATED: f32 = 0.9;
 
 /// This client's seal of the element `op` writes to `key` of `group`
 /// (None for a read; a driver without keys gives a zero signature,
@@ -599,7 +604,11 @@ impl Client {
         let c = self.state.as_mut().expect("only clients issue requests");
         let shed = match c.level[group as usize] {
             Level::Emergency => priority < 2,
-            Level::Shed => priority == 0,
+            // Low-priority work goes only if the members left are near
+            // saturation: shedding while they have room only fails requests.
+            Level::Shed => {
+                priority == 0 && c.serving[group as usize].iter().all(|&n| c.balancer.load(n).cpu >= SATURATED)
+            }
             _ => false,
         };
         let id = c.next_id;
@@ -1164,5 +1173,25 @@ mod tests {
         assert!(!taken(evidence(honest, 2, 1)), "an authentic answer proves nothing: a false accusation");
         assert!(!taken(evidence(forged.clone(), 3, 1)), "Core1 did not sign that answer");
         assert!(!taken(evidence(forged, 2, 3)), "not signed by the accuser it names");
+    }
+
+    #[test]
+    fn the_shed_level_sheds_low_priority_work_only_when_the_members_left_are_saturated() {
+        let mut n = edge1();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let mut out = Vec::new();
+        let mut io = Io::new(NodeId(0), Time::ZERO, &mut rng, &mut out);
+        let c = n.state.as_mut().unwrap();
+        c.level[1] = Level::Shed;
+        c.dirty = false;
+        let serving = c.serving[1].clone();
+        assert!(n.request(1, "k1".into(), Op::Read, 0, &mut io).is_some(), "members with room: served");
+        let c = n.state.as_mut().unwrap();
+        for &m in &serving {
+            let busy = crate::balance::Load { cpu: 0.95, memory: 0.0, transactions: 0.0 };
+            c.balancer.finished(m, 5.0, Time::ZERO, Some(busy));
+        }
+        assert!(n.request(1, "k1".into(), Op::Read, 0, &mut io).is_none(), "saturated members: shed");
+        assert!(n.request(1, "k1".into(), Op::Read, 1, &mut io).is_some(), "higher priority still goes");
     }
 }
