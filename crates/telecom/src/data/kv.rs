@@ -115,6 +115,39 @@ impl Entry {
         Entry { value: value.to_vec(), version, proof: Vec::new() }
     }
 
+    /// The entry as bytes (disk records, signed answers): version (8) ++
+    /// value length (4) ++ value ++ per seal: writer (4), length (4),
+    /// signature (64).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(12 + self.value.len() + self.proof.len() * 72);
+        v.extend_from_slice(&self.version.to_be_bytes());
+        v.extend_from_slice(&(self.value.len() as u32).to_be_bytes());
+        v.extend_from_slice(&self.value);
+        for s in &self.proof {
+            v.extend_from_slice(&s.writer.0.to_be_bytes());
+            v.extend_from_slice(&s.len.to_be_bytes());
+            v.extend_from_slice(&s.sig.0);
+        }
+        v
+    }
+
+    /// [`Entry::to_bytes`] read back; None if the bytes are cut or malformed.
+    pub fn from_bytes(v: &[u8]) -> Option<Entry> {
+        let u32_at = |at: usize| Some(u32::from_be_bytes(v.get(at..at + 4)?.try_into().ok()?));
+        let version = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
+        let n = u32_at(8)? as usize;
+        let value = v.get(12..12 + n)?.to_vec();
+        let mut at = 12 + n;
+        let mut proof = Vec::new();
+        while at < v.len() {
+            let (writer, len) = (NodeId(u32_at(at)?), u32_at(at + 4)?);
+            let sig = Sig(v.get(at + 8..at + 72)?.try_into().ok()?);
+            proof.push(Seal { writer, len, sig });
+            at += 72;
+        }
+        Some(Entry { value, version, proof })
+    }
+
     /// Whether every element of the value carries a valid seal of a writer
     /// `may_write` allows, for `key` of `group`. `verify(writer, signed,
     /// sig)` checks one signature; the empty value needs none.

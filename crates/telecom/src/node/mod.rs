@@ -109,6 +109,15 @@ compose! {
 
 pub use composed::{Input, Msg, Node, Output, Timer};
 
+/// Sends `msg` one hop towards `to` along `view`'s routes (counted as
+/// dropped if there is none): how every data service sends.
+fn send_along<P: agora_core::Protocol>(view: &View, to: NodeId, msg: P::Msg, io: &mut agora_core::Io<'_, P>) {
+    match view.next_hop.get(to.index()).copied().flatten() {
+        Some(hop) => io.send(hop, msg),
+        None => io.count(counters::NO_ROUTE, 1),
+    }
+}
+
 /// The strategies, in the order of the replica services.
 const STRATEGIES: [Redundancy; 5] =
     [Redundancy::ActiveActive, Redundancy::ActivePassive, Redundancy::NWay, Redundancy::Geographic, Redundancy::Quorum];

@@ -187,20 +187,13 @@ pub struct Evidence {
 impl Evidence {
     /// What a server signs when it answers with `entry` for `key` of `group`.
     pub fn answer_bytes(server: NodeId, group: u16, key: &str, entry: &Entry) -> Vec<u8> {
-        let mut m = Vec::with_capacity(40 + key.len() + entry.value.len() + entry.proof.len() * 72);
+        let mut m = Vec::with_capacity(20 + key.len());
         m.extend_from_slice(b"agora-answer");
         m.extend_from_slice(&server.0.to_be_bytes());
         m.extend_from_slice(&group.to_be_bytes());
         m.extend_from_slice(&(key.len() as u32).to_be_bytes());
         m.extend_from_slice(key.as_bytes());
-        m.extend_from_slice(&entry.version.to_be_bytes());
-        m.extend_from_slice(&(entry.value.len() as u32).to_be_bytes());
-        m.extend_from_slice(&entry.value);
-        for s in &entry.proof {
-            m.extend_from_slice(&s.writer.0.to_be_bytes());
-            m.extend_from_slice(&s.len.to_be_bytes());
-            m.extend_from_slice(&s.sig.0);
-        }
+        m.extend_from_slice(&entry.to_bytes());
         m
     }
 
@@ -465,8 +458,8 @@ impl Server {
     /// What a Byzantine member makes of a reply.
     fn lie(&mut self, key: &RequestKey, mut reply: Reply, io: &mut Io<'_, Self>) -> Reply {
         let kept = (key.group, key.key.clone());
-        if !self.first_answers.contains_key(&kept) && self.first_answers.len() < FIRST_ANSWERS_KEPT {
-            self.first_answers.insert(kept.clone(), reply.entry.clone());
+        if self.first_answers.len() < FIRST_ANSWERS_KEPT {
+            self.first_answers.entry(kept.clone()).or_insert_with(|| reply.entry.clone());
         }
         let corrupt = match self.byzantine {
             Some(Behaviour::Corrupt) => true,
@@ -543,12 +536,8 @@ impl Server {
         self.on_answer(a, io);
     }
 
-    /// Sends `msg` one hop towards `to` along the control plane's routes.
     fn route(&mut self, to: NodeId, msg: Msg, io: &mut Io<'_, Self>) {
-        match self.view.next_hop.get(to.index()).copied().flatten() {
-            Some(hop) => io.send(hop, msg),
-            None => io.count(counters::NO_ROUTE, 1),
-        }
+        super::send_along(&self.view, to, msg, io);
     }
 }
 

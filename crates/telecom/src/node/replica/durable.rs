@@ -17,7 +17,6 @@
 //! twice.
 
 use super::*;
-use crate::data::kv::{Seal, Sig};
 use agora_core::storage::{Durable, SyncDone};
 use std::collections::VecDeque;
 
@@ -38,37 +37,6 @@ fn parse_key(k: &[u8]) -> Option<(u16, String)> {
     Some((group, String::from_utf8(k[2..].to_vec()).ok()?))
 }
 
-/// version (8) ++ value length (4) ++ value ++ per seal: writer (4),
-/// length (4), signature (64).
-fn encode(e: &Entry) -> Vec<u8> {
-    let mut v = Vec::with_capacity(12 + e.value.len() + e.proof.len() * 72);
-    v.extend_from_slice(&e.version.to_be_bytes());
-    v.extend_from_slice(&(e.value.len() as u32).to_be_bytes());
-    v.extend_from_slice(&e.value);
-    for s in &e.proof {
-        v.extend_from_slice(&s.writer.0.to_be_bytes());
-        v.extend_from_slice(&s.len.to_be_bytes());
-        v.extend_from_slice(&s.sig.0);
-    }
-    v
-}
-
-fn decode(v: &[u8]) -> Option<Entry> {
-    let u32_at = |at: usize| Some(u32::from_be_bytes(v.get(at..at + 4)?.try_into().ok()?));
-    let version = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
-    let n = u32_at(8)? as usize;
-    let value = v.get(12..12 + n)?.to_vec();
-    let mut at = 12 + n;
-    let mut proof = Vec::new();
-    while at < v.len() {
-        let (writer, len) = (NodeId(u32_at(at)?), u32_at(at + 4)?);
-        let sig = Sig(v.get(at + 8..at + 72)?.try_into().ok()?);
-        proof.push(Seal { writer, len, sig });
-        at += 72;
-    }
-    Some(Entry { value, version, proof })
-}
-
 fn applied_key(group: u16, request: (NodeId, u64)) -> Vec<u8> {
     [group.to_be_bytes().as_slice(), &request.0 .0.to_be_bytes(), &request.1.to_be_bytes()].concat()
 }
@@ -78,7 +46,7 @@ fn parse_applied(k: &[u8], v: &[u8]) -> Option<(u16, (NodeId, u64), Reply)> {
     let client = u32::from_be_bytes(k.get(2..6)?.try_into().ok()?);
     let id = u64::from_be_bytes(k.get(6..14)?.try_into().ok()?);
     let applied = *v.first()? == 1;
-    Some((group, (NodeId(client), id), Reply { applied, entry: decode(&v[1..])? }))
+    Some((group, (NodeId(client), id), Reply { applied, entry: Entry::from_bytes(&v[1..])? }))
 }
 
 /// The writes one group's member applied, by request, oldest first out.
@@ -122,7 +90,7 @@ impl Disk {
 impl Replicas {
     /// Writes `entry` of `key` in `group` to the disk (durable at the next sync).
     pub(super) fn persist(&mut self, group: u16, key: &str, entry: &Entry, io: &mut Io<'_, Self>) {
-        self.write_record(TABLE, record_key(group, key), encode(entry), io);
+        self.write_record(TABLE, record_key(group, key), entry.to_bytes(), io);
         self.disk.damaged.remove(&(group, key.to_string()));
     }
 
@@ -138,7 +106,7 @@ impl Replicas {
 
     /// Records that write `request` was applied with `reply` (on disk with it).
     pub(super) fn record_applied(&mut self, group: u16, request: (NodeId, u64), reply: &Reply, io: &mut Io<'_, Self>) {
-        let v = [&[reply.applied as u8][..], &encode(&reply.entry)].concat();
+        let v = [&[reply.applied as u8][..], &reply.entry.to_bytes()].concat();
         self.write_record(APPLIED, applied_key(group, request), v, io);
         let a = &mut self.disk.applied[group as usize];
         a.replies.insert(request, reply.clone());
@@ -204,7 +172,7 @@ impl Replicas {
     pub(super) fn restore(&mut self, disk: &Durable) {
         self.disk.restored = disk.table(TABLE).next().is_some() || !disk.damaged().is_empty();
         for (k, v) in disk.table(TABLE) {
-            if let (Some((group, key)), Some(entry)) = (parse_key(k), decode(v)) {
+            if let (Some((group, key)), Some(entry)) = (parse_key(k), Entry::from_bytes(v)) {
                 if let Some(store) = self.stores.get_mut(group as usize) {
                     store.repair(&key, entry);
                 }
@@ -246,21 +214,22 @@ impl Replicas {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::kv::{Seal, Sig};
 
     #[test]
     fn records_read_back_as_written() {
         let e = Entry { value: b"1.2;".to_vec(), version: 7, proof: Vec::new() };
-        assert_eq!(decode(&encode(&e)), Some(e));
+        assert_eq!(Entry::from_bytes(&e.to_bytes()), Some(e));
         let seal = |writer, len| Seal { writer: NodeId(writer), len, sig: Sig([7; 64]) };
         let sealed = Entry { value: b"1.2;3.4;".to_vec(), version: 9, proof: vec![seal(1, 4), seal(3, 4)] };
-        assert_eq!(decode(&encode(&sealed)), Some(sealed.clone()));
-        let cut = encode(&sealed);
-        assert_eq!(decode(&cut[..cut.len() - 1]), None, "a torn record is refused");
+        assert_eq!(Entry::from_bytes(&sealed.to_bytes()), Some(sealed.clone()));
+        let cut = sealed.to_bytes();
+        assert_eq!(Entry::from_bytes(&cut[..cut.len() - 1]), None, "a torn record is refused");
         assert_eq!(parse_key(&record_key(3, "k42")), Some((3, "k42".to_string())));
-        assert_eq!(decode(b"short"), None);
+        assert_eq!(Entry::from_bytes(b"short"), None);
         let r = Reply { applied: false, entry: Entry::bare(b"v", 2) };
         let k = applied_key(5, (NodeId(3), 99));
-        let v = [&[0u8][..], &encode(&r.entry)].concat();
+        let v = [&[0u8][..], &r.entry.to_bytes()].concat();
         assert_eq!(parse_applied(&k, &v), Some((5, (NodeId(3), 99), r)));
         assert_eq!(parse_key(b"x"), None);
     }

@@ -160,19 +160,8 @@ impl Replicas {
         Ok(())
     }
 
-    /// Sends `msg` one hop towards `to` along the control plane's routes
-    /// (false if there is none).
-    fn route(&mut self, to: NodeId, msg: Msg, io: &mut Io<'_, Self>) -> bool {
-        match self.view.next_hop.get(to.index()).copied().flatten() {
-            Some(hop) => {
-                io.send(hop, msg);
-                true
-            }
-            None => {
-                io.count(counters::NO_ROUTE, 1);
-                false
-            }
-        }
+    fn route(&mut self, to: NodeId, msg: Msg, io: &mut Io<'_, Self>) {
+        super::send_along(&self.view, to, msg, io);
     }
 
     /// A request for this member: admitted (it waits for a slot), or
@@ -284,11 +273,6 @@ impl Replicas {
             let clock = self.causal_clock(key.group);
             io.output(FromReplica::Reply { key: key.clone(), reply, status, clock });
         }
-    }
-
-    /// A request to carry to `to` (an n-way backup's forward to its primary).
-    fn forward(&mut self, r: Request, io: &mut Io<'_, Self>) {
-        io.output(FromReplica::Forward(r));
     }
 }
 

@@ -217,7 +217,7 @@ impl Replicas {
             forwarded: true,
             asked: Vec::new(),
         };
-        self.forward(r, io);
+        io.output(FromReplica::Forward(r)); // the server carries it
     }
 
     /// The peers this member's view reaches.
