@@ -83,4 +83,12 @@ pub trait Protocol: Send + 'static {
     fn status(&self) -> serde_json::Value {
         serde_json::Value::Null
     }
+    /// The call `output` answers, if it answers one. A runtime can hand an
+    /// input that carries a call number (an HTTP client's request, say) and
+    /// wait for the output that names it; the protocol puts the number in
+    /// both. Protocols that take no calls keep the default.
+    fn answers(output: &Self::Output) -> Option<u64> {
+        let _ = output;
+        None
+    }
 }

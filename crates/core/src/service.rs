@@ -278,6 +278,11 @@ macro_rules! compose {
                     };
                     self.route_locally(io, o);
                 }
+                fn answers(output: &Output) -> Option<u64> {
+                    match output {
+                        $( Output::$Variant(o) => <$Svc as Protocol>::answers(o), )+
+                    }
+                }
                 fn status(&self) -> $crate::serde_json::Value {
                     let mut m = $crate::serde_json::Map::new();
                     $( m.insert(stringify!($field).to_string(), self.$field.status()); )+
@@ -328,6 +333,10 @@ mod tests {
                 io.output(x + 1);
             }
         }
+        /// An even output answers the call of its number.
+        fn answers(o: &u8) -> Option<u64> {
+            (o % 2 == 0).then_some(*o as u64)
+        }
     }
 
     crate::compose! {
@@ -369,5 +378,8 @@ mod tests {
             })
             .collect();
         assert_eq!(outputs, ["B(3)", "C(3)"], "a's output was routed, not output");
+        // Which call an output answers is its service's to say.
+        assert_eq!(<trio::Node as Protocol>::answers(&trio::Output::C(4)), Some(4));
+        assert_eq!(<trio::Node as Protocol>::answers(&trio::Output::B(3)), None);
     }
 }

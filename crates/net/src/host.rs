@@ -141,6 +141,8 @@ pub(crate) struct Host<P: Protocol> {
     recent: VecDeque<serde_json::Value>,
     storage: Storage,
     keys: Arc<dyn agora_core::keys::Keys>,
+    /// Calls waiting for their answer, by call number.
+    calls: HashMap<u64, tokio::sync::oneshot::Sender<Result<P::Output, String>>>,
 }
 
 const RECENT_OUTPUTS: usize = 32;
@@ -176,6 +178,7 @@ impl<P: Protocol> Host<P> {
             out: Vec::new(),
             recent: VecDeque::with_capacity(RECENT_OUTPUTS),
             storage,
+            calls: HashMap::new(),
             keys: match &shared.cfg.identity {
                 Some(id) => id.keyring.clone(),
                 None => Arc::new(agora_core::keys::NoKeys),
@@ -208,6 +211,19 @@ impl<P: Protocol> Host<P> {
                             let _ = v.send(checked);
                         }
                     }
+                    Some(LoopMsg::Call { input, call, reply }) => match self.protocol.check_input(&input) {
+                        Ok(()) => {
+                            // Callers that gave up are forgotten now and then.
+                            if self.calls.len() >= 1024 {
+                                self.calls.retain(|_, r| !r.is_closed());
+                            }
+                            self.calls.insert(call, reply);
+                            self.dispatch(|p, io| p.on_input(input, io));
+                        }
+                        Err(why) => {
+                            let _ = reply.send(Err(why));
+                        }
+                    },
                     Some(LoopMsg::Status(reply)) => {
                         let _ = reply.send(self.status());
                     }
@@ -246,6 +262,9 @@ impl<P: Protocol> Host<P> {
             Command::SetTimer { after, timer } => self.timers.set(timer, Instant::now() + after),
             Command::CancelTimer { timer } => self.timers.cancel(&timer),
             Command::Output(o) => {
+                if let Some(reply) = P::answers(&o).and_then(|c| self.calls.remove(&c)) {
+                    let _ = reply.send(Ok(o.clone()));
+                }
                 self.shared.metrics.outputs.inc();
                 self.shared.outputs.fetch_add(1, Ordering::Relaxed);
                 let value = serde_json::to_value(&o).unwrap_or_else(|e| format!("{o:?} ({e})").into());

@@ -2,6 +2,7 @@
 //!
 //! | method | path | what |
 //! |---|---|---|
+//! | GET | `/` | JSON: the node's endpoints, its protocol's too |
 //! | GET | `/health` | `ok` while the node runs |
 //! | GET | `/status` | JSON: node, protocol state, recent outputs, peers, faults |
 //! | GET | `/metrics` | Prometheus text |
@@ -14,8 +15,10 @@
 //! they refuse everyone. Reads are open unless `protect_reads` is set.
 //! A refusal is 401 with a message saying what is missing, counted in
 //! `agora_http_unauthorized_total` and logged with the client's address,
-//! never with the token.
+//! never with the token. A protocol's own endpoints ([`crate::api`]) need
+//! the token for every method.
 
+use crate::api::{Api, Caller, Endpoint};
 use crate::faults::FaultLayer;
 use crate::shared::{LoopMsg, Shared};
 use agora_core::Protocol;
@@ -43,13 +46,33 @@ impl<P: Protocol> Clone for App<P> {
     }
 }
 
+/// The node's own endpoints, for `GET /`.
+const ENDPOINTS: [Endpoint; 6] = [
+    Endpoint { method: "GET", path: "/", what: "this list" },
+    Endpoint { method: "GET", path: "/health", what: "`ok` while the node runs (never needs the token)" },
+    Endpoint { method: "GET", path: "/status", what: "the node, its protocol's state, recent outputs, peers, faults" },
+    Endpoint { method: "GET", path: "/metrics", what: "Prometheus text" },
+    Endpoint { method: "POST", path: "/input", what: "one protocol input (JSON); needs the token" },
+    Endpoint { method: "GET, PUT", path: "/faults", what: "the transport fault layer (JSON); PUT needs the token" },
+];
+
 pub(crate) async fn serve<P: Protocol>(
     listener: TcpListener,
     shared: Arc<Shared>,
     tx: mpsc::UnboundedSender<LoopMsg<P>>,
+    api: Option<Api<P>>,
     token: CancellationToken,
 ) {
+    let mut index: Vec<Endpoint> = ENDPOINTS.to_vec();
+    let mut own = Router::new();
+    if let Some(api) = api {
+        index.extend(api.endpoints);
+        own = (api.routes)(Caller::new(tx.clone()))
+            .route_layer(axum::middleware::from_fn_with_state(shared.clone(), authorize_always));
+    }
+    let index = Json(serde_json::json!({ "node": shared.cfg.name, "endpoints": index }));
     let app = Router::new()
+        .route("/", get(move || async move { index }))
         .route("/status", get(status::<P>))
         .route("/metrics", get(metrics::<P>))
         .route("/input", axum::routing::post(input::<P>))
@@ -57,7 +80,8 @@ pub(crate) async fn serve<P: Protocol>(
         .route_layer(axum::middleware::from_fn_with_state(shared.clone(), authorize))
         // After the layer: always open, for readiness checks.
         .route("/health", get(|| async { "ok\n" }))
-        .with_state(App { shared: shared.clone(), tx });
+        .with_state(App { shared: shared.clone(), tx })
+        .merge(own);
     let t = &shared.cfg.transport;
     let cap = crate::doors::file_handle_share(t.http_max_connections);
     let live = Arc::new(std::sync::Mutex::new(crate::doors::Oldest::new(cap)));
@@ -179,6 +203,16 @@ async fn authorize(
     if !mutating && !shared.cfg.protect_reads {
         return next.run(req).await;
     }
+    authorize_always(State(shared), ConnectInfo(from), req, next).await
+}
+
+/// A protocol's own endpoints pass here: every method needs the token.
+async fn authorize_always(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
     let why = match (&shared.cfg.control_token, req.headers().get(header::AUTHORIZATION)) {
         (None, _) => "this node has no control token configured ([security] token_file), so it takes no commands",
         (Some(_), None) => "missing `Authorization: Bearer TOKEN` (the token is in the cluster's token_file)",

@@ -11,7 +11,8 @@
 //!   a bad or oversized frame closes its connection and is counted, never a crash.
 //! * [`security`]: node keys, TLS 1.3 with raw public keys pinned to the
 //!   cluster file; [`http`]: `/health`, `/status`, `/metrics` (Prometheus),
-//!   `/input`, `/faults`, the mutating ones behind a bearer token.
+//!   `/input`, `/faults`, the mutating ones behind a bearer token; [`api`]:
+//!   a protocol's own endpoints (calls answered by its outputs).
 //! * [`storage`]: the storage capability on a thread of its own (redb, etcd),
 //!   with group commit.
 //! * [`config`]: cluster files, one TOML for all nodes of a cluster.
@@ -20,6 +21,7 @@
 //!   `agora_quota_refused_total`), the others keep their guaranteed share.
 
 mod admission;
+pub mod api;
 pub mod config;
 mod doors;
 pub mod faults;
@@ -34,6 +36,7 @@ mod shared;
 pub mod storage;
 mod transport;
 
+pub use api::{Api, CallError, Caller, Endpoint};
 pub use config::{ClusterFile, NodeConfig, NodeEntry, TransportConfig};
 pub use faults::FaultLayer;
-pub use node::{start, NetError, NodeHandle};
+pub use node::{start, start_with, NetError, NodeHandle};

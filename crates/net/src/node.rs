@@ -57,7 +57,16 @@ impl NodeHandle {
 
 /// Binds the node's sockets and starts it. Errors only if a socket cannot be
 /// bound; everything after that (peers down, bad frames) is handled inside.
-pub async fn start<P: Protocol>(cfg: NodeConfig, mut protocol: P) -> Result<NodeHandle, NetError> {
+pub async fn start<P: Protocol>(cfg: NodeConfig, protocol: P) -> Result<NodeHandle, NetError> {
+    start_with(cfg, protocol, None).await
+}
+
+/// [`start`] with the protocol's own HTTP endpoints beside the node's.
+pub async fn start_with<P: Protocol>(
+    cfg: NodeConfig,
+    mut protocol: P,
+    api: Option<crate::api::Api<P>>,
+) -> Result<NodeHandle, NetError> {
     let listener = TcpListener::bind(cfg.listen).await.map_err(|source| NetError::Bind {
         what: "peers",
         addr: cfg.listen,
@@ -105,7 +114,7 @@ pub async fn start<P: Protocol>(cfg: NodeConfig, mut protocol: P) -> Result<Node
     }
     tasks.spawn(accept_loop::<P>(listener, shared.clone(), Arc::new(accepted), token.clone()));
     if let Some(l) = http {
-        tasks.spawn(crate::http::serve::<P>(l, shared.clone(), loop_tx.clone(), token.clone()));
+        tasks.spawn(crate::http::serve::<P>(l, shared.clone(), loop_tx.clone(), api, token.clone()));
     }
     let storage = {
         let (tx, s) = (loop_tx.clone(), shared.clone());

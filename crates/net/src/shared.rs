@@ -78,6 +78,13 @@ pub(crate) enum LoopMsg<P: Protocol> {
     },
     /// An input, and where to say whether the node took it.
     Input(P::Input, Option<oneshot::Sender<Result<(), String>>>),
+    /// An input that waits for the output answering `call` (or the
+    /// reason the node cannot act on it).
+    Call {
+        input: P::Input,
+        call: u64,
+        reply: oneshot::Sender<Result<P::Output, String>>,
+    },
     Status(oneshot::Sender<serde_json::Value>),
     /// The storage thread finished a sync.
     Synced(agora_core::storage::SyncDone),

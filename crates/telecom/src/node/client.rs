@@ -117,6 +117,10 @@ pub enum Input {
     /// Evidence another client shared: taken if it proves a member forged.
     #[serde(skip_deserializing)]
     Evidence(Evidence),
+    /// A request from outside the node (the HTTP client API): `op` on
+    /// `key` of group `group`, as any request of the workload, at high
+    /// priority; its `Done` names `call`.
+    Call { call: u64, group: u16, key: String, op: Op },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -156,6 +160,9 @@ pub enum Output {
         reply: Option<Reply>,
         /// Why it failed (None if it succeeded).
         cause: Option<Cause>,
+        /// The call it answers (a request from outside, [`Input::Call`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call: Option<u64>,
     },
     /// A request to send (routed to the server, which carries it).
     Send(Request),
@@ -330,6 +337,35 @@ impl Protocol for Client {
                 self.on_answer(a, io);
             }
             Input::Evidence(e) => self.on_evidence(e, io),
+            Input::Call { call, group, key, op } => {
+                self.request_at(group, key, op, CALL_PRIORITY, io.now(), Some(call), io);
+            }
+        }
+    }
+
+    fn check_input(&self, input: &Input) -> Result<(), String> {
+        let Input::Call { group, .. } = input else { return Ok(()) };
+        if self.state.is_none() {
+            let clients: Vec<&str> = (0..self.topo.len())
+                .filter(|&i| self.topo.clients[i])
+                .map(|i| self.topo.node(NodeId(i as u32)).name.as_str())
+                .collect();
+            let me = &self.topo.node(self.me).name;
+            return Err(format!(
+                "{me} is not a client node (its writes would carry no writer's seal); ask one of {}",
+                clients.join(", ")
+            ));
+        }
+        if *group as usize >= self.topo.groups.len() {
+            return Err(format!("no group {group}: there are {}", self.topo.groups.len()));
+        }
+        Ok(())
+    }
+
+    fn answers(output: &Output) -> Option<u64> {
+        match output {
+            Output::Done { call, .. } => *call,
+            _ => None,
         }
     }
 
@@ -346,6 +382,10 @@ impl Protocol for Client {
         })
     }
 }
+
+/// The priority of requests from outside the node ([`Input::Call`]): a
+/// person or a program waits on each, so the cascade levels shed them last.
+const CALL_PRIORITY: u8 = 2;
 
 /// The busy share of its slots from which a member counts as saturated
 /// (low-priority work is shed at the `Shed` cascade level only then).
@@ -384,6 +424,8 @@ struct Pending {
     put: Option<Entry>,
     /// This client's seal of the element the operation writes (None for a read).
     seal: Option<Seal>,
+    /// The call it answers, if it came from outside the node.
+    call: Option<u64>,
 }
 
 impl Pending {
@@ -411,7 +453,8 @@ impl Pending {
             ended.seen.insert((self.group, self.key.clone()), r.entry.value.clone());
         }
         io.count(if ok { counters::SUCCEEDED } else { counters::FAILED }, 1);
-        if closed_loop {
+        // A closed loop's request makes room for the next (a call is no part of it).
+        if closed_loop && self.call.is_none() {
             io.set_timer(Duration::ZERO, Timer::Issue { n: self.id });
         }
         io.output(Output::Done {
@@ -423,6 +466,7 @@ impl Pending {
             sent: !self.tried.is_empty(),
             reply,
             cause,
+            call: self.call,
         });
     }
 }
@@ -577,17 +621,19 @@ impl Client {
         let fresh = data::workload::token(self.me, c.next_id);
         let seen = c.finished.seen.get(&(group, key.clone())).map_or(&[][..], |v| v.as_slice());
         let op = data::workload::draw_op(&w.ops, seen, fresh, io.rng());
-        self.request_at(group, key, op, priority, due, io);
+        self.request_at(group, key, op, priority, due, None, io);
     }
 
     /// Sends a request to do `op` on `key` of group `group`: its id, or None
     /// if the client refused it at once (isolated side, or shed by the
     /// cascade level).
     pub fn request(&mut self, group: u16, key: String, op: Op, priority: u8, io: &mut Io<'_, Self>) -> Option<u64> {
-        self.request_at(group, key, op, priority, io.now(), io)
+        self.request_at(group, key, op, priority, io.now(), None, io)
     }
 
-    /// [`Client::request`] for a request due at `due` (its latency counts from then).
+    /// [`Client::request`] for a request due at `due` (its latency counts
+    /// from then), answering `call` if it came from outside.
+    #[allow(clippy::too_many_arguments)]
     fn request_at(
         &mut self,
         group: u16,
@@ -595,6 +641,7 @@ impl Client {
         op: Op,
         priority: u8,
         due: Time,
+        call: Option<u64>,
         io: &mut Io<'_, Self>,
     ) -> Option<u64> {
         let topo = self.topo.clone();
@@ -630,8 +677,9 @@ impl Client {
                 sent: false,
                 reply: None,
                 cause,
+                call,
             });
-            if topo.params.workload.closed_loop > 0 {
+            if topo.params.workload.closed_loop > 0 && call.is_none() {
                 // Refused at once: wait a little, or the loop would spin in place.
                 io.set_timer(Duration::from_millis(1), Timer::Issue { n: id });
             }
@@ -656,6 +704,7 @@ impl Client {
                 decided: None,
                 put: None,
                 seal,
+                call,
             },
         );
         self.attempt(id, io);
@@ -1193,5 +1242,39 @@ mod tests {
         }
         assert!(n.request(1, "k1".into(), Op::Read, 0, &mut io).is_none(), "saturated members: shed");
         assert!(n.request(1, "k1".into(), Op::Read, 1, &mut io).is_some(), "higher priority still goes");
+    }
+
+    #[test]
+    fn an_outside_call_is_a_request_whose_end_names_it_and_only_clients_take_calls() {
+        let mut n = edge1();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let mut out = Vec::new();
+        let mut io = Io::new(NodeId(0), Time::ZERO, &mut rng, &mut out);
+        let call = |call, group| Input::Call { call, group, key: "k1".into(), op: Op::Read };
+        assert_eq!(n.check_input(&call(9, 1)), Ok(()));
+        n.on_input(call(9, 1), &mut io);
+        assert!(out.iter().any(|c| matches!(c, Command::Output(Output::Send(r)) if r.group == 1)), "sent");
+        // Refused at once (a minority side): its end names the call.
+        n.view.isolated = true;
+        let mut out = Vec::new();
+        let mut io = Io::new(NodeId(0), Time::ZERO, &mut rng, &mut out);
+        n.on_input(call(10, 1), &mut io);
+        let done: Vec<&Output> = out
+            .iter()
+            .filter_map(|c| match c {
+                Command::Output(o @ Output::Done { .. }) => Some(o),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            matches!(done[..], [Output::Done { call: Some(10), cause: Some(Cause::MinoritySide), .. }]),
+            "{done:?}"
+        );
+        assert_eq!(Client::answers(done[0]), Some(10));
+        // No such group; a node that is not a client (its writes would not verify).
+        assert!(n.check_input(&call(1, 99)).unwrap_err().contains("no group 99"));
+        let core1 = Client::new(n.topo.clone(), NodeId(2));
+        let why = core1.check_input(&call(1, 1)).unwrap_err();
+        assert!(why.contains("Core1 is not a client") && why.contains("Edge1"), "{why}");
     }
 }
