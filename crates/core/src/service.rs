@@ -335,7 +335,7 @@ mod tests {
         }
         /// An even output answers the call of its number.
         fn answers(o: &u8) -> Option<u64> {
-            (o % 2 == 0).then_some(*o as u64)
+            o.is_multiple_of(2).then_some(*o as u64)
         }
     }
 
