@@ -290,16 +290,29 @@ fn protocol_in(path: &Path) -> Result<String> {
 pub fn node(args: NodeArgs) -> Result<bool> {
     crate::init_logging();
     let protocol = protocol_in(&args.config)?;
-    with_protocol!(&protocol, P => run_node::<P>(&args))
+    // The telecom system has a client API of its own (`/kv`).
+    type Telecom = agora_telecom::node::Node;
+    if protocol == <Telecom as Runnable>::NAME {
+        return run_node::<Telecom>(&args, |params| {
+            let topo = params.compile().map_err(anyhow::Error::msg);
+            Some(topo.map(|t| crate::kv_api::api(std::sync::Arc::new(t))))
+        });
+    }
+    with_protocol!(&protocol, P => run_node::<P>(&args, |_| None))
 }
 
-fn run_node<P: Runnable>(args: &NodeArgs) -> Result<bool> {
+/// Runs one node, with its protocol's own HTTP endpoints if `api` gives them.
+fn run_node<P: Runnable>(
+    args: &NodeArgs,
+    api: impl FnOnce(&P::Params) -> Option<Result<agora_net::Api<P>>>,
+) -> Result<bool> {
     let cf = load::<P>(&args.config)?;
     let cfg = cf.node_config(&args.id)?;
     let protocol = P::build(&cf.params, cf.node.len() as u32)(cfg.id);
+    let api = api(&cf.params).transpose()?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async {
-        let node = agora_net::start(cfg, protocol).await?;
+        let node = agora_net::start_with(cfg, protocol, api).await?;
         shutdown_signal(args.stop_on_stdin_eof).await;
         node.stop().await;
         Ok(true)
@@ -524,6 +537,12 @@ fn up<P: Runnable>(args: &UpArgs, run: Option<&RealRun>) -> Result<bool> {
         say(format_args!("{}", table(&rows).trim_end()));
         wait_ready(&cf.node).await;
         say(format_args!("cluster of {} {} nodes is up; Ctrl-C stops it", cf.node.len(), cf.protocol));
+        if let Some(t) = &cf.security.token_file {
+            say(format_args!("cluster file {} (HTTP addresses above); control token in {}", config.display(), t.display()));
+        }
+        if P::NAME == <agora_telecom::node::Node as Runnable>::NAME {
+            say(format_args!("client API: agora kv get|put|cas --cluster {} [--node NAME] GROUP KEY …", config.display()));
+        }
 
         let begin = tokio::time::Instant::now();
         let deadline = args.run_for.map(|d| begin + d);

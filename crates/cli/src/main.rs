@@ -10,6 +10,8 @@ mod bench_telecom;
 mod cluster;
 mod history;
 mod huge_pages;
+mod kv;
+mod kv_api;
 mod quota;
 mod report;
 mod simulate;
@@ -57,6 +59,9 @@ enum Command {
     /// Client histories: linearizability (Jepsen EDN, Jepsen's etcd logs).
     #[command(subcommand)]
     History(history::HistoryCmd),
+    /// A running telecom cluster's key-value API: read, write, compare-and-set.
+    #[command(subcommand)]
+    Kv(kv::KvCmd),
 }
 
 /// Logs to stderr; `RUST_LOG` overrides the default level (info).
@@ -73,7 +78,7 @@ fn main() -> ExitCode {
     // Not for the commands that run nodes or talk to them: there a peer
     // that closes its connection would kill the process mid-write.
     #[cfg(unix)]
-    if !matches!(cli.command, Command::Node(_) | Command::Cluster(_) | Command::Bench(_)) {
+    if !matches!(cli.command, Command::Node(_) | Command::Cluster(_) | Command::Bench(_) | Command::Kv(_)) {
         // SAFETY: restoring the default action of a signal at start-up,
         // before any thread exists.
         unsafe {
@@ -91,6 +96,7 @@ fn main() -> ExitCode {
         Command::Teams(t) => teams::teams(t),
         Command::Telecom(t) => telecom::telecom(t),
         Command::History(h) => history::history(h),
+        Command::Kv(k) => kv::kv(k),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

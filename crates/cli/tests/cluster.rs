@@ -219,26 +219,8 @@ fn bench_storage_and_transport_report_beside_their_baselines() {
 #[test]
 fn telecom_nodes_on_real_processes_detect_a_kill_9() {
     let dir = temp_dir("telecom-kill");
-    let src = std::fs::read_to_string(format!("{}/../../scenarios/edge-core-cloud.toml", env!("CARGO_MANIFEST_DIR")))
-        .unwrap();
-    let scenario: toml::Table = toml::from_str(&src).unwrap();
-    let mut cluster = toml::Table::new();
-    cluster.insert("protocol".into(), scenario["protocol"].clone());
-    cluster.insert("params".into(), scenario["params"].clone());
-    let addrs: Vec<SocketAddr> = free_addrs(10);
-    let nodes: Vec<toml::Value> = (0..5)
-        .map(|i| {
-            let mut n = toml::Table::new();
-            n.insert("name".into(), format!("n{i}").into());
-            n.insert("listen".into(), addrs[2 * i].to_string().into());
-            n.insert("http".into(), addrs[2 * i + 1].to_string().into());
-            toml::Value::Table(n)
-        })
-        .collect();
-    cluster.insert("node".into(), toml::Value::Array(nodes));
-    let config = dir.join("cluster.toml");
-    std::fs::write(&config, toml::to_string(&cluster).unwrap()).unwrap();
-    let http = |i: usize| addrs[2 * i + 1];
+    let (config, https) = telecom_cluster(&dir);
+    let http = |i: usize| https[i];
     let status = |i: usize| probe::get_json(http(i), "/status").ok();
     let mut procs: Vec<Child> = (0..5).map(|i| spawn_node(&config, &format!("n{i}"))).collect();
     let wait = |what: &str, limit: Duration, ok: &dyn Fn() -> bool| {

@@ -70,3 +70,28 @@ pub fn spawn_node(config: &std::path::Path, name: &str) -> Child {
         .spawn()
         .unwrap()
 }
+
+/// A telecom cluster file of the default scenario's parameters, its five
+/// nodes on free loopback ports, in `dir`; with each node's HTTP address.
+pub fn telecom_cluster(dir: &std::path::Path) -> (PathBuf, Vec<SocketAddr>) {
+    let src = std::fs::read_to_string(format!("{}/../../scenarios/edge-core-cloud.toml", env!("CARGO_MANIFEST_DIR")))
+        .unwrap();
+    let scenario: toml::Table = toml::from_str(&src).unwrap();
+    let mut cluster = toml::Table::new();
+    cluster.insert("protocol".into(), scenario["protocol"].clone());
+    cluster.insert("params".into(), scenario["params"].clone());
+    let addrs: Vec<SocketAddr> = free_addrs(10);
+    let nodes: Vec<toml::Value> = (0..5)
+        .map(|i| {
+            let mut n = toml::Table::new();
+            n.insert("name".into(), format!("n{i}").into());
+            n.insert("listen".into(), addrs[2 * i].to_string().into());
+            n.insert("http".into(), addrs[2 * i + 1].to_string().into());
+            toml::Value::Table(n)
+        })
+        .collect();
+    cluster.insert("node".into(), toml::Value::Array(nodes));
+    let config = dir.join("cluster.toml");
+    std::fs::write(&config, toml::to_string(&cluster).unwrap()).unwrap();
+    (config, (0..5).map(|i| addrs[2 * i + 1]).collect())
+}
