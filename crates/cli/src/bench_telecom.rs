@@ -13,9 +13,14 @@
 //! requests open loop (Poisson, latency counted from when each was due, so a
 //! stalled process cannot hide its delay) and record them in HdrHistograms,
 //! merged here from the nodes' status. Without and with the links' RTTs
-//! emulated.
+//! emulated. Part (d) measures each replication strategy alone, reads and
+//! writes apart: one group of that strategy, served free, Edge1 and Edge2
+//! keeping a few requests each in flight (closed loop) — simulated, and on
+//! real processes with the links' RTTs emulated and the data on redb.
 
-use agora_lab::telecom::experiments::{self, TableRow, TradeOff};
+use agora_lab::telecom::experiments::{self, Access, Measured, TableRow, TradeOff};
+use agora_sim::scenario::Scenario;
+use agora_telecom::topology::{Params, Redundancy};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::time::Duration;
@@ -34,8 +39,30 @@ pub struct TelecomBenchArgs {
     /// Measured seconds per real run (after 2 s for the nodes to connect).
     #[arg(long, default_value_t = 8.0)]
     pub real_secs: f64,
+    /// Part (d): the strategies to measure (n_way, active_passive,
+    /// active_active, geographic, quorum).
+    #[arg(long, value_delimiter = ',', default_value = "n_way,active_passive,active_active,geographic,quorum", value_parser = parse_strategy)]
+    pub strategies: Vec<Redundancy>,
+    /// Part (d): requests each client keeps in flight.
+    #[arg(long, default_value_t = 8)]
+    pub in_flight: u32,
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_strategy(s: &str) -> Result<Redundancy, String> {
+    serde_json::from_value(serde_json::Value::String(s.into()))
+        .map_err(|_| format!("{s:?} is not a strategy (n_way, active_passive, active_active, geographic, quorum)"))
+}
+
+/// One strategy and access measured alone, simulated and on real processes.
+#[derive(Serialize, Debug)]
+struct StrategyRow {
+    strategy: Redundancy,
+    access: Access,
+    simulated: Measured,
+    /// None with --no-real.
+    real: Option<Measured>,
 }
 
 /// One open-loop run on real processes.
@@ -66,7 +93,20 @@ fn real_run(offered: f64, secs: f64, emulate: bool) -> Result<RealRow> {
     w.service_scale = 0.0;
     w.start_after = WARM_UP;
     sc.until = WARM_UP + Duration::from_secs_f64(secs);
-    // A fresh 0700 folder, removed when the benchmark ends.
+    let m = measure(&run_real(&sc, emulate)?, secs)?;
+    Ok(RealRow {
+        offered_rps: offered,
+        achieved_rps: m.req_per_s,
+        p50_ms: m.p50_ms,
+        p99_ms: m.p99_ms,
+        failed: m.failed,
+        rtt_emulated: emulate,
+    })
+}
+
+/// Runs `sc` as real processes (`agora cluster up`, in a fresh 0700
+/// folder removed when it ends); its standard output.
+fn run_real(sc: &Scenario<Params>, emulate: bool) -> Result<String> {
     let dir = crate::cluster::run_dir("bench-telecom")?;
     let file = dir.path().join("scenario.toml");
     std::fs::write(&file, sc.to_toml())?;
@@ -88,15 +128,17 @@ fn real_run(offered: f64, secs: f64, emulate: bool) -> Result<RealRow> {
         if !out.status.success() {
             bail!("the real cluster failed: {stderr}");
         }
-        return summarize(&stdout, offered, secs, emulate);
+        return Ok(stdout.into_owned());
     }
     bail!("no free ports for the real cluster: {last}")
 }
 
-/// Merges the clients' histograms from `cluster up`'s status lines.
-fn summarize(stdout: &str, offered: f64, secs: f64, emulate: bool) -> Result<RealRow> {
+/// Merges the clients' histograms from `cluster up`'s status lines: the
+/// answered requests per second over `secs`, their p50 and p99, the failed.
+fn measure(stdout: &str, secs: f64) -> Result<Measured> {
     let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 2)?;
     let (mut ended, mut clients) = (0, 0);
+    let mut failed_by_cause = std::collections::BTreeMap::new();
     for line in stdout.lines() {
         let Some((_, json)) = line.split_once(" protocol=") else { continue };
         let status: serde_json::Value = serde_json::from_str(json).context("a node's status")?;
@@ -106,6 +148,9 @@ fn summarize(stdout: &str, offered: f64, secs: f64, emulate: bool) -> Result<Rea
         }
         clients += 1;
         ended += c["ended"].as_u64().unwrap_or(0);
+        for (cause, n) in c["failed_by_cause"].as_object().into_iter().flatten() {
+            *failed_by_cause.entry(cause.clone()).or_default() += n.as_u64().unwrap_or(0);
+        }
         for b in c["latency_us"].as_array().into_iter().flatten() {
             let (Some(v), Some(n)) = (b[0].as_u64(), b[1].as_u64()) else { bail!("a latency bucket: {b}") };
             hist.record_n(v.max(1), n)?;
@@ -115,13 +160,12 @@ fn summarize(stdout: &str, offered: f64, secs: f64, emulate: bool) -> Result<Rea
         bail!("no client reported its latencies");
     }
     let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1e3;
-    Ok(RealRow {
-        offered_rps: offered,
-        achieved_rps: hist.len() as f64 / secs,
+    Ok(Measured {
+        req_per_s: hist.len() as f64 / secs,
         p50_ms: ms(0.5),
         p99_ms: ms(0.99),
         failed: ended - hist.len(),
-        rtt_emulated: emulate,
+        failed_by_cause,
     })
 }
 
@@ -137,6 +181,8 @@ struct Report {
     trade_off: Vec<TradeOff>,
     /// The open-loop load generator against real processes.
     real: Vec<RealRow>,
+    /// Each strategy alone, reads and writes apart.
+    strategies: Vec<StrategyRow>,
 }
 
 pub fn run(args: &TelecomBenchArgs) -> Result<bool> {
@@ -149,8 +195,12 @@ pub fn run(args: &TelecomBenchArgs) -> Result<bool> {
     if let Some(r) = args.real_rates.iter().find(|r| !(r.is_finite() && **r > 0.0)) {
         bail!("--real-rates: {r} is not a rate above zero");
     }
+    if args.in_flight == 0 {
+        bail!("--in-flight must be at least 1");
+    }
     let rates: &[f64] = if args.no_real { &[] } else { &args.real_rates };
-    let bar = crate::report::progress(2 + 2 * rates.len() as u64, "runs");
+    let per_strategy = 2 * args.strategies.len() as u64 * if args.no_real { 1 } else { 2 };
+    let bar = crate::report::progress(2 + 2 * rates.len() as u64 + per_strategy, "runs");
     let simulated = experiments::seed_table(args.secs).map_err(anyhow::Error::msg)?;
     bar.inc(1);
     let trade_off =
@@ -163,6 +213,20 @@ pub fn run(args: &TelecomBenchArgs) -> Result<bool> {
             bar.inc(1);
         }
     }
+    let mut strategies = Vec::new();
+    for &strategy in &args.strategies {
+        for access in [Access::Read, Access::Write] {
+            let sc = experiments::strategy_scenario(strategy, access, args.in_flight, WARM_UP, args.real_secs);
+            let simulated = experiments::strategy_sim(&sc).map_err(anyhow::Error::msg)?;
+            bar.inc(1);
+            let real = match args.no_real {
+                true => None,
+                false => Some(measure(&run_real(&sc, true)?, args.real_secs)?),
+            };
+            bar.inc(u64::from(real.is_some()));
+            strategies.push(StrategyRow { strategy, access, simulated, real });
+        }
+    }
     bar.finish_and_clear();
     let total: f64 = simulated.iter().map(|r| r.req_per_s).sum();
     let report = Report {
@@ -173,6 +237,7 @@ pub fn run(args: &TelecomBenchArgs) -> Result<bool> {
         simulated,
         trade_off,
         real,
+        strategies,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -223,6 +288,23 @@ pub fn run(args: &TelecomBenchArgs) -> Result<bool> {
                 r.failed,
                 if r.rtt_emulated { "RTTs emulated" } else { "bare loopback" }
             );
+        }
+    }
+    if !report.strategies.is_empty() {
+        println!(
+            "\n(d) each strategy alone: one group, free service, {} in flight from each of Edge1 and Edge2, {} s per run; simulated | real processes (RTTs emulated, data on redb)",
+            args.in_flight, args.real_secs
+        );
+        println!(
+            "{:<15} {:<6} {:>9} {:>8} {:>8} {:>6} | {:>9} {:>8} {:>8} {:>6}",
+            "strategy", "op", "req/s", "p50 ms", "p99 ms", "failed", "req/s", "p50 ms", "p99 ms", "failed"
+        );
+        let cells = |m: &Measured| format!("{:>9.0} {:>8.2} {:>8.2} {:>6}", m.req_per_s, m.p50_ms, m.p99_ms, m.failed);
+        for r in &report.strategies {
+            let name = serde_json::to_value(r.strategy)?.as_str().unwrap_or_default().to_string();
+            let access = if r.access == Access::Read { "read" } else { "write" };
+            let real = r.real.as_ref().map_or("-".into(), cells);
+            println!("{name:<15} {access:<6} {} | {real}", cells(&r.simulated));
         }
     }
     Ok(true)

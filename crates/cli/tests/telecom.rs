@@ -242,6 +242,26 @@ fn the_seeds_performance_table_is_its_closed_loop_arithmetic() {
         assert!(r["p50_ms"].as_f64().unwrap() <= r["p99_ms"].as_f64().unwrap(), "{r}");
     }
     assert!(emulated["p50_ms"].as_f64().unwrap() > bare["p50_ms"].as_f64().unwrap() + 5.0, "{real:?}");
+    // (d) Each strategy alone, reads and writes, simulated and real: every
+    // run answered requests, almost none failed, and a quorum write (a read
+    // round, then a write round) takes about twice a quorum read.
+    let rows = v["strategies"].as_array().unwrap();
+    assert_eq!(rows.len(), 10, "{v}");
+    let p50 = |strategy: &str, access: &str, how: &str| {
+        let r = rows.iter().find(|r| r["strategy"] == strategy && r["access"] == access).unwrap();
+        r[how]["p50_ms"].as_f64().unwrap()
+    };
+    for r in rows {
+        for how in ["simulated", "real"] {
+            let m = &r[how];
+            let (rps, failed) = (m["req_per_s"].as_f64().unwrap(), m["failed"].as_f64().unwrap());
+            assert!(rps > 50.0 && failed <= 0.05 * rps, "{how}: {r}");
+            assert!(m["p50_ms"].as_f64().unwrap() <= m["p99_ms"].as_f64().unwrap(), "{r}");
+        }
+    }
+    for how in ["simulated", "real"] {
+        assert!(p50("quorum", "write", how) > 1.5 * p50("quorum", "read", how), "{how}: {rows:?}");
+    }
 }
 
 /// Debian's chromium, if installed (CI installs it and sets

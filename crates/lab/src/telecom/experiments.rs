@@ -346,3 +346,96 @@ pub fn trade_off(in_flight: &[u32], slots: &[u32], secs: f64) -> Result<Vec<Trad
     }
     Ok(points)
 }
+
+/// What a per-strategy run issues: reads only, or writes only.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// The replication strategies, each as a benchmark measures it.
+pub const STRATEGIES: [Redundancy; 5] =
+    [Redundancy::NWay, Redundancy::ActivePassive, Redundancy::ActiveActive, Redundancy::Geographic, Redundancy::Quorum];
+
+/// One group of `strategy` measured alone: the default topology without
+/// faults or loss, serving free (what is left is the replication path), its
+/// groups replaced by one group `kv` on Core1 (primary), Core2 and Cloud1
+/// — the same three members for every strategy, none of them a client;
+/// quorum with R = W = 2 — and Edge1 and Edge2 each keeping `in_flight`
+/// requests of `access` on it, from `warm_up` for `secs`.
+pub fn strategy_scenario(
+    strategy: Redundancy,
+    access: Access,
+    in_flight: u32,
+    warm_up: Duration,
+    secs: f64,
+) -> Scenario<Params> {
+    let mut sc = default_scenario();
+    sc.fault.clear();
+    sc.input.clear();
+    sc.network.loss = 0.0;
+    // No node turns Byzantine here: a strong group of three is then allowed.
+    for n in &mut sc.params.nodes {
+        n.failure_mode = agora_telecom::risk::FailureMode::Crash;
+    }
+    let consistency = match strategy {
+        Redundancy::NWay => Consistency::Strong,
+        Redundancy::ActiveActive => Consistency::Causal,
+        _ => Consistency::Eventual,
+    };
+    let quorum = (strategy == Redundancy::Quorum).then_some(2);
+    let g = GroupSpec {
+        service: "kv".into(),
+        primary: "Core1".into(),
+        replicas: vec!["Core2".into(), "Cloud1".into()],
+        strategy,
+        consistency,
+        factor: 3,
+        sync: false,
+        r: quorum,
+        w: quorum,
+    };
+    sc.params.groups = vec![g];
+    let w = &mut sc.params.workload;
+    w.mix = [("kv".to_string(), 1.0)].into_iter().collect();
+    w.ops = match access {
+        Access::Read => agora_telecom::data::workload::OpMix { read: 1.0, write: 0.0, cas: 0.0, append: 0.0 },
+        Access::Write => agora_telecom::data::workload::OpMix { read: 0.0, write: 1.0, cas: 0.0, append: 0.0 },
+    };
+    w.closed_loop = in_flight;
+    w.service_scale = 0.0;
+    w.start_after = warm_up;
+    sc.until = warm_up + Duration::from_secs_f64(secs);
+    sc
+}
+
+/// Requests answered per second over the measured time, latency quantiles
+/// of the answered ones, and the requests that failed.
+#[derive(Clone, Debug, Serialize)]
+pub struct Measured {
+    pub req_per_s: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub failed: u64,
+    /// The failed requests by cause (see [`agora_telecom::node::Cause`]).
+    pub failed_by_cause: std::collections::BTreeMap<String, u64>,
+}
+
+/// [`strategy_scenario`] in the simulator (seed 1).
+pub fn strategy_sim(sc: &Scenario<Params>) -> Result<Measured, String> {
+    registry::check::<Node>(sc).map_err(|e| e.to_string())?;
+    let mut sim = registry::build::<Node>(sc, 1, true);
+    sim.run_until(agora_core::Time::ZERO + sc.until).map_err(|e| e.to_string())?;
+    let mut ms = super::answered_ms(&sim);
+    let t = outcome(&sc.params.compile()?, &sim).requests.total;
+    let secs = (sc.until - sc.params.workload.start_after).as_secs_f64();
+    Ok(Measured {
+        req_per_s: ms.len() as f64 / secs,
+        p50_ms: quantile(&mut ms, 0.5),
+        p99_ms: quantile(&mut ms, 0.99),
+        failed: t.failed_by_cause.values().sum(),
+        failed_by_cause: t.failed_by_cause.iter().map(|(c, n)| (c.name().to_string(), *n)).collect(),
+    })
+}

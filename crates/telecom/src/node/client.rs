@@ -453,9 +453,12 @@ impl Pending {
             ended.seen.insert((self.group, self.key.clone()), r.entry.value.clone());
         }
         io.count(if ok { counters::SUCCEEDED } else { counters::FAILED }, 1);
-        // A closed loop's request makes room for the next (a call is no part of it).
+        // A closed loop's request makes room for the next (a call is no
+        // part of it) — after a little wait if it took no time at all (a
+        // client served free by itself), or the loop would spin in place.
         if closed_loop && self.call.is_none() {
-            io.set_timer(Duration::ZERO, Timer::Issue { n: self.id });
+            let wait = if latency_us == 0 { Duration::from_millis(1) } else { Duration::ZERO };
+            io.set_timer(wait, Timer::Issue { n: self.id });
         }
         io.output(Output::Done {
             id: self.id,
@@ -749,8 +752,12 @@ impl Client {
         }
         p.outstanding = targets.clone();
         p.votes.clear();
-        let (group, key, op, priority, attempt) = (p.group, p.key.clone(), p.op.clone(), p.priority, p.attempt);
-        let (put, seal) = (p.put.clone(), p.seal.clone());
+        // A quorum write reads first: its members serve that phase as a
+        // read, and take the entry the client computed in the second.
+        let reading = g.strategy == Redundancy::Quorum && p.put.is_none() && p.op.writes();
+        let op = if reading { Op::Read } else { p.op.clone() };
+        let (group, key, priority, attempt) = (p.group, p.key.clone(), p.priority, p.attempt);
+        let (put, seal) = (p.put.clone(), p.seal.clone().filter(|_| !reading));
         for &t in &targets {
             if !p.tried.contains(&t) {
                 p.tried.push(t);
@@ -924,6 +931,14 @@ impl Client {
                 let entry = p.put.clone().expect("a write");
                 p.done(Ok(Reply { applied: true, entry }), now, &mut c.finished, closed, io);
             } else if p.outstanding.is_empty() {
+                // Every member answered, too few with this entry: another
+                // client's write came between. A plain write starts over
+                // from the read, on top of the newer entry (writing a value
+                // again changes nothing a reader could tell apart).
+                io.count(counters::WRITE_CONFLICTS, 1);
+                if matches!(p.op, Op::Write(_)) {
+                    p.put = None;
+                }
                 self.retry_or_fail(id, Cause::BelowQuorum, io);
             }
             return;

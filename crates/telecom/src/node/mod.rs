@@ -83,6 +83,8 @@ pub mod counters {
     /// Clients' requests an n-way backup passed to its primary to order
     /// (the client did not ask the primary).
     pub const FORWARDED: &str = "requests_forwarded";
+    /// Quorum writes that met another client's newer entry at a member.
+    pub const WRITE_CONFLICTS: &str = "quorum_write_conflicts";
 }
 
 use crate::route::View;
