@@ -24,6 +24,10 @@ pub struct NodeArgs {
     /// Stop when standard input closes (how `agora cluster up` stops its nodes).
     #[arg(long, hide = true)]
     pub stop_on_stdin_eof: bool,
+    /// Append every output of the node to FILE, a JSON line each with its
+    /// wall-clock time (what `cluster up --history` makes histories of).
+    #[arg(long)]
+    pub outputs: Option<PathBuf>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -75,6 +79,11 @@ pub struct UpArgs {
     /// For a scenario: bare loopback, without the links' delays and loss.
     #[arg(long)]
     pub no_link_emulation: bool,
+    /// Write each replication group's client history to DIR/SERVICE.edn
+    /// (as `agora history check --model kv` reads it) and check them when
+    /// the cluster stops (telecom); the nodes' output logs go to DIR/outputs/.
+    #[arg(long)]
+    pub history: Option<PathBuf>,
 }
 
 /// What `cluster up` does to a scenario's processes, and when (from the
@@ -307,7 +316,8 @@ fn run_node<P: Runnable>(
     api: impl FnOnce(&P::Params) -> Option<Result<agora_net::Api<P>>>,
 ) -> Result<bool> {
     let cf = load::<P>(&args.config)?;
-    let cfg = cf.node_config(&args.id)?;
+    let mut cfg = cf.node_config(&args.id)?;
+    cfg.output_log = args.outputs.clone();
     let protocol = P::build(&cf.params, cf.node.len() as u32)(cfg.id);
     let api = api(&cf.params).transpose()?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
@@ -511,11 +521,23 @@ fn up<P: Runnable>(args: &UpArgs, run: Option<&RealRun>) -> Result<bool> {
         bail!("a fault plan needs the control token of an ephemeral run");
     }
     let exe = std::env::current_exe().context("cannot find the agora executable")?;
+    let logs = match &args.history {
+        Some(_) if P::cluster_histories(&cf.params, &[], &[]).is_none() => {
+            bail!("--history: the {} protocol keeps no client data", P::NAME)
+        }
+        Some(dir) => Some(output_logs(dir, &cf)?),
+        None => None,
+    };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         let spawn = |name: &str| {
-            tokio::process::Command::new(&exe)
-                .args(["node", "--config"])
+            let mut cmd = tokio::process::Command::new(&exe);
+            if let Some(logs) = &logs {
+                cmd.arg("node").arg("--outputs").arg(logs.join(format!("{name}.jsonl")));
+            } else {
+                cmd.arg("node");
+            }
+            cmd.arg("--config")
                 .arg(&config)
                 .args(["--id", name, "--stop-on-stdin-eof"])
                 .stdin(Stdio::piped())
@@ -574,8 +596,9 @@ fn up<P: Runnable>(args: &UpArgs, run: Option<&RealRun>) -> Result<bool> {
                 }
             }
         }
+        let mut statuses = Vec::new();
         if failed.is_none() {
-            let statuses = print_status(&cf, begin).await;
+            statuses = print_status(&cf, begin).await;
             if let Some(report) = run.and_then(|r| P::cluster_report(&cf.params, &r.injected, &statuses)) {
                 print!("\n{report}");
             }
@@ -606,8 +629,53 @@ fn up<P: Runnable>(args: &UpArgs, run: Option<&RealRun>) -> Result<bool> {
             bail!(f);
         }
         say(format_args!("cluster stopped"));
+        if let (Some(dir), Some(logs)) = (&args.history, &logs) {
+            write_histories::<P>(&cf, &statuses, dir, logs)?;
+        }
         Ok(clean)
     })
+}
+
+/// The folder the nodes' output logs go to (DIR/outputs), emptied of a
+/// previous run's logs of these nodes: a run's histories are its own.
+fn output_logs<P>(dir: &Path, cf: &ClusterFile<P>) -> Result<PathBuf> {
+    let logs = dir.join("outputs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("--history: cannot create {}", logs.display()))?;
+    for n in &cf.node {
+        let file = logs.join(format!("{}.jsonl", n.name));
+        match std::fs::remove_file(&file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                bail!("--history: cannot remove the old {}: {e}", file.display())
+            }
+            _ => {}
+        }
+    }
+    Ok(logs)
+}
+
+/// Makes the run's client histories of the nodes' output logs, writes them
+/// to `dir` and prints their verdicts.
+fn write_histories<P: Runnable>(
+    cf: &ClusterFile<P::Params>,
+    statuses: &[Option<(f64, serde_json::Value)>],
+    dir: &Path,
+    logs: &Path,
+) -> Result<()> {
+    let mut texts = Vec::new();
+    for (i, n) in cf.node.iter().enumerate() {
+        let file = logs.join(format!("{}.jsonl", n.name));
+        let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        texts.push((agora_core::NodeId(i as u32), text));
+    }
+    let found = P::cluster_histories(&cf.params, statuses, &texts).context("checked before the run")?;
+    let (files, summary) = found.map_err(|e| anyhow::anyhow!("--history: {e}"))?;
+    for (name, text) in files {
+        let file = dir.join(name);
+        std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
+        eprintln!("history: {}", file.display());
+    }
+    println!("{summary}");
+    Ok(())
 }
 
 /// Carries out one planned action; says what it did.

@@ -225,6 +225,62 @@ fn cluster_up_runs_a_scenario_and_its_fault_plan_as_real_processes() {
     panic!("no free ports: {last}");
 }
 
+/// `cluster up --history DIR` on a fault-free run of the default
+/// topology: every node logs its outputs, and when the cluster stops each
+/// group's client history is written as EDN and checked — the strong
+/// group's linearizable on real processes, as in the simulator.
+#[test]
+fn cluster_up_writes_and_checks_the_real_runs_histories() {
+    let src = std::fs::read_to_string(format!("{}/../../scenarios/edge-core-cloud.toml", env!("CARGO_MANIFEST_DIR")))
+        .unwrap();
+    let params = &src[src.find("[params]").unwrap()..src.find("# The fault plan").unwrap()];
+    let dir = temp_dir("cluster-history");
+    let path = dir.join("quiet.toml");
+    std::fs::write(&path, format!("protocol = \"telecom\"\nnodes = 5\nuntil = \"4s\"\n{params}")).unwrap();
+    let history = dir.join("history");
+    let mut last = String::new();
+    for _ in 0..3 {
+        let base = free_addrs(1)[0].port().min(60_000).to_string();
+        let out = run(&[
+            "cluster",
+            "up",
+            path.to_str().unwrap(),
+            "--base-port",
+            &base,
+            "--history",
+            history.to_str().unwrap(),
+        ]);
+        let (stdout, stderr) = text(&out);
+        if stderr.contains("is in use") {
+            last = stderr;
+            continue;
+        }
+        assert!(out.status.success(), "{stdout}{stderr}");
+        let line = stdout.lines().find(|l| l.starts_with("histories")).unwrap_or_else(|| panic!("{stdout}"));
+        let strong =
+            line.split("; ").find(|g| g.contains("transactions (strong, ")).unwrap_or_else(|| panic!("{line}"));
+        let ops: u64 = strong.split(", ").nth(1).and_then(|s| s.split(' ').next()?.parse().ok()).unwrap();
+        assert!(ops > 100 && strong.contains("): linearizable"), "{line}");
+        for g in ["transactions", "rpc", "load_balancer", "analytics"] {
+            let file = history.join(format!("{g}.edn"));
+            assert!(stderr.contains(&format!("history: {}", file.display())), "{stderr}");
+            let edn = std::fs::read_to_string(&file).unwrap();
+            assert!(edn.lines().count() > 100 && edn.contains(":type :invoke"), "{g}: {edn:.300}");
+        }
+        // The files are what `agora history check` reads.
+        let check = history.join("transactions.edn");
+        let out = run(&["history", "check", check.to_str().unwrap(), "--model", "kv", "--format", "edn"]);
+        assert!(out.status.success(), "{:?}", text(&out));
+        // A protocol without client data says so before anything runs.
+        let broadcast = format!("{}/../../scenarios/cluster.toml", env!("CARGO_MANIFEST_DIR"));
+        let out = run(&["cluster", "up", &broadcast, "--history", history.to_str().unwrap()]);
+        let (_, stderr) = text(&out);
+        assert!(!out.status.success() && stderr.contains("keeps no client data"), "{stderr}");
+        return;
+    }
+    panic!("no free ports: {last}");
+}
+
 /// Runs built in code (`teams run`, `alloc sim`) are scenarios too: their
 /// traces embed the scenario and replay identically (the alloc trace carries
 /// floats, which must survive the comparison exactly).

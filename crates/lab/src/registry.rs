@@ -59,6 +59,18 @@ pub trait Runnable: Protocol + Sized {
     ) -> Option<String> {
         None
     }
+    /// A run on real processes' client histories, from each node's output
+    /// log (`agora node --outputs`) and `/status` at the end: the files
+    /// (name, text) and a summary of their checks. None: the protocol keeps
+    /// no client data.
+    #[allow(clippy::type_complexity)]
+    fn cluster_histories(
+        _params: &Self::Params,
+        _statuses: &[Option<(f64, serde_json::Value)>],
+        _logs: &[(NodeId, String)],
+    ) -> Option<Result<(Vec<(String, String)>, String), String>> {
+        None
+    }
 }
 
 impl Runnable for agora_broadcast::Node {
@@ -243,6 +255,16 @@ impl Runnable for agora_telecom::node::Node {
         let (reqs, events) = crate::telecom::history::requests(sim);
         let files = crate::telecom::history::edn(&topo, &reqs, &events);
         Some(files.into_iter().map(|(service, text)| (format!("{}.edn", file_name(&service)), text)).collect())
+    }
+    fn cluster_histories(
+        params: &Self::Params,
+        statuses: &[Option<(f64, serde_json::Value)>],
+        logs: &[(NodeId, String)],
+    ) -> Option<Result<(Vec<(String, String)>, String), String>> {
+        let found = params.compile().and_then(|topo| crate::telecom::real_histories(&topo, statuses, logs));
+        Some(found.map(|(files, summary)| {
+            (files.into_iter().map(|(service, text)| (format!("{}.edn", file_name(&service)), text)).collect(), summary)
+        }))
     }
     fn cluster_report(
         params: &Self::Params,

@@ -167,6 +167,10 @@ pub struct NodeConfig {
     pub storage: crate::storage::Backend,
     /// Where the redb backend keeps `NAME/storage.redb`.
     pub data_dir: Option<std::path::PathBuf>,
+    /// A file the node appends every output to, one JSON line each with
+    /// the wall-clock time (`agora node --outputs`): what a run's
+    /// histories are made of. Not part of the cluster file.
+    pub output_log: Option<std::path::PathBuf>,
 }
 
 impl NodeConfig {
@@ -187,6 +191,7 @@ impl NodeConfig {
             protect_reads: false,
             storage: crate::storage::Backend::Memory,
             data_dir: None,
+            output_log: None,
         }
     }
 }
@@ -341,6 +346,7 @@ impl<P> ClusterFile<P> {
             protect_reads: sec.protect_reads,
             storage: self.storage.backend.clone(),
             data_dir: self.data_dir.clone(),
+            output_log: None,
         })
     }
 }

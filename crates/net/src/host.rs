@@ -143,6 +143,8 @@ pub(crate) struct Host<P: Protocol> {
     keys: Arc<dyn agora_core::keys::Keys>,
     /// Calls waiting for their answer, by call number.
     calls: HashMap<u64, tokio::sync::oneshot::Sender<Result<P::Output, String>>>,
+    /// Where every output goes as a JSON line (`NodeConfig::output_log`).
+    output_log: Option<std::fs::File>,
 }
 
 const RECENT_OUTPUTS: usize = 32;
@@ -154,6 +156,7 @@ impl<P: Protocol> Host<P> {
         queues: Vec<Option<mpsc::Sender<Bytes>>>,
         self_tx: mpsc::UnboundedSender<LoopMsg<P>>,
         storage: Storage,
+        output_log: Option<std::fs::File>,
     ) -> Self {
         let me = shared.cfg.id.0 as u64;
         let (rng, fault_rng) = match shared.cfg.seed {
@@ -179,6 +182,7 @@ impl<P: Protocol> Host<P> {
             recent: VecDeque::with_capacity(RECENT_OUTPUTS),
             storage,
             calls: HashMap::new(),
+            output_log,
             keys: match &shared.cfg.identity {
                 Some(id) => id.keyring.clone(),
                 None => Arc::new(agora_core::keys::NoKeys),
@@ -269,6 +273,7 @@ impl<P: Protocol> Host<P> {
                 self.shared.outputs.fetch_add(1, Ordering::Relaxed);
                 let value = serde_json::to_value(&o).unwrap_or_else(|e| format!("{o:?} ({e})").into());
                 debug!(node = %self.shared.cfg.name, output = %value, "output");
+                self.log_output(&value);
                 if self.recent.len() == RECENT_OUTPUTS {
                     self.recent.pop_front();
                 }
@@ -278,6 +283,21 @@ impl<P: Protocol> Host<P> {
                 self.shared.metrics.protocol.get_or_create(&Name { service, name }).inc_by(by);
             }
             Command::Store(op) => self.storage.submit(op),
+        }
+    }
+
+    /// Appends an output to the output log: one line, written at once, so
+    /// a node killed mid-run leaves whole lines. Wall-clock nanoseconds:
+    /// the processes of one machine share that clock, so their logs merge
+    /// into one order.
+    fn log_output(&mut self, value: &serde_json::Value) {
+        use std::io::Write;
+        let Some(file) = &mut self.output_log else { return };
+        let t_ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let line = format!("{}\n", serde_json::json!({ "t_ns": t_ns as u64, "output": value }));
+        if let Err(e) = file.write_all(line.as_bytes()) {
+            tracing::error!(node = %self.shared.cfg.name, error = %e, "cannot write the output log; it stops here");
+            self.output_log = None;
         }
     }
 

@@ -34,6 +34,12 @@ pub enum NetError {
     },
     #[error("{0}")]
     Storage(#[from] crate::storage::StorageError),
+    #[error("cannot open the output log {path}: {source}")]
+    OutputLog {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A running node. Dropping it does not stop it: call [`NodeHandle::stop`].
@@ -140,7 +146,15 @@ pub async fn start_with<P: Protocol>(
         }
         storage
     };
-    let host = Host::new(protocol, shared.clone(), queues, loop_tx, storage);
+    let output_log = match &shared.cfg.output_log {
+        Some(path) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            let file = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path);
+            Some(file.map_err(|source| NetError::OutputLog { path: path.clone(), source })?)
+        }
+        None => None,
+    };
+    let host = Host::new(protocol, shared.clone(), queues, loop_tx, storage, output_log);
     tasks.spawn(host.run(loop_rx, token.clone()));
     info!(node = %shared.cfg.name, id = me.0, listen = %shared.cfg.listen, http = ?http_addr, "node started");
     Ok(NodeHandle { name: shared.cfg.name.clone(), http_addr, token, tasks })

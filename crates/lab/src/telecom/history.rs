@@ -43,30 +43,42 @@ type Event = (usize, bool);
 /// The requests of a finished run in the order they were issued, and the
 /// run's events (issues and ends) in the order they happened.
 pub fn requests(sim: &Sim<Node>) -> (Vec<Request>, Vec<Event>) {
+    requests_from(sim.outputs().iter().filter_map(|o| match &o.output {
+        Output::Client(c) => Some((o.node, o.at, c)),
+        _ => None,
+    }))
+}
+
+/// [`requests`] of the clients' outputs (node, time, output) in the order
+/// they happened: a simulated run's, or a real run's output logs merged
+/// ([`real_requests`]).
+pub fn requests_from<'a>(
+    outputs: impl IntoIterator<Item = (NodeId, Time, &'a client::Output)>,
+) -> (Vec<Request>, Vec<Event>) {
     let mut reqs = Vec::new();
     let mut events = Vec::new();
     let mut index: HashMap<(NodeId, u64), usize> = HashMap::new();
-    for o in sim.outputs() {
-        match &o.output {
-            Output::Client(client::Output::Issued { id, group, key, op }) => {
-                index.insert((o.node, *id), reqs.len());
+    for (node, at, output) in outputs {
+        match output {
+            client::Output::Issued { id, group, key, op } => {
+                index.insert((node, *id), reqs.len());
                 events.push((reqs.len(), false));
                 reqs.push(Request {
-                    client: o.node,
+                    client: node,
                     id: *id,
                     group: *group,
                     key: key.clone(),
                     op: op.clone(),
-                    issued: o.at,
+                    issued: at,
                     end: None,
                 });
             }
-            Output::Client(client::Output::Done { id, reply, sent, cause, .. }) => {
+            client::Output::Done { id, reply, sent, cause, .. } => {
                 // Ids carry the client's incarnation, so they are unique;
                 // an end is taken once all the same.
-                if let Some(&i) = index.get(&(o.node, *id)) {
+                if let Some(&i) = index.get(&(node, *id)) {
                     if reqs[i].end.is_none() {
-                        reqs[i].end = Some(End { at: o.at, reply: reply.clone(), sent: *sent, cause: *cause });
+                        reqs[i].end = Some(End { at, reply: reply.clone(), sent: *sent, cause: *cause });
                         events.push((i, true));
                     }
                 }
@@ -75,6 +87,30 @@ pub fn requests(sim: &Sim<Node>) -> (Vec<Request>, Vec<Event>) {
         }
     }
     (reqs, events)
+}
+
+/// The requests of a run on real processes, from each node's output log
+/// (`agora node --outputs`: a JSON line per output, with its wall-clock
+/// time): the clients' outputs merged in time order. An error names the
+/// node and line that do not read.
+pub fn real_requests(logs: &[(NodeId, String)]) -> Result<(Vec<Request>, Vec<Event>), String> {
+    let mut outputs: Vec<(u64, NodeId, client::Output)> = Vec::new();
+    for (node, text) in logs {
+        for (i, line) in text.lines().enumerate() {
+            let bad = |e: &dyn std::fmt::Display| format!("node {}'s output log, line {}: {e}", node.0, i + 1);
+            let v: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(&e))?;
+            let Some(c) = v["output"].get("client") else { continue };
+            let t = v["t_ns"].as_u64().ok_or_else(|| bad(&"no t_ns"))?;
+            // The client's own plumbing never reaches the log; what does is
+            // one of its outputs.
+            let c: client::Output = serde_json::from_value(c.clone()).map_err(|e| bad(&e))?;
+            outputs.push((t, *node, c));
+        }
+    }
+    // Stable: one node's outputs at one nanosecond keep their order.
+    outputs.sort_by_key(|o| o.0);
+    let t0 = outputs.first().map_or(0, |o| o.0);
+    Ok(requests_from(outputs.iter().map(|(t, n, c)| (*n, Time::from_nanos(t - t0), c))))
 }
 
 /// The tokens each (group, key) was ever asked to hold.

@@ -499,6 +499,67 @@ pub fn failures_table(failures: &[serde_json::Value]) -> String {
     out
 }
 
+/// Each group's history verdict (the JSON of [`history::GroupHistory`]s) in
+/// one line for the summary.
+pub fn verdicts(histories: &[serde_json::Value]) -> String {
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_string).unwrap_or_else(|| "-".into());
+    let verdicts: Vec<String> = histories
+        .iter()
+        .map(|h| {
+            let byzantine: Vec<String> = h["byzantine_members"].as_array().into_iter().flatten().map(text).collect();
+            let verdict = match h["linearizable"].as_bool() {
+                // Passed here, but nothing yet keeps a lying member from
+                // breaking a strong group (PBFT will): not a pass.
+                Some(true) if text(&h["consistency"]) == "strong" && !byzantine.is_empty() => format!(
+                    "linearizable in this run, unchecked with Byzantine member {} (primary order trusts its members)",
+                    byzantine.join(", ")
+                ),
+                Some(true) => "linearizable".to_string(),
+                Some(false) => format!("NOT linearizable ({})", text(&h["stuck_at"])),
+                None if h["ops"] == 0 => "no operations".to_string(),
+                None => format!("unchecked ({})", text(&h["stuck_at"])),
+            };
+            let s = &h["sessions"];
+            let sessions = match (s["read_your_writes"].as_u64(), s["monotonic_reads"].as_u64()) {
+                (Some(ryw), Some(mr)) => format!(
+                    ", {} stale reads, sessions broken: read-your-writes {ryw}, monotonic reads {mr}",
+                    h["stale_reads"]
+                ),
+                _ => String::new(),
+            };
+            format!("{} ({}, {} ops): {verdict}{sessions}", text(&h["service"]), text(&h["consistency"]), h["ops"])
+        })
+        .collect();
+    if verdicts.is_empty() {
+        "-".into()
+    } else {
+        verdicts.join("; ")
+    }
+}
+
+/// A run on real processes' client histories, from each node's output log:
+/// the EDN files (by service) and the verdicts' summary line. A strong
+/// group with a member that turned Byzantine (its `/status` at the end says
+/// since when) is marked unchecked, as in [`checked_outcome`].
+pub fn real_histories(
+    topo: &Topology,
+    statuses: &[Option<(f64, serde_json::Value)>],
+    logs: &[(NodeId, String)],
+) -> Result<(Vec<(String, String)>, String), String> {
+    let (reqs, events) = history::real_requests(logs)?;
+    let files = history::edn(topo, &reqs, &events);
+    let mut histories = history::check(topo, &reqs, &files, HISTORY_CHECK_TIMEOUT);
+    let turned = |m: NodeId| {
+        let s = statuses.get(m.index()).and_then(|s| s.as_ref());
+        s.is_some_and(|(_, s)| s["protocol"]["server"]["byzantine_since_s"].is_number())
+    };
+    for (h, g) in histories.iter_mut().zip(&topo.groups) {
+        h.byzantine_members = g.members.iter().filter(|&&m| turned(m)).map(|&m| topo.name(m).to_string()).collect();
+    }
+    let json: Vec<serde_json::Value> = histories.iter().filter_map(|h| serde_json::to_value(h).ok()).collect();
+    Ok((files.into_iter().collect(), format!("histories    {}", verdicts(&json))))
+}
+
 pub fn report(o: &serde_json::Value) -> String {
     use std::fmt::Write;
     let num = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
@@ -629,34 +690,7 @@ pub fn report(o: &serde_json::Value) -> String {
         let faults = if faults.is_empty() { "no fault".to_string() } else { faults.join(", ") };
         let _ = writeln!(out, "{}  [{faults}]", tally_row(label, w));
     }
-    let verdicts: Vec<String> = list("histories")
-        .iter()
-        .map(|h| {
-            let byzantine: Vec<String> = h["byzantine_members"].as_array().into_iter().flatten().map(text).collect();
-            let verdict = match h["linearizable"].as_bool() {
-                // Passed here, but nothing yet keeps a lying member from
-                // breaking a strong group (PBFT will): not a pass.
-                Some(true) if text(&h["consistency"]) == "strong" && !byzantine.is_empty() => format!(
-                    "linearizable in this run, unchecked with Byzantine member {} (primary order trusts its members)",
-                    byzantine.join(", ")
-                ),
-                Some(true) => "linearizable".to_string(),
-                Some(false) => format!("NOT linearizable ({})", text(&h["stuck_at"])),
-                None if h["ops"] == 0 => "no operations".to_string(),
-                None => format!("unchecked ({})", text(&h["stuck_at"])),
-            };
-            let s = &h["sessions"];
-            let sessions = match (s["read_your_writes"].as_u64(), s["monotonic_reads"].as_u64()) {
-                (Some(ryw), Some(mr)) => format!(
-                    ", {} stale reads, sessions broken: read-your-writes {ryw}, monotonic reads {mr}",
-                    h["stale_reads"]
-                ),
-                _ => String::new(),
-            };
-            format!("{} ({}, {} ops): {verdict}{sessions}", text(&h["service"]), text(&h["consistency"]), h["ops"])
-        })
-        .collect();
-    let _ = writeln!(out, "histories    {}", if verdicts.is_empty() { "-".into() } else { verdicts.join("; ") });
+    let _ = writeln!(out, "histories    {}", verdicts(&list("histories")));
     let b = &o["load_balancing"];
     let _ = writeln!(
         out,
