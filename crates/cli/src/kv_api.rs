@@ -114,7 +114,7 @@ async fn request(s: KvState, group: String, key: String, op: Op) -> Response {
     }
     let cas = matches!(op, Op::Cas { .. });
     let make = |call| Input::Client(client::Input::Call { call, group: g, key: key.clone(), op });
-    let done = match s.caller.call(make, WITHIN).await {
+    let (ok, reply, cause, attempts, latency_us) = match s.caller.call(make, WITHIN).await {
         Ok(Output::Client(client::Output::Done { ok, reply, cause, attempts, latency_us, .. })) => {
             (ok, reply, cause, attempts, latency_us)
         }
@@ -125,7 +125,6 @@ async fn request(s: KvState, group: String, key: String, op: Op) -> Response {
         Err(e @ CallError::Timeout(_)) => return error(StatusCode::GATEWAY_TIMEOUT, e.to_string(), json!({})),
         Err(e @ CallError::Stopping) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), json!({})),
     };
-    let (ok, reply, cause, attempts, latency_us) = done;
     let meta = json!({ "group": s.topo.groups[g as usize].service, "key": key, "attempts": attempts,
                        "latency_ms": latency_us as f64 / 1e3 });
     match (ok, reply) {
