@@ -87,16 +87,22 @@ fn node_of(t: &Target) -> Result<(SocketAddr, String)> {
             .position(|n| &n.name == name)
             .or_else(|| (0..topo.len()).find(|&i| topo.name(agora_core::NodeId(i as u32)) == name))
             .with_context(|| {
-                let names: Vec<String> = cf
+                // A few names, not a million.
+                const SHOWN: usize = 5;
+                let mut names: Vec<String> = cf
                     .node
                     .iter()
+                    .take(SHOWN)
                     .enumerate()
                     .map(|(i, n)| match topo.len() > i {
                         true => format!("{} ({})", n.name, topo.name(agora_core::NodeId(i as u32))),
                         false => n.name.clone(),
                     })
                     .collect();
-                format!("{}: no node {name}; the nodes are {}", cf.path, names.join(", "))
+                if cf.node.len() > SHOWN {
+                    names.push("…".into());
+                }
+                format!("{}: no node {name}; its {} nodes are {}", cf.path, cf.node.len(), names.join(", "))
             })?,
         None => (0..topo.len()).find(|&i| topo.clients[i]).context("the topology has no client node")?,
     };
