@@ -11,9 +11,10 @@
 //!
 //! `group` is a group's service name (`rpc`) or its index. Every endpoint
 //! needs the control token. Errors are JSON `{"error", …}`: 404 for an
-//! unknown group, 413 for a value over [`MAX_VALUE`], 422 on a node that is
-//! not a client (its writes would carry no writer's seal), 503 with the
-//! cause when the request failed, 504 when it did not end in time.
+//! unknown group, 413 for a value over [`MAX_VALUE`], 422 for a write on a
+//! node that is not a client (it would carry no writer's seal; such a node
+//! serves reads), 503 with the cause when the request failed, 504 when it
+//! did not end in time.
 
 use agora_net::{Api, CallError, Caller, Endpoint};
 use agora_telecom::data::kv::{Op, Reply};

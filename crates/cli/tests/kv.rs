@@ -60,8 +60,11 @@ fn kv_reads_writes_and_compare_and_sets_on_a_running_cluster() {
     // Refusals, each saying what is wrong.
     let (code, _, err) = kv(&keyed, &["get", "nosuch", "k"]);
     assert!(code == 2 && err.contains("no group \"nosuch\"") && err.contains("transactions, rpc"), "{err}");
-    let (code, _, err) = kv(&keyed, &["get", "--node", "Core1", "rpc", "k"]);
-    assert!(code == 2 && err.contains("Core1 is not a client") && err.contains("HTTP 422"), "{err}");
+    // A node that is not a client serves reads, not writes (no writer's seal).
+    let (code, got, err) = kv(&keyed, &["get", "--node", "Core1", "transactions", "greeting"]);
+    assert_eq!((code, &got["value"]), (0, &"moon".into()), "{err}");
+    let (code, _, err) = kv(&keyed, &["put", "--node", "Core1", "rpc", "k", "v"]);
+    assert!(code == 2 && err.contains("Core1 is not a client node") && err.contains("HTTP 422"), "{err}");
     let (code, _, err) = kv(&keyed, &["get", "--node", "Nowhere", "rpc", "k"]);
     assert!(code == 2 && err.contains("no node Nowhere") && err.contains("n2 (Core1)"), "{err}");
     let token = token(&config);

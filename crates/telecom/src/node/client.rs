@@ -213,40 +213,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(topo: Arc<Topology>, me: NodeId) -> Self {
-        let n = topo.len();
-        let state = topo.clients[me.index()].then(|| {
-            let weights: Vec<(f64, f64, f64)> = topo
-                .params
-                .nodes
-                .iter()
-                .map(|s| (s.slots as f64 / (s.latency_ms * s.slow), s.latency_ms, s.throughput_mbps))
-                .collect();
-            State {
-                next_id: 0,
-                requested: 0,
-                issued: 0,
-                finished: Ended::new(),
-                next_arrival: None,
-                pending: BTreeMap::new(),
-                balancer: Balancer::new(topo.params.balancer, &weights, topo.groups.len()),
-                budget: RetryBudget::new(&topo.params.rpc),
-                failures: vec![0; n],
-                ejected_until: vec![None; n],
-                strikes: vec![0; n],
-                standing: vec![Standing::Good; n],
-                verified: Verified::default(),
-                serving: topo.groups.iter().map(|g| g.members.iter().copied().collect()).collect(),
-                sessions: topo
-                    .groups
-                    .iter()
-                    .map(|g| {
-                        (g.consistency == Consistency::Causal).then(|| crate::causal::VectorClock::new(g.members.len()))
-                    })
-                    .collect(),
-                level: vec![Level::Healthy; topo.groups.len()],
-                dirty: true,
-            }
-        });
+        let state = topo.clients[me.index()].then(|| State::new(&topo));
         Client { topo, me, view: View::default(), state }
     }
 
@@ -338,21 +305,28 @@ impl Protocol for Client {
             }
             Input::Evidence(e) => self.on_evidence(e, io),
             Input::Call { call, group, key, op } => {
+                if self.state.is_none() {
+                    // A node that is not a client serves reads from outside
+                    // all the same: its client state starts at the first.
+                    let mut state = State::new(&self.topo);
+                    state.next_id = (io.rng().random::<u32>() as u64) << 32;
+                    self.state = Some(state);
+                }
                 self.request_at(group, key, op, CALL_PRIORITY, io.now(), Some(call), io);
             }
         }
     }
 
     fn check_input(&self, input: &Input) -> Result<(), String> {
-        let Input::Call { group, .. } = input else { return Ok(()) };
-        if self.state.is_none() {
+        let Input::Call { group, op, .. } = input else { return Ok(()) };
+        if op.writes() && !self.topo.clients[self.me.index()] {
             let clients: Vec<&str> = (0..self.topo.len())
                 .filter(|&i| self.topo.clients[i])
                 .map(|i| self.topo.node(NodeId(i as u32)).name.as_str())
                 .collect();
             let me = &self.topo.node(self.me).name;
             return Err(format!(
-                "{me} is not a client node (its writes would carry no writer's seal); ask one of {}",
+                "{me} is not a client node: it serves reads, but a write needs a writer's seal; write through one of {}",
                 clients.join(", ")
             ));
         }
@@ -547,6 +521,44 @@ struct State {
     serving: Vec<SmallVec<[NodeId; 4]>>,
     level: Vec<Level>,
     dirty: bool,
+}
+
+impl State {
+    /// A client that has sent nothing yet (its request ids are drawn at start).
+    fn new(topo: &Topology) -> Self {
+        let n = topo.len();
+        let weights: Vec<(f64, f64, f64)> = topo
+            .params
+            .nodes
+            .iter()
+            .map(|s| (s.slots as f64 / (s.latency_ms * s.slow), s.latency_ms, s.throughput_mbps))
+            .collect();
+        State {
+            next_id: 0,
+            requested: 0,
+            issued: 0,
+            finished: Ended::new(),
+            next_arrival: None,
+            pending: BTreeMap::new(),
+            balancer: Balancer::new(topo.params.balancer, &weights, topo.groups.len()),
+            budget: RetryBudget::new(&topo.params.rpc),
+            failures: vec![0; n],
+            ejected_until: vec![None; n],
+            strikes: vec![0; n],
+            standing: vec![Standing::Good; n],
+            verified: Verified::default(),
+            serving: topo.groups.iter().map(|g| g.members.iter().copied().collect()).collect(),
+            sessions: topo
+                .groups
+                .iter()
+                .map(|g| {
+                    (g.consistency == Consistency::Causal).then(|| crate::causal::VectorClock::new(g.members.len()))
+                })
+                .collect(),
+            level: vec![Level::Healthy; topo.groups.len()],
+            dirty: true,
+        }
+    }
 }
 
 impl Client {
@@ -1260,7 +1272,7 @@ mod tests {
     }
 
     #[test]
-    fn an_outside_call_is_a_request_whose_end_names_it_and_only_clients_take_calls() {
+    fn an_outside_call_is_a_request_whose_end_names_it_and_only_clients_take_writes() {
         let mut n = edge1();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         let mut out = Vec::new();
@@ -1288,8 +1300,17 @@ mod tests {
         assert_eq!(Client::answers(done[0]), Some(10));
         // No such group; a node that is not a client (its writes would not verify).
         assert!(n.check_input(&call(1, 99)).unwrap_err().contains("no group 99"));
-        let core1 = Client::new(n.topo.clone(), NodeId(2));
-        let why = core1.check_input(&call(1, 1)).unwrap_err();
-        assert!(why.contains("Core1 is not a client") && why.contains("Edge1"), "{why}");
+        // A node that is not a client serves reads, and refuses writes
+        // (they would carry no writer's seal).
+        let mut core1 = Client::new(n.topo.clone(), NodeId(2));
+        core1.view = View::derive(&core1.topo, core1.me, &vec![None; core1.topo.len()]);
+        assert_eq!(core1.check_input(&call(1, 1)), Ok(()));
+        let mut out = Vec::new();
+        let mut io = Io::new(NodeId(2), Time::ZERO, &mut rng, &mut out);
+        core1.on_input(call(1, 1), &mut io);
+        assert!(out.iter().any(|c| matches!(c, Command::Output(Output::Send(r)) if r.group == 1)), "Core1 read");
+        let write = Input::Call { call: 2, group: 1, key: "k1".into(), op: Op::Write(b"x".to_vec()) };
+        let why = core1.check_input(&write).unwrap_err();
+        assert!(why.contains("Core1 is not a client node: it serves reads") && why.contains("Edge1"), "{why}");
     }
 }
