@@ -532,10 +532,9 @@ fn up<P: Runnable>(args: &UpArgs, run: Option<&RealRun>) -> Result<bool> {
     rt.block_on(async {
         let spawn = |name: &str| {
             let mut cmd = tokio::process::Command::new(&exe);
+            cmd.arg("node");
             if let Some(logs) = &logs {
-                cmd.arg("node").arg("--outputs").arg(logs.join(format!("{name}.jsonl")));
-            } else {
-                cmd.arg("node");
+                cmd.arg("--outputs").arg(logs.join(format!("{name}.jsonl")));
             }
             cmd.arg("--config")
                 .arg(&config)
