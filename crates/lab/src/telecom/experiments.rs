@@ -355,10 +355,6 @@ pub enum Access {
     Write,
 }
 
-/// The replication strategies, each as a benchmark measures it.
-pub const STRATEGIES: [Redundancy; 5] =
-    [Redundancy::NWay, Redundancy::ActivePassive, Redundancy::ActiveActive, Redundancy::Geographic, Redundancy::Quorum];
-
 /// One group of `strategy` measured alone: the default topology without
 /// faults or loss, serving free (what is left is the replication path), its
 /// groups replaced by one group `kv` on Core1 (primary), Core2 and Cloud1

@@ -377,6 +377,17 @@ fn seal(group: u16, key: &str, op: &Op, io: &Io<'_, Client>) -> Option<Seal> {
     Some(Seal { writer: io.me(), len: element.len() as u32, sig: Sig(sig) })
 }
 
+/// A closed loop's request `id` ended: it makes room for the next (a call
+/// is no part of the loop) — after a little wait if it took no time at
+/// all (refused at once, or served free by the client itself), or the loop
+/// would spin in place.
+fn make_room(id: u64, call: Option<u64>, latency_us: u64, io: &mut Io<'_, Client>) {
+    if call.is_none() {
+        let wait = if latency_us == 0 { Duration::from_millis(1) } else { Duration::ZERO };
+        io.set_timer(wait, Timer::Issue { n: id });
+    }
+}
+
 /// One request in flight at its client.
 #[derive(Clone, Debug)]
 struct Pending {
@@ -427,12 +438,8 @@ impl Pending {
             ended.seen.insert((self.group, self.key.clone()), r.entry.value.clone());
         }
         io.count(if ok { counters::SUCCEEDED } else { counters::FAILED }, 1);
-        // A closed loop's request makes room for the next (a call is no
-        // part of it) — after a little wait if it took no time at all (a
-        // client served free by itself), or the loop would spin in place.
-        if closed_loop && self.call.is_none() {
-            let wait = if latency_us == 0 { Duration::from_millis(1) } else { Duration::ZERO };
-            io.set_timer(wait, Timer::Issue { n: self.id });
+        if closed_loop {
+            make_room(self.id, self.call, latency_us, io);
         }
         io.output(Output::Done {
             id: self.id,
@@ -694,9 +701,8 @@ impl Client {
                 cause,
                 call,
             });
-            if topo.params.workload.closed_loop > 0 && call.is_none() {
-                // Refused at once: wait a little, or the loop would spin in place.
-                io.set_timer(Duration::from_millis(1), Timer::Issue { n: id });
+            if topo.params.workload.closed_loop > 0 {
+                make_room(id, call, 0, io);
             }
             return None;
         }
