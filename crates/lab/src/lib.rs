@@ -7,10 +7,12 @@
 //! * [`registry`]: how each protocol is built from a scenario, checked and
 //!   summarized — the one path every simulated run takes.
 //! * [`alloc`]: the allocation protocol's simulated runs (`agora alloc sim`).
+//! * [`pbft`]: PBFT's invariants and outcome in the simulator.
 //! * [`teams`]: team-formation runs, the baselines, Afek–Gafni, vector team
 //!   formation and the applications (elections, trigger counting, matching).
 
 pub mod alloc;
+pub mod pbft;
 pub mod plot;
 pub mod registry;
 pub mod stats;
@@ -19,4 +21,4 @@ pub mod telecom;
 
 // For `with_protocol!`, which names the registered protocols from any crate.
 #[doc(hidden)]
-pub use {agora_alloc, agora_broadcast, agora_teams, agora_telecom, anyhow};
+pub use {agora_alloc, agora_broadcast, agora_pbft, agora_teams, agora_telecom, anyhow};

@@ -357,6 +357,27 @@ impl Runnable for agora_telecom::commit::Commit {
     }
 }
 
+impl Runnable for agora_pbft::Node<agora_pbft::Chain> {
+    const NAME: &'static str = "pbft";
+    const OUTCOME_READS_OUTPUTS: bool = true;
+    type Params = agora_pbft::Params;
+
+    fn validate(params: &Self::Params, nodes: u32) -> Result<(), String> {
+        params.config(nodes).map(|_| ())
+    }
+    fn build(params: &Self::Params, nodes: u32) -> Box<dyn FnMut(NodeId) -> Self + Send> {
+        let cfg = Arc::new(params.config(nodes).expect("validated before building"));
+        let workload = agora_pbft::Workload { requests: params.requests, op_bytes: params.op_bytes };
+        Box::new(move |id| agora_pbft::Node::new(cfg.clone(), id, agora_pbft::Chain::default, workload))
+    }
+    fn install_invariants(_params: &Self::Params, _nodes: u32, sim: &mut Sim<Self>) {
+        crate::pbft::install_agreement(sim);
+    }
+    fn outcome(params: &Self::Params, nodes: u32, sim: &Sim<Self>) -> serde_json::Value {
+        crate::pbft::outcome(&params.config(nodes).expect("validated before running"), sim)
+    }
+}
+
 /// The protocol names the command knows.
 pub const PROTOCOLS: &[&str] = &[
     agora_broadcast::Node::NAME,
@@ -365,6 +386,7 @@ pub const PROTOCOLS: &[&str] = &[
     agora_teams::Node::NAME,
     agora_telecom::node::Node::NAME,
     agora_telecom::commit::Commit::NAME,
+    agora_pbft::Node::<agora_pbft::Chain>::NAME,
 ];
 
 /// Runs `$body` with `$P` bound to the protocol type named `$name`.
@@ -395,6 +417,10 @@ macro_rules! with_protocol {
             }
             n if n == <$crate::agora_telecom::commit::Commit as $crate::registry::Runnable>::NAME => {
                 type $P = $crate::agora_telecom::commit::Commit;
+                $body
+            }
+            n if n == <$crate::agora_pbft::Node<$crate::agora_pbft::Chain> as $crate::registry::Runnable>::NAME => {
+                type $P = $crate::agora_pbft::Node<$crate::agora_pbft::Chain>;
                 $body
             }
             other => Err($crate::anyhow::anyhow!(

@@ -1,0 +1,110 @@
+//! A node of a PBFT group as one protocol: a replica or a client.
+
+use crate::client::{Client, Workload};
+use crate::msg::Msg;
+use crate::replica::Replica;
+use crate::{Config, StateMachine};
+use agora_core::{Io, NodeId, Protocol};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+pub enum Node<M> {
+    Replica(Box<Replica<M>>),
+    Client(Box<Client>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Timer {
+    /// A replica tells its peers how far it is (and asks again for a state).
+    Status,
+    /// The primary's batch delay is over.
+    Batch,
+    /// A client's request has waited a timeout for f + 1 matching replies.
+    Retransmit,
+}
+
+/// What the outside world hands a client.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Input {
+    /// Order and execute `op`.
+    Submit { op: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Output {
+    /// A client's request completed: f + 1 replicas gave this result.
+    Done { timestamp: u64, result: Vec<u8>, latency_ns: u64 },
+}
+
+impl<M: StateMachine> Node<M> {
+    /// Node `id` of a group: a replica holding `machine`, or a client
+    /// running `workload`.
+    pub fn new(cfg: Arc<Config>, id: NodeId, machine: impl FnOnce() -> M, workload: Workload) -> Self {
+        if cfg.is_replica(id) {
+            Node::Replica(Box::new(Replica::new(cfg, id, machine())))
+        } else {
+            Node::Client(Box::new(Client::new(cfg, id, workload)))
+        }
+    }
+
+    pub fn replica(&self) -> Option<&Replica<M>> {
+        match self {
+            Node::Replica(r) => Some(r),
+            Node::Client(_) => None,
+        }
+    }
+    pub fn client(&self) -> Option<&Client> {
+        match self {
+            Node::Client(c) => Some(c),
+            Node::Replica(_) => None,
+        }
+    }
+}
+
+impl<M: StateMachine> Protocol for Node<M> {
+    type Msg = Msg;
+    type Timer = Timer;
+    type Input = Input;
+    type Output = Output;
+
+    fn on_start(&mut self, io: &mut Io<'_, Self>) {
+        match self {
+            Node::Replica(r) => r.on_start(io),
+            Node::Client(c) => c.on_start(io),
+        }
+    }
+    fn on_message(&mut self, from: NodeId, msg: Msg, io: &mut Io<'_, Self>) {
+        match self {
+            Node::Replica(r) => r.on_message(from, msg, io),
+            Node::Client(c) => c.on_message(from, msg, io),
+        }
+    }
+    fn on_timer(&mut self, timer: Timer, io: &mut Io<'_, Self>) {
+        match self {
+            Node::Replica(r) => r.on_timer(timer, io),
+            Node::Client(c) => c.on_timer(timer, io),
+        }
+    }
+    fn on_input(&mut self, input: Input, io: &mut Io<'_, Self>) {
+        let Input::Submit { op } = input;
+        if let Node::Client(c) = self {
+            c.submit(op.into_bytes(), io);
+        }
+    }
+    fn check_input(&self, input: &Input) -> Result<(), String> {
+        match (self, input) {
+            (Node::Client(_), _) => Ok(()),
+            (Node::Replica(_), Input::Submit { .. }) => {
+                Err("a replica takes no requests from outside; submit to a client node".into())
+            }
+        }
+    }
+    fn status(&self) -> serde_json::Value {
+        match self {
+            Node::Replica(r) => r.status(),
+            Node::Client(c) => c.status(),
+        }
+    }
+}

@@ -1,0 +1,524 @@
+//! A PBFT replica: the normal case, checkpoints, water marks, state
+//! transfer and retransmission (see the crate docs for the protocol).
+
+use crate::msg::{batch_digest, checkpoint_digest, extend_chain, Msg, Request, Snapshot};
+use crate::node::{Node, Timer};
+use crate::{Config, Digest, StateMachine};
+use agora_core::{Io, NodeId};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+/// One sequence number's agreement in the view it was last touched in.
+#[derive(Clone, Debug, Default)]
+struct Slot {
+    view: u64,
+    /// The primary's batch and its digest.
+    pre_prepare: Option<(Digest, Vec<Request>)>,
+    /// Each replica's first prepare (and commit) here: a later, different
+    /// one from the same replica never replaces it, so a replica cannot
+    /// move its vote between digests.
+    prepares: BTreeMap<NodeId, Digest>,
+    commits: BTreeMap<NodeId, Digest>,
+    prepared: bool,
+    committed: bool,
+}
+
+/// A checkpoint this replica took, kept until a later one is stable so
+/// that a replica behind can fetch it.
+#[derive(Clone, Debug)]
+struct Taken {
+    digest: Digest,
+    snapshot: Snapshot,
+}
+
+/// A replica of a PBFT group.
+pub struct Replica<M> {
+    cfg: Arc<Config>,
+    me: NodeId,
+    view: u64,
+    machine: M,
+    /// The agreement log: sequence numbers in `(low, low + window]`.
+    log: BTreeMap<u64, Slot>,
+    /// The last stable checkpoint (the low water mark), its digest, and
+    /// the replicas that vouched for it (whom a state transfer asks).
+    low: u64,
+    low_digest: Digest,
+    low_vouchers: Vec<NodeId>,
+    /// The last sequence number executed here, and the hash chain of the
+    /// batch digests executed up to it.
+    executed: u64,
+    chain: Digest,
+    /// The primary's last assigned sequence number.
+    assigned: u64,
+    /// The primary's requests waiting for a batch.
+    pending: VecDeque<Request>,
+    /// The primary's newest queued or proposed request per client (a
+    /// client has one request outstanding, so this bounds `pending`).
+    queued: BTreeMap<NodeId, u64>,
+    batch_timer: bool,
+    /// The reply cache: each client's last executed request's timestamp
+    /// and result (part of the replicated state).
+    replies: BTreeMap<NodeId, (u64, Vec<u8>)>,
+    /// Checkpoint votes for sequence numbers in the window, by replica.
+    votes: BTreeMap<u64, BTreeMap<NodeId, Digest>>,
+    /// Each replica's newest checkpoint vote beyond the window: one per
+    /// replica, so a replica far behind learns where the others are while
+    /// nobody can make it store more.
+    ahead: BTreeMap<NodeId, (u64, Digest)>,
+    taken: BTreeMap<u64, Taken>,
+    /// A state transfer under way: the stable checkpoint, its digest and
+    /// how many times the state was asked for.
+    fetching: Option<(u64, Digest, u32)>,
+}
+
+impl<M: StateMachine> Replica<M> {
+    pub fn new(cfg: Arc<Config>, me: NodeId, machine: M) -> Self {
+        Replica {
+            cfg,
+            me,
+            view: 0,
+            machine,
+            log: BTreeMap::new(),
+            low: 0,
+            low_digest: Digest::default(),
+            low_vouchers: Vec::new(),
+            executed: 0,
+            chain: Digest::default(),
+            assigned: 0,
+            pending: VecDeque::new(),
+            queued: BTreeMap::new(),
+            batch_timer: false,
+            replies: BTreeMap::new(),
+            votes: BTreeMap::new(),
+            ahead: BTreeMap::new(),
+            taken: BTreeMap::new(),
+            fetching: None,
+        }
+    }
+
+    pub fn view(&self) -> u64 {
+        self.view
+    }
+    /// The last sequence number executed here.
+    pub fn executed(&self) -> u64 {
+        self.executed
+    }
+    /// The hash chain of the batch digests executed up to [`Replica::executed`].
+    pub fn chain(&self) -> &Digest {
+        &self.chain
+    }
+    /// The last stable checkpoint and its digest.
+    pub fn stable(&self) -> (u64, &Digest) {
+        (self.low, &self.low_digest)
+    }
+    pub fn machine(&self) -> &M {
+        &self.machine
+    }
+    pub fn is_primary(&self) -> bool {
+        self.cfg.primary(self.view) == self.me
+    }
+    fn in_window(&self, seq: u64) -> bool {
+        seq > self.low && seq <= self.low + self.cfg.window
+    }
+
+    /// The replica's own invariants: the log holds only the window, every
+    /// committed slot is prepared and every prepared one has its batch, and
+    /// nothing below the stable checkpoint is still to execute unless its
+    /// state is being fetched.
+    pub fn check(&self) -> Result<(), String> {
+        let me = self.me.0;
+        if let (Some(first), Some(last)) = (self.log.keys().next(), self.log.keys().next_back()) {
+            if !self.in_window(*first) || !self.in_window(*last) {
+                return Err(format!(
+                    "replica {me}: log holds {first}..={last} outside its window ({}, {}]",
+                    self.low,
+                    self.low + self.cfg.window
+                ));
+            }
+        }
+        for (seq, s) in &self.log {
+            if (s.committed && !s.prepared) || (s.prepared && s.pre_prepare.is_none()) {
+                return Err(format!("replica {me}: slot {seq} is committed or prepared without its batch"));
+            }
+        }
+        if self.executed < self.low && self.fetching.is_none() {
+            return Err(format!(
+                "replica {me}: executed {} is behind stable checkpoint {} and no state is fetched",
+                self.executed, self.low
+            ));
+        }
+        if self.pending.len() > self.cfg.clients as usize || self.ahead.len() > self.cfg.replicas as usize {
+            return Err(format!("replica {me}: more requests pending or checkpoints ahead than there are peers"));
+        }
+        Ok(())
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::json!({
+            "role": "replica",
+            "view": self.view,
+            "primary": self.is_primary(),
+            "executed": self.executed,
+            "stable_checkpoint": self.low,
+            "log": self.log.len(),
+            "pending": self.pending.len(),
+            "fetching_state": self.fetching.map(|f| f.0),
+        })
+    }
+
+    pub(crate) fn on_start(&mut self, io: &mut Io<'_, Node<M>>) {
+        io.set_timer(self.cfg.status_interval, Timer::Status);
+    }
+
+    pub(crate) fn on_timer(&mut self, timer: Timer, io: &mut Io<'_, Node<M>>) {
+        match timer {
+            Timer::Status => {
+                let status = Msg::Status { view: self.view, executed: self.executed, stable: self.low };
+                self.to_replicas(status, io);
+                self.ask_state(io);
+                io.set_timer(self.cfg.status_interval, Timer::Status);
+            }
+            Timer::Batch => {
+                self.batch_timer = false;
+                self.propose(true, io);
+            }
+            Timer::Retransmit => {}
+        }
+    }
+
+    pub(crate) fn on_message(&mut self, from: NodeId, msg: Msg, io: &mut Io<'_, Node<M>>) {
+        if let Msg::Request(r) = msg {
+            return self.on_request(from, r, io);
+        }
+        // Everything else comes from another replica.
+        if !self.cfg.is_replica(from) || from == self.me {
+            io.count("ignored_not_from_a_replica", 1);
+            return;
+        }
+        match msg {
+            Msg::PrePrepare { view, seq, batch } => self.on_pre_prepare(from, view, seq, batch, io),
+            Msg::Prepare { view, seq, digest } => self.on_vote(from, view, seq, digest, false, io),
+            Msg::Commit { view, seq, digest } => self.on_vote(from, view, seq, digest, true, io),
+            Msg::Checkpoint { seq, digest } => self.on_checkpoint(from, seq, digest, io),
+            Msg::Status { view, executed, stable } => self.on_status(from, view, executed, stable, io),
+            Msg::FetchState { seq } => self.on_fetch(from, seq, io),
+            Msg::State { seq, state } => self.on_state(seq, *state, io),
+            Msg::Request(_) | Msg::Reply { .. } => io.count("ignored_not_for_a_replica", 1),
+        }
+    }
+
+    fn to_replicas(&self, msg: Msg, io: &mut Io<'_, Node<M>>) {
+        for r in self.cfg.replica_ids().filter(|&r| r != self.me) {
+            io.send(r, msg.clone());
+        }
+    }
+
+    /// The slot for `seq`, reset if it was last touched in an older view.
+    fn slot(&mut self, seq: u64) -> &mut Slot {
+        let view = self.view;
+        let slot = self.log.entry(seq).or_default();
+        if slot.view != view {
+            *slot = Slot { view, ..Slot::default() };
+        }
+        slot
+    }
+
+    fn on_request(&mut self, from: NodeId, r: Request, io: &mut Io<'_, Node<M>>) {
+        if from != r.client || !self.cfg.is_client(from) {
+            io.count("ignored_request_not_from_its_client", 1);
+            return;
+        }
+        if let Some((t, result)) = self.replies.get(&r.client) {
+            if *t >= r.timestamp {
+                // A retransmission of what was executed: the reply was lost.
+                if *t == r.timestamp {
+                    io.send(from, Msg::Reply { view: self.view, timestamp: *t, result: result.clone() });
+                }
+                return;
+            }
+        }
+        if !self.is_primary() || self.queued.get(&r.client).is_some_and(|&t| t >= r.timestamp) {
+            return;
+        }
+        self.queued.insert(r.client, r.timestamp);
+        self.pending.push_back(r);
+        self.propose(false, io);
+    }
+
+    /// The primary sends batches while the pipeline and the window have
+    /// room: at once, or — with a batch delay — when a batch is full or
+    /// the delay is over (`flush`).
+    fn propose(&mut self, flush: bool, io: &mut Io<'_, Node<M>>) {
+        if !self.is_primary() {
+            return;
+        }
+        let cfg = self.cfg.clone();
+        while !self.pending.is_empty()
+            && self.assigned < self.low + cfg.window
+            && self.assigned.saturating_sub(self.executed) < cfg.pipeline
+        {
+            if self.pending.len() < cfg.batch_max && !cfg.batch_delay.is_zero() && !flush {
+                if !self.batch_timer {
+                    self.batch_timer = true;
+                    io.set_timer(cfg.batch_delay, Timer::Batch);
+                }
+                return;
+            }
+            let take = self.pending.len().min(cfg.batch_max);
+            let batch: Vec<Request> = self.pending.drain(..take).collect();
+            self.assigned += 1;
+            let (view, seq, digest) = (self.view, self.assigned, batch_digest(&batch));
+            self.slot(seq).pre_prepare = Some((digest, batch.clone()));
+            io.count("batches_proposed", 1);
+            self.to_replicas(Msg::PrePrepare { view, seq, batch }, io);
+            self.check_prepared(seq, io);
+        }
+    }
+
+    fn on_pre_prepare(&mut self, from: NodeId, view: u64, seq: u64, batch: Vec<Request>, io: &mut Io<'_, Node<M>>) {
+        if view != self.view || from != self.cfg.primary(view) {
+            io.count("ignored_other_view", 1);
+            return;
+        }
+        if !self.in_window(seq) {
+            io.count("ignored_outside_window", 1);
+            return;
+        }
+        if batch.is_empty() || batch.len() > self.cfg.batch_max || batch.iter().any(|r| !self.cfg.is_client(r.client)) {
+            io.count("ignored_malformed_batch", 1);
+            return;
+        }
+        let digest = batch_digest(&batch);
+        let me = self.me;
+        let slot = self.slot(seq);
+        match &slot.pre_prepare {
+            Some((d, _)) if *d == digest => return,
+            Some(_) => {
+                io.count("equivocations_seen", 1);
+                return;
+            }
+            None => {}
+        }
+        slot.pre_prepare = Some((digest, batch));
+        slot.prepares.entry(me).or_insert(digest);
+        self.to_replicas(Msg::Prepare { view, seq, digest }, io);
+        self.check_prepared(seq, io);
+    }
+
+    fn on_vote(&mut self, from: NodeId, view: u64, seq: u64, digest: Digest, commit: bool, io: &mut Io<'_, Node<M>>) {
+        if view != self.view {
+            io.count("ignored_other_view", 1);
+            return;
+        }
+        if !self.in_window(seq) {
+            io.count("ignored_outside_window", 1);
+            return;
+        }
+        // The primary's pre-prepare stands for its prepare.
+        if !commit && from == self.cfg.primary(view) {
+            return;
+        }
+        let slot = self.slot(seq);
+        let votes = if commit { &mut slot.commits } else { &mut slot.prepares };
+        votes.entry(from).or_insert(digest);
+        if commit {
+            self.check_committed(seq, io)
+        } else {
+            self.check_prepared(seq, io)
+        }
+    }
+
+    /// Prepared: the pre-prepare and 2f matching prepares from backups.
+    fn check_prepared(&mut self, seq: u64, io: &mut Io<'_, Node<M>>) {
+        let (me, f, view) = (self.me, self.cfg.f as usize, self.view);
+        let Some(slot) = self.log.get_mut(&seq) else { return };
+        let Some((digest, _)) = &slot.pre_prepare else { return };
+        let digest = *digest;
+        if slot.prepared || slot.prepares.values().filter(|d| **d == digest).count() < 2 * f {
+            return;
+        }
+        slot.prepared = true;
+        slot.commits.entry(me).or_insert(digest);
+        self.to_replicas(Msg::Commit { view, seq, digest }, io);
+        self.check_committed(seq, io);
+    }
+
+    /// Committed here: prepared, and 2f + 1 matching commits.
+    fn check_committed(&mut self, seq: u64, io: &mut Io<'_, Node<M>>) {
+        let quorum = self.cfg.quorum();
+        let Some(slot) = self.log.get_mut(&seq) else { return };
+        let Some((digest, _)) = &slot.pre_prepare else { return };
+        if !slot.prepared || slot.committed || slot.commits.values().filter(|d| *d == digest).count() < quorum {
+            return;
+        }
+        slot.committed = true;
+        self.execute(io);
+    }
+
+    /// Executes the committed batches that are next in sequence order.
+    fn execute(&mut self, io: &mut Io<'_, Node<M>>) {
+        while let Some(slot) = self.log.get(&(self.executed + 1)).filter(|s| s.committed) {
+            let seq = self.executed + 1;
+            let (digest, batch) = slot.pre_prepare.as_ref().expect("a committed slot has its batch");
+            for r in batch {
+                if self.replies.get(&r.client).is_some_and(|(t, _)| *t >= r.timestamp) {
+                    continue; // executed before: each request once
+                }
+                let result = self.machine.apply(&r.op);
+                io.send(r.client, Msg::Reply { view: self.view, timestamp: r.timestamp, result: result.clone() });
+                self.replies.insert(r.client, (r.timestamp, result));
+                io.count("requests_executed", 1);
+            }
+            self.chain = extend_chain(&self.chain, seq, digest);
+            self.executed = seq;
+            if seq % self.cfg.checkpoint_interval == 0 {
+                self.take_checkpoint(io);
+            }
+        }
+        self.propose(false, io);
+    }
+
+    fn take_checkpoint(&mut self, io: &mut Io<'_, Node<M>>) {
+        let seq = self.executed;
+        let clients: Vec<_> = self.replies.iter().map(|(c, (t, r))| (*c, *t, r.clone())).collect();
+        let digest = checkpoint_digest(seq, &self.chain, &clients, &self.machine.digest());
+        let snapshot = Snapshot { chain: self.chain, clients, machine: self.machine.snapshot() };
+        self.taken.insert(seq, Taken { digest, snapshot });
+        self.votes.entry(seq).or_default().insert(self.me, digest);
+        self.to_replicas(Msg::Checkpoint { seq, digest }, io);
+        self.check_stable(seq, io);
+    }
+
+    fn on_checkpoint(&mut self, from: NodeId, seq: u64, digest: Digest, io: &mut Io<'_, Node<M>>) {
+        if seq <= self.low || seq % self.cfg.checkpoint_interval != 0 {
+            return;
+        }
+        if self.in_window(seq) {
+            self.votes.entry(seq).or_default().entry(from).or_insert(digest);
+        } else if self.ahead.get(&from).is_none_or(|(s, _)| *s < seq) {
+            self.ahead.insert(from, (seq, digest));
+        }
+        self.check_stable(seq, io);
+    }
+
+    /// The replicas that vouched for `digest` at `seq`.
+    fn vouchers(&self, seq: u64, digest: &Digest) -> Vec<NodeId> {
+        let within = self.votes.get(&seq).into_iter().flatten().filter(|(_, d)| *d == digest).map(|(r, _)| *r);
+        let ahead = self.ahead.iter().filter(|(_, (s, d))| *s == seq && d == digest).map(|(r, _)| *r);
+        within.chain(ahead).collect()
+    }
+
+    /// A checkpoint with 2f + 1 matching votes is stable.
+    fn check_stable(&mut self, seq: u64, io: &mut Io<'_, Node<M>>) {
+        let mut digests: Vec<Digest> = self.votes.get(&seq).into_iter().flat_map(|v| v.values().copied()).collect();
+        digests.extend(self.ahead.values().filter(|(s, _)| *s == seq).map(|(_, d)| *d));
+        if let Some(d) = digests.iter().find(|d| self.vouchers(seq, d).len() >= self.cfg.quorum()) {
+            self.make_stable(seq, *d, io);
+        }
+    }
+
+    /// Moves the low water mark to `seq`: the log, votes and checkpoints
+    /// before it go; a replica that has not executed that far fetches the state.
+    fn make_stable(&mut self, seq: u64, digest: Digest, io: &mut Io<'_, Node<M>>) {
+        self.low_vouchers = self.vouchers(seq, &digest);
+        self.low = seq;
+        self.low_digest = digest;
+        self.log = self.log.split_off(&(seq + 1));
+        self.votes = self.votes.split_off(&(seq + 1));
+        self.taken = self.taken.split_off(&seq);
+        let (low, window) = (self.low, self.cfg.window);
+        let came_into_window: Vec<_> =
+            self.ahead.iter().filter(|(_, (s, _))| *s <= low + window).map(|(r, v)| (*r, *v)).collect();
+        for (r, (s, d)) in came_into_window {
+            self.ahead.remove(&r);
+            if s > low {
+                self.votes.entry(s).or_default().entry(r).or_insert(d);
+            }
+        }
+        if let Some(mine) = self.taken.get(&seq) {
+            if mine.digest != digest {
+                io.count("checkpoint_diverged", 1);
+            }
+        }
+        io.count("checkpoints_stable", 1);
+        if self.executed < seq {
+            self.fetching = Some((seq, digest, 0));
+            self.ask_state(io);
+        } else if self.fetching.is_some_and(|(s, _, _)| s <= seq) {
+            self.fetching = None;
+        }
+        self.assigned = self.assigned.max(seq);
+        self.propose(false, io);
+    }
+
+    /// Asks the next replica that vouched for the stable checkpoint being fetched.
+    fn ask_state(&mut self, io: &mut Io<'_, Node<M>>) {
+        let Some((seq, digest, tries)) = self.fetching else { return };
+        let from: Vec<NodeId> = self.low_vouchers.iter().copied().filter(|&r| r != self.me).collect();
+        if let Some(&r) = from.get(tries as usize % from.len().max(1)) {
+            io.send(r, Msg::FetchState { seq });
+        }
+        self.fetching = Some((seq, digest, tries + 1));
+    }
+
+    fn on_fetch(&mut self, from: NodeId, seq: u64, io: &mut Io<'_, Node<M>>) {
+        if let Some(t) = self.taken.get(&seq) {
+            io.send(from, Msg::State { seq, state: Box::new(t.snapshot.clone()) });
+            io.count("states_sent", 1);
+        }
+    }
+
+    /// Installs a fetched state if it matches the stable checkpoint's digest.
+    fn on_state(&mut self, seq: u64, state: Snapshot, io: &mut Io<'_, Node<M>>) {
+        let Some((want, digest, _)) = self.fetching else { return };
+        if seq != want {
+            return;
+        }
+        let machine = match M::restore(&state.machine) {
+            Ok(m) if checkpoint_digest(seq, &state.chain, &state.clients, &m.digest()) == digest => m,
+            _ => {
+                io.count("states_refused", 1);
+                return;
+            }
+        };
+        self.machine = machine;
+        self.chain = state.chain;
+        self.replies = state.clients.iter().map(|(c, t, r)| (*c, (*t, r.clone()))).collect();
+        self.executed = seq;
+        self.taken.insert(seq, Taken { digest, snapshot: state });
+        self.fetching = None;
+        io.count("state_transfers", 1);
+        self.execute(io);
+    }
+
+    /// A peer told how far it is: resend it this replica's own messages for
+    /// the slots in its window it has not executed, and the checkpoints it
+    /// may lack.
+    fn on_status(&mut self, from: NodeId, view: u64, executed: u64, stable: u64, io: &mut Io<'_, Node<M>>) {
+        for (&seq, t) in self.taken.range(stable + 1..) {
+            io.send(from, Msg::Checkpoint { seq, digest: t.digest });
+        }
+        if view != self.view {
+            return;
+        }
+        let primary = self.is_primary();
+        let mut resent = 0;
+        let theirs = executed.max(stable) + 1..=stable + self.cfg.window;
+        for (&seq, slot) in self.log.range(theirs).filter(|(_, s)| s.view == view) {
+            let Some((digest, batch)) = &slot.pre_prepare else { continue };
+            let digest = *digest;
+            if primary {
+                io.send(from, Msg::PrePrepare { view, seq, batch: batch.clone() });
+            } else {
+                io.send(from, Msg::Prepare { view, seq, digest });
+            }
+            if slot.prepared {
+                io.send(from, Msg::Commit { view, seq, digest });
+            }
+            resent += 1;
+        }
+        if resent > 0 {
+            io.count("slots_resent", resent);
+        }
+    }
+}
