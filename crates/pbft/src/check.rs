@@ -65,9 +65,7 @@ fn same(
     what: &str,
 ) -> Result<(), String> {
     match seen.get(&seq) {
-        Some((first, d)) if *d != digest => {
-            Err(format!("replica {} {what} {seq} than replica {}", id.0, first.0))
-        }
+        Some((first, d)) if *d != digest => Err(format!("replica {} {what} {seq} than replica {}", id.0, first.0)),
         Some(_) => Ok(()),
         None => {
             seen.insert(seq, (id, digest));

@@ -118,7 +118,8 @@ impl Client {
             return;
         }
         o.replies.entry(from).or_insert(result);
-        let Some(result) = o.replies.values().find(|r| o.replies.values().filter(|x| x == r).count() > self.cfg.f as usize)
+        let Some(result) =
+            o.replies.values().find(|r| o.replies.values().filter(|x| x == r).count() > self.cfg.f as usize)
         else {
             return;
         };

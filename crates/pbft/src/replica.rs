@@ -39,11 +39,9 @@ pub struct Replica<M> {
     machine: M,
     /// The agreement log: sequence numbers in `(low, low + window]`.
     log: BTreeMap<u64, Slot>,
-    /// The last stable checkpoint (the low water mark), its digest, and
-    /// the replicas that vouched for it (whom a state transfer asks).
+    /// The last stable checkpoint (the low water mark) and its digest.
     low: u64,
     low_digest: Digest,
-    low_vouchers: Vec<NodeId>,
     /// The last sequence number executed here, and the hash chain of the
     /// batch digests executed up to it.
     executed: u64,
@@ -59,16 +57,20 @@ pub struct Replica<M> {
     /// The reply cache: each client's last executed request's timestamp
     /// and result (part of the replicated state).
     replies: BTreeMap<NodeId, (u64, Vec<u8>)>,
-    /// Checkpoint votes for sequence numbers in the window, by replica.
+    /// Checkpoint votes after the low water mark, by replica. Beyond the
+    /// window each replica keeps only its newest few (as many as a correct
+    /// replica holds), so a replica far behind learns where the others are
+    /// while nobody can make it store more.
     votes: BTreeMap<u64, BTreeMap<NodeId, Digest>>,
-    /// Each replica's newest checkpoint vote beyond the window: one per
-    /// replica, so a replica far behind learns where the others are while
-    /// nobody can make it store more.
-    ahead: BTreeMap<NodeId, (u64, Digest)>,
     taken: BTreeMap<u64, Taken>,
-    /// A state transfer under way: the stable checkpoint, its digest and
-    /// how many times the state was asked for.
+    /// A state transfer under way: the checkpoint, its digest and how many
+    /// times the state was asked for; and the replicas that vouched for it.
     fetching: Option<(u64, Digest, u32)>,
+    fetch_from: Vec<NodeId>,
+    /// What was executed at the last status tick: a replica that made no
+    /// progress since, while f + 1 replicas vouch for a later checkpoint,
+    /// fetches it (the slots it lacks may be gone from every log).
+    executed_at_tick: u64,
 }
 
 impl<M: StateMachine> Replica<M> {
@@ -81,7 +83,6 @@ impl<M: StateMachine> Replica<M> {
             log: BTreeMap::new(),
             low: 0,
             low_digest: Digest::default(),
-            low_vouchers: Vec::new(),
             executed: 0,
             chain: Digest::default(),
             assigned: 0,
@@ -90,9 +91,10 @@ impl<M: StateMachine> Replica<M> {
             batch_timer: false,
             replies: BTreeMap::new(),
             votes: BTreeMap::new(),
-            ahead: BTreeMap::new(),
             taken: BTreeMap::new(),
             fetching: None,
+            fetch_from: Vec::new(),
+            executed_at_tick: 0,
         }
     }
 
@@ -147,8 +149,9 @@ impl<M: StateMachine> Replica<M> {
                 self.executed, self.low
             ));
         }
-        if self.pending.len() > self.cfg.clients as usize || self.ahead.len() > self.cfg.replicas as usize {
-            return Err(format!("replica {me}: more requests pending or checkpoints ahead than there are peers"));
+        let most_votes = self.checkpoints_held() * (1 + self.cfg.replicas as usize);
+        if self.pending.len() > self.cfg.clients as usize || self.votes.len() > most_votes {
+            return Err(format!("replica {me}: more requests pending or checkpoint votes than its bounds allow"));
         }
         Ok(())
     }
@@ -175,6 +178,10 @@ impl<M: StateMachine> Replica<M> {
             Timer::Status => {
                 let status = Msg::Status { view: self.view, executed: self.executed, stable: self.low };
                 self.to_replicas(status, io);
+                if self.fetching.is_none() && self.executed == self.executed_at_tick {
+                    self.fetch_if_stuck(io);
+                }
+                self.executed_at_tick = self.executed;
                 self.ask_state(io);
                 io.set_timer(self.cfg.status_interval, Timer::Status);
             }
@@ -393,48 +400,59 @@ impl<M: StateMachine> Replica<M> {
         if seq <= self.low || seq % self.cfg.checkpoint_interval != 0 {
             return;
         }
-        if self.in_window(seq) {
-            self.votes.entry(seq).or_default().entry(from).or_insert(digest);
-        } else if self.ahead.get(&from).is_none_or(|(s, _)| *s < seq) {
-            self.ahead.insert(from, (seq, digest));
+        self.votes.entry(seq).or_default().entry(from).or_insert(digest);
+        if !self.in_window(seq) {
+            let theirs: Vec<u64> = self
+                .votes
+                .range(self.low + self.cfg.window + 1..)
+                .filter(|(_, v)| v.contains_key(&from))
+                .map(|(s, _)| *s)
+                .collect();
+            for old in theirs.iter().rev().skip(self.checkpoints_held()) {
+                let v = self.votes.get_mut(old).expect("listed just now");
+                v.remove(&from);
+                if v.is_empty() {
+                    self.votes.remove(old);
+                }
+            }
         }
         self.check_stable(seq, io);
     }
 
-    /// The replicas that vouched for `digest` at `seq`.
-    fn vouchers(&self, seq: u64, digest: &Digest) -> Vec<NodeId> {
-        let within = self.votes.get(&seq).into_iter().flatten().filter(|(_, d)| *d == digest).map(|(r, _)| *r);
-        let ahead = self.ahead.iter().filter(|(_, (s, d))| *s == seq && d == digest).map(|(r, _)| *r);
-        within.chain(ahead).collect()
+    /// The most checkpoints a correct replica holds: the stable one and
+    /// those in its window.
+    fn checkpoints_held(&self) -> usize {
+        (self.cfg.window / self.cfg.checkpoint_interval) as usize + 1
     }
 
-    /// A checkpoint with 2f + 1 matching votes is stable.
+    /// The replicas that vouched for `digest` at `seq`.
+    fn vouchers(&self, seq: u64, digest: &Digest) -> Vec<NodeId> {
+        self.votes.get(&seq).into_iter().flatten().filter(|(_, d)| *d == digest).map(|(r, _)| *r).collect()
+    }
+
+    /// A checkpoint with 2f + 1 matching votes is stable. One with f + 1
+    /// (so a correct replica holds that state) beyond this replica's window
+    /// is out of reach of its log: it fetches the state.
     fn check_stable(&mut self, seq: u64, io: &mut Io<'_, Node<M>>) {
         let mut digests: Vec<Digest> = self.votes.get(&seq).into_iter().flat_map(|v| v.values().copied()).collect();
-        digests.extend(self.ahead.values().filter(|(s, _)| *s == seq).map(|(_, d)| *d));
-        if let Some(d) = digests.iter().find(|d| self.vouchers(seq, d).len() >= self.cfg.quorum()) {
-            self.make_stable(seq, *d, io);
+        digests.sort_unstable();
+        digests.dedup();
+        for d in digests {
+            let vouchers = self.vouchers(seq, &d);
+            if vouchers.len() >= self.cfg.quorum() {
+                return self.make_stable(seq, d, vouchers, io);
+            }
+            let fetching = self.fetching.is_some_and(|(s, _, _)| s >= seq);
+            if vouchers.len() > self.cfg.f as usize && seq > self.low + self.cfg.window && !fetching {
+                return self.fetch(seq, d, vouchers, io);
+            }
         }
     }
 
     /// Moves the low water mark to `seq`: the log, votes and checkpoints
     /// before it go; a replica that has not executed that far fetches the state.
-    fn make_stable(&mut self, seq: u64, digest: Digest, io: &mut Io<'_, Node<M>>) {
-        self.low_vouchers = self.vouchers(seq, &digest);
-        self.low = seq;
-        self.low_digest = digest;
-        self.log = self.log.split_off(&(seq + 1));
-        self.votes = self.votes.split_off(&(seq + 1));
-        self.taken = self.taken.split_off(&seq);
-        let (low, window) = (self.low, self.cfg.window);
-        let came_into_window: Vec<_> =
-            self.ahead.iter().filter(|(_, (s, _))| *s <= low + window).map(|(r, v)| (*r, *v)).collect();
-        for (r, (s, d)) in came_into_window {
-            self.ahead.remove(&r);
-            if s > low {
-                self.votes.entry(s).or_default().entry(r).or_insert(d);
-            }
-        }
+    fn make_stable(&mut self, seq: u64, digest: Digest, vouchers: Vec<NodeId>, io: &mut Io<'_, Node<M>>) {
+        self.move_low(seq, digest);
         if let Some(mine) = self.taken.get(&seq) {
             if mine.digest != digest {
                 io.count("checkpoint_diverged", 1);
@@ -442,8 +460,7 @@ impl<M: StateMachine> Replica<M> {
         }
         io.count("checkpoints_stable", 1);
         if self.executed < seq {
-            self.fetching = Some((seq, digest, 0));
-            self.ask_state(io);
+            self.fetch(seq, digest, vouchers, io);
         } else if self.fetching.is_some_and(|(s, _, _)| s <= seq) {
             self.fetching = None;
         }
@@ -451,11 +468,40 @@ impl<M: StateMachine> Replica<M> {
         self.propose(false, io);
     }
 
-    /// Asks the next replica that vouched for the stable checkpoint being fetched.
+    fn move_low(&mut self, seq: u64, digest: Digest) {
+        self.low = seq;
+        self.low_digest = digest;
+        self.log = self.log.split_off(&(seq + 1));
+        self.votes = self.votes.split_off(&(seq + 1));
+        self.taken = self.taken.split_off(&seq);
+    }
+
+    /// Fetches the latest checkpoint past what was executed here that f + 1
+    /// replicas vouch for, if there is one.
+    fn fetch_if_stuck(&mut self, io: &mut Io<'_, Node<M>>) {
+        let mut known: Vec<(u64, Digest)> =
+            self.votes.iter().flat_map(|(s, v)| v.values().map(move |d| (*s, *d))).collect();
+        known.sort_unstable_by(|a, b| b.cmp(a));
+        known.dedup();
+        for (seq, digest) in known.into_iter().filter(|(s, _)| *s > self.executed) {
+            let vouchers = self.vouchers(seq, &digest);
+            if vouchers.len() > self.cfg.f as usize {
+                io.count("fetches_when_stuck", 1);
+                return self.fetch(seq, digest, vouchers, io);
+            }
+        }
+    }
+
+    fn fetch(&mut self, seq: u64, digest: Digest, from: Vec<NodeId>, io: &mut Io<'_, Node<M>>) {
+        self.fetching = Some((seq, digest, 0));
+        self.fetch_from = from.into_iter().filter(|&r| r != self.me).collect();
+        self.ask_state(io);
+    }
+
+    /// Asks the next replica that vouched for the checkpoint being fetched.
     fn ask_state(&mut self, io: &mut Io<'_, Node<M>>) {
         let Some((seq, digest, tries)) = self.fetching else { return };
-        let from: Vec<NodeId> = self.low_vouchers.iter().copied().filter(|&r| r != self.me).collect();
-        if let Some(&r) = from.get(tries as usize % from.len().max(1)) {
+        if let Some(&r) = self.fetch_from.get(tries as usize % self.fetch_from.len().max(1)) {
             io.send(r, Msg::FetchState { seq });
         }
         self.fetching = Some((seq, digest, tries + 1));
@@ -485,6 +531,9 @@ impl<M: StateMachine> Replica<M> {
         self.chain = state.chain;
         self.replies = state.clients.iter().map(|(c, t, r)| (*c, (*t, r.clone()))).collect();
         self.executed = seq;
+        if seq > self.low {
+            self.move_low(seq, digest);
+        }
         self.taken.insert(seq, Taken { digest, snapshot: state });
         self.fetching = None;
         io.count("state_transfers", 1);
@@ -495,7 +544,7 @@ impl<M: StateMachine> Replica<M> {
     /// the slots in its window it has not executed, and the checkpoints it
     /// may lack.
     fn on_status(&mut self, from: NodeId, view: u64, executed: u64, stable: u64, io: &mut Io<'_, Node<M>>) {
-        for (&seq, t) in self.taken.range(stable + 1..) {
+        for (&seq, t) in self.taken.range(stable.saturating_add(1)..) {
             io.send(from, Msg::Checkpoint { seq, digest: t.digest });
         }
         if view != self.view {
@@ -503,8 +552,12 @@ impl<M: StateMachine> Replica<M> {
         }
         let primary = self.is_primary();
         let mut resent = 0;
-        let theirs = executed.max(stable) + 1..=stable + self.cfg.window;
-        for (&seq, slot) in self.log.range(theirs).filter(|(_, s)| s.view == view) {
+        // What it lacks in its window (the numbers are the peer's: saturate).
+        let (first, last) = (executed.max(stable).saturating_add(1), stable.saturating_add(self.cfg.window));
+        if first > last {
+            return;
+        }
+        for (&seq, slot) in self.log.range(first..=last).filter(|(_, s)| s.view == view) {
             let Some((digest, batch)) = &slot.pre_prepare else { continue };
             let digest = *digest;
             if primary {
