@@ -377,3 +377,26 @@ fn input_files_that_are_not_regular_files_are_refused() {
         }
     }
 }
+
+#[test]
+fn the_pbft_scenario_finishes_replays_and_refuses_too_few_replicas() {
+    let p = format!("{}/../../scenarios/pbft.toml", env!("CARGO_MANIFEST_DIR"));
+    let a = sim_json(&["sim", &p, "--json"]);
+    assert!(a["invariant_violation"].is_null(), "{a}");
+    assert_eq!(a["outcome"]["all_done"], true, "{a}");
+    let dir = temp_dir("pbft");
+    let trace = dir.join("t.trace");
+    sim_json(&["sim", &p, "--json", "--trace", trace.to_str().unwrap()]);
+    let out = run(&["replay", trace.to_str().unwrap()]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    // n = 3 cannot tolerate f = 1: refused, naming n, f and the line.
+    let src = std::fs::read_to_string(&p).unwrap().replace("replicas = 4", "replicas = 3\nf = 1");
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, src).unwrap();
+    let out = run(&["sim", bad.to_str().unwrap()]);
+    let (_, err) = text(&out);
+    assert!(
+        !out.status.success() && err.contains("bad.toml:") && err.contains("n = 3") && err.contains("f = 1"),
+        "{err}"
+    );
+}

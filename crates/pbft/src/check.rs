@@ -73,3 +73,35 @@ fn same(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(pos: u64) -> Vec<u8> {
+        Chain { len: pos, head: [pos as u8; 32] }.snapshot()
+    }
+
+    #[test]
+    fn a_position_told_twice_or_out_of_order_is_caught() {
+        let mut a = Agreement::default();
+        a.chain_result(NodeId(4), 1, &result(1)).unwrap();
+        a.chain_result(NodeId(5), 1, &result(2)).unwrap();
+        let twice = a.chain_result(NodeId(5), 2, &result(1)).unwrap_err();
+        assert!(twice.contains("both told position 1"), "{twice}");
+        let mut a = Agreement::default();
+        a.chain_result(NodeId(4), 1, &result(3)).unwrap();
+        let back = a.chain_result(NodeId(4), 2, &result(2)).unwrap_err();
+        assert!(back.contains("after one at 3"), "{back}");
+        assert!(a.chain_result(NodeId(4), 3, b"short").is_err());
+    }
+
+    #[test]
+    fn a_different_digest_at_a_sequence_number_is_caught() {
+        let mut seen = BTreeMap::new();
+        same(&mut seen, 7, NodeId(0), [1; 32], "executed a different log up to").unwrap();
+        same(&mut seen, 7, NodeId(1), [1; 32], "executed a different log up to").unwrap();
+        let e = same(&mut seen, 7, NodeId(2), [2; 32], "executed a different log up to").unwrap_err();
+        assert_eq!(e, "replica 2 executed a different log up to 7 than replica 0");
+    }
+}
