@@ -109,7 +109,7 @@ impl Config {
         if self.checkpoint_interval == 0 {
             return Err("checkpoint_interval: must be at least 1".into());
         }
-        if self.window < self.checkpoint_interval || self.window % self.checkpoint_interval != 0 {
+        if self.window < self.checkpoint_interval || !self.window.is_multiple_of(self.checkpoint_interval) {
             return Err(format!(
                 "window: must be a multiple of checkpoint_interval ({}), not {}",
                 self.checkpoint_interval, self.window

@@ -378,7 +378,7 @@ impl<M: StateMachine> Replica<M> {
             }
             self.chain = extend_chain(&self.chain, seq, digest);
             self.executed = seq;
-            if seq % self.cfg.checkpoint_interval == 0 {
+            if seq.is_multiple_of(self.cfg.checkpoint_interval) {
                 self.take_checkpoint(io);
             }
         }
@@ -397,7 +397,7 @@ impl<M: StateMachine> Replica<M> {
     }
 
     fn on_checkpoint(&mut self, from: NodeId, seq: u64, digest: Digest, io: &mut Io<'_, Node<M>>) {
-        if seq <= self.low || seq % self.cfg.checkpoint_interval != 0 {
+        if seq <= self.low || !seq.is_multiple_of(self.cfg.checkpoint_interval) {
             return;
         }
         self.votes.entry(seq).or_default().entry(from).or_insert(digest);
