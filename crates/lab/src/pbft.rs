@@ -56,6 +56,7 @@ pub fn outcome(cfg: &Config, sim: &Sim<Pbft>) -> serde_json::Value {
                 "replica": id.0,
                 "up": sim.nodes().is_up(id),
                 "view": r.view(),
+                "changing_view": !r.active(),
                 "executed": r.executed(),
                 "stable_checkpoint": r.stable().0,
             })
@@ -73,6 +74,8 @@ pub fn outcome(cfg: &Config, sim: &Sim<Pbft>) -> serde_json::Value {
         "batches_proposed": c.get("batches_proposed"),
         "checkpoints_stable": c.get("checkpoints_stable"),
         "state_transfers": c.get("state_transfers"),
+        "view_changes_started": c.get("view_changes_started"),
+        "views_entered": c.get("views_entered"),
         "client_retransmissions": c.get("client_retransmissions"),
         "replica_states": replicas,
     })

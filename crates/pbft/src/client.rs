@@ -11,13 +11,13 @@ use std::sync::Arc;
 
 /// The requests a client sends by itself: `requests` operations of
 /// `op_bytes` bytes each, one after the other.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Workload {
     pub requests: u32,
     pub op_bytes: usize,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Outstanding {
     request: Request,
     sent: Time,
@@ -25,6 +25,7 @@ struct Outstanding {
     replies: BTreeMap<NodeId, Vec<u8>>,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Client {
     cfg: Arc<Config>,
     me: NodeId,

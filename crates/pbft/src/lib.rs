@@ -28,11 +28,18 @@
 //! now and then ([`Msg::Status`]), and peers resend their own messages for
 //! what the sender lacks.
 //!
-//! Not yet here (issue 24's later stages): view changes, the defences
-//! against a Byzantine replica, MAC vectors and signatures.
+//! View changes (§ 4.4, [`decide`]): a backup whose request waits too long
+//! suspects the primary and sends a signed view change; the next primary
+//! gathers 2f + 1 that determine which batch each unfinished sequence
+//! number keeps, and sends them as its new view; every replica checks and
+//! recomputes that decision.
+//!
+//! Not yet here (issue 24's later stages): the defences against a
+//! Byzantine replica, MAC vectors on the normal path.
 
 pub mod check;
 mod client;
+pub mod decide;
 mod machine;
 mod msg;
 mod node;
@@ -40,7 +47,7 @@ mod replica;
 
 pub use client::{Client, Workload};
 pub use machine::{Chain, Null, StateMachine};
-pub use msg::{batch_digest, checkpoint_digest, extend_chain, Msg, Request, Snapshot};
+pub use msg::{batch_digest, checkpoint_digest, extend_chain, Msg, PrePrepared, Prepared, Request, Snapshot, ViewChange};
 pub use node::{Input, Node, Output, Timer};
 pub use replica::Replica;
 
@@ -52,7 +59,7 @@ use std::time::Duration;
 pub type Digest = [u8; 32];
 
 /// A PBFT group: replicas `0..replicas`, clients after them.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Config {
     pub replicas: u32,
     /// The Byzantine replicas tolerated: `replicas ≥ 3f + 1`.
@@ -75,6 +82,11 @@ pub struct Config {
     pub client_timeout: Duration,
     /// How often a replica tells its peers how far it is.
     pub status_interval: Duration,
+    /// A backup suspects the primary when a request it holds waits this
+    /// long for an execution; a view change that takes this long moves on
+    /// to the next view. Doubles with each view change without an
+    /// execution, up to 8×.
+    pub view_change_timeout: Duration,
 }
 
 impl Config {
@@ -92,6 +104,7 @@ impl Config {
             pipeline: 4,
             client_timeout: Duration::from_millis(200),
             status_interval: Duration::from_millis(50),
+            view_change_timeout: Duration::from_millis(500),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -118,7 +131,7 @@ impl Config {
         if self.batch_max == 0 || self.pipeline == 0 {
             return Err("batch_max: batches and the pipeline hold at least 1".into());
         }
-        if self.client_timeout.is_zero() || self.status_interval.is_zero() {
+        if self.client_timeout.is_zero() || self.status_interval.is_zero() || self.view_change_timeout.is_zero() {
             return Err("client_timeout: timeouts must be more than zero".into());
         }
         Ok(())
@@ -170,6 +183,8 @@ pub struct Params {
     pub client_timeout: Duration,
     #[serde(default = "default_status_interval", with = "agora_core::duration_str")]
     pub status_interval: Duration,
+    #[serde(default = "default_view_change_timeout", with = "agora_core::duration_str")]
+    pub view_change_timeout: Duration,
 }
 
 fn default_requests() -> u32 {
@@ -193,6 +208,9 @@ fn default_client_timeout() -> Duration {
 fn default_status_interval() -> Duration {
     Duration::from_millis(50)
 }
+fn default_view_change_timeout() -> Duration {
+    Duration::from_millis(500)
+}
 
 impl Params {
     /// The group's configuration for a run of `nodes` nodes; the error
@@ -215,6 +233,7 @@ impl Params {
             pipeline: self.pipeline,
             client_timeout: self.client_timeout,
             status_interval: self.status_interval,
+            view_change_timeout: self.view_change_timeout,
         };
         cfg.validate()?;
         Ok(cfg)

@@ -7,7 +7,7 @@ use sha2::{Digest as _, Sha256};
 
 /// A client's request: `timestamp` orders one client's requests (each
 /// client has one outstanding at a time), so replicas execute each once.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Request {
     pub client: NodeId,
     pub timestamp: u64,
@@ -16,7 +16,7 @@ pub struct Request {
 
 /// What a replica holds at a checkpoint: enough to rebuild a replica that
 /// fell behind (state transfer).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Snapshot {
     /// The hash chain of the batch digests executed up to the checkpoint.
     pub chain: Digest,
@@ -28,7 +28,56 @@ pub struct Snapshot {
     pub machine: Vec<u8>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A replica's claim in a view change: it prepared `digest` (the batch
+/// given) at `seq` in `view`, the latest view it prepared anything there.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Prepared {
+    pub seq: u64,
+    pub view: u64,
+    pub digest: Digest,
+    pub batch: Vec<Request>,
+}
+
+/// A replica's claim in a view change: it accepted a pre-prepare of
+/// `digest` at `seq`, the latest in `view`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PrePrepared {
+    pub seq: u64,
+    pub view: u64,
+    pub digest: Digest,
+}
+
+/// A replica moves to `view` (Castro–Liskov § 4.4, with the claims of the
+/// version without signatures on the normal path: prepared and
+/// pre-prepared sets instead of prepare certificates). Signed, so a new
+/// primary can show it to the others in its new-view message.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ViewChange {
+    pub view: u64,
+    pub replica: NodeId,
+    /// Its stable checkpoint.
+    pub stable: u64,
+    /// Its checkpoints from the stable one on, with their digests.
+    pub checkpoints: Vec<(u64, Digest)>,
+    pub prepared: Vec<Prepared>,
+    pub pre_prepared: Vec<PrePrepared>,
+    /// The replica's ed25519 signature of everything above.
+    pub signature: Vec<u8>,
+}
+
+impl ViewChange {
+    /// What the signature covers.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        let body = (self.view, self.replica, self.stable, &self.checkpoints, &self.prepared, &self.pre_prepared);
+        agora_core::wire::encode(&body).expect("a view change encodes")
+    }
+    /// Its claim for `seq`, if it prepared something there.
+    pub fn prepared_at(&self, seq: u64) -> Option<&Prepared> {
+        self.prepared.iter().find(|p| p.seq == seq)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Msg {
     /// Client → replicas.
     Request(Request),
@@ -50,6 +99,13 @@ pub enum Msg {
     /// The state at checkpoint `seq`, checked by its receiver against the
     /// checkpoint's digest.
     State { seq: u64, state: Box<Snapshot> },
+    /// Replica → replicas: it suspects the primary and moves to a new view.
+    ViewChange(Box<ViewChange>),
+    /// The new primary → replicas: 2f + 1 signed view changes for `view`,
+    /// from which every replica computes the same decision (see
+    /// [`crate::decide`]); signed by the primary, so any replica can hand
+    /// it on to one that missed it.
+    NewView { view: u64, proof: Vec<ViewChange>, signature: Vec<u8> },
 }
 
 impl Message for Msg {
@@ -64,8 +120,15 @@ impl Message for Msg {
             Msg::Status { .. } => "status",
             Msg::FetchState { .. } => "fetch-state",
             Msg::State { .. } => "state",
+            Msg::ViewChange(_) => "view-change",
+            Msg::NewView { .. } => "new-view",
         }
     }
+}
+
+/// What a new-view message's signature covers.
+pub fn new_view_bytes(view: u64, proof: &[ViewChange]) -> Vec<u8> {
+    agora_core::wire::encode(&(view, proof)).expect("a new view encodes")
 }
 
 /// The digest of a batch of requests.

@@ -8,17 +8,21 @@ use agora_core::{Io, NodeId, Protocol};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Node<M> {
     Replica(Box<Replica<M>>),
     Client(Box<Client>),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Timer {
     /// A replica tells its peers how far it is (and asks again for a state).
     Status,
     /// The primary's batch delay is over.
     Batch,
+    /// A backup's request timer (the primary is suspected), or a view
+    /// change that did not complete in time.
+    ViewChange,
     /// A client's request has waited a timeout for f + 1 matching replies.
     Retransmit,
 }

@@ -86,13 +86,13 @@ impl<M: StateMachine> Replica<M> {
         } else if self.fetching.is_some_and(|(s, _, _)| s <= seq) {
             self.fetching = None;
         }
-        self.assigned = self.assigned.max(seq);
         self.propose(false, io);
     }
 
     pub(super) fn move_low(&mut self, seq: u64, digest: Digest) {
         self.low = seq;
         self.low_digest = digest;
+        self.assigned = self.assigned.max(seq);
         self.log = self.log.split_off(&(seq + 1));
         self.votes = self.votes.split_off(&(seq + 1));
         self.taken = self.taken.split_off(&seq);

@@ -1,7 +1,8 @@
-//! A PBFT replica: the normal case, checkpoints, water marks, state
-//! transfer and retransmission (see the crate docs for the protocol).
+//! A PBFT replica: the normal case and retransmission here; checkpoints,
+//! water marks and state transfer in `checkpoint.rs`; view changes in
+//! `view_change.rs` (see the crate docs for the protocol).
 
-use crate::msg::{batch_digest, extend_chain, Msg, Request, Snapshot};
+use crate::msg::{batch_digest, extend_chain, Msg, Request, Snapshot, ViewChange};
 use crate::node::{Node, Timer};
 use crate::{Config, Digest, StateMachine};
 use agora_core::{Io, NodeId};
@@ -9,9 +10,11 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 mod checkpoint;
+mod view_change;
 
-/// One sequence number's agreement in the view it was last touched in.
-#[derive(Clone, Debug, Default)]
+/// One sequence number's agreement in the view it was last touched in,
+/// and what a view change reports about it from earlier views.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 struct Slot {
     view: u64,
     /// The primary's batch and its digest.
@@ -23,21 +26,49 @@ struct Slot {
     commits: BTreeMap<NodeId, Digest>,
     prepared: bool,
     committed: bool,
+    /// The latest view this replica prepared a batch here in, the digest
+    /// and the batch (a view change's prepared set).
+    last_prepared: Option<(u64, Digest, Vec<Request>)>,
+    /// The digests it accepted a pre-prepare for here, each with the latest
+    /// view (a view change's pre-prepared set; the newest few).
+    pre_prepared: Vec<(u64, Digest)>,
+}
+
+/// How many digests a slot remembers having pre-prepared in earlier views.
+const PRE_PREPARED_KEPT: usize = 4;
+
+impl Slot {
+    fn note_pre_prepared(&mut self, view: u64, digest: Digest) {
+        self.pre_prepared.retain(|(_, d)| *d != digest);
+        self.pre_prepared.push((view, digest));
+        if self.pre_prepared.len() > PRE_PREPARED_KEPT {
+            self.pre_prepared.remove(0);
+        }
+    }
+    /// Starts the slot over in `view`, keeping what a view change reports.
+    fn reset(&mut self, view: u64) {
+        let (last_prepared, pre_prepared) = (self.last_prepared.take(), std::mem::take(&mut self.pre_prepared));
+        *self = Slot { view, last_prepared, pre_prepared, ..Slot::default() };
+    }
 }
 
 /// A checkpoint this replica took, kept until a later one is stable so
 /// that a replica behind can fetch it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Taken {
     digest: Digest,
     snapshot: Snapshot,
 }
 
 /// A replica of a PBFT group.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Replica<M> {
     cfg: Arc<Config>,
     me: NodeId,
     view: u64,
+    /// In the view's normal case; false from sending a view change for
+    /// `view` until its new view is entered.
+    active: bool,
     machine: M,
     /// The agreement log: sequence numbers in `(low, low + window]`.
     log: BTreeMap<u64, Slot>,
@@ -50,12 +81,20 @@ pub struct Replica<M> {
     chain: Digest,
     /// The primary's last assigned sequence number.
     assigned: u64,
-    /// The primary's requests waiting for a batch.
+    /// Requests received and not executed, the newest per client, in the
+    /// order they came: the primary batches them, a backup times them.
     pending: VecDeque<Request>,
-    /// The primary's newest queued or proposed request per client (a
-    /// client has one request outstanding, so this bounds `pending`).
-    queued: BTreeMap<NodeId, u64>,
+    /// The primary's newest proposed request per client in this view.
+    proposed: BTreeMap<NodeId, u64>,
     batch_timer: bool,
+    /// A backup's request timer is running (it expects an execution).
+    request_timer: bool,
+    /// View changes since the last execution: each doubles the timeout.
+    backoff: u32,
+    /// Each replica's newest view change for a view after this one's.
+    view_changes: BTreeMap<NodeId, ViewChange>,
+    /// The new-view message of this view, to hand to replicas behind.
+    new_view: Option<Box<Msg>>,
     /// The reply cache: each client's last executed request's timestamp
     /// and result (part of the replicated state).
     replies: BTreeMap<NodeId, (u64, Vec<u8>)>,
@@ -81,6 +120,7 @@ impl<M: StateMachine> Replica<M> {
             cfg,
             me,
             view: 0,
+            active: true,
             machine,
             log: BTreeMap::new(),
             low: 0,
@@ -89,8 +129,12 @@ impl<M: StateMachine> Replica<M> {
             chain: Digest::default(),
             assigned: 0,
             pending: VecDeque::new(),
-            queued: BTreeMap::new(),
+            proposed: BTreeMap::new(),
             batch_timer: false,
+            request_timer: false,
+            backoff: 0,
+            view_changes: BTreeMap::new(),
+            new_view: None,
             replies: BTreeMap::new(),
             votes: BTreeMap::new(),
             taken: BTreeMap::new(),
@@ -102,6 +146,10 @@ impl<M: StateMachine> Replica<M> {
 
     pub fn view(&self) -> u64 {
         self.view
+    }
+    /// In the normal case of [`Replica::view`] (not changing views).
+    pub fn active(&self) -> bool {
+        self.active
     }
     /// The last sequence number executed here.
     pub fn executed(&self) -> u64 {
@@ -152,8 +200,13 @@ impl<M: StateMachine> Replica<M> {
             ));
         }
         let most_votes = self.checkpoints_held() * (1 + self.cfg.replicas as usize);
-        if self.pending.len() > self.cfg.clients as usize || self.votes.len() > most_votes {
-            return Err(format!("replica {me}: more requests pending or checkpoint votes than its bounds allow"));
+        if self.pending.len() > self.cfg.clients as usize
+            || self.votes.len() > most_votes
+            || self.view_changes.len() > self.cfg.replicas as usize
+        {
+            return Err(format!(
+                "replica {me}: more requests pending, checkpoint votes or view changes than its bounds allow"
+            ));
         }
         Ok(())
     }
@@ -162,6 +215,7 @@ impl<M: StateMachine> Replica<M> {
         serde_json::json!({
             "role": "replica",
             "view": self.view,
+            "changing_view": !self.active,
             "primary": self.is_primary(),
             "executed": self.executed,
             "stable_checkpoint": self.low,
@@ -171,8 +225,16 @@ impl<M: StateMachine> Replica<M> {
         })
     }
 
+    /// Also on recovery with memory: the timers were lost.
     pub(crate) fn on_start(&mut self, io: &mut Io<'_, Node<M>>) {
         io.set_timer(self.cfg.status_interval, Timer::Status);
+        self.batch_timer = false;
+        self.request_timer = false;
+        if !self.active {
+            io.set_timer(self.view_change_timeout(), Timer::ViewChange);
+        }
+        self.time_requests(io);
+        self.propose(true, io);
     }
 
     pub(crate) fn on_timer(&mut self, timer: Timer, io: &mut Io<'_, Node<M>>) {
@@ -185,8 +247,10 @@ impl<M: StateMachine> Replica<M> {
                 }
                 self.executed_at_tick = self.executed;
                 self.ask_state(io);
+                self.resend_view_change(io);
                 io.set_timer(self.cfg.status_interval, Timer::Status);
             }
+            Timer::ViewChange => self.view_change_timed_out(io),
             Timer::Batch => {
                 self.batch_timer = false;
                 self.propose(true, io);
@@ -212,6 +276,8 @@ impl<M: StateMachine> Replica<M> {
             Msg::Status { view, executed, stable } => self.on_status(from, view, executed, stable, io),
             Msg::FetchState { seq } => self.on_fetch(from, seq, io),
             Msg::State { seq, state } => self.on_state(seq, *state, io),
+            Msg::ViewChange(vc) => self.on_view_change(from, *vc, io),
+            Msg::NewView { view, proof, signature } => self.on_new_view(view, proof, signature, io),
             Msg::Request(_) | Msg::Reply { .. } => io.count("ignored_not_for_a_replica", 1),
         }
     }
@@ -222,12 +288,12 @@ impl<M: StateMachine> Replica<M> {
         }
     }
 
-    /// The slot for `seq`, reset if it was last touched in an older view.
+    /// The slot for `seq`, started over if it was last touched in an older view.
     fn slot(&mut self, seq: u64) -> &mut Slot {
         let view = self.view;
         let slot = self.log.entry(seq).or_default();
         if slot.view != view {
-            *slot = Slot { view, ..Slot::default() };
+            slot.reset(view);
         }
         slot
     }
@@ -246,38 +312,54 @@ impl<M: StateMachine> Replica<M> {
                 return;
             }
         }
-        if !self.is_primary() || self.queued.get(&r.client).is_some_and(|&t| t >= r.timestamp) {
+        if self.pending.iter().any(|p| p.client == r.client && p.timestamp >= r.timestamp) {
             return;
         }
-        self.queued.insert(r.client, r.timestamp);
+        self.pending.retain(|p| p.client != r.client);
         self.pending.push_back(r);
+        self.time_requests(io);
         self.propose(false, io);
+    }
+
+    /// A backup with requests waiting runs its request timer: if none is
+    /// executed before it fires, the primary is suspected.
+    fn time_requests(&mut self, io: &mut Io<'_, Node<M>>) {
+        if self.active && !self.is_primary() && !self.pending.is_empty() && !self.request_timer {
+            self.request_timer = true;
+            io.set_timer(self.view_change_timeout(), Timer::ViewChange);
+        }
     }
 
     /// The primary sends batches while the pipeline and the window have
     /// room: at once, or — with a batch delay — when a batch is full or
     /// the delay is over (`flush`).
     fn propose(&mut self, flush: bool, io: &mut Io<'_, Node<M>>) {
-        if !self.is_primary() {
+        if !self.active || !self.is_primary() {
             return;
         }
         let cfg = self.cfg.clone();
-        while !self.pending.is_empty()
-            && self.assigned < self.low + cfg.window
-            && self.assigned.saturating_sub(self.executed) < cfg.pipeline
-        {
-            if self.pending.len() < cfg.batch_max && !cfg.batch_delay.is_zero() && !flush {
+        while self.assigned < self.low + cfg.window && self.assigned.saturating_sub(self.executed) < cfg.pipeline {
+            let fresh = |r: &&Request| self.proposed.get(&r.client).is_none_or(|t| *t < r.timestamp);
+            let waiting = self.pending.iter().filter(fresh).count();
+            if waiting == 0 {
+                return;
+            }
+            if waiting < cfg.batch_max && !cfg.batch_delay.is_zero() && !flush {
                 if !self.batch_timer {
                     self.batch_timer = true;
                     io.set_timer(cfg.batch_delay, Timer::Batch);
                 }
                 return;
             }
-            let take = self.pending.len().min(cfg.batch_max);
-            let batch: Vec<Request> = self.pending.drain(..take).collect();
+            let batch: Vec<Request> = self.pending.iter().filter(fresh).take(cfg.batch_max).cloned().collect();
+            for r in &batch {
+                self.proposed.insert(r.client, r.timestamp);
+            }
             self.assigned += 1;
             let (view, seq, digest) = (self.view, self.assigned, batch_digest(&batch));
-            self.slot(seq).pre_prepare = Some((digest, batch.clone()));
+            let slot = self.slot(seq);
+            slot.pre_prepare = Some((digest, batch.clone()));
+            slot.note_pre_prepared(view, digest);
             io.count("batches_proposed", 1);
             self.to_replicas(Msg::PrePrepare { view, seq, batch }, io);
             self.check_prepared(seq, io);
@@ -285,7 +367,7 @@ impl<M: StateMachine> Replica<M> {
     }
 
     fn on_pre_prepare(&mut self, from: NodeId, view: u64, seq: u64, batch: Vec<Request>, io: &mut Io<'_, Node<M>>) {
-        if view != self.view || from != self.cfg.primary(view) {
+        if view != self.view || !self.active || from != self.cfg.primary(view) {
             io.count("ignored_other_view", 1);
             return;
         }
@@ -309,13 +391,14 @@ impl<M: StateMachine> Replica<M> {
             None => {}
         }
         slot.pre_prepare = Some((digest, batch));
+        slot.note_pre_prepared(view, digest);
         slot.prepares.entry(me).or_insert(digest);
         self.to_replicas(Msg::Prepare { view, seq, digest }, io);
         self.check_prepared(seq, io);
     }
 
     fn on_vote(&mut self, from: NodeId, view: u64, seq: u64, digest: Digest, commit: bool, io: &mut Io<'_, Node<M>>) {
-        if view != self.view {
+        if view != self.view || !self.active {
             io.count("ignored_other_view", 1);
             return;
         }
@@ -341,11 +424,12 @@ impl<M: StateMachine> Replica<M> {
     fn check_prepared(&mut self, seq: u64, io: &mut Io<'_, Node<M>>) {
         let (me, f, view) = (self.me, self.cfg.f as usize, self.view);
         let Some(slot) = self.log.get_mut(&seq) else { return };
-        let Some((digest, _)) = &slot.pre_prepare else { return };
+        let Some((digest, batch)) = &slot.pre_prepare else { return };
         let digest = *digest;
         if slot.prepared || slot.prepares.values().filter(|d| **d == digest).count() < 2 * f {
             return;
         }
+        slot.last_prepared = Some((view, digest, batch.clone()));
         slot.prepared = true;
         slot.commits.entry(me).or_insert(digest);
         self.to_replicas(Msg::Commit { view, seq, digest }, io);
@@ -366,6 +450,7 @@ impl<M: StateMachine> Replica<M> {
 
     /// Executes the committed batches that are next in sequence order.
     fn execute(&mut self, io: &mut Io<'_, Node<M>>) {
+        let before = self.executed;
         while let Some(slot) = self.log.get(&(self.executed + 1)).filter(|s| s.committed) {
             let seq = self.executed + 1;
             let (digest, batch) = slot.pre_prepare.as_ref().expect("a committed slot has its batch");
@@ -384,7 +469,23 @@ impl<M: StateMachine> Replica<M> {
                 self.take_checkpoint(io);
             }
         }
+        if self.executed > before {
+            self.progressed(io);
+        }
         self.propose(false, io);
+    }
+
+    /// After executing: drop what was executed from the pending requests,
+    /// and restart the request timer for what is left (or stop it).
+    fn progressed(&mut self, io: &mut Io<'_, Node<M>>) {
+        let replies = &self.replies;
+        self.pending.retain(|r| replies.get(&r.client).is_none_or(|(t, _)| *t < r.timestamp));
+        self.backoff = 0;
+        if self.request_timer {
+            self.request_timer = false;
+            io.cancel_timer(Timer::ViewChange);
+        }
+        self.time_requests(io);
     }
 
     /// A peer told how far it is: resend it this replica's own messages for
@@ -394,7 +495,12 @@ impl<M: StateMachine> Replica<M> {
         for (&seq, t) in self.taken.range(stable.saturating_add(1)..) {
             io.send(from, Msg::Checkpoint { seq, digest: t.digest });
         }
-        if view != self.view {
+        if view < self.view && self.active {
+            if let Some(nv) = &self.new_view {
+                io.send(from, (**nv).clone());
+            }
+        }
+        if view != self.view || !self.active {
             return;
         }
         let primary = self.is_primary();
