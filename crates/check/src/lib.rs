@@ -23,13 +23,14 @@
 //!   yet durable, and on recovery is rebuilt, restored from its durable
 //!   state (`on_restore`) and started. Disk faults (torn writes,
 //!   corruption, a full disk) are the simulator's.
-//! * Signatures use keys derived from seed 0 (`SeededKeys`).
+//! * Signatures use keys derived from seed 0 (`SeededKeys`); each
+//!   signature made or checked is remembered for the whole exploration.
 //!
 //! The protocol's state is the actor's state, so it must be
 //! `Clone + Debug + Eq + Hash`; stateright also wants messages and timers
 //! `Eq + Hash + Ord` (for canonical network and timer sets).
 
-use agora_core::keys::SeededKeys;
+use agora_core::keys::{Keys, SeededKeys, SeededRing, Signature};
 use agora_core::storage::{seal, Durable, Space, StoreOp, SyncDone};
 use agora_core::{Command, Io, NodeId, Protocol, Time};
 use rand::SeedableRng;
@@ -173,8 +174,9 @@ where
     (node, &state.proto).hash(&mut h);
     let mut rng = ChaCha8Rng::seed_from_u64(h.finish());
     let mut out = Vec::new();
-    let keys = SeededKeys { seed: 0 };
-    f(&mut state.proto, &mut Io::new(node, Time::ZERO, &mut rng, &mut out).with_keys(&keys));
+    static KEYS: std::sync::OnceLock<RememberedKeys> = std::sync::OnceLock::new();
+    let keys = KEYS.get_or_init(RememberedKeys::default);
+    f(&mut state.proto, &mut Io::new(node, Time::ZERO, &mut rng, &mut out).with_keys(keys));
     let mut synced = Vec::new();
     for cmd in out {
         match cmd {
@@ -254,5 +256,45 @@ where
                 drive(node, s, o, false, |p, io| p.on_synced(SyncDone { service, ticket, result: Ok(()) }, io));
             }
         }
+    }
+}
+
+/// The checker's keys: seed 0's, each derived once, and every signature
+/// made or checked remembered. An exploration handles the same few signed
+/// messages in millions of states; without this, curve arithmetic was
+/// most of a PBFT model's time.
+struct RememberedKeys {
+    ring: SeededRing,
+    signed: std::sync::Mutex<std::collections::HashMap<(NodeId, Vec<u8>), Signature>>,
+    verified: std::sync::Mutex<std::collections::HashMap<SignatureCheck, bool>>,
+}
+
+/// A signature check: signer, message, signature.
+type SignatureCheck = (NodeId, Vec<u8>, [u8; 64]);
+
+impl Default for RememberedKeys {
+    fn default() -> Self {
+        RememberedKeys { ring: SeededKeys { seed: 0 }.ring(), signed: Default::default(), verified: Default::default() }
+    }
+}
+
+impl Keys for RememberedKeys {
+    fn sign(&self, me: NodeId, msg: &[u8]) -> Option<Signature> {
+        let mut signed = self.signed.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(sig) = signed.get(&(me, msg.to_vec())) {
+            return Some(*sig);
+        }
+        let sig = self.ring.sign(me, msg)?;
+        signed.insert((me, msg.to_vec()), sig);
+        Some(sig)
+    }
+    fn verify(&self, who: NodeId, msg: &[u8], sig: &Signature) -> bool {
+        let key = (who, msg.to_vec(), sig.to_bytes());
+        if let Some(ok) = self.verified.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return *ok;
+        }
+        let ok = self.ring.verify(who, msg, sig);
+        self.verified.lock().unwrap_or_else(|e| e.into_inner()).insert(key, ok);
+        ok
     }
 }

@@ -83,7 +83,7 @@ fn faulty(seed: u64) -> Scenario<Params> {
 
 /// CI runs 300 seeds; `AGORA_PBFT_SEEDS=10000 cargo test -p agora-lab --release --test pbft` runs more.
 #[test]
-fn the_normal_case_agrees_and_finishes_over_many_faulty_seeds() {
+fn pbft_agrees_and_finishes_over_many_faulty_seeds() {
     let seeds: u64 = std::env::var("AGORA_PBFT_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
     let (mut transfers, mut views, mut crash, mut partition, mut omission, mut forgot) = (0, 0, 0, 0, 0, 0);
     for seed in 0..seeds {

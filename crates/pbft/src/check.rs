@@ -14,6 +14,9 @@ pub struct Agreement {
     chains: BTreeMap<u64, (NodeId, Digest)>,
     /// The stable checkpoints' digests.
     stable: BTreeMap<u64, (NodeId, Digest)>,
+    /// The batch committed at each sequence number, as the first correct
+    /// replica to commit there had it.
+    committed: BTreeMap<u64, (NodeId, Digest)>,
     /// Each position of a [`Chain`] machine a client was told, and who.
     positions: BTreeMap<u64, (NodeId, u64)>,
     /// Each client's last position.
@@ -21,12 +24,17 @@ pub struct Agreement {
 }
 
 impl Agreement {
-    /// Checks a correct replica: its own invariants, and that its chain and
-    /// stable checkpoint match every other correct replica's at the same
-    /// sequence number. Chains fold every batch digest, so equal chains
-    /// mean equal logs up to there.
+    /// Checks a correct replica: its own invariants; that what it committed
+    /// at each sequence number, in any view, is what every other correct
+    /// replica committed there (PBFT's safety); and that its chain and
+    /// stable checkpoint match every other's at the same sequence number.
+    /// Chains fold every batch digest, so equal chains mean equal logs up
+    /// to there.
     pub fn replica<M: StateMachine>(&mut self, id: NodeId, r: &Replica<M>) -> Result<(), String> {
         r.check()?;
+        for (seq, digest) in r.committed() {
+            same(&mut self.committed, seq, id, *digest, "committed a different batch at sequence number")?;
+        }
         if r.executed() > 0 {
             same(&mut self.chains, r.executed(), id, *r.chain(), "executed a different log up to sequence number")?;
         }

@@ -38,9 +38,9 @@ pub fn decide(msgs: &[&ViewChange], f: u32, window: u64) -> Option<Decision> {
     let mut claimed: Vec<(u64, Digest)> = msgs.iter().flat_map(|m| m.checkpoints.iter().copied()).collect();
     claimed.sort_unstable_by(|a, b| b.cmp(a));
     claimed.dedup();
-    let (h, digest) = claimed.into_iter().find(|(h, d)| {
-        count(&|m| m.stable <= *h) >= quorum && count(&|m| m.checkpoints.contains(&(*h, *d))) >= weak
-    })?;
+    let (h, digest) = claimed
+        .into_iter()
+        .find(|(h, d)| count(&|m| m.stable <= *h) >= quorum && count(&|m| m.checkpoints.contains(&(*h, *d))) >= weak)?;
     let vouchers = msgs.iter().filter(|m| m.checkpoints.contains(&(h, digest))).map(|m| m.replica).collect();
 
     let last = msgs
@@ -54,7 +54,7 @@ pub fn decide(msgs: &[&ViewChange], f: u32, window: u64) -> Option<Decision> {
         // Candidates, the highest view first, so that the choice is one
         // function of the set whatever order the messages came in.
         let mut candidates: Vec<&Prepared> = msgs.iter().filter_map(|m| m.prepared_at(n)).collect();
-        candidates.sort_unstable_by(|a, b| (b.view, b.digest).cmp(&(a.view, a.digest)));
+        candidates.sort_unstable_by_key(|p| std::cmp::Reverse((p.view, p.digest)));
         candidates.dedup_by(|a, b| (a.view, a.digest) == (b.view, b.digest));
         let chosen = candidates.into_iter().find(|p| {
             // A1: 2f + 1 replicas that have not discarded n and prepared

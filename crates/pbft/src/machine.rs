@@ -30,7 +30,7 @@ pub trait StateMachine: Send + 'static {
 
 /// The null operation: does nothing, returns nothing. What PBFT's
 /// benchmarks measure (Castro–Liskov's "0/0").
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Null;
 
 impl StateMachine for Null {
@@ -54,7 +54,7 @@ impl StateMachine for Null {
 /// applied different operations, or the same in another order, or one twice,
 /// give different results — which is what the simulator's client checks
 /// look for.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Chain {
     pub len: u64,
     pub head: Digest,

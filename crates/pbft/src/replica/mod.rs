@@ -166,6 +166,11 @@ impl<M: StateMachine> Replica<M> {
     pub fn machine(&self) -> &M {
         &self.machine
     }
+    /// The batches committed here in the current view and still in the log:
+    /// sequence number and digest.
+    pub fn committed(&self) -> impl Iterator<Item = (u64, &Digest)> {
+        self.log.iter().filter(|(_, s)| s.committed).filter_map(|(n, s)| Some((*n, &s.pre_prepare.as_ref()?.0)))
+    }
     pub fn is_primary(&self) -> bool {
         self.cfg.primary(self.view) == self.me
     }
@@ -227,7 +232,9 @@ impl<M: StateMachine> Replica<M> {
 
     /// Also on recovery with memory: the timers were lost.
     pub(crate) fn on_start(&mut self, io: &mut Io<'_, Node<M>>) {
-        io.set_timer(self.cfg.status_interval, Timer::Status);
+        if !self.cfg.status_interval.is_zero() {
+            io.set_timer(self.cfg.status_interval, Timer::Status);
+        }
         self.batch_timer = false;
         self.request_timer = false;
         if !self.active {

@@ -78,8 +78,15 @@ impl<M: StateMachine> Replica<M> {
             .iter()
             .flat_map(|(&seq, s)| s.pre_prepared.iter().map(move |&(view, digest)| PrePrepared { seq, view, digest }))
             .collect();
-        let mut vc =
-            ViewChange { view, replica: self.me, stable: self.low, checkpoints, prepared, pre_prepared, signature: vec![] };
+        let mut vc = ViewChange {
+            view,
+            replica: self.me,
+            stable: self.low,
+            checkpoints,
+            prepared,
+            pre_prepared,
+            signature: vec![],
+        };
         vc.signature = io.sign(&vc.signed_bytes()).map(|s| s.to_bytes().to_vec()).unwrap_or_default();
         vc
     }
@@ -101,7 +108,10 @@ impl<M: StateMachine> Replica<M> {
         let well_formed = cfg.is_replica(vc.replica)
             && vc.prepared.len() as u64 <= cfg.window
             && vc.prepared.iter().all(|p| {
-                in_window(p.seq) && p.view < vc.view && p.batch.len() <= cfg.batch_max && batch_digest(&p.batch) == p.digest
+                in_window(p.seq)
+                    && p.view < vc.view
+                    && p.batch.len() <= cfg.batch_max
+                    && batch_digest(&p.batch) == p.digest
             })
             && vc.pre_prepared.len() as u64 <= cfg.window * super::PRE_PREPARED_KEPT as u64
             && vc.pre_prepared.iter().all(|q| in_window(q.seq) && q.view < vc.view)
@@ -111,18 +121,22 @@ impl<M: StateMachine> Replica<M> {
     }
 
     pub(super) fn on_view_change(&mut self, from: NodeId, vc: ViewChange, io: &mut Io<'_, Node<M>>) {
+        let behind = vc.view < self.view || (vc.view == self.view && self.active);
+        let known = self.view_changes.get(&from).is_some_and(|m| m.view >= vc.view);
+        // Cheap checks first: a copy of one held, or one nothing is done
+        // with, costs no signature check.
+        if known || (behind && (self.new_view.is_none() || !self.active)) {
+            return;
+        }
         if vc.replica != from || !self.valid_view_change(&vc, io) {
             io.count("view_changes_refused", 1);
             return;
         }
-        if vc.view < self.view || (vc.view == self.view && self.active) {
+        if behind {
             // It is behind: the new view of this one brings it here.
-            if let Some(nv) = self.new_view.as_ref().filter(|_| self.active) {
+            if let Some(nv) = &self.new_view {
                 io.send(from, (**nv).clone());
             }
-            return;
-        }
-        if self.view_changes.get(&from).is_some_and(|m| m.view >= vc.view) {
             return;
         }
         self.view_changes.insert(from, vc);
