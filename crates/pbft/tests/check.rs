@@ -105,8 +105,9 @@ fn a_silent_primary_is_replaced_and_agreement_holds_in_every_state() {
     assert_eq!(explore(Some(0), 1), 290_777, "the documented state count (README, PBFT)");
 }
 
-/// Two requests: too long for every CI run (`cargo test --release -p
-/// agora-pbft --test check -- --ignored`).
+/// Two requests: did not finish on this project's machine (10.3 GB of
+/// states after 8 minutes); kept for a larger one (`cargo test --release
+/// -p agora-pbft --test check -- --ignored`).
 #[test]
 #[ignore]
 fn two_requests_after_a_silent_primary() {
