@@ -368,7 +368,11 @@ impl Runnable for agora_pbft::Node<agora_pbft::Chain> {
     fn build(params: &Self::Params, nodes: u32) -> Box<dyn FnMut(NodeId) -> Self + Send> {
         let cfg = Arc::new(params.config(nodes).expect("validated before building"));
         let workload = agora_pbft::Workload { requests: params.requests, op_bytes: params.op_bytes };
-        Box::new(move |id| agora_pbft::Node::new(cfg.clone(), id, agora_pbft::Chain::default, workload))
+        let params = params.clone();
+        Box::new(move |id| match params.behaviour(id) {
+            Some(b) => agora_pbft::Node::byzantine(cfg.clone(), id, agora_pbft::Chain::default(), b),
+            None => agora_pbft::Node::new(cfg.clone(), id, agora_pbft::Chain::default, workload),
+        })
     }
     fn install_invariants(_params: &Self::Params, _nodes: u32, sim: &mut Sim<Self>) {
         crate::pbft::install_agreement(sim);

@@ -7,7 +7,7 @@
 
 use agora_core::Time;
 use agora_lab::registry::{self, Runnable};
-use agora_pbft::{Chain, Node, Params};
+use agora_pbft::{Behaviour, ByzantineReplica, Chain, Node, Params};
 use agora_sim::scenario::{FaultKind, FaultSpec, Scenario};
 use rand::{Rng, SeedableRng};
 use std::time::Duration;
@@ -111,4 +111,87 @@ fn pbft_agrees_and_finishes_over_many_faulty_seeds() {
     assert!(crash > 0 && partition > 0 && omission > 0 && forgot > 0, "every fault fired");
     assert!(transfers > 0, "some replica fell behind a stable checkpoint and caught up");
     assert!(views > 0, "some primary crashed and the others changed views");
+}
+
+/// One seed's Byzantine replica (f = 1): a PBFT attack (the primary
+/// equivocating, views flooded, messages beyond the water marks) or a
+/// generic one (mute, replaying, duplicating, misrouting), plus a correct
+/// replica crashing for a while with its memory and another cut off.
+fn byzantine(seed: u64) -> Scenario<Params> {
+    use agora_sim::scenario::Behaviour as Generic;
+    let mut sc = scenario();
+    sc.fault.clear();
+    sc.params.requests = 40;
+    sc.until = Duration::from_secs(30);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let bad = rng.random_range(0..4u32);
+    match seed % 7 {
+        0 => sc.params.byzantine.push(ByzantineReplica { replica: 0, behaviour: Behaviour::Equivocate }),
+        1 => sc.params.byzantine.push(ByzantineReplica { replica: bad, behaviour: Behaviour::FloodViews }),
+        2 => sc.params.byzantine.push(ByzantineReplica { replica: bad, behaviour: Behaviour::OutsideWindow }),
+        3 => sc.push_byzantine(bad, Generic::Mute),
+        4 => sc.push_byzantine(bad, Generic::Replay),
+        5 => sc.push_byzantine(bad, Generic::Duplicate),
+        _ => sc.push_byzantine(bad, Generic::Misroute),
+    }
+    let bad = if seed % 7 == 0 { 0 } else { bad };
+    let correct = |rng: &mut rand_chacha::ChaCha8Rng| (bad + rng.random_range(1..4)) % 4;
+    let (crashed, at) = (correct(&mut rng), rng.random_range(0..1500));
+    sc.push_fault(FaultSpec { kind: FaultKind::Crash, at: ms(at), node: Some(crashed), ..FaultSpec::default() });
+    sc.push_fault(FaultSpec {
+        kind: FaultKind::Recover,
+        at: ms(at + rng.random_range(1..1000)),
+        node: Some(crashed),
+        memory: Some(true),
+        ..FaultSpec::default()
+    });
+    let at = rng.random_range(0..1500);
+    sc.push_fault(FaultSpec {
+        kind: FaultKind::Partition,
+        at: ms(at),
+        heal: ms(at + rng.random_range(1..1000)),
+        groups: Some(vec![vec![correct(&mut rng)]]),
+        ..FaultSpec::default()
+    });
+    sc
+}
+
+/// CI runs 140 seeds (20 per behaviour); `AGORA_PBFT_SEEDS` runs more.
+#[test]
+fn one_byzantine_replica_breaks_neither_agreement_nor_progress() {
+    let seeds: u64 = std::env::var("AGORA_PBFT_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(140);
+    let (mut views, mut far, mut outside) = (0, 0, 0);
+    for seed in 0..seeds {
+        let sc = byzantine(seed);
+        let mut sim = registry::build::<Pbft>(&sc, seed, true);
+        sim.run_until(Time::ZERO + sc.until).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let outcome = Pbft::outcome(&sc.params, sc.nodes, &sim);
+        assert_eq!(outcome["all_done"], true, "seed {seed}: {outcome:#}");
+        views += outcome["views_entered"].as_u64().unwrap();
+        far += sim.stats().counters.get("view_changes_too_far_ahead");
+        outside += sim.stats().counters.get("ignored_outside_window");
+    }
+    eprintln!(
+        "{seeds} seeds: {views} views entered, {far} view changes too far ahead dropped, {outside} messages outside the window ignored"
+    );
+    assert!(views > 0 && far > 0 && outside > 0, "the attacks fired");
+}
+
+/// The mutation check: with prepare and commit quorums of f and f + 1
+/// (which need not share a correct replica), an equivocating primary makes
+/// two correct replicas commit different batches, and the invariant says so.
+#[test]
+fn small_quorums_let_an_equivocating_primary_split_the_replicas() {
+    let mut caught = 0;
+    for seed in 0..20 {
+        let mut sc = byzantine(seed * 7); // seed % 7 == 0: the equivocating primary
+        sc.params.small_quorums = true;
+        let mut sim = registry::build::<Pbft>(&sc, seed, true);
+        if let Err(e) = sim.run_until(Time::ZERO + sc.until) {
+            assert!(e.to_string().contains("committed a different batch"), "seed {seed}: {e}");
+            caught += 1;
+        }
+    }
+    eprintln!("{caught} of 20 seeds caught");
+    assert_eq!(caught, 20, "every run with the bug is caught");
 }

@@ -34,9 +34,14 @@
 //! number keeps, and sends them as its new view; every replica checks and
 //! recomputes that decision.
 //!
-//! Not yet here (issue 24's later stages): the defences against a
-//! Byzantine replica, MAC vectors on the normal path.
+//! A [`Byzantine`] replica runs the correct logic and tampers with what it
+//! sends ([`Behaviour`]): the tests' and sweeps' adversary.
+//!
+//! Not yet here (issue 24's later stages): MAC vectors on the normal path
+//! and authenticated client requests (until then a Byzantine primary can
+//! alter a request's operation).
 
+mod byzantine;
 pub mod check;
 mod client;
 pub mod decide;
@@ -45,6 +50,7 @@ mod msg;
 mod node;
 mod replica;
 
+pub use byzantine::{Behaviour, Byzantine};
 pub use client::{Client, Workload};
 pub use machine::{Chain, Null, StateMachine};
 pub use msg::{
@@ -91,6 +97,11 @@ pub struct Config {
     /// to the next view. Doubles with each view change without an
     /// execution, up to 8×.
     pub view_change_timeout: Duration,
+    /// The bug the quorum rule prevents, for the mutation check: prepared
+    /// with f prepares and committed with f + 1 commits. Two such quorums
+    /// need not share a correct replica, so an equivocating primary splits
+    /// the replicas.
+    pub small_quorums: bool,
 }
 
 impl Config {
@@ -109,6 +120,7 @@ impl Config {
             client_timeout: Duration::from_millis(200),
             status_interval: Duration::from_millis(50),
             view_change_timeout: Duration::from_millis(500),
+            small_quorums: false,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -144,6 +156,22 @@ impl Config {
     /// A quorum: 2f + 1.
     pub fn quorum(&self) -> usize {
         2 * self.f as usize + 1
+    }
+    /// Matching prepares a batch needs besides its pre-prepare: 2f.
+    pub fn prepare_quorum(&self) -> usize {
+        if self.small_quorums {
+            self.f as usize
+        } else {
+            2 * self.f as usize
+        }
+    }
+    /// Matching commits a batch needs: 2f + 1.
+    pub fn commit_quorum(&self) -> usize {
+        if self.small_quorums {
+            self.f as usize + 1
+        } else {
+            self.quorum()
+        }
     }
     /// The primary of `view`.
     pub fn primary(&self, view: u64) -> NodeId {
@@ -189,6 +217,20 @@ pub struct Params {
     pub status_interval: Duration,
     #[serde(default = "default_view_change_timeout", with = "agora_core::duration_str")]
     pub view_change_timeout: Duration,
+    /// Replicas that misbehave (at most f of them, for the run to be safe).
+    #[serde(default)]
+    pub byzantine: Vec<ByzantineReplica>,
+    /// The mutation check's bug (see [`Config::small_quorums`]).
+    #[serde(default)]
+    pub small_quorums: bool,
+}
+
+/// A `[[params.byzantine]]` entry.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ByzantineReplica {
+    pub replica: u32,
+    pub behaviour: Behaviour,
 }
 
 fn default_requests() -> u32 {
@@ -217,6 +259,11 @@ fn default_view_change_timeout() -> Duration {
 }
 
 impl Params {
+    /// How replica `id` misbehaves, if it does.
+    pub fn behaviour(&self, id: NodeId) -> Option<Behaviour> {
+        self.byzantine.iter().find(|b| b.replica == id.0).map(|b| b.behaviour)
+    }
+
     /// The group's configuration for a run of `nodes` nodes; the error
     /// starts with the offending field.
     pub fn config(&self, nodes: u32) -> Result<Config, String> {
@@ -225,6 +272,9 @@ impl Params {
                 "replicas: {} replicas leave no client among {nodes} nodes; add nodes for clients",
                 self.replicas
             ));
+        }
+        if let Some(b) = self.byzantine.iter().find(|b| b.replica >= self.replicas) {
+            return Err(format!("byzantine: {} is not a replica (0..{})", b.replica, self.replicas));
         }
         let cfg = Config {
             replicas: self.replicas,
@@ -238,6 +288,7 @@ impl Params {
             client_timeout: self.client_timeout,
             status_interval: self.status_interval,
             view_change_timeout: self.view_change_timeout,
+            small_quorums: self.small_quorums,
         };
         cfg.validate()?;
         Ok(cfg)

@@ -1,5 +1,6 @@
 //! A node of a PBFT group as one protocol: a replica or a client.
 
+use crate::byzantine::{Behaviour, Byzantine};
 use crate::client::{Client, Workload};
 use crate::msg::Msg;
 use crate::replica::Replica;
@@ -11,6 +12,8 @@ use std::sync::Arc;
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Node<M> {
     Replica(Box<Replica<M>>),
+    /// A replica that misbehaves: not checked as a correct one.
+    Byzantine(Box<Byzantine<M>>),
     Client(Box<Client>),
 }
 
@@ -53,16 +56,22 @@ impl<M: StateMachine> Node<M> {
         }
     }
 
+    /// Node `id`, a replica holding `machine` that misbehaves as `behaviour`.
+    pub fn byzantine(cfg: Arc<Config>, id: NodeId, machine: M, behaviour: Behaviour) -> Self {
+        Node::Byzantine(Box::new(Byzantine::new(Replica::new(cfg, id, machine), behaviour)))
+    }
+
+    /// A correct replica's state (not a Byzantine one's).
     pub fn replica(&self) -> Option<&Replica<M>> {
         match self {
             Node::Replica(r) => Some(r),
-            Node::Client(_) => None,
+            _ => None,
         }
     }
     pub fn client(&self) -> Option<&Client> {
         match self {
             Node::Client(c) => Some(c),
-            Node::Replica(_) => None,
+            _ => None,
         }
     }
 }
@@ -76,18 +85,21 @@ impl<M: StateMachine> Protocol for Node<M> {
     fn on_start(&mut self, io: &mut Io<'_, Self>) {
         match self {
             Node::Replica(r) => r.on_start(io),
+            Node::Byzantine(b) => b.handle(io, |r, io| r.on_start(io)),
             Node::Client(c) => c.on_start(io),
         }
     }
     fn on_message(&mut self, from: NodeId, msg: Msg, io: &mut Io<'_, Self>) {
         match self {
             Node::Replica(r) => r.on_message(from, msg, io),
+            Node::Byzantine(b) => b.handle(io, |r, io| r.on_message(from, msg, io)),
             Node::Client(c) => c.on_message(from, msg, io),
         }
     }
     fn on_timer(&mut self, timer: Timer, io: &mut Io<'_, Self>) {
         match self {
             Node::Replica(r) => r.on_timer(timer, io),
+            Node::Byzantine(b) => b.on_timer(timer, io),
             Node::Client(c) => c.on_timer(timer, io),
         }
     }
@@ -100,7 +112,7 @@ impl<M: StateMachine> Protocol for Node<M> {
     fn check_input(&self, input: &Input) -> Result<(), String> {
         match (self, input) {
             (Node::Client(_), _) => Ok(()),
-            (Node::Replica(_), Input::Submit { .. }) => {
+            (Node::Replica(_) | Node::Byzantine(_), Input::Submit { .. }) => {
                 Err("a replica takes no requests from outside; submit to a client node".into())
             }
         }
@@ -108,6 +120,7 @@ impl<M: StateMachine> Protocol for Node<M> {
     fn status(&self) -> serde_json::Value {
         match self {
             Node::Replica(r) => r.status(),
+            Node::Byzantine(b) => serde_json::json!({"role": "byzantine replica", "behaviour": b.behaviour}),
             Node::Client(c) => c.status(),
         }
     }

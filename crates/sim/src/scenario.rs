@@ -630,6 +630,11 @@ impl<P> Scenario<P> {
         self.fault.push(Spanned::new(0..0, f));
     }
 
+    /// Adds a generic Byzantine behaviour at `node` (as `[[byzantine]]` does).
+    pub fn push_byzantine(&mut self, node: u32, behaviour: Behaviour) {
+        self.byzantine.push(Spanned::new(0..0, ByzantineSpec { node, behaviour }));
+    }
+
     /// Adds an input entry; `value` must serialize as the protocol's input.
     pub fn push_input(&mut self, at: Duration, node: u32, value: &impl Serialize) -> Result<(), String> {
         let value = toml::Value::try_from(value).map_err(|e| format!("input at {node}: {e}"))?;

@@ -147,6 +147,12 @@ impl<M: StateMachine> Replica<M> {
     pub fn view(&self) -> u64 {
         self.view
     }
+    pub fn id(&self) -> NodeId {
+        self.me
+    }
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
     /// In the normal case of [`Replica::view`] (not changing views).
     pub fn active(&self) -> bool {
         self.active
@@ -429,11 +435,11 @@ impl<M: StateMachine> Replica<M> {
 
     /// Prepared: the pre-prepare and 2f matching prepares from backups.
     fn check_prepared(&mut self, seq: u64, io: &mut Io<'_, Node<M>>) {
-        let (me, f, view) = (self.me, self.cfg.f as usize, self.view);
+        let (me, needed, view) = (self.me, self.cfg.prepare_quorum(), self.view);
         let Some(slot) = self.log.get_mut(&seq) else { return };
         let Some((digest, batch)) = &slot.pre_prepare else { return };
         let digest = *digest;
-        if slot.prepared || slot.prepares.values().filter(|d| **d == digest).count() < 2 * f {
+        if slot.prepared || slot.prepares.values().filter(|d| **d == digest).count() < needed {
             return;
         }
         slot.last_prepared = Some((view, digest, batch.clone()));
@@ -445,7 +451,7 @@ impl<M: StateMachine> Replica<M> {
 
     /// Committed here: prepared, and 2f + 1 matching commits.
     fn check_committed(&mut self, seq: u64, io: &mut Io<'_, Node<M>>) {
-        let quorum = self.cfg.quorum();
+        let quorum = self.cfg.commit_quorum();
         let Some(slot) = self.log.get_mut(&seq) else { return };
         let Some((digest, _)) = &slot.pre_prepare else { return };
         if !slot.prepared || slot.committed || slot.commits.values().filter(|d| *d == digest).count() < quorum {

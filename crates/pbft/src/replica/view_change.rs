@@ -20,6 +20,12 @@ use std::time::Duration;
 /// The most the view-change timeout doubles: 2^3 = 8 times the base.
 const MAX_BACKOFF: u32 = 3;
 
+/// View changes for views further ahead than this are dropped, as
+/// relab/hotstuff drops proposals more than 10 views ahead: a replica that
+/// announces huge views makes nobody jump or store anything. A replica
+/// truly that far behind catches up from a new view, which proves itself.
+pub(crate) const MAX_VIEWS_AHEAD: u64 = 10;
+
 impl<M: StateMachine> Replica<M> {
     pub(super) fn view_change_timeout(&self) -> Duration {
         self.cfg.view_change_timeout * (1 << self.backoff.min(MAX_BACKOFF))
@@ -31,7 +37,9 @@ impl<M: StateMachine> Replica<M> {
     /// rather than running through views nobody else is in.
     pub(super) fn view_change_timed_out(&mut self, io: &mut Io<'_, Node<M>>) {
         self.request_timer = false;
-        let joined = self.view_changes.values().filter(|m| m.view == self.view).count();
+        // A replica that moved on to a later view left this one too (only
+        // each replica's newest view change is kept).
+        let joined = self.view_changes.values().filter(|m| m.view >= self.view).count();
         if self.active || joined >= self.cfg.quorum() {
             self.start_view_change(self.view + 1, io);
         } else {
@@ -62,7 +70,7 @@ impl<M: StateMachine> Replica<M> {
     }
 
     /// This replica's signed view change for `view`.
-    fn view_change_message(&self, view: u64, io: &mut Io<'_, Node<M>>) -> ViewChange {
+    pub(crate) fn view_change_message(&self, view: u64, io: &mut Io<'_, Node<M>>) -> ViewChange {
         let mut checkpoints = vec![(self.low, self.low_digest)];
         checkpoints.extend(self.taken.iter().filter(|(s, _)| **s > self.low).map(|(s, t)| (*s, t.digest)));
         let prepared = self
@@ -123,6 +131,10 @@ impl<M: StateMachine> Replica<M> {
     pub(super) fn on_view_change(&mut self, from: NodeId, vc: ViewChange, io: &mut Io<'_, Node<M>>) {
         let behind = vc.view < self.view || (vc.view == self.view && self.active);
         let known = self.view_changes.get(&from).is_some_and(|m| m.view >= vc.view);
+        if vc.view > self.view.saturating_add(MAX_VIEWS_AHEAD) {
+            io.count("view_changes_too_far_ahead", 1);
+            return;
+        }
         // Cheap checks first: a copy of one held, or one nothing is done
         // with, costs no signature check.
         if known || (behind && (self.new_view.is_none() || !self.active)) {
@@ -182,10 +194,12 @@ impl<M: StateMachine> Replica<M> {
         let mut senders: Vec<NodeId> = proof.iter().map(|m| m.replica).collect();
         senders.sort_unstable();
         senders.dedup();
-        let valid = verify(io, primary, &new_view_bytes(view, &proof), &signature)
-            && senders.len() == proof.len()
+        // Signatures last: a malformed new view costs no curve arithmetic.
+        let valid = senders.len() == proof.len()
             && proof.len() >= self.cfg.quorum()
-            && proof.iter().all(|m| m.view == view && self.valid_view_change(m, io));
+            && proof.iter().all(|m| m.view == view)
+            && verify(io, primary, &new_view_bytes(view, &proof), &signature)
+            && proof.iter().all(|m| self.valid_view_change(m, io));
         let decision = valid.then(|| decide(&proof.iter().collect::<Vec<_>>(), self.cfg.f, self.cfg.window)).flatten();
         let Some(decision) = decision else {
             io.count("new_views_refused", 1);

@@ -1,0 +1,109 @@
+//! A Byzantine replica for tests and sweeps: it runs the correct replica's
+//! logic and tampers with what that sends, the way the attacks production
+//! BFT code met did (an equivocating primary, view numbers flooded to huge
+//! values, messages far beyond the water marks). Replaying and duplicating
+//! need no knowledge of PBFT: the simulator's generic behaviours do them.
+
+use crate::msg::{batch_digest, Msg, Request};
+use crate::node::{Node, Timer};
+use crate::{Replica, StateMachine};
+use agora_core::{Command, Io, NodeId};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Behaviour {
+    /// As primary, sends the odd-numbered backups a different batch (each
+    /// operation altered) from the one the others get, and at once commits
+    /// to each the batch it sent it.
+    Equivocate,
+    /// At every status tick, sends signed view changes for views a million
+    /// ahead and pre-prepares for views near the largest number.
+    FloodViews,
+    /// At every status tick, sends prepares, commits and checkpoints for
+    /// sequence numbers far beyond the water marks.
+    OutsideWindow,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Byzantine<M> {
+    pub replica: Replica<M>,
+    pub behaviour: Behaviour,
+    ticks: u64,
+}
+
+impl<M: StateMachine> Byzantine<M> {
+    pub fn new(replica: Replica<M>, behaviour: Behaviour) -> Self {
+        Byzantine { replica, behaviour, ticks: 0 }
+    }
+
+    /// Runs a handler of the correct replica and sends what it sends, tampered.
+    pub(crate) fn handle(
+        &mut self,
+        io: &mut Io<'_, Node<M>>,
+        handler: impl FnOnce(&mut Replica<M>, &mut Io<'_, Node<M>>),
+    ) {
+        let mut out = Vec::new();
+        handler(&mut self.replica, &mut io.nested(&mut out));
+        for cmd in out {
+            match cmd {
+                Command::Send { to, msg } => self.send(to, msg, io),
+                other => io.push(other),
+            }
+        }
+    }
+
+    fn send(&mut self, to: NodeId, msg: Msg, io: &mut Io<'_, Node<M>>) {
+        match msg {
+            Msg::PrePrepare { view, seq, batch } if self.behaviour == Behaviour::Equivocate => {
+                let batch: Vec<Request> = if to.0 % 2 == 1 {
+                    batch
+                        .into_iter()
+                        .map(|mut r| {
+                            r.op.push(b'!');
+                            r
+                        })
+                        .collect()
+                } else {
+                    batch
+                };
+                let digest = batch_digest(&batch);
+                io.send(to, Msg::PrePrepare { view, seq, batch });
+                io.send(to, Msg::Commit { view, seq, digest });
+            }
+            msg => io.send(to, msg),
+        }
+    }
+
+    /// After a status tick: the flood this behaviour sends.
+    pub(crate) fn on_timer(&mut self, timer: Timer, io: &mut Io<'_, Node<M>>) {
+        self.handle(io, |r, io| r.on_timer(timer, io));
+        if timer != Timer::Status {
+            return;
+        }
+        self.ticks += 1;
+        let (t, r) = (self.ticks, &self.replica);
+        let flood: Vec<Msg> = match self.behaviour {
+            Behaviour::Equivocate => return,
+            Behaviour::FloodViews => vec![
+                Msg::ViewChange(Box::new(r.view_change_message(r.view() + 1_000_000 * t, io))),
+                Msg::PrePrepare { view: u64::MAX - t, seq: 1, batch: Vec::new() },
+            ],
+            Behaviour::OutsideWindow => {
+                let (low, cfg) = (r.stable().0, r.config());
+                let seq = low + cfg.window * (1_000 + t);
+                let digest = [t as u8; 32];
+                vec![
+                    Msg::Prepare { view: r.view(), seq, digest },
+                    Msg::Commit { view: r.view(), seq, digest },
+                    Msg::Checkpoint { seq: cfg.checkpoint_interval * (1_000_000 + t), digest },
+                ]
+            }
+        };
+        for peer in r.config().replica_ids().filter(|&p| p != r.id()) {
+            for m in &flood {
+                io.send(peer, m.clone());
+            }
+        }
+    }
+}
