@@ -6,7 +6,8 @@
 
 use crate::msg::{batch_digest, Msg, Request};
 use crate::node::{Node, Timer};
-use crate::{Replica, StateMachine};
+use crate::{Config, Replica, StateMachine};
+use std::sync::Arc;
 use agora_core::{Command, Io, NodeId};
 use serde::{Deserialize, Serialize};
 
@@ -23,30 +24,84 @@ pub enum Behaviour {
     /// At every status tick, sends prepares, commits and checkpoints for
     /// sequence numbers far beyond the water marks.
     OutsideWindow,
+    /// Twins: two correct instances of the replica with its one key, one
+    /// talking to the even-numbered nodes and one to the odd — so the
+    /// replica says different things to each half at every step, whatever
+    /// its role.
+    Twins,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Byzantine<M> {
     pub replica: Replica<M>,
     pub behaviour: Behaviour,
+    /// Twins: the instance that talks to the odd-numbered nodes.
+    twin: Option<Replica<M>>,
     ticks: u64,
 }
 
 impl<M: StateMachine> Byzantine<M> {
-    pub fn new(replica: Replica<M>, behaviour: Behaviour) -> Self {
-        Byzantine { replica, behaviour, ticks: 0 }
+    /// Replica `id` holding `machine`, misbehaving as `behaviour`.
+    pub fn new(cfg: Arc<Config>, id: NodeId, machine: M, behaviour: Behaviour) -> Self {
+        let twin = (behaviour == Behaviour::Twins)
+            .then(|| M::restore(&machine.snapshot()).map(|m| Replica::new(cfg.clone(), id, m)))
+            .map(|t| t.expect("a machine restores from its own snapshot"));
+        Byzantine { replica: Replica::new(cfg, id, machine), behaviour, twin, ticks: 0 }
     }
 
-    /// Runs a handler of the correct replica and sends what it sends, tampered.
+    /// Runs a handler of the correct replica and sends what it sends,
+    /// tampered; twins run it on both instances, each heard by its half.
     pub(crate) fn handle(
         &mut self,
         io: &mut Io<'_, Node<M>>,
-        handler: impl FnOnce(&mut Replica<M>, &mut Io<'_, Node<M>>),
+        handler: impl Fn(&mut Replica<M>, &mut Io<'_, Node<M>>),
     ) {
         let mut out = Vec::new();
         handler(&mut self.replica, &mut io.nested(&mut out));
+        let mut twin_out = Vec::new();
+        if let Some(twin) = &mut self.twin {
+            handler(twin, &mut io.nested(&mut twin_out));
+        }
+        let twins = self.twin.is_some();
+        let halves = out.into_iter().map(|c| (c, 0)).chain(twin_out.into_iter().map(|c| (c, 1)));
+        for (cmd, half) in halves {
+            match cmd {
+                Command::Send { to, .. } if twins && to.0 % 2 != half => {}
+                Command::Send { to, msg } => self.send(to, msg, io),
+                // Timers and the rest: one instance's are enough (both
+                // arm the same timers).
+                other if half == 0 => io.push(other),
+                _ => {}
+            }
+        }
+    }
+
+    /// A message from `from`: twins hand it to the instance of its half.
+    pub(crate) fn on_message(&mut self, from: NodeId, msg: Msg, io: &mut Io<'_, Node<M>>) {
+        match &mut self.twin {
+            Some(twin) if from.0 % 2 == 1 => {
+                let mut out = Vec::new();
+                twin.on_message(from, msg, &mut io.nested(&mut out));
+                for cmd in out {
+                    if let Command::Send { to, msg } = cmd {
+                        if to.0 % 2 == 1 {
+                            io.send(to, msg);
+                        }
+                    }
+                }
+            }
+            _ => self.handle_one(io, |r, io| r.on_message(from, msg, io)),
+        }
+    }
+
+    /// [`Byzantine::handle`] for a handler that runs once (on the even twin).
+    fn handle_one(&mut self, io: &mut Io<'_, Node<M>>, handler: impl FnOnce(&mut Replica<M>, &mut Io<'_, Node<M>>)) {
+        let mut out = Vec::new();
+        handler(&mut self.replica, &mut io.nested(&mut out));
+        let twins = self.twin.is_some();
         for cmd in out {
             match cmd {
+                Command::Send { to, .. } if twins && to.0 % 2 == 1 => {}
                 Command::Send { to, msg } => self.send(to, msg, io),
                 other => io.push(other),
             }
@@ -84,7 +139,7 @@ impl<M: StateMachine> Byzantine<M> {
         self.ticks += 1;
         let (t, r) = (self.ticks, &self.replica);
         let flood: Vec<Msg> = match self.behaviour {
-            Behaviour::Equivocate => return,
+            Behaviour::Equivocate | Behaviour::Twins => return,
             Behaviour::FloodViews => vec![
                 Msg::ViewChange(Box::new(r.view_change_message(r.view() + 1_000_000 * t, io))),
                 Msg::PrePrepare { view: u64::MAX - t, seq: 1, batch: Vec::new() },

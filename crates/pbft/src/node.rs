@@ -58,7 +58,7 @@ impl<M: StateMachine> Node<M> {
 
     /// Node `id`, a replica holding `machine` that misbehaves as `behaviour`.
     pub fn byzantine(cfg: Arc<Config>, id: NodeId, machine: M, behaviour: Behaviour) -> Self {
-        Node::Byzantine(Box::new(Byzantine::new(Replica::new(cfg, id, machine), behaviour)))
+        Node::Byzantine(Box::new(Byzantine::new(cfg, id, machine, behaviour)))
     }
 
     /// A correct replica's state (not a Byzantine one's).
@@ -92,7 +92,7 @@ impl<M: StateMachine> Protocol for Node<M> {
     fn on_message(&mut self, from: NodeId, msg: Msg, io: &mut Io<'_, Self>) {
         match self {
             Node::Replica(r) => r.on_message(from, msg, io),
-            Node::Byzantine(b) => b.handle(io, |r, io| r.on_message(from, msg, io)),
+            Node::Byzantine(b) => b.on_message(from, msg, io),
             Node::Client(c) => c.on_message(from, msg, io),
         }
     }
