@@ -7,9 +7,9 @@
 use crate::msg::{batch_digest, Msg, Request};
 use crate::node::{Node, Timer};
 use crate::{Config, Replica, StateMachine};
-use std::sync::Arc;
 use agora_core::{Command, Io, NodeId};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -51,11 +51,7 @@ impl<M: StateMachine> Byzantine<M> {
 
     /// Runs a handler of the correct replica and sends what it sends,
     /// tampered; twins run it on both instances, each heard by its half.
-    pub(crate) fn handle(
-        &mut self,
-        io: &mut Io<'_, Node<M>>,
-        handler: impl Fn(&mut Replica<M>, &mut Io<'_, Node<M>>),
-    ) {
+    pub(crate) fn handle(&mut self, io: &mut Io<'_, Node<M>>, handler: impl Fn(&mut Replica<M>, &mut Io<'_, Node<M>>)) {
         let mut out = Vec::new();
         handler(&mut self.replica, &mut io.nested(&mut out));
         let mut twin_out = Vec::new();
