@@ -35,9 +35,6 @@ fn config() -> Arc<Config> {
     Arc::new(cfg)
 }
 
-/// The bound: views up to this one.
-const MAX_VIEW: u64 = 1;
-
 /// How the primary of view 0 is faulty.
 #[derive(Clone, Copy, Debug)]
 enum Primary {
@@ -49,7 +46,7 @@ enum Primary {
 }
 
 /// The model, with replica 0 faulty as `primary` says.
-fn model(primary: Primary, requests: u32) -> ActorModel<Checked<Pbft>, Bounds> {
+fn model(primary: Primary, requests: u32, max_view: u64) -> ActorModel<Checked<Pbft>, Bounds> {
     let cfg = config();
     let c = cfg.clone();
     let actor = Checked::new(move |id: NodeId| {
@@ -62,11 +59,11 @@ fn model(primary: Primary, requests: u32) -> ActorModel<Checked<Pbft>, Bounds> {
     })
     .instant_sync();
     let nodes = (cfg.replicas + cfg.clients) as usize;
-    ActorModel::new(Bounds { requests }, ())
+    ActorModel::new(Bounds { max_view, requests }, ())
         .actors(std::iter::repeat_n(actor, nodes))
         .init_network(Network::new_unordered_duplicating([]))
         .lossy_network(LossyNetwork::No)
-        .within_boundary(|_, s| s.actor_states.iter().filter_map(|n| n.proto.replica()).all(|r| r.view() <= MAX_VIEW))
+        .within_boundary(|b, s| s.actor_states.iter().filter_map(|n| n.proto.replica()).all(|r| r.view() <= b.max_view))
         .property(Expectation::Always, "agreement", |_, s| {
             let replicas: Vec<_> = s.actor_states.iter().filter_map(|n| n.proto.replica()).collect();
             replicas.iter().all(|a| {
@@ -81,25 +78,26 @@ fn model(primary: Primary, requests: u32) -> ActorModel<Checked<Pbft>, Bounds> {
         .property(Expectation::Sometimes, "every request done", |m, s| {
             s.actor_states.iter().filter_map(|n| n.proto.client()).any(|c| c.done() == m.cfg.requests as u64)
         })
-        .property(Expectation::Sometimes, "a view change completes", |_, s| {
-            s.actor_states.iter().filter_map(|n| n.proto.replica()).any(|r| r.view() == 1 && r.active())
+        .property(Expectation::Sometimes, "a view change completes", |b, s| {
+            b.cfg.max_view == 0 || s.actor_states.iter().filter_map(|n| n.proto.replica()).any(|r| r.view() == 1 && r.active())
         })
 }
 
-/// What the properties need to know.
+/// The bound on views, and what the properties need to know.
 #[derive(Clone)]
 struct Bounds {
+    max_view: u64,
     requests: u32,
 }
 
 /// Explores every state of the bounded model; its unique state count.
-fn explore(primary: Primary, requests: u32) -> usize {
+fn explore(primary: Primary, requests: u32, max_view: u64) -> usize {
     let start = std::time::Instant::now();
-    let checker = model(primary, requests).checker().spawn_bfs().join();
+    let checker = model(primary, requests, max_view).checker().spawn_bfs().join();
     checker.assert_properties();
     let states = checker.unique_state_count();
     eprintln!(
-        "{primary:?} primary, {requests} request(s): {states} unique states, depth {}, {:.0?}; \
+        "{primary:?} primary, {requests} request(s), views up to {max_view}: {states} unique states, depth {}, {:.0?}; \
          agreement holds, every request done, a view change completes",
         checker.max_depth(),
         start.elapsed()
@@ -111,15 +109,17 @@ fn explore(primary: Primary, requests: u32) -> usize {
 /// project's 2-core machine.
 #[test]
 fn a_silent_primary_is_replaced_and_agreement_holds_in_every_state() {
-    assert_eq!(explore(Primary::Silent, 1), 290_777, "the documented state count (README, PBFT)");
+    assert_eq!(explore(Primary::Silent, 1, 1), 290_777, "the documented state count (README, PBFT)");
 }
 
 /// Equivocating: replicas 1 and 3 may commit the batch replica 2 never
-/// gets; no correct replica commits the other.
+/// gets; no correct replica commits the other. Did not finish on this
+/// project's machine even in view 0 (out of memory at 10 GB within 4
+/// minutes); the simulator's sweeps cover this attack meanwhile.
 #[test]
 #[ignore]
 fn an_equivocating_primary_splits_nothing_in_any_state() {
-    explore(Primary::Equivocating, 1);
+    explore(Primary::Equivocating, 1, 0);
 }
 
 /// Two requests: did not finish on this project's machine (10.3 GB of
@@ -128,5 +128,5 @@ fn an_equivocating_primary_splits_nothing_in_any_state() {
 #[test]
 #[ignore]
 fn two_requests_after_a_silent_primary() {
-    explore(Primary::Silent, 2);
+    explore(Primary::Silent, 2, 1);
 }
