@@ -139,7 +139,7 @@ fn byzantine(seed: u64) -> Scenario<Params> {
         6 => sc.push_byzantine(bad, Generic::Duplicate),
         _ => sc.push_byzantine(bad, Generic::Misroute),
     }
-    let bad = if seed % BEHAVIOURS == 0 { 0 } else { bad };
+    let bad = if seed.is_multiple_of(BEHAVIOURS) { 0 } else { bad };
     let correct = |rng: &mut rand_chacha::ChaCha8Rng| (bad + rng.random_range(1..4)) % 4;
     let (crashed, at) = (correct(&mut rng), rng.random_range(0..1500));
     sc.push_fault(FaultSpec { kind: FaultKind::Crash, at: ms(at), node: Some(crashed), ..FaultSpec::default() });

@@ -79,7 +79,8 @@ fn model(primary: Primary, requests: u32, max_view: u64) -> ActorModel<Checked<P
             s.actor_states.iter().filter_map(|n| n.proto.client()).any(|c| c.done() == m.cfg.requests as u64)
         })
         .property(Expectation::Sometimes, "a view change completes", |b, s| {
-            b.cfg.max_view == 0 || s.actor_states.iter().filter_map(|n| n.proto.replica()).any(|r| r.view() == 1 && r.active())
+            b.cfg.max_view == 0
+                || s.actor_states.iter().filter_map(|n| n.proto.replica()).any(|r| r.view() == 1 && r.active())
         })
 }
 
