@@ -50,54 +50,35 @@ impl<M: StateMachine> Byzantine<M> {
     }
 
     /// Runs a handler of the correct replica and sends what it sends,
-    /// tampered; twins run it on both instances, each heard by its half.
+    /// tampered; twins run it on both instances.
     pub(crate) fn handle(&mut self, io: &mut Io<'_, Node<M>>, handler: impl Fn(&mut Replica<M>, &mut Io<'_, Node<M>>)) {
-        let mut out = Vec::new();
-        handler(&mut self.replica, &mut io.nested(&mut out));
-        let mut twin_out = Vec::new();
-        if let Some(twin) = &mut self.twin {
-            handler(twin, &mut io.nested(&mut twin_out));
-        }
-        let twins = self.twin.is_some();
-        let halves = out.into_iter().map(|c| (c, 0)).chain(twin_out.into_iter().map(|c| (c, 1)));
-        for (cmd, half) in halves {
-            match cmd {
-                Command::Send { to, .. } if twins && to.0 % 2 != half => {}
-                Command::Send { to, msg } => self.send(to, msg, io),
-                // Timers and the rest: one instance's are enough (both
-                // arm the same timers).
-                other if half == 0 => io.push(other),
-                _ => {}
-            }
+        self.run_on(0, io, &handler);
+        if self.twin.is_some() {
+            self.run_on(1, io, handler);
         }
     }
 
     /// A message from `from`: twins hand it to the instance of its half.
     pub(crate) fn on_message(&mut self, from: NodeId, msg: Msg, io: &mut Io<'_, Node<M>>) {
-        match &mut self.twin {
-            Some(twin) if from.0 % 2 == 1 => {
-                let mut out = Vec::new();
-                twin.on_message(from, msg, &mut io.nested(&mut out));
-                for cmd in out {
-                    if let Command::Send { to, msg } = cmd {
-                        if to.0 % 2 == 1 {
-                            io.send(to, msg);
-                        }
-                    }
-                }
-            }
-            _ => self.handle_one(io, |r, io| r.on_message(from, msg, io)),
-        }
+        let half = if self.twin.is_some() { from.0 % 2 } else { 0 };
+        self.run_on(half, io, |r, io| r.on_message(from, msg, io));
     }
 
-    /// [`Byzantine::handle`] for a handler that runs once (on the even twin).
-    fn handle_one(&mut self, io: &mut Io<'_, Node<M>>, handler: impl FnOnce(&mut Replica<M>, &mut Io<'_, Node<M>>)) {
+    /// Runs `handler` on instance `half` (1: the twin); with twins, only
+    /// that half of the nodes hears what it sends.
+    fn run_on(
+        &mut self,
+        half: u32,
+        io: &mut Io<'_, Node<M>>,
+        handler: impl FnOnce(&mut Replica<M>, &mut Io<'_, Node<M>>),
+    ) {
         let mut out = Vec::new();
-        handler(&mut self.replica, &mut io.nested(&mut out));
+        let instance = if half == 1 { self.twin.as_mut().expect("twins have a twin") } else { &mut self.replica };
+        handler(instance, &mut io.nested(&mut out));
         let twins = self.twin.is_some();
         for cmd in out {
             match cmd {
-                Command::Send { to, .. } if twins && to.0 % 2 == 1 => {}
+                Command::Send { to, .. } if twins && to.0 % 2 != half => {}
                 Command::Send { to, msg } => self.send(to, msg, io),
                 other => io.push(other),
             }
