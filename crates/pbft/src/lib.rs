@@ -28,8 +28,8 @@
 //! now and then ([`Msg::Status`]), and peers resend their own messages for
 //! what the sender lacks.
 //!
-//! View changes (§ 4.4, [`decide`]): a backup whose request waits too long
-//! suspects the primary and sends a signed view change; the next primary
+//! View changes (§ 4.4, [`decide`]): a replica whose request waits too
+//! long suspects the view and sends a signed view change; the next primary
 //! gathers 2f + 1 that determine which batch each unfinished sequence
 //! number keeps, and sends them as its new view; every replica checks and
 //! recomputes that decision.
@@ -60,7 +60,7 @@ pub use node::{Input, Node, Output, Timer};
 pub use replica::Replica;
 
 use agora_core::NodeId;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// A SHA-256 digest.
@@ -92,7 +92,7 @@ pub struct Config {
     /// for a network that loses nothing, such as the model checker's, which
     /// may deliver any message again anyway).
     pub status_interval: Duration,
-    /// A backup suspects the primary when a request it holds waits this
+    /// A replica suspects the view when a request it holds waits this
     /// long for an execution; a view change that takes this long moves on
     /// to the next view. Doubles with each view change without an
     /// execution, up to 8×.
@@ -191,7 +191,7 @@ impl Config {
 /// A scenario's `[params]` for the `pbft` protocol: the nodes after the
 /// replicas are clients, each sending `requests` requests one after the
 /// other to a [`Chain`] machine.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
     pub replicas: u32,
@@ -226,7 +226,7 @@ pub struct Params {
 }
 
 /// A `[[params.byzantine]]` entry.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ByzantineReplica {
     pub replica: u32,

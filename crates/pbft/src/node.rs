@@ -23,7 +23,7 @@ pub enum Timer {
     Status,
     /// The primary's batch delay is over.
     Batch,
-    /// A backup's request timer (the primary is suspected), or a view
+    /// A replica's request timer (the view is suspected), or a view
     /// change that did not complete in time.
     ViewChange,
     /// A client's request has waited a timeout for f + 1 matching replies.

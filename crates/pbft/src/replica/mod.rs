@@ -87,7 +87,7 @@ pub struct Replica<M> {
     /// The primary's newest proposed request per client in this view.
     proposed: BTreeMap<NodeId, u64>,
     batch_timer: bool,
-    /// A backup's request timer is running (it expects an execution).
+    /// The request timer is running (an execution is expected).
     request_timer: bool,
     /// View changes since the last execution: each doubles the timeout.
     backoff: u32,
@@ -334,10 +334,13 @@ impl<M: StateMachine> Replica<M> {
         self.propose(false, io);
     }
 
-    /// A backup with requests waiting runs its request timer: if none is
-    /// executed before it fires, the primary is suspected.
+    /// A replica with requests waiting runs its request timer: if none is
+    /// executed before it fires, it suspects the view and leaves it. The
+    /// primary too: one that cannot get its batches committed (the
+    /// Byzantine sweep found a run where only it could still tell) gives
+    /// the view up as well.
     fn time_requests(&mut self, io: &mut Io<'_, Node<M>>) {
-        if self.active && !self.is_primary() && !self.pending.is_empty() && !self.request_timer {
+        if self.active && !self.pending.is_empty() && !self.request_timer {
             self.request_timer = true;
             io.set_timer(self.view_change_timeout(), Timer::ViewChange);
         }

@@ -1,5 +1,5 @@
-//! View changes (Castro–Liskov § 4.4): a backup whose request timer fires
-//! suspects the primary and sends a signed view change for the next view;
+//! View changes (Castro–Liskov § 4.4): a replica whose request timer fires
+//! suspects the view and sends a signed view change for the next view;
 //! the new primary, with 2f + 1 of them that determine a decision, sends
 //! them all as its new view; every replica checks the signatures, computes
 //! the same decision ([`crate::decide`]) and starts the view from it. A
