@@ -53,9 +53,7 @@ mod replica;
 pub use byzantine::{Behaviour, Byzantine};
 pub use client::{Client, Workload};
 pub use machine::{Chain, Null, StateMachine};
-pub use msg::{
-    batch_digest, checkpoint_digest, extend_chain, Msg, PrePrepared, Prepared, Request, Snapshot, ViewChange,
-};
+pub use msg::{batch_digest, extend_chain, Msg, PrePrepared, Prepared, Request, Snapshot, ViewChange};
 pub use node::{Input, Node, Output, Timer};
 pub use replica::Replica;
 

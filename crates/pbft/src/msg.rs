@@ -148,20 +148,23 @@ pub fn extend_chain(chain: &Digest, seq: u64, digest: &Digest) -> Digest {
     Sha256::new().chain_update(chain).chain_update(seq.to_le_bytes()).chain_update(digest).finalize().into()
 }
 
-/// A checkpoint's digest: the sequence number, the chain, the reply cache
-/// and the machine's digest.
-pub fn checkpoint_digest(seq: u64, chain: &Digest, clients: &[(NodeId, u64, Vec<u8>)], machine: &Digest) -> Digest {
-    let mut h = Sha256::new();
-    h.update(seq.to_le_bytes());
-    h.update(chain);
-    for (c, t, result) in clients {
-        h.update(c.0.to_le_bytes());
-        h.update(t.to_le_bytes());
-        h.update((result.len() as u64).to_le_bytes());
-        h.update(result);
+impl Snapshot {
+    /// The digest of the checkpoint at `seq` holding this state: the
+    /// sequence number, the chain, the reply cache and the machine's bytes.
+    pub fn digest(&self, seq: u64) -> Digest {
+        let mut h = Sha256::new();
+        h.update(seq.to_le_bytes());
+        h.update(self.chain);
+        for (c, t, result) in &self.clients {
+            h.update(c.0.to_le_bytes());
+            h.update(t.to_le_bytes());
+            h.update((result.len() as u64).to_le_bytes());
+            h.update(result);
+        }
+        h.update((self.machine.len() as u64).to_le_bytes());
+        h.update(&self.machine);
+        h.finalize().into()
     }
-    h.update(machine);
-    h.finalize().into()
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Checkpoints, the water marks and state transfer (Castro–Liskov § 4.3).
 
 use super::{Replica, Taken};
-use crate::msg::{checkpoint_digest, Msg, Snapshot};
+use crate::msg::{Msg, Snapshot};
 use crate::node::Node;
 use crate::{Digest, StateMachine};
 use agora_core::{Io, NodeId};
@@ -10,8 +10,8 @@ impl<M: StateMachine> Replica<M> {
     pub(super) fn take_checkpoint(&mut self, io: &mut Io<'_, Node<M>>) {
         let seq = self.executed;
         let clients: Vec<_> = self.replies.iter().map(|(c, (t, r))| (*c, *t, r.clone())).collect();
-        let digest = checkpoint_digest(seq, &self.chain, &clients, &self.machine.digest());
         let snapshot = Snapshot { chain: self.chain, clients, machine: self.machine.snapshot() };
+        let digest = snapshot.digest(seq);
         self.taken.insert(seq, Taken { digest, snapshot });
         self.votes.entry(seq).or_default().insert(self.me, digest);
         self.to_replicas(Msg::Checkpoint { seq, digest }, io);
@@ -142,8 +142,9 @@ impl<M: StateMachine> Replica<M> {
         if seq != want {
             return;
         }
-        let machine = match M::restore(&state.machine) {
-            Ok(m) if checkpoint_digest(seq, &state.chain, &state.clients, &m.digest()) == digest => m,
+        // Checked before the bytes are parsed.
+        let machine = match (state.digest(seq) == digest).then(|| M::restore(&state.machine)) {
+            Some(Ok(m)) => m,
             _ => {
                 io.count("states_refused", 1);
                 return;

@@ -26,8 +26,9 @@ struct Slot {
     commits: BTreeMap<NodeId, Digest>,
     prepared: bool,
     committed: bool,
-    /// The latest view this replica prepared a batch here in, the digest
-    /// and the batch (a view change's prepared set).
+    /// The latest earlier view this replica prepared a batch here in, the
+    /// digest and the batch; with [`Slot::prepared_claim`], a view change's
+    /// prepared set.
     last_prepared: Option<(u64, Digest, Vec<Request>)>,
     /// The digests it accepted a pre-prepare for here, each with the latest
     /// view (a view change's pre-prepared set; the newest few).
@@ -45,10 +46,24 @@ impl Slot {
             self.pre_prepared.remove(0);
         }
     }
-    /// Starts the slot over in `view`, keeping what a view change reports.
+    /// Starts the slot over in `view`, keeping what a view change reports
+    /// (a batch prepared in this view moves into `last_prepared`).
     fn reset(&mut self, view: u64) {
-        let (last_prepared, pre_prepared) = (self.last_prepared.take(), std::mem::take(&mut self.pre_prepared));
+        let mut last_prepared = self.last_prepared.take();
+        if let (true, Some((digest, batch))) = (self.prepared, self.pre_prepare.take()) {
+            last_prepared = Some((self.view, digest, batch));
+        }
+        let pre_prepared = std::mem::take(&mut self.pre_prepared);
         *self = Slot { view, last_prepared, pre_prepared, ..Slot::default() };
+    }
+
+    /// The latest batch prepared here, in any view: view, digest, batch.
+    fn prepared_claim(&self) -> Option<(u64, &Digest, &Vec<Request>)> {
+        match (&self.pre_prepare, &self.last_prepared) {
+            (Some((d, b)), _) if self.prepared => Some((self.view, d, b)),
+            (_, Some((v, d, b))) => Some((*v, d, b)),
+            _ => None,
+        }
     }
 }
 
@@ -356,18 +371,17 @@ impl<M: StateMachine> Replica<M> {
         let cfg = self.cfg.clone();
         while self.assigned < self.low + cfg.window && self.assigned.saturating_sub(self.executed) < cfg.pipeline {
             let fresh = |r: &&Request| self.proposed.get(&r.client).is_none_or(|t| *t < r.timestamp);
-            let waiting = self.pending.iter().filter(fresh).count();
-            if waiting == 0 {
+            let batch: Vec<Request> = self.pending.iter().filter(fresh).take(cfg.batch_max).cloned().collect();
+            if batch.is_empty() {
                 return;
             }
-            if waiting < cfg.batch_max && !cfg.batch_delay.is_zero() && !flush {
+            if batch.len() < cfg.batch_max && !cfg.batch_delay.is_zero() && !flush {
                 if !self.batch_timer {
                     self.batch_timer = true;
                     io.set_timer(cfg.batch_delay, Timer::Batch);
                 }
                 return;
             }
-            let batch: Vec<Request> = self.pending.iter().filter(fresh).take(cfg.batch_max).cloned().collect();
             for r in &batch {
                 self.proposed.insert(r.client, r.timestamp);
             }
@@ -440,12 +454,11 @@ impl<M: StateMachine> Replica<M> {
     fn check_prepared(&mut self, seq: u64, io: &mut Io<'_, Node<M>>) {
         let (me, needed, view) = (self.me, self.cfg.prepare_quorum(), self.view);
         let Some(slot) = self.log.get_mut(&seq) else { return };
-        let Some((digest, batch)) = &slot.pre_prepare else { return };
+        let Some((digest, _)) = &slot.pre_prepare else { return };
         let digest = *digest;
         if slot.prepared || slot.prepares.values().filter(|d| **d == digest).count() < needed {
             return;
         }
-        slot.last_prepared = Some((view, digest, batch.clone()));
         slot.prepared = true;
         slot.commits.entry(me).or_insert(digest);
         self.to_replicas(Msg::Commit { view, seq, digest }, io);

@@ -77,8 +77,8 @@ impl<M: StateMachine> Replica<M> {
             .log
             .iter()
             .filter_map(|(&seq, s)| {
-                let (view, digest, batch) = s.last_prepared.clone()?;
-                Some(Prepared { seq, view, digest, batch })
+                let (view, digest, batch) = s.prepared_claim()?;
+                Some(Prepared { seq, view, digest: *digest, batch: batch.clone() })
             })
             .collect();
         let pre_prepared = self
