@@ -297,4 +297,7 @@ impl Keys for RememberedKeys {
         self.verified.lock().unwrap_or_else(|e| e.into_inner()).insert(key, ok);
         ok
     }
+    fn pair_key(&self, me: NodeId, peer: NodeId) -> Option<agora_core::keys::PairKey> {
+        self.ring.pair_key(me, peer)
+    }
 }

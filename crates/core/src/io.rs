@@ -1,4 +1,4 @@
-use crate::keys::{Keys, NoKeys, Signature};
+use crate::keys::{Keys, NoKeys, Signature, Tag};
 use crate::storage::{Space, StoreOp};
 use crate::{NodeId, Protocol, Time};
 use rand::RngCore;
@@ -118,5 +118,16 @@ impl<'a, P: Protocol + ?Sized> Io<'a, P> {
     /// Whether `sig` is node `who`'s signature of `msg`.
     pub fn verify(&self, who: NodeId, msg: &[u8], sig: &Signature) -> bool {
         self.keys.verify(who, msg, sig)
+    }
+
+    /// This node's MAC of `data` for `peer` (under the key they share),
+    /// where the driver holds the keys.
+    pub fn mac(&self, peer: NodeId, data: &[u8]) -> Option<Tag> {
+        Some(crate::keys::mac(&self.keys.pair_key(self.me, peer)?, data))
+    }
+    /// Whether `tag` is `peer`'s MAC of `data` for this node.
+    pub fn check_mac(&self, peer: NodeId, data: &[u8], tag: &Tag) -> bool {
+        use subtle::ConstantTimeEq as _;
+        self.mac(peer, data).is_some_and(|t| bool::from(t.ct_eq(tag)))
     }
 }

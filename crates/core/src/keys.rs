@@ -8,11 +8,51 @@
 //! a function of its seed; real nodes read theirs from the key files named
 //! in the cluster file ([`Keyring`]). The same keys authenticate the TCP
 //! transport.
+//!
+//! MACs for protocols that authenticate messages cheaply (PBFT's normal
+//! case): each pair of nodes shares a key, X25519 of one's ed25519 secret
+//! and the other's public key (the same from both ends), hashed with both
+//! ids; [`mac`] is HMAC-SHA256 under it, cut to [`TAG_LENGTH`] bytes.
+//! Protocols reach it through [`Io::mac`](crate::Io::mac) and
+//! [`Io::check_mac`](crate::Io::check_mac).
 
 use crate::NodeId;
 use ed25519_dalek::{Signer as _, SigningKey, Verifier as _, VerifyingKey};
+use hmac::{Hmac, Mac as _};
+use sha2::{Digest as _, Sha256};
 
 pub use ed25519_dalek::{Signature, SIGNATURE_LENGTH};
+
+/// The bytes of a MAC: HMAC-SHA256 cut to 128 bits (RFC 2104 allows
+/// cutting to half the hash; Castro–Liskov used 80-bit UMACs).
+pub const TAG_LENGTH: usize = 16;
+pub type Tag = [u8; TAG_LENGTH];
+
+/// The key two nodes share.
+pub type PairKey = [u8; 32];
+
+/// HMAC-SHA256 of `data` under `key`, cut to [`TAG_LENGTH`] bytes.
+pub fn mac(key: &PairKey, data: &[u8]) -> Tag {
+    let mut h = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    h.update(data);
+    let full = h.finalize().into_bytes();
+    full[..TAG_LENGTH].try_into().expect("SHA-256 is longer than a tag")
+}
+
+/// The key `me` (holding `secret`) shares with `peer` (whose public key is
+/// `public`): X25519 on the keys' Montgomery forms, so `peer` gets the same
+/// from its secret and `me`'s public key; hashed with both ids in order.
+pub fn pair_key(me: NodeId, secret: &SigningKey, peer: NodeId, public: &VerifyingKey) -> PairKey {
+    let shared = public.to_montgomery().mul_clamped(secret.to_scalar_bytes());
+    let (a, b) = if me.0 <= peer.0 { (me, peer) } else { (peer, me) };
+    Sha256::new()
+        .chain_update(b"agora pair key")
+        .chain_update(a.0.to_le_bytes())
+        .chain_update(b.0.to_le_bytes())
+        .chain_update(shared.as_bytes())
+        .finalize()
+        .into()
+}
 
 /// What a driver offers a protocol for signing.
 pub trait Keys: Send + Sync {
@@ -20,6 +60,9 @@ pub trait Keys: Send + Sync {
     fn sign(&self, me: NodeId, msg: &[u8]) -> Option<Signature>;
     /// Whether `sig` is `who`'s signature of `msg`.
     fn verify(&self, who: NodeId, msg: &[u8], sig: &Signature) -> bool;
+    /// The key `me` shares with `peer` (see [`pair_key`]); `None` where the
+    /// driver holds no key for `me` or knows no `peer`.
+    fn pair_key(&self, me: NodeId, peer: NodeId) -> Option<PairKey>;
 }
 
 /// No keys: nothing signs, nothing verifies (drivers that were given none).
@@ -31,6 +74,9 @@ impl Keys for NoKeys {
     }
     fn verify(&self, _: NodeId, _: &[u8], _: &Signature) -> bool {
         false
+    }
+    fn pair_key(&self, _: NodeId, _: NodeId) -> Option<PairKey> {
+        None
     }
 }
 
@@ -60,6 +106,9 @@ impl Keys for SeededKeys {
     fn verify(&self, who: NodeId, msg: &[u8], sig: &Signature) -> bool {
         self.secret(who).verifying_key().verify(msg, sig).is_ok()
     }
+    fn pair_key(&self, me: NodeId, peer: NodeId) -> Option<PairKey> {
+        Some(pair_key(me, &self.secret(me), peer, &self.secret(peer).verifying_key()))
+    }
 }
 
 /// [`SeededKeys`] with each node's key derived once, on first use
@@ -68,12 +117,13 @@ impl Keys for SeededKeys {
 pub struct SeededRing {
     seeded: SeededKeys,
     derived: std::sync::Mutex<std::collections::HashMap<NodeId, SigningKey>>,
+    pairs: std::sync::Mutex<std::collections::HashMap<(NodeId, NodeId), PairKey>>,
 }
 
 impl SeededKeys {
     /// These keys, each derived once.
     pub fn ring(self) -> SeededRing {
-        SeededRing { seeded: self, derived: Default::default() }
+        SeededRing { seeded: self, derived: Default::default(), pairs: Default::default() }
     }
 }
 
@@ -91,19 +141,31 @@ impl Keys for SeededRing {
     fn verify(&self, who: NodeId, msg: &[u8], sig: &Signature) -> bool {
         self.with_key(who, |k| k.verifying_key().verify(msg, sig).is_ok())
     }
+    fn pair_key(&self, me: NodeId, peer: NodeId) -> Option<PairKey> {
+        let pair = (me.min(peer), me.max(peer));
+        if let Some(k) = self.pairs.lock().unwrap_or_else(|e| e.into_inner()).get(&pair) {
+            return Some(*k);
+        }
+        let (secret, public) = (self.with_key(me, |k| k.clone()), self.with_key(peer, |k| k.verifying_key()));
+        let k = pair_key(me, &secret, peer, &public);
+        self.pairs.lock().unwrap_or_else(|e| e.into_inner()).insert(pair, k);
+        Some(k)
+    }
 }
 
-/// A real node's keys: its own secret and every node's public key (index =
-/// node id).
+/// A real node's keys: its own secret, every node's public key (index =
+/// node id) and the key it shares with each.
 pub struct Keyring {
     pub me: NodeId,
     secret: SigningKey,
     public: Vec<VerifyingKey>,
+    pairs: Vec<PairKey>,
 }
 
 impl Keyring {
     pub fn new(me: NodeId, secret: SigningKey, public: Vec<VerifyingKey>) -> Self {
-        Keyring { me, secret, public }
+        let pairs = public.iter().enumerate().map(|(i, p)| pair_key(me, &secret, NodeId(i as u32), p)).collect();
+        Keyring { me, secret, public, pairs }
     }
 }
 
@@ -113,6 +175,9 @@ impl Keys for Keyring {
     }
     fn verify(&self, who: NodeId, msg: &[u8], sig: &Signature) -> bool {
         self.public.get(who.index()).is_some_and(|k| k.verify(msg, sig).is_ok())
+    }
+    fn pair_key(&self, me: NodeId, peer: NodeId) -> Option<PairKey> {
+        (me == self.me).then(|| self.pairs.get(peer.index()).copied()).flatten()
     }
 }
 
@@ -137,5 +202,26 @@ mod tests {
         assert_eq!(cached.sign(NodeId(1), b"view 3"), Some(sig));
         assert!(cached.verify(NodeId(1), b"view 3", &sig) && !cached.verify(NodeId(0), b"view 3", &sig));
         assert!(cached.verify(NodeId(1), b"view 3", &sig), "derived once, used again");
+    }
+
+    #[test]
+    fn both_ends_of_a_pair_share_its_key_and_nobody_else_does() {
+        let k = SeededKeys { seed: 7 };
+        let (a, b, c) = (NodeId(0), NodeId(1), NodeId(2));
+        let ab = k.pair_key(a, b).unwrap();
+        assert_eq!(ab, k.pair_key(b, a).unwrap(), "the same from both ends");
+        assert_ne!(ab, k.pair_key(a, c).unwrap());
+        assert_ne!(ab, k.pair_key(c, b).unwrap());
+        assert_ne!(ab, SeededKeys { seed: 8 }.pair_key(a, b).unwrap());
+        // A real node derives it from its secret and the peer's public key only.
+        let public = (0..3).map(|i| k.secret(NodeId(i)).verifying_key()).collect::<Vec<_>>();
+        let ring = Keyring::new(b, k.secret(b), public);
+        assert_eq!(ring.pair_key(b, a), Some(ab));
+        assert_eq!(ring.pair_key(a, b), None, "it holds no key of a's");
+        assert_eq!(k.ring().pair_key(b, a), Some(ab));
+        // The MAC sees every bit of key and data.
+        let tag = mac(&ab, b"prepare 1");
+        assert_ne!(tag, mac(&ab, b"prepare 2"));
+        assert_ne!(tag, mac(&k.pair_key(a, c).unwrap(), b"prepare 1"));
     }
 }
