@@ -114,10 +114,11 @@ fn pbft_agrees_and_finishes_over_many_faulty_seeds() {
 }
 
 /// The Byzantine behaviours the sweep cycles through.
-const BEHAVIOURS: u64 = 8;
+const BEHAVIOURS: u64 = 9;
 
 /// One seed's Byzantine replica (f = 1): a PBFT attack (the primary
-/// equivocating, views flooded, messages beyond the water marks, twins) or
+/// equivocating or altering requests, views flooded, messages beyond the
+/// water marks, twins) or
 /// a generic one (mute, replaying, duplicating, misrouting), plus a correct
 /// replica crashing for a while with its memory and another cut off.
 fn byzantine(seed: u64) -> Scenario<Params> {
@@ -131,15 +132,16 @@ fn byzantine(seed: u64) -> Scenario<Params> {
     let mut pbft = |replica, behaviour| sc.params.byzantine.push(ByzantineReplica { replica, behaviour });
     match seed % BEHAVIOURS {
         0 => pbft(0, Behaviour::Equivocate),
-        1 => pbft(bad, Behaviour::FloodViews),
-        2 => pbft(bad, Behaviour::OutsideWindow),
-        3 => pbft(bad, Behaviour::Twins),
-        4 => sc.push_byzantine(bad, Generic::Mute),
-        5 => sc.push_byzantine(bad, Generic::Replay),
-        6 => sc.push_byzantine(bad, Generic::Duplicate),
+        1 => pbft(0, Behaviour::AlterRequests),
+        2 => pbft(bad, Behaviour::FloodViews),
+        3 => pbft(bad, Behaviour::OutsideWindow),
+        4 => pbft(bad, Behaviour::Twins),
+        5 => sc.push_byzantine(bad, Generic::Mute),
+        6 => sc.push_byzantine(bad, Generic::Replay),
+        7 => sc.push_byzantine(bad, Generic::Duplicate),
         _ => sc.push_byzantine(bad, Generic::Misroute),
     }
-    let bad = if seed.is_multiple_of(BEHAVIOURS) { 0 } else { bad };
+    let bad = if seed % BEHAVIOURS < 2 { 0 } else { bad };
     let correct = |rng: &mut rand_chacha::ChaCha8Rng| (bad + rng.random_range(1..4)) % 4;
     let (crashed, at) = (correct(&mut rng), rng.random_range(0..1500));
     sc.push_fault(FaultSpec { kind: FaultKind::Crash, at: ms(at), node: Some(crashed), ..FaultSpec::default() });
@@ -161,11 +163,11 @@ fn byzantine(seed: u64) -> Scenario<Params> {
     sc
 }
 
-/// CI runs 160 seeds (20 per behaviour); `AGORA_PBFT_SEEDS` runs more.
+/// CI runs 180 seeds (20 per behaviour); `AGORA_PBFT_SEEDS` runs more.
 #[test]
 fn one_byzantine_replica_breaks_neither_agreement_nor_progress() {
-    let seeds: u64 = std::env::var("AGORA_PBFT_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(160);
-    let (mut views, mut far, mut outside) = (0, 0, 0);
+    let seeds: u64 = std::env::var("AGORA_PBFT_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(180);
+    let (mut views, mut far, mut outside, mut altered) = (0, 0, 0, 0);
     for seed in 0..seeds {
         let sc = byzantine(seed);
         let mut sim = registry::build::<Pbft>(&sc, seed, true);
@@ -175,11 +177,13 @@ fn one_byzantine_replica_breaks_neither_agreement_nor_progress() {
         views += outcome["views_entered"].as_u64().unwrap();
         far += sim.stats().counters.get("view_changes_too_far_ahead");
         outside += sim.stats().counters.get("ignored_outside_window");
+        altered += sim.stats().counters.get("ignored_unauthenticated_request");
     }
     eprintln!(
-        "{seeds} seeds: {views} views entered, {far} view changes too far ahead dropped, {outside} messages outside the window ignored"
+        "{seeds} seeds: {views} views entered, {far} view changes too far ahead dropped, {outside} messages outside \
+         the window ignored, {altered} pre-prepares with an altered request refused"
     );
-    assert!(views > 0 && far > 0 && outside > 0, "the attacks fired");
+    assert!(views > 0 && far > 0 && outside > 0 && altered > 0, "the attacks fired");
 }
 
 /// The mutation check: with prepare and commit quorums of f and f + 1
@@ -191,7 +195,7 @@ fn small_quorums_let_an_equivocating_primary_or_twins_split_the_replicas() {
     for behaviour in [Behaviour::Equivocate, Behaviour::Twins] {
         let mut caught = 0;
         for seed in 0..20 {
-            let mut sc = byzantine(seed * BEHAVIOURS + 4); // a mute replica, replaced below
+            let mut sc = byzantine(seed * BEHAVIOURS + 5); // a mute replica, replaced below
             sc.byzantine.clear();
             sc.params.byzantine = vec![ByzantineReplica { replica: 0, behaviour }];
             sc.params.small_quorums = true;

@@ -3,8 +3,11 @@
 //! BFT code met did (an equivocating primary, view numbers flooded to huge
 //! values, messages far beyond the water marks). Replaying and duplicating
 //! need no knowledge of PBFT: the simulator's generic behaviours do them.
+//! It holds its own keys, so what it tampers with it seals again: its
+//! messages are authentic, and only the protocol's rules stand in its way.
 
-use crate::msg::{batch_digest, Msg, Request};
+use crate::auth::{seal, Envelope};
+use crate::msg::{batch_digest, checkpoint_bytes, Msg, Request};
 use crate::node::{Node, Timer};
 use crate::{Config, Replica, StateMachine};
 use agora_core::{Command, Io, NodeId};
@@ -14,10 +17,15 @@ use std::sync::Arc;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Behaviour {
-    /// As primary, sends the odd-numbered backups a different batch (each
-    /// operation altered) from the one the others get, and at once commits
-    /// to each the batch it sent it.
+    /// As primary, sends the odd-numbered backups a different batch from
+    /// the one the others get — the same requests in reverse order, or the
+    /// batch it proposed before (requests it cannot forge, so it reorders
+    /// and replays authentic ones) — and at once commits to each the batch
+    /// it sent it.
     Equivocate,
+    /// As primary, alters every operation it proposes (the clients'
+    /// authenticators no longer match).
+    AlterRequests,
     /// At every status tick, sends signed view changes for views a million
     /// ahead and pre-prepares for views near the largest number.
     FloodViews,
@@ -38,6 +46,8 @@ pub struct Byzantine<M> {
     /// Twins: the instance that talks to the odd-numbered nodes.
     twin: Option<Replica<M>>,
     ticks: u64,
+    /// The last batch it proposed, to equivocate with.
+    previous: Vec<Request>,
 }
 
 impl<M: StateMachine> Byzantine<M> {
@@ -46,7 +56,7 @@ impl<M: StateMachine> Byzantine<M> {
         let twin = (behaviour == Behaviour::Twins)
             .then(|| M::restore(&machine.snapshot()).map(|m| Replica::new(cfg.clone(), id, m)))
             .map(|t| t.expect("a machine restores from its own snapshot"));
-        Byzantine { replica: Replica::new(cfg, id, machine), behaviour, twin, ticks: 0 }
+        Byzantine { replica: Replica::new(cfg, id, machine), behaviour, twin, ticks: 0, previous: Vec::new() }
     }
 
     /// Runs a handler of the correct replica and sends what it sends,
@@ -76,35 +86,50 @@ impl<M: StateMachine> Byzantine<M> {
         let instance = if half == 1 { self.twin.as_mut().expect("twins have a twin") } else { &mut self.replica };
         handler(instance, &mut io.nested(&mut out));
         let twins = self.twin.is_some();
+        let mut proposed = None;
         for cmd in out {
             match cmd {
                 Command::Send { to, .. } if twins && to.0 % 2 != half => {}
-                Command::Send { to, msg } => self.send(to, msg, io),
+                Command::Send { to, msg } => {
+                    if let Msg::PrePrepare { batch, .. } = &msg.msg {
+                        proposed = Some(batch.clone());
+                    }
+                    self.send(to, msg.msg, io)
+                }
                 other => io.push(other),
             }
+        }
+        // Later batches equivocate with this one.
+        if let Some(batch) = proposed {
+            self.previous = batch;
         }
     }
 
     fn send(&mut self, to: NodeId, msg: Msg, io: &mut Io<'_, Node<M>>) {
         match msg {
             Msg::PrePrepare { view, seq, batch } if self.behaviour == Behaviour::Equivocate => {
-                let batch: Vec<Request> = if to.0 % 2 == 1 {
-                    batch
-                        .into_iter()
-                        .map(|mut r| {
-                            r.op.push(b'!');
-                            r
-                        })
-                        .collect()
-                } else {
-                    batch
+                let batch: Vec<Request> = match to.0 % 2 {
+                    1 if batch.len() > 1 => batch.into_iter().rev().collect(),
+                    1 if !self.previous.is_empty() && self.previous != batch => self.previous.clone(),
+                    _ => batch,
                 };
                 let digest = batch_digest(&batch);
-                io.send(to, Msg::PrePrepare { view, seq, batch });
-                io.send(to, Msg::Commit { view, seq, digest });
+                Self::seal_and_send(to, Msg::PrePrepare { view, seq, batch }, io);
+                Self::seal_and_send(to, Msg::Commit { view, seq, digest }, io);
             }
-            msg => io.send(to, msg),
+            Msg::PrePrepare { view, seq, mut batch } if self.behaviour == Behaviour::AlterRequests => {
+                for r in &mut batch {
+                    r.op.push(b'!');
+                }
+                Self::seal_and_send(to, Msg::PrePrepare { view, seq, batch }, io);
+            }
+            msg => Self::seal_and_send(to, msg, io),
         }
+    }
+
+    fn seal_and_send(to: NodeId, msg: Msg, io: &mut Io<'_, Node<M>>) {
+        let envelope: Envelope = seal(io, to, msg);
+        io.send(to, envelope);
     }
 
     /// After a status tick: the flood this behaviour sends.
@@ -116,7 +141,7 @@ impl<M: StateMachine> Byzantine<M> {
         self.ticks += 1;
         let (t, r) = (self.ticks, &self.replica);
         let flood: Vec<Msg> = match self.behaviour {
-            Behaviour::Equivocate | Behaviour::Twins => return,
+            Behaviour::Equivocate | Behaviour::AlterRequests | Behaviour::Twins => return,
             Behaviour::FloodViews => vec![
                 Msg::ViewChange(Box::new(r.view_change_message(r.view() + 1_000_000 * t, io))),
                 Msg::PrePrepare { view: u64::MAX - t, seq: 1, batch: Vec::new() },
@@ -125,16 +150,18 @@ impl<M: StateMachine> Byzantine<M> {
                 let (low, cfg) = (r.stable().0, r.config());
                 let seq = low + cfg.window * (1_000 + t);
                 let digest = [t as u8; 32];
+                let checkpoint = cfg.checkpoint_interval * (1_000_000 + t);
+                let signature = crate::auth::sign(io, &checkpoint_bytes(r.id(), checkpoint, &digest));
                 vec![
                     Msg::Prepare { view: r.view(), seq, digest },
                     Msg::Commit { view: r.view(), seq, digest },
-                    Msg::Checkpoint { seq: cfg.checkpoint_interval * (1_000_000 + t), digest },
+                    Msg::Checkpoint { seq: checkpoint, digest, signature },
                 ]
             }
         };
         for peer in r.config().replica_ids().filter(|&p| p != r.id()) {
             for m in &flood {
-                io.send(peer, m.clone());
+                Self::seal_and_send(peer, m.clone(), io);
             }
         }
     }

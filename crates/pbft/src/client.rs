@@ -2,6 +2,7 @@
 //! replica and resent until f + 1 replicas reply with the same result —
 //! at least one of them correct, so the result is the group's.
 
+use crate::auth::seal;
 use crate::msg::{Msg, Request};
 use crate::node::{Node, Output, Timer};
 use crate::{Config, StateMachine};
@@ -89,7 +90,8 @@ impl Client {
         // Timestamps grow across restarts too (the driver's clock does), so
         // a client that lost its memory is not mistaken for a retransmission.
         self.timestamp = (self.timestamp + 1).max(io.now().since_epoch().as_nanos() as u64);
-        let request = Request { client: self.me, timestamp: self.timestamp, op };
+        let replicas: Vec<NodeId> = self.cfg.replica_ids().collect();
+        let request = Request::new(io, &replicas, self.timestamp, op);
         self.outstanding = Some(Outstanding { request, sent: io.now(), replies: BTreeMap::new() });
         self.send(io);
     }
@@ -97,7 +99,8 @@ impl Client {
     fn send<M: StateMachine>(&mut self, io: &mut Io<'_, Node<M>>) {
         let Some(o) = &self.outstanding else { return };
         for r in self.cfg.replica_ids() {
-            io.send(r, Msg::Request(o.request.clone()));
+            let envelope = seal(io, r, Msg::Request(o.request.clone()));
+            io.send(r, envelope);
         }
         io.set_timer(self.cfg.client_timeout, Timer::Retransmit);
     }

@@ -85,7 +85,7 @@ mod tests {
     use crate::msg::PrePrepared;
 
     fn vc(replica: u32, stable: u64, prepared: &[(u64, u64, u8)], pre_prepared: &[(u64, u64, u8)]) -> ViewChange {
-        let batch = |tag: u8| vec![Request { client: NodeId(9), timestamp: tag as u64, op: vec![tag] }];
+        let batch = |tag: u8| vec![Request { client: NodeId(9), timestamp: tag as u64, op: vec![tag], auth: vec![] }];
         ViewChange {
             view: 5,
             replica: NodeId(replica),

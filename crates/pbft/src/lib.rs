@@ -41,6 +41,7 @@
 //! and authenticated client requests (until then a Byzantine primary can
 //! alter a request's operation).
 
+pub mod auth;
 mod byzantine;
 pub mod check;
 mod client;
@@ -50,10 +51,13 @@ mod msg;
 mod node;
 mod replica;
 
+pub use auth::{Auth, Envelope};
 pub use byzantine::{Behaviour, Byzantine};
 pub use client::{Client, Workload};
 pub use machine::{Chain, Null, StateMachine};
-pub use msg::{batch_digest, extend_chain, Msg, PrePrepared, Prepared, Request, Snapshot, ViewChange};
+pub use msg::{
+    batch_digest, checkpoint_bytes, extend_chain, Msg, PrePrepared, Prepared, Request, Snapshot, ViewChange,
+};
 pub use node::{Input, Node, Output, Timer};
 pub use replica::Replica;
 

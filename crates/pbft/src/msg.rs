@@ -1,6 +1,7 @@
 //! PBFT's messages (Castro–Liskov § 4) and the digests they carry.
 
 use crate::Digest;
+use agora_core::keys::Tag;
 use agora_core::{Message, NodeId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -12,6 +13,10 @@ pub struct Request {
     pub client: NodeId,
     pub timestamp: u64,
     pub op: Vec<u8>,
+    /// The client's authenticator: its MAC of the request for each replica
+    /// (index = replica id), so every backup can check a request the
+    /// primary hands on (see [`crate::auth`]). Not part of the digest.
+    pub auth: Vec<Tag>,
 }
 
 /// What a replica holds at a checkpoint: enough to rebuild a replica that
@@ -89,8 +94,9 @@ pub enum Msg {
     Commit { view: u64, seq: u64, digest: Digest },
     /// Replica → client: the result of its request `timestamp`.
     Reply { view: u64, timestamp: u64, result: Vec<u8> },
-    /// Replica → replicas: its state after executing `seq` has `digest`.
-    Checkpoint { seq: u64, digest: Digest },
+    /// Replica → replicas: its state after executing `seq` has `digest`;
+    /// signed ([`checkpoint_bytes`]), so the vote can be shown to others.
+    Checkpoint { seq: u64, digest: Digest, signature: Vec<u8> },
     /// Replica → replicas, now and then: how far it is, so that peers resend
     /// what it lacks (PBFT's retransmission on a lossy network).
     Status { view: u64, executed: u64, stable: u64 },
@@ -124,6 +130,11 @@ impl Message for Msg {
             Msg::NewView { .. } => "new-view",
         }
     }
+}
+
+/// What replica `replica`'s checkpoint signature covers.
+pub fn checkpoint_bytes(replica: NodeId, seq: u64, digest: &Digest) -> Vec<u8> {
+    agora_core::wire::encode(&("checkpoint", replica, seq, digest)).expect("a checkpoint encodes")
 }
 
 /// What a new-view message's signature covers.
@@ -173,7 +184,7 @@ mod tests {
 
     #[test]
     fn batch_digests_see_every_field_and_the_boundaries() {
-        let r = |c, t, op: &[u8]| Request { client: NodeId(c), timestamp: t, op: op.to_vec() };
+        let r = |c, t, op: &[u8]| Request { client: NodeId(c), timestamp: t, op: op.to_vec(), auth: vec![] };
         let base = batch_digest(&[r(4, 1, b"ab")]);
         assert_ne!(base, batch_digest(&[r(5, 1, b"ab")]));
         assert_ne!(base, batch_digest(&[r(4, 2, b"ab")]));

@@ -1,8 +1,8 @@
 //! A node of a PBFT group as one protocol: a replica or a client.
 
+use crate::auth::Envelope;
 use crate::byzantine::{Behaviour, Byzantine};
 use crate::client::{Client, Workload};
-use crate::msg::Msg;
 use crate::replica::Replica;
 use crate::{Config, StateMachine};
 use agora_core::{Io, NodeId, Protocol};
@@ -77,7 +77,7 @@ impl<M: StateMachine> Node<M> {
 }
 
 impl<M: StateMachine> Protocol for Node<M> {
-    type Msg = Msg;
+    type Msg = Envelope;
     type Timer = Timer;
     type Input = Input;
     type Output = Output;
@@ -89,7 +89,12 @@ impl<M: StateMachine> Protocol for Node<M> {
             Node::Client(c) => c.on_start(io),
         }
     }
-    fn on_message(&mut self, from: NodeId, msg: Msg, io: &mut Io<'_, Self>) {
+    fn on_message(&mut self, from: NodeId, envelope: Envelope, io: &mut Io<'_, Self>) {
+        if !envelope.authentic(from, io) {
+            io.count("ignored_unauthenticated", 1);
+            return;
+        }
+        let msg = envelope.msg;
         match self {
             Node::Replica(r) => r.on_message(from, msg, io),
             Node::Byzantine(b) => b.on_message(from, msg, io),

@@ -4,7 +4,8 @@
 
 use agora_core::keys::{Keys, SeededKeys};
 use agora_core::{Command, Io, NodeId, Protocol, Time};
-use agora_pbft::{batch_digest, Chain, Config, Msg, Node, Request, ViewChange, Workload};
+use agora_pbft::auth::seal;
+use agora_pbft::{batch_digest, checkpoint_bytes, Chain, Config, Envelope, Msg, Node, Request, ViewChange, Workload};
 use rand::SeedableRng;
 use std::sync::Arc;
 
@@ -31,11 +32,19 @@ impl Harness {
     fn run(&mut self, f: impl FnOnce(&mut Node<Chain>, &mut Io<'_, Node<Chain>>)) -> Vec<(NodeId, Msg)> {
         let mut out = Vec::new();
         f(&mut self.node, &mut Io::new(NodeId(1), Time::ZERO, &mut self.rng, &mut out).with_keys(&KEYS));
-        out.into_iter().filter_map(|c| if let Command::Send { to, msg } = c { Some((to, msg)) } else { None }).collect()
+        out.into_iter()
+            .filter_map(|c| if let Command::Send { to, msg } = c { Some((to, msg.msg)) } else { None })
+            .collect()
     }
 
+    /// `msg` from `from`, sealed by it.
     fn deliver(&mut self, from: u32, msg: Msg) -> Vec<(NodeId, Msg)> {
-        self.run(|n, io| n.on_message(NodeId(from), msg, io))
+        let envelope = as_node(from, |io| seal(io, NodeId(1), msg));
+        self.deliver_sealed(from, envelope)
+    }
+
+    fn deliver_sealed(&mut self, from: u32, envelope: Envelope) -> Vec<(NodeId, Msg)> {
+        self.run(|n, io| n.on_message(NodeId(from), envelope, io))
     }
 
     fn status(&self) -> serde_json::Value {
@@ -43,8 +52,20 @@ impl Harness {
     }
 }
 
+/// What node `id` computes with its keys.
+fn as_node<R>(id: u32, f: impl FnOnce(&Io<'_, Node<Chain>>) -> R) -> R {
+    let (mut rng, mut out) = (rand_chacha::ChaCha8Rng::seed_from_u64(0), Vec::new());
+    f(&Io::new(NodeId(id), Time::ZERO, &mut rng, &mut out).with_keys(&KEYS))
+}
+
+/// Client 4's request, authenticated for the four replicas.
+fn request(timestamp: u64, op: &[u8]) -> Request {
+    let replicas: Vec<NodeId> = (0..4).map(NodeId).collect();
+    as_node(4, |io| Request::new(io, &replicas, timestamp, op.to_vec()))
+}
+
 fn batch(op: &[u8]) -> Vec<Request> {
-    vec![Request { client: NodeId(4), timestamp: 1, op: op.to_vec() }]
+    vec![request(1, op)]
 }
 
 fn sends_commit(sent: &[(NodeId, Msg)]) -> bool {
@@ -136,11 +157,57 @@ fn a_flooding_client_holds_one_pending_request() {
     // A backup (the primary would batch them away at once).
     let mut h = Harness::new();
     for t in 1..=1000 {
-        h.deliver(4, Msg::Request(Request { client: NodeId(4), timestamp: t, op: vec![0; 8] }));
+        h.deliver(4, Msg::Request(request(t, &[0; 8])));
     }
     assert_eq!(h.status()["pending"], 1, "{}", h.status());
     // Nor can a replica or an unknown node submit in a client's name.
-    h.deliver(2, Msg::Request(Request { client: NodeId(4), timestamp: 5_000, op: vec![] }));
-    h.deliver(9, Msg::Request(Request { client: NodeId(9), timestamp: 1, op: vec![] }));
+    h.deliver(2, Msg::Request(request(5_000, b"")));
+    let replicas: Vec<NodeId> = (0..4).map(NodeId).collect();
+    h.deliver(9, Msg::Request(as_node(9, |io| Request::new(io, &replicas, 1, vec![]))));
     assert_eq!(h.status()["pending"], 1);
+}
+
+#[test]
+fn a_message_that_does_not_authenticate_is_dropped() {
+    let mut h = Harness::new();
+    let a = batch(b"a");
+    let d = batch_digest(&a);
+    h.deliver(0, Msg::PrePrepare { view: 0, seq: 1, batch: a });
+    // Replica 2's prepare, passed off as replica 3's; then 3's, altered
+    // after it was sealed.
+    let from_2 = as_node(2, |io| seal(io, NodeId(1), Msg::Prepare { view: 0, seq: 1, digest: d }));
+    let mut sent = h.deliver_sealed(3, from_2);
+    let mut altered = as_node(3, |io| seal(io, NodeId(1), Msg::Prepare { view: 0, seq: 1, digest: [7; 32] }));
+    altered.msg = Msg::Prepare { view: 0, seq: 1, digest: d };
+    sent.extend(h.deliver_sealed(3, altered));
+    assert!(!sends_commit(&sent), "its own prepare only, of 2f: {sent:?}");
+    assert!(sends_commit(&h.deliver(3, Msg::Prepare { view: 0, seq: 1, digest: d })));
+}
+
+#[test]
+fn a_primary_cannot_alter_a_request() {
+    let mut h = Harness::new();
+    let mut altered = batch(b"pay 10");
+    altered[0].op = b"pay 99".to_vec(); // the client's authenticator stays
+    let sent = h.deliver(0, Msg::PrePrepare { view: 0, seq: 1, batch: altered });
+    assert!(sent.is_empty(), "no prepare for a request its client did not send: {sent:?}");
+    let sent = h.deliver(0, Msg::PrePrepare { view: 0, seq: 1, batch: batch(b"pay 10") });
+    assert!(sent.iter().any(|(_, m)| matches!(m, Msg::Prepare { .. })), "the request as sent: {sent:?}");
+}
+
+#[test]
+fn a_checkpoint_counts_only_with_its_senders_signature() {
+    let cfg = Config::new(4, 1, 1).unwrap();
+    let seq = (cfg.window / cfg.checkpoint_interval + 1) * cfg.checkpoint_interval; // beyond the window
+    let signed_by =
+        |r: u32| KEYS.sign(NodeId(r), &checkpoint_bytes(NodeId(r), seq, &[5; 32])).unwrap().to_bytes().to_vec();
+    let fetches = |sent: &[(NodeId, Msg)]| sent.iter().any(|(_, m)| matches!(m, Msg::FetchState { .. }));
+    let mut h = Harness::new();
+    h.deliver(2, Msg::Checkpoint { seq, digest: [5; 32], signature: signed_by(2) });
+    // f + 1 vouching for a state beyond its window would make it fetch it:
+    // not with 2's signature on 3's vote.
+    let sent = h.deliver(3, Msg::Checkpoint { seq, digest: [5; 32], signature: signed_by(2) });
+    assert!(!fetches(&sent), "{sent:?}");
+    let sent = h.deliver(3, Msg::Checkpoint { seq, digest: [5; 32], signature: signed_by(3) });
+    assert!(fetches(&sent), "{sent:?}");
 }

@@ -1,7 +1,8 @@
 //! Checkpoints, the water marks and state transfer (Castro–Liskov § 4.3).
 
 use super::{Replica, Taken};
-use crate::msg::{Msg, Snapshot};
+use crate::auth::{send, sign, signed};
+use crate::msg::{checkpoint_bytes, Msg, Snapshot};
 use crate::node::Node;
 use crate::{Digest, StateMachine};
 use agora_core::{Io, NodeId};
@@ -12,14 +13,28 @@ impl<M: StateMachine> Replica<M> {
         let clients: Vec<_> = self.replies.iter().map(|(c, (t, r))| (*c, *t, r.clone())).collect();
         let snapshot = Snapshot { chain: self.chain, clients, machine: self.machine.snapshot() };
         let digest = snapshot.digest(seq);
-        self.taken.insert(seq, Taken { digest, snapshot });
+        let signature = sign(io, &checkpoint_bytes(self.me, seq, &digest));
+        self.taken.insert(seq, Taken { digest, signature: signature.clone(), snapshot });
         self.votes.entry(seq).or_default().insert(self.me, digest);
-        self.to_replicas(Msg::Checkpoint { seq, digest }, io);
+        self.to_replicas(Msg::Checkpoint { seq, digest, signature }, io);
         self.check_stable(seq, io);
     }
 
-    pub(super) fn on_checkpoint(&mut self, from: NodeId, seq: u64, digest: Digest, io: &mut Io<'_, Node<M>>) {
+    pub(super) fn on_checkpoint(
+        &mut self,
+        from: NodeId,
+        seq: u64,
+        digest: Digest,
+        signature: &[u8],
+        io: &mut Io<'_, Node<M>>,
+    ) {
         if seq <= self.low || !seq.is_multiple_of(self.cfg.checkpoint_interval) {
+            return;
+        }
+        // A vote already held (its first one counts) costs no curve arithmetic.
+        let held = self.votes.get(&seq).is_some_and(|v| v.contains_key(&from));
+        if !held && !signed(io, from, &checkpoint_bytes(from, seq, &digest), signature) {
+            io.count("ignored_unsigned_checkpoint", 1);
             return;
         }
         self.votes.entry(seq).or_default().entry(from).or_insert(digest);
@@ -124,14 +139,14 @@ impl<M: StateMachine> Replica<M> {
     pub(super) fn ask_state(&mut self, io: &mut Io<'_, Node<M>>) {
         let Some((seq, digest, tries)) = self.fetching else { return };
         if let Some(&r) = self.fetch_from.get(tries as usize % self.fetch_from.len().max(1)) {
-            io.send(r, Msg::FetchState { seq });
+            send(io, r, Msg::FetchState { seq });
         }
         self.fetching = Some((seq, digest, tries + 1));
     }
 
     pub(super) fn on_fetch(&mut self, from: NodeId, seq: u64, io: &mut Io<'_, Node<M>>) {
         if let Some(t) = self.taken.get(&seq) {
-            io.send(from, Msg::State { seq, state: Box::new(t.snapshot.clone()) });
+            send(io, from, Msg::State { seq, state: Box::new(t.snapshot.clone()) });
             io.count("states_sent", 1);
         }
     }
@@ -157,7 +172,9 @@ impl<M: StateMachine> Replica<M> {
         if seq > self.low {
             self.move_low(seq, digest);
         }
-        self.taken.insert(seq, Taken { digest, snapshot: state });
+        // A transferred state is not this replica's own checkpoint: it has
+        // no signed vote of its own to resend for it.
+        self.taken.insert(seq, Taken { digest, signature: Vec::new(), snapshot: state });
         self.fetching = None;
         io.count("state_transfers", 1);
         self.execute(io);

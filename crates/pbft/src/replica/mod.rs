@@ -2,6 +2,7 @@
 //! water marks and state transfer in `checkpoint.rs`; view changes in
 //! `view_change.rs` (see the crate docs for the protocol).
 
+use crate::auth::{seal_for_all, send, Envelope};
 use crate::msg::{batch_digest, extend_chain, Msg, Request, Snapshot, ViewChange};
 use crate::node::{Node, Timer};
 use crate::{Config, Digest, StateMachine};
@@ -72,6 +73,8 @@ impl Slot {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Taken {
     digest: Digest,
+    /// This replica's signature of its checkpoint message.
+    signature: Vec<u8>,
     snapshot: Snapshot,
 }
 
@@ -109,7 +112,9 @@ pub struct Replica<M> {
     /// Each replica's newest view change for a view after this one's.
     view_changes: BTreeMap<NodeId, ViewChange>,
     /// The new-view message of this view, to hand to replicas behind.
-    new_view: Option<Box<Msg>>,
+    /// Sealed once for every peer: a message sent again is the same
+    /// envelope (the model checker's network holds each once).
+    new_view: Option<Box<Envelope>>,
     /// The reply cache: each client's last executed request's timestamp
     /// and result (part of the replicated state).
     replies: BTreeMap<NodeId, (u64, Vec<u8>)>,
@@ -300,7 +305,7 @@ impl<M: StateMachine> Replica<M> {
             Msg::PrePrepare { view, seq, batch } => self.on_pre_prepare(from, view, seq, batch, io),
             Msg::Prepare { view, seq, digest } => self.on_vote(from, view, seq, digest, false, io),
             Msg::Commit { view, seq, digest } => self.on_vote(from, view, seq, digest, true, io),
-            Msg::Checkpoint { seq, digest } => self.on_checkpoint(from, seq, digest, io),
+            Msg::Checkpoint { seq, digest, signature } => self.on_checkpoint(from, seq, digest, &signature, io),
             Msg::Status { view, executed, stable } => self.on_status(from, view, executed, stable, io),
             Msg::FetchState { seq } => self.on_fetch(from, seq, io),
             Msg::State { seq, state } => self.on_state(seq, *state, io),
@@ -310,10 +315,21 @@ impl<M: StateMachine> Replica<M> {
         }
     }
 
+    /// Sends `msg` to the other replicas, with one authenticator for all.
     fn to_replicas(&self, msg: Msg, io: &mut Io<'_, Node<M>>) {
+        let envelope = self.seal_for_peers(msg, io);
+        self.to_peers(&envelope, io);
+    }
+
+    fn to_peers(&self, envelope: &Envelope, io: &mut Io<'_, Node<M>>) {
         for r in self.cfg.replica_ids().filter(|&r| r != self.me) {
-            io.send(r, msg.clone());
+            io.send(r, envelope.clone());
         }
+    }
+
+    fn seal_for_peers(&self, msg: Msg, io: &Io<'_, Node<M>>) -> Envelope {
+        let peers: Vec<NodeId> = self.cfg.replica_ids().filter(|&r| r != self.me).collect();
+        seal_for_all(io, &peers, msg)
     }
 
     /// The slot for `seq`, started over if it was last touched in an older view.
@@ -335,7 +351,7 @@ impl<M: StateMachine> Replica<M> {
             if *t >= r.timestamp {
                 // A retransmission of what was executed: the reply was lost.
                 if *t == r.timestamp {
-                    io.send(from, Msg::Reply { view: self.view, timestamp: *t, result: result.clone() });
+                    send(io, from, Msg::Reply { view: self.view, timestamp: *t, result: result.clone() });
                 }
                 return;
             }
@@ -407,6 +423,11 @@ impl<M: StateMachine> Replica<M> {
         }
         if batch.is_empty() || batch.len() > self.cfg.batch_max || batch.iter().any(|r| !self.cfg.is_client(r.client)) {
             io.count("ignored_malformed_batch", 1);
+            return;
+        }
+        // Each request as its client sent it: a primary cannot alter one.
+        if batch.iter().any(|r| !r.authentic(io)) {
+            io.count("ignored_unauthenticated_request", 1);
             return;
         }
         let digest = batch_digest(&batch);
@@ -488,7 +509,7 @@ impl<M: StateMachine> Replica<M> {
                     continue; // executed before: each request once
                 }
                 let result = self.machine.apply(&r.op);
-                io.send(r.client, Msg::Reply { view: self.view, timestamp: r.timestamp, result: result.clone() });
+                send(io, r.client, Msg::Reply { view: self.view, timestamp: r.timestamp, result: result.clone() });
                 self.replies.insert(r.client, (r.timestamp, result));
                 io.count("requests_executed", 1);
             }
@@ -521,8 +542,8 @@ impl<M: StateMachine> Replica<M> {
     /// the slots in its window it has not executed, and the checkpoints it
     /// may lack.
     fn on_status(&mut self, from: NodeId, view: u64, executed: u64, stable: u64, io: &mut Io<'_, Node<M>>) {
-        for (&seq, t) in self.taken.range(stable.saturating_add(1)..) {
-            io.send(from, Msg::Checkpoint { seq, digest: t.digest });
+        for (&seq, t) in self.taken.range(stable.saturating_add(1)..).filter(|(_, t)| !t.signature.is_empty()) {
+            send(io, from, Msg::Checkpoint { seq, digest: t.digest, signature: t.signature.clone() });
         }
         if view < self.view && self.active {
             if let Some(nv) = &self.new_view {
@@ -543,12 +564,12 @@ impl<M: StateMachine> Replica<M> {
             let Some((digest, batch)) = &slot.pre_prepare else { continue };
             let digest = *digest;
             if primary {
-                io.send(from, Msg::PrePrepare { view, seq, batch: batch.clone() });
+                send(io, from, Msg::PrePrepare { view, seq, batch: batch.clone() });
             } else {
-                io.send(from, Msg::Prepare { view, seq, digest });
+                send(io, from, Msg::Prepare { view, seq, digest });
             }
             if slot.prepared {
-                io.send(from, Msg::Commit { view, seq, digest });
+                send(io, from, Msg::Commit { view, seq, digest });
             }
             resent += 1;
         }

@@ -9,11 +9,11 @@
 //! earliest of them.
 
 use super::Replica;
+use crate::auth::{sign, signed};
 use crate::decide::{decide, Decision};
 use crate::msg::{batch_digest, new_view_bytes, Msg, PrePrepared, Prepared, ViewChange};
 use crate::node::{Node, Timer};
 use crate::StateMachine;
-use agora_core::keys::Signature;
 use agora_core::{Io, NodeId};
 use std::time::Duration;
 
@@ -95,7 +95,7 @@ impl<M: StateMachine> Replica<M> {
             pre_prepared,
             signature: vec![],
         };
-        vc.signature = io.sign(&vc.signed_bytes()).map(|s| s.to_bytes().to_vec()).unwrap_or_default();
+        vc.signature = sign(io, &vc.signed_bytes());
         vc
     }
 
@@ -125,7 +125,7 @@ impl<M: StateMachine> Replica<M> {
             && vc.pre_prepared.iter().all(|q| in_window(q.seq) && q.view < vc.view)
             && vc.checkpoints.len() <= self.checkpoints_held()
             && vc.checkpoints.iter().all(|(s, _)| *s >= vc.stable);
-        well_formed && verify(io, vc.replica, &vc.signed_bytes(), &vc.signature)
+        well_formed && signed(io, vc.replica, &vc.signed_bytes(), &vc.signature)
     }
 
     pub(super) fn on_view_change(&mut self, from: NodeId, vc: ViewChange, io: &mut Io<'_, Node<M>>) {
@@ -173,9 +173,9 @@ impl<M: StateMachine> Replica<M> {
         }
         let Some(decision) = decide(&set, self.cfg.f, self.cfg.window) else { return };
         let proof: Vec<ViewChange> = set.into_iter().cloned().collect();
-        let signature = io.sign(&new_view_bytes(view, &proof)).map(|s| s.to_bytes().to_vec()).unwrap_or_default();
-        let nv = Msg::NewView { view, proof, signature };
-        self.to_replicas(nv.clone(), io);
+        let signature = sign(io, &new_view_bytes(view, &proof));
+        let nv = self.seal_for_peers(Msg::NewView { view, proof, signature }, io);
+        self.to_peers(&nv, io);
         self.new_view = Some(Box::new(nv));
         self.enter_view(decision, io);
     }
@@ -198,7 +198,7 @@ impl<M: StateMachine> Replica<M> {
         let valid = senders.len() == proof.len()
             && proof.len() >= self.cfg.quorum()
             && proof.iter().all(|m| m.view == view)
-            && verify(io, primary, &new_view_bytes(view, &proof), &signature)
+            && signed(io, primary, &new_view_bytes(view, &proof), &signature)
             && proof.iter().all(|m| self.valid_view_change(m, io));
         let decision = valid.then(|| decide(&proof.iter().collect::<Vec<_>>(), self.cfg.f, self.cfg.window)).flatten();
         let Some(decision) = decision else {
@@ -206,7 +206,7 @@ impl<M: StateMachine> Replica<M> {
             return;
         };
         self.view = view;
-        self.new_view = Some(Box::new(Msg::NewView { view, proof, signature }));
+        self.new_view = Some(Box::new(self.seal_for_peers(Msg::NewView { view, proof, signature }, io)));
         self.enter_view(decision, io);
     }
 
@@ -251,8 +251,4 @@ impl<M: StateMachine> Replica<M> {
         self.time_requests(io);
         self.propose(false, io);
     }
-}
-
-fn verify<M: StateMachine>(io: &Io<'_, Node<M>>, who: NodeId, bytes: &[u8], signature: &[u8]) -> bool {
-    Signature::from_slice(signature).is_ok_and(|sig| io.verify(who, bytes, &sig))
 }
