@@ -35,6 +35,10 @@ pub enum BenchCmd {
     /// The linearizability checker on generated histories: 100,000
     /// operations from 20 clients, and single registers.
     History(crate::bench_history::HistoryBenchArgs),
+    /// PBFT, n = 4 as four processes over TLS: throughput and latency,
+    /// with a Byzantine replica, and the view change after `kill -9` of the
+    /// primary; the same in the simulator.
+    Pbft(crate::bench_pbft::PbftBenchArgs),
     /// One measurement in this process (used by `bench sim`).
     #[command(hide = true)]
     SimOne {
@@ -158,6 +162,7 @@ pub fn bench(cmd: BenchCmd) -> Result<bool> {
         BenchCmd::Alloc(args) => crate::bench_alloc::run(&args),
         BenchCmd::Storage(args) => crate::bench_net::storage(&args),
         BenchCmd::Transport(args) => crate::bench_net::transport(&args),
+        BenchCmd::Pbft(args) => crate::bench_pbft::run(&args),
         BenchCmd::Telecom(args) => crate::bench_telecom::run(&args),
         BenchCmd::History(args) => crate::bench_history::run(&args),
         BenchCmd::SimOne { nodes } => {

@@ -410,7 +410,7 @@ pub fn cluster(cmd: ClusterCmd) -> Result<bool> {
 /// Generates the keys and token of `config`'s nodes into `out`, and writes
 /// `out/cluster.toml`: the same file with each node's `public_key`, a
 /// `[security]` section pointing at them, and `data_dir` if given and absent.
-fn write_keys(config: &Path, out: &Path, data_dir: Option<&Path>) -> Result<PathBuf> {
+pub(crate) fn write_keys(config: &Path, out: &Path, data_dir: Option<&Path>) -> Result<PathBuf> {
     let src = agora_core::config_file::read_text(config).map_err(anyhow::Error::msg)?;
     let mut doc: toml::Table = toml::from_str(&src).with_context(|| format!("{} is not TOML", config.display()))?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
@@ -767,7 +767,7 @@ fn summary(layer: &agora_net::FaultLayer) -> String {
 }
 
 /// Waits (up to 10 s) until every node answers `/health`.
-async fn wait_ready(nodes: &[agora_net::config::NodeEntry]) {
+pub(crate) async fn wait_ready(nodes: &[agora_net::config::NodeEntry]) {
     let start = Instant::now();
     for n in nodes {
         let Some(addr) = n.http else { continue };

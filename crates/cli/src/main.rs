@@ -6,6 +6,7 @@ mod bench;
 mod bench_alloc;
 mod bench_history;
 mod bench_net;
+mod bench_pbft;
 mod bench_telecom;
 mod cluster;
 mod history;
