@@ -56,6 +56,9 @@ pub struct Row {
     pub p99_ms: f64,
     /// The replicas' largest resident memory at the end (real processes).
     pub replica_rss_mb: Option<f64>,
+    /// With a Byzantine replica: throughput over the fault-free closed
+    /// loop's with as many clients, measured in the same run.
+    pub vs_fault_free: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -79,10 +82,26 @@ pub struct Report {
 type Log = Arc<Mutex<Vec<(Instant, Duration)>>>;
 
 /// A PBFT client that logs each completion (bench code: the harness reads
-/// the log) and outputs nothing.
+/// the log) and outputs nothing. Closed loop, it sends its next request
+/// when one completes; open loop (`every`), a request arrives at fixed
+/// intervals whatever happened to the last, waits its turn (one is
+/// outstanding at a time), and its latency runs from its arrival — so a
+/// slow completion delays the ones behind it and is not hidden.
 struct Logged {
     client: Node<Chain>,
     log: Log,
+    every: Option<Duration>,
+    /// Open loop: when the next request is due, and the due times of those
+    /// not done yet (a late timer submits what fell due meanwhile, so the
+    /// rate holds whatever the timer's resolution).
+    next: Option<Instant>,
+    arrived: std::collections::VecDeque<Instant>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum LoadTimer {
+    Pbft(Timer),
+    Arrival,
 }
 
 impl Logged {
@@ -92,11 +111,15 @@ impl Logged {
         for cmd in out {
             match cmd {
                 Command::Send { to, msg } => io.send(to, msg),
-                Command::SetTimer { after, timer } => io.set_timer(after, timer),
-                Command::CancelTimer { timer } => io.cancel_timer(timer),
+                Command::SetTimer { after, timer } => io.set_timer(after, LoadTimer::Pbft(timer)),
+                Command::CancelTimer { timer } => io.cancel_timer(LoadTimer::Pbft(timer)),
                 Command::Output(Output::Done { latency_ns, .. }) => {
-                    let done = (Instant::now(), Duration::from_nanos(latency_ns));
-                    self.log.lock().expect("bench log").push(done);
+                    let now = Instant::now();
+                    let latency = match self.arrived.pop_front() {
+                        Some(arrived) => now - arrived,
+                        None => Duration::from_nanos(latency_ns),
+                    };
+                    self.log.lock().expect("bench log").push((now, latency));
                 }
                 Command::Count { .. } | Command::Store(_) => {}
             }
@@ -106,18 +129,35 @@ impl Logged {
 
 impl Protocol for Logged {
     type Msg = Envelope;
-    type Timer = Timer;
+    type Timer = LoadTimer;
     type Input = Input;
     type Output = ();
 
     fn on_start(&mut self, io: &mut Io<'_, Self>) {
         self.relay(io, |c, io| c.on_start(io));
+        if let Some(every) = self.every {
+            io.set_timer(every, LoadTimer::Arrival);
+        }
     }
     fn on_message(&mut self, from: NodeId, msg: Envelope, io: &mut Io<'_, Self>) {
         self.relay(io, |c, io| c.on_message(from, msg, io));
     }
-    fn on_timer(&mut self, timer: Timer, io: &mut Io<'_, Self>) {
-        self.relay(io, |c, io| c.on_timer(timer, io));
+    fn on_timer(&mut self, timer: LoadTimer, io: &mut Io<'_, Self>) {
+        match timer {
+            LoadTimer::Pbft(t) => self.relay(io, |c, io| c.on_timer(t, io)),
+            LoadTimer::Arrival => {
+                let every = self.every.expect("arrivals only in open loop");
+                let now = Instant::now();
+                let mut due = self.next.unwrap_or(now);
+                while due <= now {
+                    self.arrived.push_back(due);
+                    self.relay(io, |c, io| c.on_input(Input::Submit { op: String::new() }, io));
+                    due += every;
+                }
+                self.next = Some(due);
+                io.set_timer(due - now, LoadTimer::Arrival);
+            }
+        }
     }
 }
 
@@ -159,7 +199,14 @@ fn cluster_file(clients: usize, batch_max: usize, timeout: Duration, byzantine: 
 }
 
 impl Cluster {
-    async fn start(clients: usize, args: &PbftBenchArgs, byzantine: Option<(u32, &str)>) -> Result<Cluster> {
+    /// `every`: open loop, a request per client at that interval; closed
+    /// loop without.
+    async fn start(
+        clients: usize,
+        args: &PbftBenchArgs,
+        byzantine: Option<(u32, &str)>,
+        every: Option<Duration>,
+    ) -> Result<Cluster> {
         let dir = crate::cluster::run_dir("bench-pbft")?;
         let plain = dir.path().join("plain.toml");
         std::fs::write(&plain, cluster_file(clients, args.batch_max, args.view_change_timeout, byzantine)?)?;
@@ -189,9 +236,10 @@ impl Cluster {
         let mut handles = Vec::new();
         for i in 0..clients {
             let node = cf.node_config(&format!("c{i}"))?;
-            let workload = Workload { requests: u32::MAX, op_bytes: 0 };
-            let client = Node::new(cfg.clone(), node.id, Chain::default, workload);
-            handles.push(agora_net::start(node, Logged { client, log: log.clone() }).await?);
+            let requests = if every.is_some() { 0 } else { u32::MAX };
+            let client = Node::new(cfg.clone(), node.id, Chain::default, Workload { requests, op_bytes: 0 });
+            let logged = Logged { client, log: log.clone(), every, next: None, arrived: Default::default() };
+            handles.push(agora_net::start(node, logged).await?);
         }
         Ok(Cluster { _dir: dir, replicas, clients: handles, log })
     }
@@ -250,16 +298,18 @@ fn row(setting: &str, clients: usize, wall: Duration, latencies: &[Duration], rs
         p50_ms: ms(0.5),
         p99_ms: ms(0.99),
         replica_rss_mb: rss,
+        vs_fault_free: None,
     }
 }
 
-async fn closed_loop(
+async fn measure(
     clients: usize,
     args: &PbftBenchArgs,
     setting: &str,
     byzantine: Option<(u32, &str)>,
+    every: Option<Duration>,
 ) -> Result<Row> {
-    let cluster = Cluster::start(clients, args, byzantine).await?;
+    let cluster = Cluster::start(clients, args, byzantine, every).await?;
     cluster.warm_up().await?;
     let t0 = Instant::now();
     tokio::time::sleep(args.duration).await;
@@ -273,7 +323,7 @@ async fn closed_loop(
 /// One trial: the primary (r0) is killed under load; the time until a
 /// request sent after the kill completes.
 async fn view_change_trial(args: &PbftBenchArgs) -> Result<Duration> {
-    let mut cluster = Cluster::start(4, args, None).await?;
+    let mut cluster = Cluster::start(4, args, None, None).await?;
     cluster.warm_up().await?;
     let killed = Instant::now();
     cluster.replicas[0].start_kill().context("cannot kill the primary")?;
@@ -308,19 +358,26 @@ pub fn run(args: &PbftBenchArgs) -> Result<bool> {
         bail!("--clients: give one or more client counts, each at least 1");
     }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let steps = args.clients.len() as u64 + 2 * (!args.no_attacks) as u64 + args.trials as u64;
+    let steps = args.clients.len() as u64 + 1 + 2 * (!args.no_attacks) as u64 + args.trials as u64;
     let progress = crate::report::progress(steps, "PBFT measurements");
     let mut real = Vec::new();
     for &c in &args.clients {
         progress.set_message(format!("{c} client(s), fault-free"));
-        real.push(rt.block_on(closed_loop(c, args, "fault-free", None))?);
+        real.push(rt.block_on(measure(c, args, "fault-free", None, None))?);
         progress.inc(1);
     }
+    // Open loop at half the peak, from the most clients.
+    let peak = real.iter().max_by(|a, b| a.ops_per_s.total_cmp(&b.ops_per_s)).expect("at least one row").clone();
+    let every = Duration::from_secs_f64(2.0 * peak.clients as f64 / peak.ops_per_s);
+    progress.set_message(format!("open loop at {:.0} ops/s", peak.ops_per_s / 2.0));
+    real.push(rt.block_on(measure(peak.clients, args, "open loop, half of peak", None, Some(every)))?);
+    progress.inc(1);
     if !args.no_attacks {
-        let most = *args.clients.iter().max().expect("at least one count");
         for (setting, bad) in [("equivocating primary", (0, "equivocate")), ("flooding views", (3, "flood_views"))] {
-            progress.set_message(format!("{most} clients, {setting}"));
-            real.push(rt.block_on(closed_loop(most, args, setting, Some(bad)))?);
+            progress.set_message(format!("{} clients, {setting}", peak.clients));
+            let mut attacked = rt.block_on(measure(peak.clients, args, setting, Some(bad), None))?;
+            attacked.vs_fault_free = Some(attacked.ops_per_s / peak.ops_per_s);
+            real.push(attacked);
             progress.inc(1);
         }
     }
@@ -348,9 +405,8 @@ pub fn run(args: &PbftBenchArgs) -> Result<bool> {
 
 fn print_report(r: &Report, args: &PbftBenchArgs) {
     println!("{:<22} {:>7} {:>10} {:>8} {:>8} {:>10}", "setting", "clients", "ops/s", "p50 ms", "p99 ms", "ratio");
-    let base = |c: usize| r.real.iter().find(|x| x.setting == "fault-free" && x.clients == c).map(|x| x.ops_per_s);
     for x in &r.real {
-        let ratio = base(x.clients).map_or(String::new(), |b| format!("{:.2}×", x.ops_per_s / b));
+        let ratio = x.vs_fault_free.map_or(String::new(), |v| format!("{v:.2}×"));
         let rss = x.replica_rss_mb.map_or(String::new(), |m| format!("  (replica RSS ≤ {m:.0} MB)"));
         println!(
             "{:<22} {:>7} {:>10.0} {:>8.2} {:>8.2} {:>10}{rss}",

@@ -212,6 +212,33 @@ fn bench_storage_and_transport_report_beside_their_baselines() {
     assert!(v[0]["tls"]["per_s"].as_f64().unwrap() > 100.0 && v[0]["plain"]["per_s"].as_f64().unwrap() > 100.0, "{v}");
 }
 
+/// PBFT on real processes: four replica processes over TLS serve requests,
+/// an attacked run keeps going, and a killed primary is replaced (the
+/// figures are judged by `agora bench pbft`, not here).
+#[test]
+fn bench_pbft_measures_real_replicas_a_view_change_and_the_simulator() {
+    let out = run(&["bench", "pbft", "--clients", "1,2", "--duration", "300ms", "--trials", "1", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {:?}", text(&out)));
+    let rows = v["real"].as_array().unwrap();
+    let settings: Vec<&str> = rows.iter().map(|r| r["setting"].as_str().unwrap()).collect();
+    assert_eq!(
+        settings,
+        ["fault-free", "fault-free", "open loop, half of peak", "equivocating primary", "flooding views"],
+        "{v}"
+    );
+    for r in rows.iter().chain(v["simulated"].as_array().unwrap()) {
+        assert!(r["ops_per_s"].as_f64().unwrap() > 10.0, "{r}");
+        assert!(r["p99_ms"].as_f64().unwrap() >= r["p50_ms"].as_f64().unwrap(), "{r}");
+    }
+    assert!(rows[3]["vs_fault_free"].as_f64().unwrap() > 0.0, "{v}");
+    for vc in [&v["view_change_ms"], &v["simulated_view_change_ms"]] {
+        // A request sent after the kill waits at least for the backups'
+        // request timers to run out.
+        assert_eq!(vc["trials"], 1, "{vc}");
+        assert!(vc["max_ms"].as_f64().unwrap() > 0.5 * vc["timeout_ms"].as_f64().unwrap(), "{vc}");
+    }
+}
+
 /// The telecom system on real processes: the default scenario's nodes as a
 /// cluster on loopback, serving requests; Core2 killed with SIGKILL is
 /// flagged by its neighbours' phi-accrual detectors, and the time from the

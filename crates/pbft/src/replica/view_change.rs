@@ -250,5 +250,12 @@ impl<M: StateMachine> Replica<M> {
         self.assigned = last;
         self.time_requests(io);
         self.propose(false, io);
+        // What the new primary sent before its new view reached this
+        // replica was dropped here (not yet in the view): a status now has
+        // it resent at once, not at the next status tick (where status is
+        // on: the model checker's network delivers anything again anyway).
+        if !self.is_primary() && !self.cfg.status_interval.is_zero() {
+            self.send_status(io);
+        }
     }
 }
