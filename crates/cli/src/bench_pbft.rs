@@ -39,6 +39,10 @@ pub struct PbftBenchArgs {
     /// The replicas' view-change timeout.
     #[arg(long, default_value = "200ms", value_parser = agora_core::duration_str::parse)]
     pub view_change_timeout: Duration,
+    /// Runs per configuration (each on a fresh cluster); the run with the
+    /// median throughput is reported.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
     /// Leave out the runs with a Byzantine replica.
     #[arg(long)]
     pub no_attacks: bool,
@@ -56,6 +60,8 @@ pub struct Row {
     pub p99_ms: f64,
     /// The replicas' largest resident memory at the end (real processes).
     pub replica_rss_mb: Option<f64>,
+    /// The highest view a replica ended in (real processes).
+    pub view: Option<u64>,
     /// With a Byzantine replica: throughput over the fault-free closed
     /// loop's with as many clients, measured in the same run.
     pub vs_fault_free: Option<f64>,
@@ -78,8 +84,17 @@ pub struct Report {
     pub simulated_view_change_ms: ViewChange,
 }
 
-/// Completions as the clients see them: when, and the request's latency.
-type Log = Arc<Mutex<Vec<(Instant, Duration)>>>;
+/// A completion as a client sees it.
+#[derive(Clone, Copy, Debug)]
+struct Done {
+    at: Instant,
+    /// When the request was first sent.
+    sent: Instant,
+    /// From its sending (closed loop) or its arrival (open loop).
+    latency: Duration,
+}
+
+type Log = Arc<Mutex<Vec<Done>>>;
 
 /// A PBFT client that logs each completion (bench code: the harness reads
 /// the log) and outputs nothing. Closed loop, it sends its next request
@@ -96,6 +111,8 @@ struct Logged {
     /// rate holds whatever the timer's resolution).
     next: Option<Instant>,
     arrived: std::collections::VecDeque<Instant>,
+    /// When the outstanding request (by timestamp) was first sent.
+    sent: Option<(u64, Instant)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -110,16 +127,21 @@ impl Logged {
         f(&mut self.client, &mut io.nested(&mut out));
         for cmd in out {
             match cmd {
-                Command::Send { to, msg } => io.send(to, msg),
+                Command::Send { to, msg } => {
+                    if let agora_lab::agora_pbft::Msg::Request(r) = &msg.msg {
+                        if self.sent.is_none_or(|(t, _)| t != r.timestamp) {
+                            self.sent = Some((r.timestamp, Instant::now()));
+                        }
+                    }
+                    io.send(to, msg)
+                }
                 Command::SetTimer { after, timer } => io.set_timer(after, LoadTimer::Pbft(timer)),
                 Command::CancelTimer { timer } => io.cancel_timer(LoadTimer::Pbft(timer)),
-                Command::Output(Output::Done { latency_ns, .. }) => {
-                    let now = Instant::now();
-                    let latency = match self.arrived.pop_front() {
-                        Some(arrived) => now - arrived,
-                        None => Duration::from_nanos(latency_ns),
-                    };
-                    self.log.lock().expect("bench log").push((now, latency));
+                Command::Output(Output::Done { timestamp, .. }) => {
+                    let at = Instant::now();
+                    let sent = self.sent.filter(|(t, _)| *t == timestamp).map_or(at, |(_, s)| s);
+                    let latency = at - self.arrived.pop_front().unwrap_or(sent);
+                    self.log.lock().expect("bench log").push(Done { at, sent, latency });
                 }
                 Command::Count { .. } | Command::Store(_) => {}
             }
@@ -167,6 +189,8 @@ struct Cluster {
     replicas: Vec<tokio::process::Child>,
     clients: Vec<agora_net::NodeHandle>,
     log: Log,
+    /// The replicas' HTTP addresses (their `/status`).
+    http: Vec<std::net::SocketAddr>,
 }
 
 /// `n` distinct free ports (all held until all are chosen).
@@ -238,10 +262,12 @@ impl Cluster {
             let node = cf.node_config(&format!("c{i}"))?;
             let requests = if every.is_some() { 0 } else { u32::MAX };
             let client = Node::new(cfg.clone(), node.id, Chain::default, Workload { requests, op_bytes: 0 });
-            let logged = Logged { client, log: log.clone(), every, next: None, arrived: Default::default() };
+            let logged =
+                Logged { client, log: log.clone(), every, next: None, arrived: Default::default(), sent: None };
             handles.push(agora_net::start(node, logged).await?);
         }
-        Ok(Cluster { _dir: dir, replicas, clients: handles, log })
+        let http = cf.node.iter().take(4).filter_map(|n| n.http).collect();
+        Ok(Cluster { _dir: dir, replicas, clients: handles, log, http })
     }
 
     /// Waits until some request completes (the connections are up), then
@@ -257,6 +283,17 @@ impl Cluster {
         tokio::time::sleep(Duration::from_millis(300)).await;
         self.log.lock().expect("bench log").clear();
         Ok(())
+    }
+
+    /// The highest view a replica is in (how many view changes the run saw).
+    async fn view(&self) -> Option<u64> {
+        let mut most = None;
+        for &addr in &self.http {
+            let status = tokio::task::spawn_blocking(move || agora_net::probe::get_json(addr, "/status")).await;
+            let view = status.ok().and_then(|s| s.ok()).and_then(|s| s["protocol"]["view"].as_u64());
+            most = most.max(view);
+        }
+        most
     }
 
     /// Resident memory of the largest replica process, in MB.
@@ -298,11 +335,28 @@ fn row(setting: &str, clients: usize, wall: Duration, latencies: &[Duration], rs
         p50_ms: ms(0.5),
         p99_ms: ms(0.99),
         replica_rss_mb: rss,
+        view: None,
         vs_fault_free: None,
     }
 }
 
+/// `--repeat` runs of [`measure_once`]; the median by throughput.
 async fn measure(
+    clients: usize,
+    args: &PbftBenchArgs,
+    setting: &str,
+    byzantine: Option<(u32, &str)>,
+    every: Option<Duration>,
+) -> Result<Row> {
+    let mut runs = Vec::new();
+    for _ in 0..args.repeat.max(1) {
+        runs.push(measure_once(clients, args, setting, byzantine, every).await?);
+    }
+    runs.sort_by(|a, b| a.ops_per_s.total_cmp(&b.ops_per_s));
+    Ok(runs.swap_remove(runs.len() / 2))
+}
+
+async fn measure_once(
     clients: usize,
     args: &PbftBenchArgs,
     setting: &str,
@@ -314,10 +368,11 @@ async fn measure(
     let t0 = Instant::now();
     tokio::time::sleep(args.duration).await;
     let wall = t0.elapsed();
-    let latencies: Vec<Duration> = cluster.log.lock().expect("bench log").iter().map(|(_, l)| *l).collect();
+    let latencies: Vec<Duration> = cluster.log.lock().expect("bench log").iter().map(|d| d.latency).collect();
     let rss = cluster.replica_rss_mb();
+    let view = cluster.view().await;
     cluster.stop().await;
-    Ok(row(setting, clients, wall, &latencies, rss))
+    Ok(Row { view, ..row(setting, clients, wall, &latencies, rss) })
 }
 
 /// One trial: the primary (r0) is killed under load; the time until a
@@ -328,7 +383,7 @@ async fn view_change_trial(args: &PbftBenchArgs) -> Result<Duration> {
     let killed = Instant::now();
     cluster.replicas[0].start_kill().context("cannot kill the primary")?;
     let took = loop {
-        let first = cluster.log.lock().expect("bench log").iter().find(|(at, l)| *at - *l > killed).map(|(at, _)| *at);
+        let first = cluster.log.lock().expect("bench log").iter().find(|d| d.sent > killed).map(|d| d.at);
         if let Some(at) = first {
             break at - killed;
         }
@@ -407,7 +462,9 @@ fn print_report(r: &Report, args: &PbftBenchArgs) {
     println!("{:<22} {:>7} {:>10} {:>8} {:>8} {:>10}", "setting", "clients", "ops/s", "p50 ms", "p99 ms", "ratio");
     for x in &r.real {
         let ratio = x.vs_fault_free.map_or(String::new(), |v| format!("{v:.2}×"));
-        let rss = x.replica_rss_mb.map_or(String::new(), |m| format!("  (replica RSS ≤ {m:.0} MB)"));
+        let view = x.view.map_or("?".to_string(), |v| v.to_string());
+        let rss =
+            x.replica_rss_mb.map_or(String::new(), |m| format!("  (replica RSS ≤ {m:.0} MB, ends in view {view})"));
         println!(
             "{:<22} {:>7} {:>10.0} {:>8.2} {:>8.2} {:>10}{rss}",
             x.setting, x.clients, x.ops_per_s, x.p50_ms, x.p99_ms, ratio
@@ -436,8 +493,10 @@ fn print_report(r: &Report, args: &PbftBenchArgs) {
     vc("real", &r.view_change_ms);
     vc("simulated", &r.simulated_view_change_ms);
     println!(
-        "(n = 4, f = 1; four `agora node` processes over TLS on loopback, clients in this process; batches of at most {}; operations of 0 bytes on the Chain machine, one SHA-256 each; {:?} per measurement)",
-        args.batch_max, args.duration
+        "(n = 4, f = 1; four `agora node` processes over TLS on loopback, clients in this process; batches of at most {}; operations of 0 bytes on the Chain machine, one SHA-256 each; the median of {} runs of {:?})",
+        args.batch_max,
+        args.repeat.max(1),
+        args.duration
     );
 }
 

@@ -217,7 +217,8 @@ fn bench_storage_and_transport_report_beside_their_baselines() {
 /// figures are judged by `agora bench pbft`, not here).
 #[test]
 fn bench_pbft_measures_real_replicas_a_view_change_and_the_simulator() {
-    let out = run(&["bench", "pbft", "--clients", "1,2", "--duration", "300ms", "--trials", "1", "--json"]);
+    let out =
+        run(&["bench", "pbft", "--clients", "1,2", "--duration", "300ms", "--trials", "1", "--repeat", "1", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {:?}", text(&out)));
     let rows = v["real"].as_array().unwrap();
     let settings: Vec<&str> = rows.iter().map(|r| r["setting"].as_str().unwrap()).collect();
