@@ -222,15 +222,26 @@ fn cluster_file(clients: usize, batch_max: usize, timeout: Duration, byzantine: 
     Ok(s)
 }
 
+/// One configuration measured.
+#[derive(Clone, Copy, Debug)]
+struct Setting<'a> {
+    name: &'a str,
+    clients: usize,
+    /// A Byzantine replica and its behaviour.
+    byzantine: Option<(u32, &'a str)>,
+    /// Open loop: a request per client at this interval; closed loop without.
+    every: Option<Duration>,
+}
+
+impl<'a> Setting<'a> {
+    fn closed(name: &'a str, clients: usize) -> Self {
+        Setting { name, clients, byzantine: None, every: None }
+    }
+}
+
 impl Cluster {
-    /// `every`: open loop, a request per client at that interval; closed
-    /// loop without.
-    async fn start(
-        clients: usize,
-        args: &PbftBenchArgs,
-        byzantine: Option<(u32, &str)>,
-        every: Option<Duration>,
-    ) -> Result<Cluster> {
+    async fn start(setting: &Setting<'_>, args: &PbftBenchArgs) -> Result<Cluster> {
+        let Setting { clients, byzantine, every, .. } = *setting;
         let dir = crate::cluster::run_dir("bench-pbft")?;
         let plain = dir.path().join("plain.toml");
         std::fs::write(&plain, cluster_file(clients, args.batch_max, args.view_change_timeout, byzantine)?)?;
@@ -341,29 +352,17 @@ fn row(setting: &str, clients: usize, wall: Duration, latencies: &[Duration], rs
 }
 
 /// `--repeat` runs of [`measure_once`]; the median by throughput.
-async fn measure(
-    clients: usize,
-    args: &PbftBenchArgs,
-    setting: &str,
-    byzantine: Option<(u32, &str)>,
-    every: Option<Duration>,
-) -> Result<Row> {
+async fn measure(setting: Setting<'_>, args: &PbftBenchArgs) -> Result<Row> {
     let mut runs = Vec::new();
     for _ in 0..args.repeat.max(1) {
-        runs.push(measure_once(clients, args, setting, byzantine, every).await?);
+        runs.push(measure_once(&setting, args).await?);
     }
     runs.sort_by(|a, b| a.ops_per_s.total_cmp(&b.ops_per_s));
     Ok(runs.swap_remove(runs.len() / 2))
 }
 
-async fn measure_once(
-    clients: usize,
-    args: &PbftBenchArgs,
-    setting: &str,
-    byzantine: Option<(u32, &str)>,
-    every: Option<Duration>,
-) -> Result<Row> {
-    let cluster = Cluster::start(clients, args, byzantine, every).await?;
+async fn measure_once(setting: &Setting<'_>, args: &PbftBenchArgs) -> Result<Row> {
+    let cluster = Cluster::start(setting, args).await?;
     cluster.warm_up().await?;
     let t0 = Instant::now();
     tokio::time::sleep(args.duration).await;
@@ -372,13 +371,13 @@ async fn measure_once(
     let rss = cluster.replica_rss_mb();
     let view = cluster.view().await;
     cluster.stop().await;
-    Ok(Row { view, ..row(setting, clients, wall, &latencies, rss) })
+    Ok(Row { view, ..row(setting.name, setting.clients, wall, &latencies, rss) })
 }
 
 /// One trial: the primary (r0) is killed under load; the time until a
 /// request sent after the kill completes.
 async fn view_change_trial(args: &PbftBenchArgs) -> Result<Duration> {
-    let mut cluster = Cluster::start(4, args, None, None).await?;
+    let mut cluster = Cluster::start(&Setting::closed("primary killed", 4), args).await?;
     cluster.warm_up().await?;
     let killed = Instant::now();
     cluster.replicas[0].start_kill().context("cannot kill the primary")?;
@@ -418,19 +417,21 @@ pub fn run(args: &PbftBenchArgs) -> Result<bool> {
     let mut real = Vec::new();
     for &c in &args.clients {
         progress.set_message(format!("{c} client(s), fault-free"));
-        real.push(rt.block_on(measure(c, args, "fault-free", None, None))?);
+        real.push(rt.block_on(measure(Setting::closed("fault-free", c), args))?);
         progress.inc(1);
     }
-    // Open loop at half the peak, from the most clients.
+    // Open loop at half the peak, with the peak's clients.
     let peak = real.iter().max_by(|a, b| a.ops_per_s.total_cmp(&b.ops_per_s)).expect("at least one row").clone();
     let every = Duration::from_secs_f64(2.0 * peak.clients as f64 / peak.ops_per_s);
     progress.set_message(format!("open loop at {:.0} ops/s", peak.ops_per_s / 2.0));
-    real.push(rt.block_on(measure(peak.clients, args, "open loop, half of peak", None, Some(every)))?);
+    let open = Setting { every: Some(every), ..Setting::closed("open loop, half of peak", peak.clients) };
+    real.push(rt.block_on(measure(open, args))?);
     progress.inc(1);
     if !args.no_attacks {
-        for (setting, bad) in [("equivocating primary", (0, "equivocate")), ("flooding views", (3, "flood_views"))] {
-            progress.set_message(format!("{} clients, {setting}", peak.clients));
-            let mut attacked = rt.block_on(measure(peak.clients, args, setting, Some(bad), None))?;
+        for (name, bad) in [("equivocating primary", (0, "equivocate")), ("flooding views", (3, "flood_views"))] {
+            progress.set_message(format!("{} clients, {name}", peak.clients));
+            let attack = Setting { byzantine: Some(bad), ..Setting::closed(name, peak.clients) };
+            let mut attacked = rt.block_on(measure(attack, args))?;
             attacked.vs_fault_free = Some(attacked.ops_per_s / peak.ops_per_s);
             real.push(attacked);
             progress.inc(1);
