@@ -82,8 +82,9 @@ fn workload_count(nodes: u32) -> u32 {
     (2_000_000 / nodes.max(1)).max(2)
 }
 
-fn rss_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+/// A memory field of a process's `/proc/PROCESS/status` ("self" or a pid), in KiB.
+pub(crate) fn rss_kib(process: &str, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status")).unwrap_or_default();
     status.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0)
 }
 
@@ -99,13 +100,13 @@ pub fn sample(nodes: u32) -> Result<Sample> {
         sync: Duration::from_secs(1),
         ..Config::new(nodes)
     });
-    let before = rss_kib("VmRSS:");
+    let before = rss_kib("self", "VmRSS:");
     let c = cfg.clone();
     let mut sc = SimConfig::new(1);
     sc.collect_outputs = false;
     let delay = Model::Uniform { min: Duration::from_millis(1), max: Duration::from_millis(10) };
     let mut sim = Sim::new(nodes, move |id| Node::new(c.clone(), id), delay, sc);
-    let after = rss_kib("VmRSS:");
+    let after = rss_kib("self", "VmRSS:");
     let start = Instant::now();
     let report = sim.run(Time::MAX, u64::MAX, &mut |_| {})?;
     let wall = start.elapsed().as_secs_f64();
@@ -119,7 +120,7 @@ pub fn sample(nodes: u32) -> Result<Sample> {
         wall_s: wall,
         events_per_s: report.events as f64 / wall,
         baseline_events_per_s: baseline,
-        peak_rss_bytes: rss_kib("VmHWM:") * 1024,
+        peak_rss_bytes: rss_kib("self", "VmHWM:") * 1024,
         bytes_per_idle_node: (after.saturating_sub(before) * 1024) as f64 / nodes as f64,
         trace_hash: agora_sim::trace::hex(report.trace_hash),
     })

@@ -200,17 +200,25 @@ fn free_ports(n: usize) -> Result<Vec<u16>> {
     Ok(held.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<std::io::Result<_>>()?)
 }
 
-/// The cluster file: 4 replicas (with HTTP, for readiness) and the clients.
-fn cluster_file(clients: usize, batch_max: usize, timeout: Duration, byzantine: Option<(u32, &str)>) -> Result<String> {
+/// The `[params]` both the real cluster and the simulated one run with;
+/// `requests`: each client's own workload (the real clients are driven
+/// from here instead).
+fn params(args: &PbftBenchArgs, requests: u32, byzantine: Option<(u32, &str)>) -> String {
     let mut s = format!(
-        "protocol = \"pbft\"\n\n[params]\nreplicas = 4\nrequests = 0\nop_bytes = 0\nbatch_max = {batch_max}\n\
-         checkpoint_interval = 64\npipeline = 4\nview_change_timeout = \"{}ms\"\nclient_timeout = \"1s\"\n\
-         status_interval = \"100ms\"\n",
-        timeout.as_millis()
+        "[params]\nreplicas = 4\nrequests = {requests}\nop_bytes = 0\nbatch_max = {}\ncheckpoint_interval = 64\n\
+         pipeline = 4\nview_change_timeout = \"{}ms\"\nclient_timeout = \"1s\"\nstatus_interval = \"100ms\"\n",
+        args.batch_max,
+        args.view_change_timeout.as_millis()
     );
     if let Some((replica, behaviour)) = byzantine {
         s += &format!("byzantine = [{{ replica = {replica}, behaviour = \"{behaviour}\" }}]\n");
     }
+    s
+}
+
+/// The cluster file: 4 replicas (with HTTP, for readiness) and the clients.
+fn cluster_file(clients: usize, args: &PbftBenchArgs, byzantine: Option<(u32, &str)>) -> Result<String> {
+    let mut s = format!("protocol = \"pbft\"\n\n{}", params(args, 0, byzantine));
     let ports = free_ports(8 + clients)?;
     for i in 0..4 {
         let (peers, http) = (ports[2 * i], ports[2 * i + 1]);
@@ -244,7 +252,7 @@ impl Cluster {
         let Setting { clients, byzantine, every, .. } = *setting;
         let dir = crate::cluster::run_dir("bench-pbft")?;
         let plain = dir.path().join("plain.toml");
-        std::fs::write(&plain, cluster_file(clients, args.batch_max, args.view_change_timeout, byzantine)?)?;
+        std::fs::write(&plain, cluster_file(clients, args, byzantine)?)?;
         let keyed = write_keys(&plain, &dir.path().join("keys"), None)?;
         let exe = std::env::current_exe().context("cannot find the agora executable")?;
         let mut replicas = Vec::new();
@@ -309,7 +317,8 @@ impl Cluster {
 
     /// Resident memory of the largest replica process, in MB.
     fn replica_rss_mb(&self) -> Option<f64> {
-        self.replicas.iter().filter_map(|c| c.id()).filter_map(rss_mb).reduce(f64::max)
+        let mb = |pid: u32| crate::bench::rss_kib(&pid.to_string(), "VmRSS:") as f64 / 1024.0;
+        self.replicas.iter().filter_map(|c| c.id()).map(mb).reduce(f64::max)
     }
 
     async fn stop(mut self) {
@@ -325,12 +334,6 @@ impl Cluster {
             }
         }
     }
-}
-
-fn rss_mb(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
 }
 
 fn row(setting: &str, clients: usize, wall: Duration, latencies: &[Duration], rss: Option<f64>) -> Row {
@@ -508,14 +511,12 @@ fn print_report(r: &Report, args: &PbftBenchArgs) {
 const SIM_DELAY: &str = "{ model = \"uniform\", min = \"50us\", max = \"150us\" }";
 
 fn sim_scenario(clients: usize, args: &PbftBenchArgs, until: Duration, crash: Option<Duration>) -> Result<Scenario> {
-    let file = cluster_file(clients, args.batch_max, args.view_change_timeout, None)?;
-    let params = file.split("[params]").nth(1).and_then(|p| p.split("[[node]]").next()).expect("our own file");
     let mut src = format!(
-        "protocol = \"pbft\"\nnodes = {}\nseed = 1\nuntil = \"{}ms\"\n\n[network]\ndelay = {SIM_DELAY}\n\n[params]{params}",
+        "protocol = \"pbft\"\nnodes = {}\nseed = 1\nuntil = \"{}ms\"\n\n[network]\ndelay = {SIM_DELAY}\n\n{}",
         4 + clients,
-        until.as_millis()
+        until.as_millis(),
+        params(args, u32::MAX, None)
     );
-    src = src.replace("requests = 0", &format!("requests = {}", u32::MAX));
     if let Some(at) = crash {
         src += &format!("\n[[fault]]\nkind = \"crash\"\nat = \"{}ms\"\nnode = 0\n", at.as_millis());
     }

@@ -43,32 +43,45 @@ fn the_scenario_changes_view_finishes_and_a_cut_off_replica_catches_up_by_state_
     assert_eq!(sim.trace_hash(), run(sc.seed).trace_hash(), "same seed, same trace");
 }
 
-/// One seed's faults: a crash and a restart (memory kept or lost), a
-/// partition cutting one off, omissions at one — each at any replica,
-/// the primary of view 0 included.
-fn faulty(seed: u64) -> Scenario<Params> {
+/// The sweeps' scenario before its faults: 40 requests per client, 30 s.
+fn sweep_scenario() -> Scenario<Params> {
     let mut sc = scenario();
     sc.fault.clear();
     sc.params.requests = 40;
     sc.until = Duration::from_secs(30);
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let (crashed, at) = (rng.random_range(0..4), rng.random_range(0..1500));
-    sc.push_fault(FaultSpec { kind: FaultKind::Crash, at: ms(at), node: Some(crashed), ..FaultSpec::default() });
-    sc.push_fault(FaultSpec {
-        kind: FaultKind::Recover,
-        at: ms(at + rng.random_range(1..1500)),
-        node: Some(crashed),
-        memory: Some(rng.random_bool(0.5)),
-        ..FaultSpec::default()
-    });
-    let at = rng.random_range(0..1500);
+    sc
+}
+
+/// Replica `node` crashes at `at` ms and comes back `after` ms later.
+fn crash(sc: &mut Scenario<Params>, node: u32, at: u64, after: u64, memory: bool) {
+    sc.push_fault(FaultSpec { kind: FaultKind::Crash, at: ms(at), node: Some(node), ..FaultSpec::default() });
+    let back = FaultSpec { kind: FaultKind::Recover, at: ms(at + after), node: Some(node), ..FaultSpec::default() };
+    sc.push_fault(FaultSpec { memory: Some(memory), ..back });
+}
+
+/// Replica `node` is cut off from `at` ms for `lasting` ms.
+fn cut_off(sc: &mut Scenario<Params>, node: u32, at: u64, lasting: u64) {
+    let groups = Some(vec![vec![node]]);
     sc.push_fault(FaultSpec {
         kind: FaultKind::Partition,
         at: ms(at),
-        heal: ms(at + rng.random_range(1..1500)),
-        groups: Some(vec![vec![rng.random_range(0..4)]]),
+        heal: ms(at + lasting),
+        groups,
         ..FaultSpec::default()
     });
+}
+
+/// One seed's faults: a crash and a restart (memory kept or lost), a
+/// partition cutting one off, omissions at one — each at any replica,
+/// the primary of view 0 included.
+fn faulty(seed: u64) -> Scenario<Params> {
+    let mut sc = sweep_scenario();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let (crashed, at) = (rng.random_range(0..4), rng.random_range(0..1500));
+    crash(&mut sc, crashed, at, rng.random_range(1..1500), rng.random_bool(0.5));
+    // The draws in the order the sweep's figures were measured with.
+    let (at, lasting) = (rng.random_range(0..1500), rng.random_range(1..1500));
+    cut_off(&mut sc, rng.random_range(0..4), at, lasting);
     let at = rng.random_range(0..1500);
     sc.push_fault(FaultSpec {
         kind: FaultKind::Omission,
@@ -123,10 +136,7 @@ const BEHAVIOURS: u64 = 9;
 /// replica crashing for a while with its memory and another cut off.
 fn byzantine(seed: u64) -> Scenario<Params> {
     use agora_sim::scenario::Behaviour as Generic;
-    let mut sc = scenario();
-    sc.fault.clear();
-    sc.params.requests = 40;
-    sc.until = Duration::from_secs(30);
+    let mut sc = sweep_scenario();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let bad = rng.random_range(0..4u32);
     let mut pbft = |replica, behaviour| sc.params.byzantine.push(ByzantineReplica { replica, behaviour });
@@ -144,22 +154,9 @@ fn byzantine(seed: u64) -> Scenario<Params> {
     let bad = if seed % BEHAVIOURS < 2 { 0 } else { bad };
     let correct = |rng: &mut rand_chacha::ChaCha8Rng| (bad + rng.random_range(1..4)) % 4;
     let (crashed, at) = (correct(&mut rng), rng.random_range(0..1500));
-    sc.push_fault(FaultSpec { kind: FaultKind::Crash, at: ms(at), node: Some(crashed), ..FaultSpec::default() });
-    sc.push_fault(FaultSpec {
-        kind: FaultKind::Recover,
-        at: ms(at + rng.random_range(1..1000)),
-        node: Some(crashed),
-        memory: Some(true),
-        ..FaultSpec::default()
-    });
-    let at = rng.random_range(0..1500);
-    sc.push_fault(FaultSpec {
-        kind: FaultKind::Partition,
-        at: ms(at),
-        heal: ms(at + rng.random_range(1..1000)),
-        groups: Some(vec![vec![correct(&mut rng)]]),
-        ..FaultSpec::default()
-    });
+    crash(&mut sc, crashed, at, rng.random_range(1..1000), true);
+    let (at, lasting) = (rng.random_range(0..1500), rng.random_range(1..1000));
+    cut_off(&mut sc, correct(&mut rng), at, lasting);
     sc
 }
 

@@ -68,12 +68,17 @@ pub fn seal<P: Protocol + ?Sized>(io: &Io<'_, P>, to: NodeId, msg: Msg) -> Envel
 
 /// `msg` from this node with an authenticator for every node in `to`.
 pub fn seal_for_all<P: Protocol + ?Sized>(io: &Io<'_, P>, to: &[NodeId], msg: Msg) -> Envelope {
-    let input = mac_input(io.me(), &msg);
+    let tags = authenticator(io, to, &mac_input(io.me(), &msg));
+    Envelope { msg, auth: Auth::Vector(tags) }
+}
+
+/// This node's MAC of `input` for each node in `to`, at the node's index.
+fn authenticator<P: Protocol + ?Sized>(io: &Io<'_, P>, to: &[NodeId], input: &[u8]) -> Vec<Tag> {
     let mut tags = vec![Tag::default(); to.iter().map(|n| n.index() + 1).max().unwrap_or(0)];
     for &n in to {
-        tags[n.index()] = io.mac(n, &input).unwrap_or_default();
+        tags[n.index()] = io.mac(n, input).unwrap_or_default();
     }
-    Envelope { msg, auth: Auth::Vector(tags) }
+    tags
 }
 
 impl Envelope {
@@ -96,11 +101,7 @@ impl Request {
     /// Client `io.me()`'s request, authenticated for `replicas`.
     pub fn new<P: Protocol + ?Sized>(io: &Io<'_, P>, replicas: &[NodeId], timestamp: u64, op: Vec<u8>) -> Request {
         let mut r = Request { client: io.me(), timestamp, op, auth: Vec::new() };
-        let input = r.mac_input();
-        r.auth = vec![Tag::default(); replicas.iter().map(|n| n.index() + 1).max().unwrap_or(0)];
-        for &n in replicas {
-            r.auth[n.index()] = io.mac(n, &input).unwrap_or_default();
-        }
+        r.auth = authenticator(io, replicas, &r.mac_input());
         r
     }
 

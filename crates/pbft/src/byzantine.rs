@@ -6,7 +6,7 @@
 //! It holds its own keys, so what it tampers with it seals again: its
 //! messages are authentic, and only the protocol's rules stand in its way.
 
-use crate::auth::{seal, Envelope};
+use crate::auth::send;
 use crate::msg::{batch_digest, checkpoint_bytes, Msg, Request};
 use crate::node::{Node, Timer};
 use crate::{Config, Replica, StateMachine};
@@ -114,22 +114,17 @@ impl<M: StateMachine> Byzantine<M> {
                     _ => batch,
                 };
                 let digest = batch_digest(&batch);
-                Self::seal_and_send(to, Msg::PrePrepare { view, seq, batch }, io);
-                Self::seal_and_send(to, Msg::Commit { view, seq, digest }, io);
+                send(io, to, Msg::PrePrepare { view, seq, batch });
+                send(io, to, Msg::Commit { view, seq, digest });
             }
             Msg::PrePrepare { view, seq, mut batch } if self.behaviour == Behaviour::AlterRequests => {
                 for r in &mut batch {
                     r.op.push(b'!');
                 }
-                Self::seal_and_send(to, Msg::PrePrepare { view, seq, batch }, io);
+                send(io, to, Msg::PrePrepare { view, seq, batch });
             }
-            msg => Self::seal_and_send(to, msg, io),
+            msg => send(io, to, msg),
         }
-    }
-
-    fn seal_and_send(to: NodeId, msg: Msg, io: &mut Io<'_, Node<M>>) {
-        let envelope: Envelope = seal(io, to, msg);
-        io.send(to, envelope);
     }
 
     /// After a status tick: the flood this behaviour sends.
@@ -161,7 +156,7 @@ impl<M: StateMachine> Byzantine<M> {
         };
         for peer in r.config().replica_ids().filter(|&p| p != r.id()) {
             for m in &flood {
-                Self::seal_and_send(peer, m.clone(), io);
+                send(io, peer, m.clone());
             }
         }
     }

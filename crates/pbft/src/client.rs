@@ -2,7 +2,7 @@
 //! replica and resent until f + 1 replicas reply with the same result —
 //! at least one of them correct, so the result is the group's.
 
-use crate::auth::seal;
+use crate::auth::send;
 use crate::msg::{Msg, Request};
 use crate::node::{Node, Output, Timer};
 use crate::{Config, StateMachine};
@@ -99,8 +99,7 @@ impl Client {
     fn send<M: StateMachine>(&mut self, io: &mut Io<'_, Node<M>>) {
         let Some(o) = &self.outstanding else { return };
         for r in self.cfg.replica_ids() {
-            let envelope = seal(io, r, Msg::Request(o.request.clone()));
-            io.send(r, envelope);
+            send(io, r, Msg::Request(o.request.clone()));
         }
         io.set_timer(self.cfg.client_timeout, Timer::Retransmit);
     }
