@@ -51,6 +51,24 @@ impl<'a, P: Protocol + ?Sized> Io<'a, P> {
         Io { me: self.me, now: self.now, rng: &mut *self.rng, keys: self.keys, out }
     }
 
+    /// An `Io` for a protocol nested in this one that numbers nodes its own
+    /// way (a PBFT group inside a larger system): `me` in its numbering,
+    /// and `keys` that sign and authenticate as the nodes it names (see
+    /// [`crate::keys::Renamed`]).
+    pub fn nested_as<'b, Q: Protocol + ?Sized>(
+        &'b mut self,
+        me: NodeId,
+        keys: &'b dyn Keys,
+        out: &'b mut Vec<Command<Q>>,
+    ) -> Io<'b, Q> {
+        Io { me, now: self.now, rng: &mut *self.rng, keys, out }
+    }
+
+    /// The driver's keys, for a nested protocol's [`Io::nested_as`].
+    pub fn keys(&self) -> &'a dyn Keys {
+        self.keys
+    }
+
     /// Pushes a command as it is (composition layers forward translated ones).
     pub fn push(&mut self, cmd: Command<P>) {
         self.out.push(cmd);

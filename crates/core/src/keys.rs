@@ -65,6 +65,26 @@ pub trait Keys: Send + Sync {
     fn pair_key(&self, me: NodeId, peer: NodeId) -> Option<PairKey>;
 }
 
+/// Keys seen through a renaming: node `i` of a nested protocol's own
+/// numbering is node `global[i]` (several may be one node). Ids outside
+/// the numbering have no keys.
+pub struct Renamed<'a> {
+    pub keys: &'a dyn Keys,
+    pub global: &'a [NodeId],
+}
+
+impl Keys for Renamed<'_> {
+    fn sign(&self, me: NodeId, msg: &[u8]) -> Option<Signature> {
+        self.keys.sign(*self.global.get(me.index())?, msg)
+    }
+    fn verify(&self, who: NodeId, msg: &[u8], sig: &Signature) -> bool {
+        self.global.get(who.index()).is_some_and(|&g| self.keys.verify(g, msg, sig))
+    }
+    fn pair_key(&self, me: NodeId, peer: NodeId) -> Option<PairKey> {
+        self.keys.pair_key(*self.global.get(me.index())?, *self.global.get(peer.index())?)
+    }
+}
+
 /// No keys: nothing signs, nothing verifies (drivers that were given none).
 pub struct NoKeys;
 

@@ -231,11 +231,12 @@ impl Runnable for agora_telecom::node::Node {
         let topo = Arc::new(params.compile().expect("validated before building"));
         Box::new(move |id| agora_telecom::node::Node::new(topo.clone(), id))
     }
-    fn install_invariants(_params: &Self::Params, _nodes: u32, sim: &mut Sim<Self>) {
+    fn install_invariants(params: &Self::Params, _nodes: u32, sim: &mut Sim<Self>) {
         sim.add_invariant("server bounds and request accounting", |w| match w.active {
             Some(id) => w.nodes.state(id).check(),
             None => w.nodes.ids().try_for_each(|id| w.nodes.state(id).check()),
         });
+        crate::telecom::install_pbft_agreement(&params.compile().expect("validated before building"), sim);
     }
     fn outcome(params: &Self::Params, _nodes: u32, sim: &Sim<Self>) -> serde_json::Value {
         let topo = params.compile().expect("validated before running");

@@ -59,6 +59,11 @@ impl<M: StateMachine> Byzantine<M> {
         Byzantine { replica: Replica::new(cfg, id, machine), behaviour, twin, ticks: 0, previous: Vec::new() }
     }
 
+    /// A running replica that turns Byzantine (not twins: one instance).
+    pub fn turned(replica: Replica<M>, behaviour: Behaviour) -> Self {
+        Byzantine { replica, behaviour, twin: None, ticks: 0, previous: Vec::new() }
+    }
+
     /// Runs a handler of the correct replica and sends what it sends,
     /// tampered; twins run it on both instances.
     pub(crate) fn handle(&mut self, io: &mut Io<'_, Node<M>>, handler: impl Fn(&mut Replica<M>, &mut Io<'_, Node<M>>)) {

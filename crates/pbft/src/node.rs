@@ -61,6 +61,25 @@ impl<M: StateMachine> Node<M> {
         Node::Byzantine(Box::new(Byzantine::new(cfg, id, machine, behaviour)))
     }
 
+    /// A replica turns Byzantine (`Some`) or correct again (`None`) where
+    /// it is, keeping its state: a failure injector's doing. Clients stay
+    /// as they are; twins need two instances from the start
+    /// ([`Node::byzantine`]), so a running replica cannot turn into them.
+    pub fn turn(&mut self, behaviour: Option<Behaviour>)
+    where
+        M: Clone,
+    {
+        let replica = match self {
+            Node::Replica(r) => (**r).clone(),
+            Node::Byzantine(b) => b.replica.clone(),
+            Node::Client(_) => return,
+        };
+        *self = match behaviour {
+            Some(b) if b != Behaviour::Twins => Node::Byzantine(Box::new(Byzantine::turned(replica, b))),
+            _ => Node::Replica(Box::new(replica)),
+        };
+    }
+
     /// A correct replica's state (not a Byzantine one's).
     pub fn replica(&self) -> Option<&Replica<M>> {
         match self {

@@ -25,6 +25,7 @@ pub mod commit;
 pub mod data;
 pub mod deadlock;
 pub mod node;
+pub mod ordering;
 pub mod phi;
 pub mod rank;
 pub mod risk;

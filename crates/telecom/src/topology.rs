@@ -11,6 +11,7 @@ use crate::risk::FailureMode;
 use agora_core::{duration_str, NodeId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -369,7 +370,8 @@ pub struct Group {
     pub members: Vec<NodeId>,
     pub strategy: Redundancy,
     pub consistency: Consistency,
-    /// Equal answers that decide an n-way request: a majority of members.
+    /// Equal answers that decide an n-way request: a majority of members,
+    /// f + 1 where PBFT orders the group.
     pub quorum: usize,
     /// Active-passive: writes answered once shipped (see [`GroupSpec::sync`]).
     pub sync: bool,
@@ -380,9 +382,13 @@ pub struct Group {
 
 impl Group {
     /// The members a request needs to be served: a quorum for an n-way
-    /// group, the larger of R and W for a quorum group, one otherwise.
+    /// group (2f + 1 where PBFT orders it), the larger of R and W for a quorum group, one otherwise.
     pub fn needed(&self) -> usize {
         match self.strategy {
+            // PBFT commits with 2f + 1 replicas taking part.
+            Redundancy::NWay if crate::ordering::by_pbft(self.strategy, self.consistency, self.members.len()) => {
+                2 * crate::ordering::tolerated(self.members.len()) + 1
+            }
             Redundancy::NWay => self.quorum,
             Redundancy::Quorum => self.r.max(self.w),
             _ => 1,
@@ -404,6 +410,8 @@ pub struct Topology {
     pub one_way_ms: Vec<Vec<f64>>,
     /// Draws a request's key.
     pub keys: KeySampler,
+    /// Per group: its PBFT numbering, if PBFT orders it ([`crate::ordering`]).
+    pub pbft: Vec<Option<Arc<crate::ordering::Numbering>>>,
 }
 
 impl Params {
@@ -492,9 +500,15 @@ impl Params {
                     "group[{i}].sync: only an active_passive group ships its log, synchronously or not"
                 ));
             }
-            let quorum = members.len() / 2 + 1;
             let n = members.len();
-            let (r, w) = (g.r.map_or(quorum, |x| x as usize), g.w.map_or(quorum, |x| x as usize));
+            // A PBFT-ordered group's client needs f + 1 equal replies, one
+            // of them from a correct member; the others a majority.
+            let majority = n / 2 + 1;
+            let quorum = match crate::ordering::by_pbft(g.strategy, g.consistency, n) {
+                true => crate::ordering::tolerated(n) + 1,
+                false => majority,
+            };
+            let (r, w) = (g.r.map_or(majority, |x| x as usize), g.w.map_or(majority, |x| x as usize));
             if g.strategy != Redundancy::Quorum && (g.r.is_some() || g.w.is_some()) {
                 return Err(format!("group[{i}].r/w: only a quorum group reads and writes by quorum"));
             }
@@ -626,7 +640,14 @@ impl Params {
             return Err("byzantine_strikes: must be at least 1".into());
         }
         let one_way_ms = shortest_paths(&neighbours);
-        Ok(Topology { params: self.clone(), neighbours, groups, clients, mix, one_way_ms, keys })
+        let pbft = groups
+            .iter()
+            .map(|g| {
+                crate::ordering::by_pbft(g.strategy, g.consistency, g.members.len())
+                    .then(|| Arc::new(crate::ordering::Numbering::new(g, count, self.rpc.timeout)))
+            })
+            .collect();
+        Ok(Topology { params: self.clone(), neighbours, groups, clients, mix, one_way_ms, keys, pbft })
     }
 }
 

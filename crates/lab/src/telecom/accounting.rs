@@ -98,12 +98,29 @@ pub struct GroupTally {
     pub tally: Tally,
 }
 
+/// A stretch of the run in which a PBFT-ordered group had more faulty
+/// members (crashed, omitting or Byzantine) than the f it tolerates: PBFT
+/// keeps it safe there (the simulator checks agreement after every event)
+/// but promises no service.
+#[derive(Clone, Debug, Serialize)]
+pub struct BeyondF {
+    pub service: String,
+    pub f: usize,
+    pub from_s: f64,
+    pub to_s: f64,
+    pub faulty: Vec<String>,
+    /// The group's requests issued in the stretch.
+    #[serde(flatten)]
+    pub tally: Tally,
+}
+
 /// The accounting of a run.
 #[derive(Clone, Debug, Serialize)]
 pub struct Accounting {
     pub total: Tally,
     pub groups: Vec<GroupTally>,
     pub windows: Vec<Window>,
+    pub beyond_f: Vec<BeyondF>,
 }
 
 /// What the simulator had done to the nodes at some time.
@@ -167,6 +184,12 @@ impl World {
             .filter(|m| reach[m.index()] && !self.omitting[m.index()] && !self.byzantine[m.index()])
             .count();
         correct >= g.needed()
+    }
+
+    /// The members of group `g` that are crashed, omitting or Byzantine.
+    fn faulty(&self, topo: &Topology, g: usize) -> Vec<String> {
+        let bad = |m: &&NodeId| !self.up[m.index()] || self.omitting[m.index()] || self.byzantine[m.index()];
+        topo.groups[g].members.iter().filter(bad).map(|&m| topo.name(m).to_string()).collect()
     }
 
     fn describe(&self, topo: &Topology) -> Vec<String> {
@@ -250,5 +273,52 @@ pub fn account(topo: &Topology, sim: &Sim<Node>, reqs: &[Request]) -> Accounting
     windows.last_mut().expect("a window").to_s = sim.now().as_secs_f64();
     let groups =
         topo.groups.iter().zip(groups).map(|(g, tally)| GroupTally { service: g.service.clone(), tally }).collect();
-    Accounting { total, groups, windows }
+    let beyond_f = beyond_f(topo, sim, &events, reqs, &lost);
+    Accounting { total, groups, windows, beyond_f }
+}
+
+/// The stretches in which a PBFT-ordered group had more than f faulty
+/// members, and its requests issued in them.
+fn beyond_f(
+    topo: &Topology,
+    sim: &Sim<Node>,
+    events: &[(Time, Event)],
+    reqs: &[Request],
+    lost: &std::collections::HashSet<usize>,
+) -> Vec<BeyondF> {
+    let n = topo.len();
+    let mut world = World { up: vec![true; n], omitting: vec![false; n], byzantine: vec![false; n], side: vec![0; n] };
+    let ordered: Vec<usize> = (0..topo.groups.len()).filter(|&g| topo.pbft[g].is_some()).collect();
+    let mut open: Vec<Option<BeyondF>> = vec![None; topo.groups.len()];
+    let mut out = Vec::new();
+    for (i, (at, e)) in events.iter().enumerate() {
+        world.apply(e);
+        if events.get(i + 1).is_some_and(|next| next.0 == *at) {
+            continue; // one change per instant
+        }
+        for &g in &ordered {
+            let (faulty, f) = (world.faulty(topo, g), agora_telecom::ordering::tolerated(topo.groups[g].members.len()));
+            if open[g].as_ref().is_some_and(|s| s.faulty == faulty) {
+                continue;
+            }
+            if let Some(mut s) = open[g].take() {
+                s.to_s = at.as_secs_f64();
+                out.push(s);
+            }
+            if faulty.len() > f {
+                let service = topo.groups[g].service.clone();
+                let from_s = at.as_secs_f64();
+                open[g] = Some(BeyondF { service, f, from_s, to_s: from_s, faulty, tally: Tally::new() });
+            }
+        }
+    }
+    out.extend(open.into_iter().flatten().map(|s| BeyondF { to_s: sim.now().as_secs_f64(), ..s }));
+    for (i, r) in reqs.iter().enumerate() {
+        let at = r.issued.as_secs_f64();
+        let service = &topo.groups[r.group as usize].service;
+        if let Some(s) = out.iter_mut().find(|s| s.service == *service && s.from_s <= at && at < s.to_s) {
+            s.tally.add(r, false, lost.contains(&i));
+        }
+    }
+    out
 }

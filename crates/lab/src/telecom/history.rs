@@ -310,9 +310,12 @@ pub struct GroupHistory {
     pub sessions: SessionViolations,
     /// Reads older than a write acknowledged before them ([`stale_reads`]).
     pub stale_reads: u64,
-    /// Members that turned Byzantine in the run: a strong group's verdict
-    /// is then what this run showed, not a guarantee — until PBFT orders
-    /// the group, its primary order assumes no member lies to its peers.
+    /// PBFT orders the group (see `agora_telecom::ordering`): its history
+    /// holds with up to f Byzantine members.
+    pub pbft: bool,
+    /// Members that turned Byzantine in the run: a strong group in primary
+    /// order (not PBFT's) assumes no member lies to its peers, so its
+    /// verdict is then what this run showed, not a guarantee.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub byzantine_members: Vec<String>,
 }
@@ -349,6 +352,7 @@ pub fn check(
                 stuck_at,
                 sessions,
                 stale_reads: stale.get(&(i as u16)).copied().unwrap_or(0),
+                pbft: topo.pbft[i].is_some(),
                 byzantine_members: Vec::new(),
             }
         })

@@ -189,7 +189,7 @@ pub struct Reply {
 }
 
 /// One replica's state of one group.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Store {
     keys: BTreeMap<String, Entry>,
 }

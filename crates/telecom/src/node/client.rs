@@ -411,6 +411,9 @@ struct Pending {
     seal: Option<Seal>,
     /// The call it answers, if it came from outside the node.
     call: Option<u64>,
+    /// A PBFT-ordered group's request, authenticated once: every attempt
+    /// sends the same.
+    pbft: Option<Box<agora_pbft::Request>>,
 }
 
 impl Pending {
@@ -528,6 +531,9 @@ struct State {
     serving: Vec<SmallVec<[NodeId; 4]>>,
     level: Vec<Level>,
     dirty: bool,
+    /// The last PBFT timestamp this client gave a request (they grow,
+    /// across restarts too: they start from the clock).
+    pbft_timestamp: u64,
 }
 
 impl State {
@@ -564,6 +570,7 @@ impl State {
                 .collect(),
             level: vec![Level::Healthy; topo.groups.len()],
             dirty: true,
+            pbft_timestamp: 0,
         }
     }
 }
@@ -709,6 +716,11 @@ impl Client {
         c.budget.deposit(now, &topo.params.rpc);
         c.issued += 1;
         let seal = seal(group, &key, &op, io);
+        let pbft = topo.pbft[group as usize].as_ref().map(|numbering| {
+            c.pbft_timestamp = (c.pbft_timestamp + 1).max(now.since_epoch().as_nanos() as u64);
+            let operation = crate::ordering::Operation { key: key.clone(), op: op.clone(), seal: seal.clone() };
+            Box::new(numbering.request(io, self.me, id, c.pbft_timestamp, operation))
+        });
         c.pending.insert(
             id,
             Pending {
@@ -726,6 +738,7 @@ impl Client {
                 put: None,
                 seal,
                 call,
+                pbft,
             },
         );
         self.attempt(id, io);
@@ -776,6 +789,7 @@ impl Client {
         let op = if reading { Op::Read } else { p.op.clone() };
         let (group, key, priority, attempt) = (p.group, p.key.clone(), p.priority, p.attempt);
         let (put, seal) = (p.put.clone(), p.seal.clone().filter(|_| !reading));
+        let pbft = p.pbft.clone();
         for &t in &targets {
             if !p.tried.contains(&t) {
                 p.tried.push(t);
@@ -807,6 +821,7 @@ impl Client {
                 seal: seal.clone(),
                 forwarded: false,
                 asked,
+                pbft: pbft.clone(),
             };
             io.output(Output::Send(r));
         }
@@ -1118,15 +1133,19 @@ impl Client {
         }
         c.dirty = false;
         for (gi, g) in topo.groups.iter().enumerate() {
+            // A PBFT-ordered group needs its requests at every member it
+            // can reach (its primary above all): its f + 1 equal replies
+            // are the trust, so suspicions and ejections do not narrow it.
+            let pbft = topo.pbft[gi].is_some();
             let trusted = |n: &NodeId| match c.standing[n.index()] {
                 Standing::Good => true,
                 Standing::Probation => g.strategy == Redundancy::NWay,
-                Standing::Suspected { .. } => false,
+                Standing::Suspected { .. } => pbft,
             };
             let healthy = |n: &NodeId| {
                 view.reachable.get(n.index()).copied().unwrap_or(false)
                     && trusted(n)
-                    && c.ejected_until[n.index()].is_none()
+                    && (pbft || c.ejected_until[n.index()].is_none())
             };
             // Members most neighbours find lossy go last.
             let mut serving: SmallVec<[NodeId; 4]> = g.members.iter().copied().filter(healthy).collect();

@@ -359,6 +359,7 @@ mod tests {
             arrived: Time::ZERO,
             forwarded: false,
             asked: Vec::new(),
+            pbft: None,
         };
         let serve = Output::Server(server::Output::Replica {
             strategy: Redundancy::Geographic,

@@ -145,6 +145,11 @@ pub struct Request {
     /// primary only if the client did not ask it).
     #[serde(default)]
     pub asked: Vec<NodeId>,
+    /// A PBFT-ordered group's request: the operation as its client
+    /// authenticated it to every member (see [`crate::ordering`]); each
+    /// attempt carries the same, so a retry is a retransmission.
+    #[serde(default)]
+    pub pbft: Option<Box<agora_pbft::Request>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
@@ -312,6 +317,8 @@ pub struct RequestKey {
     pub forwarded: bool,
     /// The members this attempt went to (n-way groups).
     pub asked: Vec<NodeId>,
+    /// A PBFT-ordered group's request (see [`Request::pbft`]).
+    pub pbft: Option<Box<agora_pbft::Request>>,
 }
 
 impl Ord for Queued {
@@ -363,6 +370,7 @@ impl Server {
             arrived: io.now(),
             forwarded: r.forwarded,
             asked: r.asked,
+            pbft: r.pbft,
         };
         if self.view.isolated {
             self.reply(key, None, Status::Isolated, None, io);

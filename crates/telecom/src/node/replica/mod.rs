@@ -11,6 +11,9 @@
 //! * `causal.rs`: causal delivery of a causal group's writes (the
 //!   consistency `causal`, whatever the strategy: the seed's load balancer
 //!   is active-active);
+//! * `bft.rs`: a PBFT replica for a group PBFT orders (n-way, strong, at
+//!   least four members: see [`crate::ordering`]) — it orders and executes
+//!   the group's requests, in place of primary order;
 //! * `durable.rs`: the data on the storage capability, a strong group's
 //!   answers held until a sync covers them, writes applied once per
 //!   request;
@@ -21,10 +24,12 @@
 //! The server hands a service the requests of its groups and sends
 //! whatever it replies (see [`super::server`]).
 
+mod bft;
 mod causal;
 mod durable;
 mod ship;
 
+pub use bft::Carried;
 pub use ship::{Replica, ReplicaBody, Shipped};
 
 use super::counters;
@@ -63,6 +68,7 @@ pub type Output = FromReplica;
 pub enum Msg {
     Causal(causal::Causal),
     Replica(Replica),
+    Pbft(Box<Carried>),
 }
 
 impl Message for Msg {
@@ -76,6 +82,7 @@ impl Message for Msg {
                 ReplicaBody::Digest(_) => "replica_digest",
                 ReplicaBody::ReadRepair { .. } => "replica_read_repair",
             },
+            Msg::Pbft(c) => c.envelope.msg.kind(),
             Msg::Causal(c) => match c.body {
                 causal::CausalBody::Update(_) => "causal_update",
                 causal::CausalBody::Digest(_) => "causal_digest",
@@ -90,6 +97,8 @@ impl Message for Msg {
 pub enum Timer {
     /// Periodic work: digests, log shipping, disk syncs.
     Beat,
+    /// A timer of a PBFT-ordered group's replica.
+    Pbft { group: u16, timer: agora_pbft::Timer },
 }
 
 /// The replicas of one strategy's groups at one node.
@@ -117,12 +126,17 @@ pub struct Replicas {
     disk: durable::Disk,
     /// Per group: log shipping (active-passive, geographic and n-way groups).
     shipping: Vec<ship::Shipping>,
+    /// Per group: this member's PBFT replica, if PBFT orders the group.
+    bft: Vec<Option<bft::Bft>>,
 }
 
 impl Replicas {
     /// The service keeping `strategy`'s groups at node `me`.
     pub fn new(topo: Arc<Topology>, me: NodeId, strategy: Redundancy) -> Self {
-        let kept = topo.groups.iter().map(|g| g.strategy == strategy && g.members.contains(&me)).collect();
+        let kept: Vec<bool> = topo.groups.iter().map(|g| g.strategy == strategy && g.members.contains(&me)).collect();
+        let bft = (0..topo.groups.len())
+            .map(|g| Some(bft::Bft::new(topo.pbft[g].clone().filter(|_| kept[g])?, me)))
+            .collect();
         Replicas {
             me,
             strategy,
@@ -135,13 +149,24 @@ impl Replicas {
             stores: vec![Store::new(); topo.groups.len()],
             disk: durable::Disk::new(topo.groups.len()),
             shipping: vec![ship::Shipping::default(); topo.groups.len()],
+            bft,
             topo,
         }
     }
 
-    /// This node's replica of `group`'s data (empty unless kept here).
+    /// This node's replica of `group`'s data (empty unless kept here, or
+    /// while its PBFT replica is Byzantine).
     pub fn replica(&self, group: u16) -> &Store {
-        &self.stores[group as usize]
+        match self.pbft_replica(group) {
+            Some(r) => &r.machine().store,
+            None => &self.stores[group as usize],
+        }
+    }
+
+    /// This node's PBFT replica of `group`, if PBFT orders it and the
+    /// replica is correct.
+    pub fn pbft_replica(&self, group: u16) -> Option<&agora_pbft::Replica<crate::ordering::Machine>> {
+        self.bft.get(group as usize)?.as_ref()?.replica()
     }
 
     /// Whether this service keeps `group` at this node.
@@ -191,7 +216,9 @@ impl Replicas {
     /// Its slot time done: applies the request, unless it needs a value
     /// this member lost to a damaged disk.
     fn serve(&mut self, key: RequestKey, io: &mut Io<'_, Self>) {
-        if self.unknown(key.group, &key.key, &key.op) {
+        if self.bft[key.group as usize].is_some() {
+            self.bft_serve(key, io);
+        } else if self.unknown(key.group, &key.key, &key.op) {
             io.count(counters::LOST_KEYS, 1);
             self.reply(&key, None, Status::Lost, io);
         } else {
@@ -286,6 +313,7 @@ impl Protocol for Replicas {
         if self.disk.restored() {
             self.catch_up(io);
         }
+        self.bft_start(io);
         io.set_timer(Duration::ZERO, Timer::Beat);
     }
 
@@ -293,6 +321,7 @@ impl Protocol for Replicas {
         // Timers were lost with the crash.
         self.resync_after_crash(io);
         self.catch_up(io);
+        self.bft_start(io);
         io.set_timer(Duration::ZERO, Timer::Beat);
     }
 
@@ -300,6 +329,7 @@ impl Protocol for Replicas {
         match msg {
             Msg::Causal(c) => self.on_causal(c, io),
             Msg::Replica(r) => self.on_replica(r, io),
+            Msg::Pbft(c) => self.on_carried(*c, io),
         }
     }
 
@@ -312,13 +342,17 @@ impl Protocol for Replicas {
                 self.sync_if_written(io);
                 io.set_timer(self.topo.params.detector.interval, Timer::Beat);
             }
+            Timer::Pbft { group, timer } => self.bft_timer(group, timer, io),
         }
     }
 
     fn on_input(&mut self, input: Input, io: &mut Io<'_, Self>) {
         match input {
             Input::View(view) => self.view = view,
-            Input::Byzantine(b) => self.byzantine = b,
+            Input::Byzantine(b) => {
+                self.byzantine = b;
+                self.bft_turn(b);
+            }
             Input::Server(ToReplica::Admit { key, priority, after }) => self.admit(key, priority, after, io),
             Input::Server(ToReplica::Serve(key)) => self.serve(key, io),
             Input::Server(ToReplica::Repair(r)) => self.on_repair(r, io),
@@ -339,6 +373,7 @@ impl Protocol for Replicas {
             "groups": self.kept.iter().enumerate().filter(|(_, k)| **k).map(|(g, _)| serde_json::json!({
                 "service": self.topo.groups[g].service, "keys": self.stores[g].entries().count(),
             })).collect::<Vec<_>>(),
+            "pbft": (0..self.bft.len()).filter_map(|g| self.bft_status(g)).collect::<Vec<_>>(),
             "causal": self.causal.iter().enumerate().filter_map(|(g, l)| {
                 let l = l.as_ref()?;
                 Some(serde_json::json!({

@@ -145,7 +145,7 @@ impl Replicas {
     fn ships(&self, group: u16) -> bool {
         let g = &self.topo.groups[group as usize];
         let shipped = matches!(g.strategy, Redundancy::ActivePassive | Redundancy::Geographic | Redundancy::NWay);
-        shipped && self.keeps(group)
+        shipped && self.keeps(group) && self.topo.pbft[group as usize].is_none()
     }
 
     /// Whether `group` answers a write only once its peers hold it: a
@@ -216,6 +216,7 @@ impl Replicas {
             seal: key.seal.clone(),
             forwarded: true,
             asked: Vec::new(),
+            pbft: None,
         };
         io.output(FromReplica::Forward(r)); // the server carries it
     }

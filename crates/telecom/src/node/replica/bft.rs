@@ -1,0 +1,187 @@
+//! A member's PBFT replica of an ordered group ([`crate::ordering`]).
+//!
+//! The replica is `agora_pbft`'s, run unchanged under the group's own
+//! numbering: this file hands it what reaches the member and carries what
+//! it does. A client's request comes the usual way — through the member's
+//! server, which admits and queues it like any other — and goes to the
+//! replica as the client's PBFT request. The replicas' messages travel
+//! along the routes as [`Carried`], relayed by nodes on the way (each is
+//! authenticated end to end, so a relay can drop one but not forge it).
+//! When the replica executes a request it replies to the client's lane:
+//! that reply becomes the member's answer, which the server signs and
+//! sends; the client takes f + 1 equal answers.
+//!
+//! A member that turns Byzantine equivocates as the PBFT primary (its
+//! server lies in its answers as its behaviour says); a silent one sends
+//! nothing. A member that restarts without its memory starts as a fresh
+//! replica and catches up by PBFT's state transfer: PBFT's state lives in
+//! memory at its replicas, so an acknowledged write is held by at least
+//! f + 1 correct members' memory (not their disks).
+
+use super::{Msg, Replicas, Timer};
+use crate::node::counters;
+use crate::node::server::{Behaviour, RequestKey, Status};
+use crate::ordering::{Machine, Numbering, Operation};
+use agora_core::{Command, Io, NodeId};
+use agora_pbft as pbft;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A PBFT message on its way from one member to another.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub struct Carried {
+    pub group: u16,
+    /// PBFT ids (the group's numbering), checked by the envelope's MAC.
+    pub from: NodeId,
+    pub to: NodeId,
+    pub hops: u8,
+    pub envelope: pbft::Envelope,
+}
+
+/// This member's replica of one ordered group.
+pub(super) struct Bft {
+    numbering: Arc<Numbering>,
+    /// This member's PBFT id.
+    me: NodeId,
+    node: pbft::Node<Machine>,
+    /// Requests this member's server handed in, until their execution's
+    /// reply: by client lane and timestamp.
+    awaiting: BTreeMap<(NodeId, u64), RequestKey>,
+}
+
+/// How long a request waits here for its execution before it is
+/// forgotten (its client gave up long before).
+const FORGET_AFTER: Duration = Duration::from_secs(10);
+
+impl Bft {
+    pub(super) fn new(numbering: Arc<Numbering>, member: NodeId) -> Self {
+        let me = numbering.replica(member).expect("a member has a PBFT id");
+        let node = pbft::Node::Replica(Box::new(pbft::Replica::new(numbering.cfg.clone(), me, Machine::default())));
+        Bft { numbering, me, node, awaiting: BTreeMap::new() }
+    }
+
+    /// The replica's state, if it is correct.
+    pub(super) fn replica(&self) -> Option<&pbft::Replica<Machine>> {
+        self.node.replica()
+    }
+}
+
+impl Replicas {
+    /// Runs `f` on group `g`'s replica and carries out what it did.
+    fn on_bft(
+        &mut self,
+        g: u16,
+        io: &mut Io<'_, Self>,
+        f: impl FnOnce(&mut pbft::Node<Machine>, &mut Io<'_, pbft::Node<Machine>>),
+    ) {
+        let Some(b) = self.bft[g as usize].as_mut() else { return };
+        let numbering = b.numbering.clone();
+        let ((), out) = numbering.run(io, b.me, |pio| f(&mut b.node, pio));
+        for cmd in out {
+            match cmd {
+                Command::Send { to, msg } => self.bft_send(g, to, msg, io),
+                Command::SetTimer { after, timer } => io.set_timer(after, Timer::Pbft { group: g, timer }),
+                Command::CancelTimer { timer } => io.cancel_timer(Timer::Pbft { group: g, timer }),
+                Command::Count { name, by, .. } => io.count(name, by),
+                Command::Output(_) | Command::Store(_) => {} // a replica outputs and stores nothing
+            }
+        }
+    }
+
+    /// A message of `g`'s replica: to a peer along the routes, or — a reply
+    /// to a client's lane — the answer to the request it executed.
+    fn bft_send(&mut self, g: u16, to: NodeId, envelope: pbft::Envelope, io: &mut Io<'_, Self>) {
+        if self.byzantine == Some(Behaviour::Silent) {
+            return;
+        }
+        let b = self.bft[g as usize].as_mut().expect("running");
+        if b.numbering.cfg.is_replica(to) {
+            let Some(node) = b.numbering.node(to) else { return };
+            let carried = Carried { group: g, from: b.me, to, hops: 0, envelope };
+            return self.route(node, Msg::Pbft(Box::new(carried)), io);
+        }
+        let pbft::Msg::Reply { timestamp, result, .. } = envelope.msg else { return };
+        let Some(key) = b.awaiting.remove(&(to, timestamp)) else { return };
+        match crate::ordering::reply(&result) {
+            Some(reply) => self.reply(&key, Some(reply), Status::Ok, io),
+            None => self.reply(&key, None, Status::Unordered, io),
+        }
+    }
+
+    /// A client's request, its slot done: to the replica, which orders it
+    /// (or answers it again from its reply cache, if it was executed).
+    pub(super) fn bft_serve(&mut self, key: RequestKey, io: &mut Io<'_, Self>) {
+        let g = key.group;
+        let Some(b) = self.bft[g as usize].as_mut() else { return };
+        let Some(request) = key.pbft.clone() else {
+            return self.reply(&key, None, Status::Unordered, io);
+        };
+        // The request must be the one the answer will be for: the client's
+        // own lane, this operation.
+        let operation = Operation { key: key.key.clone(), op: key.op.clone(), seal: key.seal.clone() };
+        let lane_of_client =
+            b.numbering.cfg.is_client(request.client) && b.numbering.node(request.client) == Some(key.client);
+        if !lane_of_client || request.op != operation.bytes() {
+            io.count(counters::PEER_FORGED, 1);
+            return self.reply(&key, None, Status::Unordered, io);
+        }
+        let now = io.now();
+        b.awaiting.retain(|_, k| k.arrived + FORGET_AFTER > now);
+        b.awaiting.insert((request.client, request.timestamp), key);
+        let from = request.client;
+        let envelope = pbft::Envelope { msg: pbft::Msg::Request(*request), auth: pbft::Auth::Client };
+        self.on_bft(g, io, |n, pio| agora_core::Protocol::on_message(n, from, envelope, pio));
+    }
+
+    /// A PBFT message for this member, or one to relay.
+    pub(super) fn on_carried(&mut self, c: Carried, io: &mut Io<'_, Self>) {
+        let Some(numbering) = self.topo.pbft.get(c.group as usize).cloned().flatten() else { return };
+        if numbering.replica(self.me) != Some(c.to) {
+            if let (Some(node), true) = (numbering.node(c.to), c.hops < 32) {
+                self.route(node, Msg::Pbft(Box::new(Carried { hops: c.hops + 1, ..c })), io);
+            }
+            return;
+        }
+        if self.byzantine == Some(Behaviour::Silent) || !numbering.cfg.is_replica(c.from) {
+            return;
+        }
+        let (from, envelope) = (c.from, c.envelope);
+        self.on_bft(c.group, io, |n, pio| agora_core::Protocol::on_message(n, from, envelope, pio));
+    }
+
+    pub(super) fn bft_timer(&mut self, g: u16, timer: pbft::Timer, io: &mut Io<'_, Self>) {
+        self.on_bft(g, io, |n, pio| agora_core::Protocol::on_timer(n, timer, pio));
+    }
+
+    /// Starts (or, after a crash that kept memory, restarts the timers of)
+    /// every ordered group's replica.
+    pub(super) fn bft_start(&mut self, io: &mut Io<'_, Self>) {
+        for g in 0..self.bft.len() as u16 {
+            self.on_bft(g, io, |n, pio| agora_core::Protocol::on_start(n, pio));
+        }
+    }
+
+    /// The node turned Byzantine or honest: its replicas with it.
+    pub(super) fn bft_turn(&mut self, behaviour: Option<Behaviour>) {
+        let pbft_behaviour = behaviour.filter(|b| *b != Behaviour::Silent).map(|_| pbft::Behaviour::Equivocate);
+        for b in self.bft.iter_mut().flatten() {
+            b.node.turn(pbft_behaviour);
+        }
+    }
+
+    /// Where group `g`'s replica is, for the node's status.
+    pub(super) fn bft_status(&self, g: usize) -> Option<serde_json::Value> {
+        let b = self.bft.get(g)?.as_ref()?;
+        let r = b.replica();
+        Some(serde_json::json!({
+            "service": self.topo.groups[g].service,
+            "replica": b.me.0,
+            "byzantine": r.is_none(),
+            "view": r.map(|r| r.view()),
+            "executed": r.map(|r| r.executed()),
+            "awaiting": b.awaiting.len(),
+        }))
+    }
+}
