@@ -159,7 +159,7 @@ impl Replicas {
     /// every ordered group's replica.
     pub(super) fn bft_start(&mut self, io: &mut Io<'_, Self>) {
         for g in 0..self.bft.len() as u16 {
-            self.on_bft(g, io, |n, pio| agora_core::Protocol::on_start(n, pio));
+            self.on_bft(g, io, agora_core::Protocol::on_start);
         }
     }
 
