@@ -185,3 +185,69 @@ impl Replicas {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::kv::Op;
+    use crate::node::replica::{Input, Output};
+    use crate::node::server::{FromReplica, ToReplica};
+    use agora_core::keys::SeededKeys;
+    use agora_core::Protocol;
+    use rand::SeedableRng;
+
+    fn topology() -> crate::topology::Topology {
+        let sc: toml::Value = toml::from_str(include_str!("../../../../../scenarios/edge-core-cloud.toml")).unwrap();
+        let params: crate::topology::Params = sc["params"].clone().try_into().unwrap();
+        params.compile().unwrap()
+    }
+
+    /// Core2 (a backup) is served `key`: what it answers, and its counters.
+    fn serve(key: RequestKey) -> (Vec<Output>, Vec<&'static str>) {
+        let mut core2 = Replicas::new(Arc::new(topology()), NodeId(3), crate::topology::Redundancy::NWay);
+        let (mut rng, keys, mut out) = (rand_chacha::ChaCha8Rng::seed_from_u64(1), SeededKeys { seed: 1 }, Vec::new());
+        let mut io = Io::new(NodeId(3), agora_core::Time::ZERO, &mut rng, &mut out).with_keys(&keys);
+        core2.on_input(Input::Server(ToReplica::Serve(key)), &mut io);
+        let outputs = out.iter().filter_map(|c| if let Command::Output(o) = c { Some(o.clone()) } else { None });
+        let counts = out.iter().filter_map(|c| if let Command::Count { name, .. } = c { Some(*name) } else { None });
+        (outputs.collect(), counts.collect())
+    }
+
+    /// Edge1's request 7 writing `v` to k1, with its PBFT request for `pbft_op`.
+    fn key(v: &[u8], pbft_op: &[u8]) -> RequestKey {
+        let numbering = topology().pbft[0].clone().unwrap();
+        let (mut rng, keys, mut out) = (rand_chacha::ChaCha8Rng::seed_from_u64(2), SeededKeys { seed: 1 }, Vec::new());
+        let mut io: Io<'_, Replicas> = Io::new(NodeId(0), agora_core::Time::ZERO, &mut rng, &mut out).with_keys(&keys);
+        let operation = Operation { key: "k1".into(), op: Op::Write(pbft_op.to_vec()), seal: None };
+        let request = numbering.request(&mut io, NodeId(0), 7, 1, operation);
+        RequestKey {
+            id: 7,
+            client: NodeId(0),
+            group: 0,
+            key: "k1".into(),
+            op: Op::Write(v.to_vec()),
+            put: None,
+            seal: None,
+            attempt: 0,
+            sent_ns: 0,
+            arrived: agora_core::Time::ZERO,
+            forwarded: false,
+            asked: Vec::new(),
+            pbft: Some(Box::new(request)),
+        }
+    }
+
+    /// A member hands the replica only the request its client sent for
+    /// this operation: one whose PBFT operation differs (a client that
+    /// lies to some members, or a relay that swapped it) is refused and
+    /// answered `unordered`; the matching one goes to the replica, which
+    /// answers once it is executed.
+    #[test]
+    fn a_request_whose_pbft_operation_differs_is_refused() {
+        let (outputs, counts) = serve(key(b"a", b"b"));
+        assert!(counts.contains(&counters::PEER_FORGED), "{counts:?}");
+        assert!(matches!(outputs.as_slice(), [FromReplica::Reply { status: Status::Unordered, .. }]), "{outputs:?}");
+        let (outputs, counts) = serve(key(b"a", b"a"));
+        assert!(outputs.is_empty() && !counts.contains(&counters::PEER_FORGED), "{outputs:?} {counts:?}");
+    }
+}
