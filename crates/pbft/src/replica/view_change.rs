@@ -66,7 +66,9 @@ impl<M: StateMachine> Replica<M> {
         self.view_changes.insert(self.me, vc.clone());
         self.view_changes.retain(|_, m| m.view >= view);
         self.to_replicas(Msg::ViewChange(Box::new(vc)), io);
-        self.try_new_view(io);
+        if !self.join_later_view(io) {
+            self.try_new_view(io);
+        }
     }
 
     /// This replica's signed view change for `view`.
@@ -152,13 +154,26 @@ impl<M: StateMachine> Replica<M> {
             return;
         }
         self.view_changes.insert(from, vc);
-        // f + 1 replicas want a later view: at least one correct one does.
-        let mut later: Vec<u64> = self.view_changes.values().map(|m| m.view).filter(|&v| v > self.view).collect();
-        if later.len() > self.cfg.f as usize {
-            later.sort_unstable();
-            return self.start_view_change(later[0], io);
+        if !self.join_later_view(io) {
+            self.try_new_view(io);
         }
-        self.try_new_view(io);
+    }
+
+    /// f + 1 replicas want a view later than this one (at least one
+    /// correct one does): joins the smallest. Checked when a view change
+    /// comes in and whenever this replica's view moves — the view changes
+    /// it holds may be enough by then, and their senders' resends are
+    /// copies it will not look at again. (The telecom system found a
+    /// replica that entered view 5 holding two view changes for view 6
+    /// and never joined them.)
+    fn join_later_view(&mut self, io: &mut Io<'_, Node<M>>) -> bool {
+        let mut later: Vec<u64> = self.view_changes.values().map(|m| m.view).filter(|&v| v > self.view).collect();
+        if later.len() <= self.cfg.f as usize {
+            return false;
+        }
+        later.sort_unstable();
+        self.start_view_change(later[0], io);
+        true
     }
 
     /// The new primary, once the view changes it holds decide the view.
@@ -257,5 +272,6 @@ impl<M: StateMachine> Replica<M> {
         if !self.is_primary() && !self.cfg.status_interval.is_zero() {
             self.send_status(io);
         }
+        self.join_later_view(io);
     }
 }
