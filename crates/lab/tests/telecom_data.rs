@@ -4,7 +4,11 @@
 
 use agora_core::Time;
 use agora_lab::registry::{self, Runnable};
-use agora_lab::telecom::{checked_outcome, experiments::default_scenario, history};
+use agora_lab::telecom::{
+    checked_outcome,
+    experiments::{default_scenario, only},
+    history,
+};
 use agora_sim::scenario::{FaultKind, FaultSpec, Scenario};
 use agora_sim::Sim;
 use agora_telecom::node::{self, client, Node};
@@ -16,16 +20,6 @@ fn run(sc: &Scenario<Params>, seed: u64) -> Sim<Node> {
     let mut sim = registry::build::<Node>(sc, seed, true);
     sim.run_until(Time::ZERO + sc.until).expect("invariants hold");
     sim
-}
-
-/// The default topology, no faults, every request to `service`.
-fn only(service: &str, secs: u64) -> Scenario<Params> {
-    let mut sc = default_scenario();
-    sc.fault.clear();
-    sc.input.clear();
-    sc.until = Duration::from_secs(secs);
-    sc.params.workload.mix = [(service.to_string(), 1.0)].into_iter().collect();
-    sc
 }
 
 fn verdict(sim: &Sim<Node>, sc: &Scenario<Params>, service: &str) -> Option<bool> {

@@ -5,7 +5,11 @@
 
 use agora_core::Time;
 use agora_lab::registry;
-use agora_lab::telecom::{checked_outcome, experiments::default_scenario, history, Outcome};
+use agora_lab::telecom::{
+    checked_outcome,
+    experiments::{default_scenario, only},
+    history, Outcome,
+};
 use agora_sim::scenario::Scenario;
 use agora_sim::Sim;
 use agora_telecom::node::{self, Node};
@@ -55,14 +59,10 @@ fn the_default_plan_keeps_the_pbft_group_linearizable_with_core1_byzantine() {
 /// Only the transactions group, 100 requests/s from each edge on twelve
 /// hot keys; Core1, the primary of view 0, equivocates from 2 s on.
 fn equivocating_primary(behaviour: node::Behaviour) -> Scenario<Params> {
-    let mut sc = default_scenario();
-    sc.fault.clear();
-    sc.input.clear();
-    sc.until = Duration::from_secs(7);
+    let mut sc = only("transactions", 7);
     sc.params.workload.stop_after = Duration::from_secs(6);
     sc.params.workload.keys = 12;
     sc.params.workload.rate = 100.0;
-    sc.params.workload.mix = [("transactions".to_string(), 1.0)].into_iter().collect();
     sc.push_input(Duration::from_secs(2), 2, &node::Input::byzantine(behaviour)).unwrap();
     sc
 }
@@ -104,12 +104,8 @@ fn an_equivocating_or_silent_primary_is_voted_out_and_the_members_agree() {
 #[test]
 fn a_member_cut_off_alone_catches_up_by_state_transfer() {
     use agora_sim::scenario::{FaultKind, FaultSpec};
-    let mut sc = default_scenario();
-    sc.fault.clear();
-    sc.input.clear();
-    sc.until = Duration::from_secs(10);
+    let mut sc = only("transactions", 10);
     sc.params.workload.stop_after = Duration::from_secs(7);
-    sc.params.workload.mix = [("transactions".to_string(), 1.0)].into_iter().collect();
     sc.push_fault(FaultSpec {
         kind: FaultKind::Partition,
         groups: Some(vec![vec![4]]),

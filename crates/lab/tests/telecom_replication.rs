@@ -4,7 +4,11 @@
 
 use agora_core::Time;
 use agora_lab::registry;
-use agora_lab::telecom::{checked_outcome, experiments::default_scenario, history, outcome};
+use agora_lab::telecom::{
+    checked_outcome,
+    experiments::{default_scenario, only},
+    history, outcome,
+};
 use agora_sim::scenario::{FaultKind, FaultSpec, Scenario};
 use agora_sim::Sim;
 use agora_telecom::node::{counters, Node};
@@ -116,12 +120,8 @@ fn a_strong_group_too_small_for_its_byzantine_members_is_refused() {
 /// Every request to `service`; node `cut` is cut off alone from 2 s to
 /// 5 s, the clients stop at 7 s, the run ends quiet at 10 s.
 fn partitioned(service: &str, cut: u32) -> Scenario<Params> {
-    let mut sc = default_scenario();
-    sc.fault.clear();
-    sc.input.clear();
-    sc.until = Duration::from_secs(10);
+    let mut sc = only(service, 10);
     sc.params.workload.stop_after = Duration::from_secs(7);
-    sc.params.workload.mix = [(service.to_string(), 1.0)].into_iter().collect();
     sc.push_fault(FaultSpec {
         kind: FaultKind::Partition,
         groups: Some(vec![vec![cut]]),
@@ -237,14 +237,10 @@ fn quorum_reads_see_the_latest_acknowledged_write() {
 /// keys (writes contend), its primary Core1 crashing from 3 s to 6 s
 /// (memory kept).
 fn hot_strong_group() -> Scenario<Params> {
-    let mut sc = default_scenario();
-    sc.fault.clear();
-    sc.input.clear();
-    sc.until = Duration::from_secs(9);
+    let mut sc = only("transactions", 9);
     sc.params.workload.stop_after = Duration::from_secs(8);
     sc.params.workload.keys = 12;
     sc.params.workload.rate = 100.0;
-    sc.params.workload.mix = [("transactions".to_string(), 1.0)].into_iter().collect();
     for (kind, at) in [(FaultKind::Crash, 3), (FaultKind::Recover, 6)] {
         sc.push_fault(FaultSpec { kind, at: Some(Duration::from_secs(at)), node: Some(2), ..Default::default() });
     }

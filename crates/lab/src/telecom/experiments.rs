@@ -28,6 +28,17 @@ pub fn default_scenario() -> Scenario<Params> {
     registry::load::<Node>("edge-core-cloud.toml (embedded)", DEFAULT_SCENARIO).expect("the embedded scenario is valid")
 }
 
+/// The default topology for `secs` seconds, no faults or inputs, every
+/// request to `service` (the tests' starting point).
+pub fn only(service: &str, secs: u64) -> Scenario<Params> {
+    let mut sc = default_scenario();
+    sc.fault.clear();
+    sc.input.clear();
+    sc.until = Duration::from_secs(secs);
+    sc.params.workload.mix = [(service.to_string(), 1.0)].into_iter().collect();
+    sc
+}
+
 /// `sc` with no faults, inputs or workload: only the detectors run.
 fn quiet(mut sc: Scenario<Params>, loss: f64, threshold: f64) -> Scenario<Params> {
     sc.fault.clear();
