@@ -242,7 +242,14 @@ fn hot_strong_group() -> Scenario<Params> {
     sc.params.workload.keys = 12;
     sc.params.workload.rate = 100.0;
     for (kind, at) in [(FaultKind::Crash, 3), (FaultKind::Recover, 6)] {
-        sc.push_fault(FaultSpec { kind, at: Some(Duration::from_secs(at)), node: Some(2), ..Default::default() });
+        let memory = (kind == FaultKind::Recover).then_some(true);
+        sc.push_fault(FaultSpec {
+            kind,
+            at: Some(Duration::from_secs(at)),
+            node: Some(2),
+            memory,
+            ..Default::default()
+        });
     }
     sc
 }

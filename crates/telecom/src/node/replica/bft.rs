@@ -13,10 +13,23 @@
 //!
 //! A member that turns Byzantine equivocates as the PBFT primary (its
 //! server lies in its answers as its behaviour says); a silent one sends
-//! nothing. A member that restarts without its memory starts as a fresh
-//! replica and catches up by PBFT's state transfer: PBFT's state lives in
-//! memory at its replicas, so an acknowledged write is held by at least
-//! f + 1 correct members' memory (not their disks).
+//! nothing.
+//!
+//! PBFT assumes a replica keeps its state through a crash (Castro and
+//! Liskov keep it in memory behind a UPS). Here PBFT's state lives in
+//! memory, so a member that restarts without it has forgotten its votes,
+//! and voting again could contradict them — with a Byzantine member
+//! besides, two correct members then commit different batches (the
+//! Python API's test found one). So a restarted member **recovers**
+//! first: a record on its disk says it ran before; until its stable
+//! checkpoint passes a horizon beyond anything it could have voted on, it
+//! neither votes (pre-prepares, prepares, commits, view changes, new
+//! views) nor takes part in agreement (it drops the others' pre-prepares,
+//! prepares and commits), and catches up by state transfer only. The
+//! horizon is the highest stable checkpoint 2f peers report, plus two
+//! windows: a replica votes only within a window of its stable
+//! checkpoint, and that leaves a window for the reporters to lag the
+//! checkpoint it had.
 
 use super::{Msg, Replicas, Timer};
 use crate::node::counters;
@@ -49,7 +62,21 @@ pub(super) struct Bft {
     /// Requests this member's server handed in, until their execution's
     /// reply: by client lane and timestamp.
     awaiting: BTreeMap<(NodeId, u64), RequestKey>,
+    /// Restarted without its memory: recovering until its stable
+    /// checkpoint passes the horizon (see the module's comment).
+    recovering: Option<Recovery>,
 }
+
+/// A recovering member: each peer's reported stable checkpoint, and the
+/// horizon once 2f peers reported.
+#[derive(Debug, Default)]
+struct Recovery {
+    reports: BTreeMap<NodeId, u64>,
+    horizon: Option<u64>,
+}
+
+/// The disk's record that a member's replica ran (table, key per group).
+const RAN: &str = "pbft_ran";
 
 /// How long a request waits here for its execution before it is
 /// forgotten (its client gave up long before).
@@ -59,7 +86,7 @@ impl Bft {
     pub(super) fn new(numbering: Arc<Numbering>, member: NodeId) -> Self {
         let me = numbering.replica(member).expect("a member has a PBFT id");
         let node = pbft::Node::Replica(Box::new(pbft::Replica::new(numbering.cfg.clone(), me, Machine::default())));
-        Bft { numbering, me, node, awaiting: BTreeMap::new() }
+        Bft { numbering, me, node, awaiting: BTreeMap::new(), recovering: None }
     }
 
     /// The replica's state, if it is correct.
@@ -79,6 +106,12 @@ impl Replicas {
         let Some(b) = self.bft[g as usize].as_mut() else { return };
         let numbering = b.numbering.clone();
         let ((), out) = numbering.run(io, b.me, |pio| f(&mut b.node, pio));
+        if let (Some(r), Some(replica)) = (&b.recovering, b.node.replica()) {
+            if r.horizon.is_some_and(|h| replica.stable().0 >= h) {
+                b.recovering = None;
+                io.count("pbft_recovered", 1);
+            }
+        }
         for cmd in out {
             match cmd {
                 Command::Send { to, msg } => self.bft_send(g, to, msg, io),
@@ -97,6 +130,9 @@ impl Replicas {
             return;
         }
         let b = self.bft[g as usize].as_mut().expect("running");
+        if b.recovering.is_some() && votes(&envelope.msg) {
+            return io.count("pbft_votes_withheld_recovering", 1);
+        }
         if b.numbering.cfg.is_replica(to) {
             let Some(node) = b.numbering.node(to) else { return };
             let carried = Carried { group: g, from: b.me, to, hops: 0, envelope };
@@ -148,6 +184,23 @@ impl Replicas {
             return;
         }
         let (from, envelope) = (c.from, c.envelope);
+        if let Some(r) = self.bft[c.group as usize].as_mut().and_then(|b| b.recovering.as_mut()) {
+            match envelope.msg {
+                pbft::Msg::PrePrepare { .. } | pbft::Msg::Prepare { .. } | pbft::Msg::Commit { .. } => {
+                    return io.count("pbft_agreement_ignored_recovering", 1);
+                }
+                pbft::Msg::Status { stable, .. } if r.horizon.is_none() => {
+                    // Taken as told: a lie can only delay the recovery
+                    // (its MAC is checked with the rest, below).
+                    r.reports.insert(from, stable);
+                    let (f, window) = (numbering.cfg.f as usize, numbering.cfg.window);
+                    if r.reports.len() >= 2 * f {
+                        r.horizon = r.reports.values().max().map(|s| s + 2 * window);
+                    }
+                }
+                _ => {}
+            }
+        }
         self.on_bft(c.group, io, |n, pio| agora_core::Protocol::on_message(n, from, envelope, pio));
     }
 
@@ -156,10 +209,25 @@ impl Replicas {
     }
 
     /// Starts (or, after a crash that kept memory, restarts the timers of)
-    /// every ordered group's replica.
+    /// every ordered group's replica, and records on the disk that it ran.
     pub(super) fn bft_start(&mut self, io: &mut Io<'_, Self>) {
         for g in 0..self.bft.len() as u16 {
-            self.on_bft(g, io, agora_core::Protocol::on_start);
+            if self.bft[g as usize].is_some() {
+                self.write_record(RAN, g.to_be_bytes().to_vec(), b"ran".to_vec(), io);
+                self.on_bft(g, io, agora_core::Protocol::on_start);
+            }
+        }
+    }
+
+    /// A restart without memory: a group whose replica ran here before (the
+    /// disk says so, or its record is damaged) recovers first.
+    pub(super) fn bft_restore(&mut self, disk: &agora_core::storage::Durable) {
+        let damaged = disk.damaged().iter().any(|d| d.space.name == RAN);
+        for (g, b) in self.bft.iter_mut().enumerate() {
+            let Some(b) = b else { continue };
+            if damaged || disk.table(RAN).any(|(k, _)| k == (g as u16).to_be_bytes()) {
+                b.recovering = Some(Recovery::default());
+            }
         }
     }
 
@@ -182,8 +250,22 @@ impl Replicas {
             "view": r.map(|r| r.view()),
             "executed": r.map(|r| r.executed()),
             "awaiting": b.awaiting.len(),
+            "recovering": b.recovering.as_ref().map(|r| r.horizon),
         }))
     }
+}
+
+/// Whether `msg` is a vote a recovering replica must not send: one that
+/// could contradict what it voted before it lost its memory.
+fn votes(msg: &pbft::Msg) -> bool {
+    matches!(
+        msg,
+        pbft::Msg::PrePrepare { .. }
+            | pbft::Msg::Prepare { .. }
+            | pbft::Msg::Commit { .. }
+            | pbft::Msg::ViewChange(_)
+            | pbft::Msg::NewView { .. }
+    )
 }
 
 #[cfg(test)]

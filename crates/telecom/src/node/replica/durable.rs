@@ -94,7 +94,7 @@ impl Replicas {
         self.disk.damaged.remove(&(group, key.to_string()));
     }
 
-    fn write_record(&mut self, table: &'static str, k: Vec<u8>, v: Vec<u8>, io: &mut Io<'_, Self>) {
+    pub(super) fn write_record(&mut self, table: &'static str, k: Vec<u8>, v: Vec<u8>, io: &mut Io<'_, Self>) {
         io.put(table, k.clone(), v.clone());
         self.disk.unsynced.push((table, k, v));
     }

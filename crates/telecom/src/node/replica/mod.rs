@@ -361,6 +361,7 @@ impl Protocol for Replicas {
 
     fn on_restore(&mut self, disk: &agora_core::storage::Durable) {
         self.restore(disk);
+        self.bft_restore(disk);
     }
 
     fn on_synced(&mut self, done: agora_core::storage::SyncDone, io: &mut Io<'_, Self>) {
