@@ -27,9 +27,10 @@ use std::time::Duration;
 /// Client ids per node.
 pub const LANES: u32 = 64;
 
-/// Whether PBFT orders a group of this strategy, consistency and size: an n-way strong group that can tolerate a
-/// Byzantine member (n ≥ 4). A smaller strong group tolerates none and
-/// keeps primary order, with its durable answers (see `node::replica`).
+/// Whether PBFT orders a group of this strategy, consistency and size: an
+/// n-way strong group that can tolerate a Byzantine member (n ≥ 4). A
+/// smaller strong group tolerates none and keeps primary order, with its
+/// durable answers (see `node::replica`).
 pub fn by_pbft(strategy: Redundancy, consistency: Consistency, members: usize) -> bool {
     strategy == Redundancy::NWay && consistency == Consistency::Strong && members >= 4
 }
@@ -57,7 +58,6 @@ impl Numbering {
         // A view change must fit in a client's deadline: twice a request's
         // timeout (the default scenario: 500 ms), doubling while views fail.
         cfg.view_change_timeout = rpc_timeout * 2;
-        cfg.client_timeout = rpc_timeout;
         let mut global = g.members.clone();
         global.extend((0..nodes as u32).flat_map(|x| std::iter::repeat_n(NodeId(x), LANES as usize)));
         Numbering { cfg: Arc::new(cfg), global }
