@@ -243,7 +243,8 @@ fn plan_of(path: &str, src: &str, links: Option<Vec<Vec<agora_net::faults::LinkF
 /// parameters, nodes `n0`… on loopback ports from `base`.
 fn cluster_from_scenario(path: &Path, src: &str, base: u16, out: &Path) -> Result<(PathBuf, Duration)> {
     let name = path.display().to_string();
-    let t: toml::Table = toml::from_str(src).with_context(|| format!("{name} is not valid TOML"))?;
+    let t: toml::Table =
+        toml::from_str(&agora_sim::scenario::head(src)).with_context(|| format!("{name} is not valid TOML"))?;
     let nodes =
         t.get("nodes").and_then(|v| v.as_integer()).filter(|&n| n > 0).context("the scenario has no `nodes`")?;
     let until = match t.get("until").and_then(|v| v.as_str()) {

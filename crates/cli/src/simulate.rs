@@ -74,7 +74,8 @@ pub enum FileKind {
 /// An error naming the right command when `src` is plainly the other kind
 /// of file (a cluster file given to `agora sim`, a scenario to `cluster up`).
 pub fn check_kind(path: &str, src: &str, want: FileKind) -> Result<()> {
-    let Ok(t) = toml::from_str::<toml::Table>(src) else { return Ok(()) }; // the parser names the error
+    // The parser names the error. Inputs are left out: they decide nothing.
+    let Ok(t) = toml::from_str::<toml::Table>(&agora_sim::scenario::head(src)) else { return Ok(()) };
     let is_cluster = t.get("node").is_some_and(|n| n.is_array()) && !t.contains_key("nodes");
     let is_scenario = t.get("nodes").is_some_and(|n| n.is_integer()) && !t.contains_key("node");
     match want {

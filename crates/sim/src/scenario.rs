@@ -41,6 +41,7 @@
 
 use crate::network::{LoadAdversary, MaxAdversary, Model, UniformAdversary};
 use crate::{Fault, Scope, Sim, SimConfig};
+use agora_core::config_file::{self, ArrayTables};
 pub use agora_core::config_file::{line_col, parse_toml, FileError};
 use agora_core::{duration_str, NodeId, Protocol, Time};
 use rand::Rng;
@@ -378,7 +379,42 @@ pub struct InputSpec {
     #[serde(with = "duration_str")]
     pub at: Duration,
     pub node: u32,
-    pub value: toml::Value,
+    pub value: InputValue,
+}
+
+/// An input's value: as read from a file, its TOML text (a few dozen bytes,
+/// where a parsed inline table costs a map of hundreds); built in code, a
+/// value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InputValue {
+    Text(String),
+    Value(toml::Value),
+}
+
+impl InputValue {
+    /// The value as `T` (the protocol's input); the error says why not.
+    pub fn to<T: DeserializeOwned>(&self) -> Result<T, String> {
+        let value = match self {
+            InputValue::Text(text) => toml::de::ValueDeserializer::parse(text).and_then(T::deserialize),
+            InputValue::Value(value) => value.clone().try_into(),
+        };
+        value.map_err(|e| e.message().to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for InputValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        toml::Value::deserialize(d).map(InputValue::Value)
+    }
+}
+
+impl Serialize for InputValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            InputValue::Text(_) => self.to::<toml::Value>().map_err(serde::ser::Error::custom)?.serialize(s),
+            InputValue::Value(value) => value.serialize(s),
+        }
+    }
 }
 
 mod opt_duration {
@@ -403,7 +439,25 @@ pub fn protocol_of(path: &str, src: &str) -> Result<String, FileError> {
     struct Head {
         protocol: String,
     }
-    parse_toml::<Head>(path, src).map(|h| h.protocol)
+    parse_head::<Head>(path, src).map(|(h, _)| h.protocol)
+}
+
+/// The scenario text without its `[[input]]` entries: what a reader of the
+/// other keys parses, in memory that does not grow with the inputs.
+pub fn head(src: &str) -> std::borrow::Cow<'_, str> {
+    match config_file::cut_array_tables(src, "input") {
+        Some(cut) => cut.rest.into(),
+        None => src.into(),
+    }
+}
+
+/// Parses all of `src` but its `[[input]]` entries, which are returned cut
+/// out (see [`config_file::cut_array_tables`]); errors are located in `src`.
+fn parse_head<T: DeserializeOwned>(path: &str, src: &str) -> Result<(T, Option<ArrayTables>), FileError> {
+    match config_file::cut_array_tables(src, "input") {
+        Some(cut) => Ok((config_file::parse_toml_part(path, src, &cut.rest, |at| cut.file_offset(at))?, Some(cut))),
+        None => Ok((parse_toml(path, src)?, None)),
+    }
 }
 
 impl<P: DeserializeOwned> Scenario<P> {
@@ -415,12 +469,82 @@ impl<P: DeserializeOwned> Scenario<P> {
 
     /// Parses and validates scenario text; `path` names it in errors.
     pub fn from_str(path: &str, src: &str) -> Result<Self, FileError> {
-        let mut s: Scenario<P> = parse_toml(path, src)?;
+        let (mut s, cut) = parse_head::<Scenario<P>>(path, src)?;
+        if let Some(cut) = cut {
+            // Spans in the text without the entries, moved to the file's.
+            let moved = |span: std::ops::Range<usize>| cut.file_offset(span.start)..cut.file_offset(span.end);
+            s.fault = s.fault.into_iter().map(|f| Spanned::new(moved(f.span()), f.into_inner())).collect();
+            s.byzantine = s.byzantine.into_iter().map(|b| Spanned::new(moved(b.span()), b.into_inner())).collect();
+            if let Some(first) = s.input.first() {
+                let (line, column) = line_col(src, moved(first.span()).start);
+                let message = "given both as a key and as [[input]] tables".to_string();
+                let field = "input".to_string();
+                return Err(FileError { path: path.into(), line: Some(line), column: Some(column), field, message });
+            }
+            s.input = read_inputs(path, src, &cut.entries)?;
+        }
         s.source = src.to_string();
         s.path = path.to_string();
         s.validate()?;
         Ok(s)
     }
+}
+
+/// Parses each `[[input]]` entry on its own (see
+/// [`config_file::cut_array_tables`]), so a scenario with a million inputs
+/// loads in memory proportional to its size.
+fn read_inputs(
+    path: &str,
+    src: &str,
+    entries: &[std::ops::Range<usize>],
+) -> Result<Vec<Spanned<InputSpec>>, FileError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Entry<T> {
+        input: Vec<Spanned<T>>,
+    }
+    /// [`InputSpec`] with the value left as text (its span).
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Raw {
+        #[serde(with = "duration_str")]
+        at: Duration,
+        node: u32,
+        value: Spanned<serde::de::IgnoredAny>,
+    }
+    let mut input = Vec::with_capacity(entries.len());
+    for (i, r) in entries.iter().enumerate() {
+        let text = &src[r.clone()];
+        fn parse<T: DeserializeOwned>(
+            path: &str,
+            src: &str,
+            r: &std::ops::Range<usize>,
+            i: usize,
+        ) -> Result<T, FileError> {
+            config_file::parse_toml_part(path, src, &src[r.clone()], |at| at + r.start).map_err(|mut e| {
+                if let Some(field) = e.field.strip_prefix("input[0]") {
+                    e.field = format!("input[{i}]{field}");
+                }
+                e
+            })
+        }
+        let entry: Entry<Raw> = parse(path, src, r, i)?;
+        let at_file = |span: std::ops::Range<usize>| span.start + r.start..span.end + r.start;
+        // A value written after `value =` is kept as its text; one built
+        // from tables (`[input.value]`, `value.x = …`) is parsed whole.
+        if entry.input.iter().all(|spec| text[..spec.get_ref().value.span().start].trim_end().ends_with('=')) {
+            for spec in entry.input {
+                let span = at_file(spec.span());
+                let Raw { at, node, value } = spec.into_inner();
+                let value = InputValue::Text(text[value.span()].to_string());
+                input.push(Spanned::new(span, InputSpec { at, node, value }));
+            }
+        } else {
+            let entry: Entry<InputSpec> = parse(path, src, r, i)?;
+            input.extend(entry.input.into_iter().map(|spec| Spanned::new(at_file(spec.span()), spec.into_inner())));
+        }
+    }
+    Ok(input)
 }
 
 impl<P> Scenario<P> {
@@ -570,7 +694,7 @@ impl<P> Scenario<P> {
                     let m = format!("node {} does not exist (nodes = {})", spec.node, self.nodes);
                     return Err(self.error(Some(e.span()), &format!("input[{i}].node"), m));
                 }
-                let value = spec.value.clone().try_into::<Q::Input>().map_err(|err| {
+                let value = spec.value.to::<Q::Input>().map_err(|err| {
                     self.error(
                         Some(e.span()),
                         &format!("input[{i}].value"),
@@ -638,7 +762,7 @@ impl<P> Scenario<P> {
     /// Adds an input entry; `value` must serialize as the protocol's input.
     pub fn push_input(&mut self, at: Duration, node: u32, value: &impl Serialize) -> Result<(), String> {
         let value = toml::Value::try_from(value).map_err(|e| format!("input at {node}: {e}"))?;
-        self.input.push(Spanned::new(0..0, InputSpec { at, node, value }));
+        self.input.push(Spanned::new(0..0, InputSpec { at, node, value: InputValue::Value(value) }));
         Ok(())
     }
 }
@@ -661,5 +785,61 @@ pub fn byzantine<Q: Protocol>(behaviour: Behaviour, nodes: u32) -> crate::Byzant
             let mut previous: Option<Q::Msg> = None;
             Box::new(move |to, m, _| vec![(to, previous.replace(m.clone()).unwrap_or(m))])
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEAD: &str = "protocol = \"any\"\nnodes = 4\n[params]\nx = 1\n";
+
+    fn entries(n: usize) -> String {
+        (0..n).map(|i| format!("[[input]]\nat = \"{i}ms\"\nnode = {}\nvalue = {{ Inject = {i} }}\n", i % 4)).collect()
+    }
+
+    /// Reading `[[input]]` entries one by one gives what the whole parse
+    /// gives: times, nodes, values and spans, whatever shape a value has.
+    #[test]
+    fn inputs_read_entry_by_entry_equal_the_whole_parse() {
+        let src = format!(
+            "{HEAD}{}[[input]]\nat = \"9ms\"\nnode = 1\n[input.value]\nInject = 9\n[[fault]]\nkind = \"crash\"\nat = \"1s\"\nnode = 2\n[[input]]\nat = \"10ms\"\nnode = 0\nvalue = [\n[1, 2],\n]\n",
+            entries(3)
+        );
+        let fast = Scenario::<toml::Value>::from_str("s.toml", &src).unwrap();
+        let whole: Scenario<toml::Value> = parse_toml("s.toml", &src).unwrap();
+        assert_eq!(fast.input.len(), 5);
+        assert_eq!(fast.fault.len(), 1);
+        for (i, (a, b)) in fast.input.iter().zip(&whole.input).enumerate() {
+            assert_eq!(a.span(), b.span());
+            let (a, b) = (a.get_ref(), b.get_ref());
+            // Only the value built as a table (`[input.value]`) is parsed.
+            assert_eq!(matches!(a.value, InputValue::Text(_)), i != 3, "{i}: {:?}", a.value);
+            assert_eq!((a.at, a.node), (b.at, b.node));
+            assert_eq!(a.value.to::<toml::Value>().unwrap(), b.value.to::<toml::Value>().unwrap());
+        }
+        // Written back, a text value is TOML again.
+        assert!(fast.to_toml().contains("Inject = 9"), "{}", fast.to_toml());
+    }
+
+    /// A mistake in the n-th entry is named with its index, line and column
+    /// in the file, as the whole parse names it.
+    #[test]
+    fn a_bad_entry_is_named_by_index_and_line() {
+        let src = format!("{HEAD}{}[[input]]\nat = \"soon\"\nnode = 1\nvalue = 1\n", entries(2));
+        let e = Scenario::<toml::Value>::from_str("s.toml", &src).unwrap_err();
+        assert_eq!((e.field.as_str(), e.line), ("input[2].at", Some(14)), "{e}");
+        let src = format!("{HEAD}{}[[input]]\nat = \"1ms\"\nnode = 1\nvalue = 1\ncolour = 2\n", entries(1));
+        let e = Scenario::<toml::Value>::from_str("s.toml", &src).unwrap_err();
+        assert_eq!((e.field.as_str(), e.line), ("input[1].colour", Some(13)), "{e}");
+        assert!(e.message.contains("colour"), "{e}");
+        // A fault after the entries is located in the file, not in the
+        // text without them.
+        let src = format!("{HEAD}{}[[fault]]\nkind = \"crash\"\nat = \"1s\"\nnode = 9\n", entries(2));
+        let e = Scenario::<toml::Value>::from_str("s.toml", &src).unwrap_err();
+        assert_eq!((e.field.as_str(), e.line), ("fault[0].node", Some(13)), "{e}");
+        let src = format!("input = [{{ at = \"1ms\", node = 1, value = 1 }}]\n{HEAD}{}", entries(1));
+        let e = Scenario::<toml::Value>::from_str("s.toml", &src).unwrap_err();
+        assert_eq!((e.field.as_str(), e.line), ("input", Some(1)), "{e}");
     }
 }
