@@ -99,6 +99,10 @@ pub fn run(args: SimArgs) -> Result<bool> {
 
 fn run_typed<P: Runnable>(args: &SimArgs, path: &str, src: &str) -> Result<bool> {
     let sc = load::<P>(path, src)?;
+    let warnings: Vec<String> = agora_lab::registry::warnings::<P>(&sc).iter().map(|w| w.to_string()).collect();
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
     let seed = args.seed.unwrap_or(sc.seed);
     let mut sim = build::<P>(&sc, seed, false);
     if let Some(t) = &args.trace {
@@ -172,6 +176,7 @@ fn run_typed<P: Runnable>(args: &SimArgs, path: &str, src: &str) -> Result<bool>
             "max_message_bytes": stats.max_message_bytes,
             "faults": {"crashes": stats.crashes, "recoveries": stats.recoveries, "fragile_toggles": stats.fragile_toggles},
             "invariant_violation": violation,
+            "warnings": warnings,
             "outcome": outcome,
         });
         println!("{}", serde_json::to_string_pretty(&report)?);

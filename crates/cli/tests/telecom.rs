@@ -154,6 +154,8 @@ fn a_telecom_scenario_names_its_mistakes() {
             "params.workload.key_distribution.zipf",
         ),
         (src.replace("cas = 0.1,", "cas = -0.1,"), "params.workload.ops.cas"),
+        (src.replace("rpc = 0.4,", "rpc = 0.5,"), "params.workload.mix: the shares sum to 1.1, not 1"),
+        (src.replace("cas = 0.1,", "cas = 0.2,"), "params.workload.ops: the shares sum to 1.1"),
     ];
     for (i, (text_, want)) in cases.iter().enumerate() {
         let path = dir.join(format!("bad{i}.toml"));
@@ -162,6 +164,41 @@ fn a_telecom_scenario_names_its_mistakes() {
         let (_, stderr) = text(&out);
         assert!(!out.status.success() && stderr.contains(want), "case {i}: want {want:?} in {stderr}");
     }
+}
+
+/// What a scenario asks for that cannot happen is said, not dropped: faults
+/// and inputs after `until`, a node no link reaches; a run of no time is
+/// refused.
+#[test]
+fn a_telecom_scenario_is_warned_of_what_will_not_happen() {
+    let dir = temp_dir("telecom-warnings");
+    let mut src = std::fs::read_to_string(scenario()).unwrap().replace("until = \"30s\"", "until = \"12s\"");
+    for core in ["Core1", "Core2"] {
+        let link = format!("[[params.link]]\na = \"{core}\"\nb = \"Cloud1\"\nrtt_ms = 22\n");
+        assert!(src.contains(&link));
+        src = src.replace(&link, "");
+    }
+    let path = dir.join("late.toml");
+    std::fs::write(&path, &src).unwrap();
+    let v = json_ok(&["sim", path.to_str().unwrap(), "--json"]);
+    let warnings: Vec<&str> = v["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
+    let late_faults = warnings.iter().filter(|w| w.contains("is not before until (12s): this fault never happens"));
+    assert_eq!(late_faults.count(), 4, "{warnings:#?}");
+    // The input entry sits among the faults: its line is the file's.
+    let line = src.lines().position(|l| l.contains("Core1 turns Byzantine")).unwrap() + 1;
+    assert!(
+        warnings.iter().any(|w| w.contains(&format!("late.toml:{line}:1: input[0].at: 1 of 1 inputs"))),
+        "{warnings:#?}"
+    );
+    assert!(warnings.iter().any(|w| w.contains("params.node[4]: Cloud1 has no link")), "{warnings:#?}");
+    let out = run(&["sim", path.to_str().unwrap()]);
+    let (_, stderr) = text(&out);
+    assert_eq!(stderr.matches("warning: ").count(), 6, "{stderr}");
+
+    std::fs::write(&path, src.replace("until = \"12s\"", "until = \"0s\"")).unwrap();
+    let out = run(&["sim", path.to_str().unwrap()]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success() && stderr.contains("until: must be longer than zero"), "{stderr}");
 }
 
 #[test]

@@ -23,6 +23,11 @@ pub trait Runnable: Protocol + Sized {
     /// Checks the parameters for `nodes` nodes; the error starts with the
     /// offending field (below `params`).
     fn validate(params: &Self::Params, nodes: u32) -> Result<(), String>;
+    /// What the parameters ask for that will work against the user,
+    /// though it is allowed; each starts with the field, as errors do.
+    fn warnings(_params: &Self::Params) -> Vec<String> {
+        Vec::new()
+    }
     /// Builds node `id` of `nodes`.
     fn build(params: &Self::Params, nodes: u32) -> Box<dyn FnMut(NodeId) -> Self + Send>;
     /// Installs the protocol's safety invariants on a simulation.
@@ -226,6 +231,9 @@ impl Runnable for agora_telecom::node::Node {
             return Err(format!("node: {} nodes are described, but the scenario runs {nodes}", topo.len()));
         }
         Ok(())
+    }
+    fn warnings(params: &Self::Params) -> Vec<String> {
+        params.warnings()
     }
     fn build(params: &Self::Params, _nodes: u32) -> Box<dyn FnMut(NodeId) -> Self + Send> {
         let topo = Arc::new(params.compile().expect("validated before building"));
@@ -442,6 +450,17 @@ pub fn load<P: Runnable>(path: &str, src: &str) -> Result<Scenario<P::Params>, F
     let sc = Scenario::<P::Params>::from_str(path, src)?;
     check::<P>(&sc)?;
     Ok(sc)
+}
+
+/// A loaded scenario's warnings: the file's ([`Scenario::warnings`]) and
+/// its parameters' ([`Runnable::warnings`]).
+pub fn warnings<P: Runnable>(sc: &Scenario<P::Params>) -> Vec<FileError> {
+    let mut out = sc.warnings();
+    for w in P::warnings(&sc.params) {
+        let (field, message) = w.split_once(": ").unwrap_or(("", &w));
+        out.push(sc.error(None, &format!("params.{field}"), message));
+    }
+    out
 }
 
 /// [`load`]'s checks, for a scenario built in code.

@@ -554,6 +554,29 @@ impl<P> Scenario<P> {
         FileError { path: self.path.clone(), line, column, field: field.to_string(), message: message.into() }
     }
 
+    /// What the file asks for that will not happen, located as errors
+    /// are: faults and inputs at or after `until`.
+    pub fn warnings(&self) -> Vec<FileError> {
+        let mut out = Vec::new();
+        let until = self.until;
+        for (i, f) in self.fault.iter().enumerate() {
+            if let Some(at) = f.get_ref().at.filter(|&at| at >= until) {
+                let m = format!("{at:?} is not before until ({until:?}): this fault never happens");
+                out.push(self.error(Some(f.span()), &format!("fault[{i}].at"), m));
+            }
+        }
+        let mut late = self.input.iter().enumerate().filter(|(_, e)| e.get_ref().at >= until);
+        if let Some((first, e)) = late.next() {
+            let count = 1 + late.count();
+            let m = format!(
+                "{count} of {} inputs are at or after until ({until:?}), from this one on: they are never handed over",
+                self.input.len()
+            );
+            out.push(self.error(Some(e.span()), &format!("input[{first}].at"), m));
+        }
+        out
+    }
+
     /// The line where `key = ` first appears at the start of a line, for
     /// errors in plain (unspanned) fields.
     pub fn key_span(&self, key: &str) -> Option<std::ops::Range<usize>> {
@@ -575,6 +598,10 @@ impl<P> Scenario<P> {
         let n = self.nodes;
         if n == 0 {
             return Err(self.error(self.key_span("nodes"), "nodes", "must be at least 1"));
+        }
+        if self.until.is_zero() {
+            let m = "must be longer than zero (a run of no time does nothing and would report nothing as a success)";
+            return Err(self.error(self.key_span("until"), "until", m));
         }
         let node_ok = |v: u32| v < n;
         let prob = |v: f64| (0.0..=1.0).contains(&v);

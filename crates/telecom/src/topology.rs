@@ -5,7 +5,7 @@
 //! indexed form the nodes run on.
 
 use crate::balance::Strategy;
-use crate::data::workload::{KeyDistribution, KeySampler, OpMix};
+use crate::data::workload::{shares, KeyDistribution, KeySampler, OpMix};
 use crate::phi::PhiConfig;
 use crate::risk::FailureMode;
 use agora_core::{duration_str, NodeId};
@@ -422,6 +422,21 @@ impl Params {
 
     /// Checks everything; the error starts with the offending field
     /// (`node[2].slots`, `group[1].replicas[0]`, …).
+    /// What the topology allows but a user would not want, each starting
+    /// with the field: a node no link reaches serves nothing and calls
+    /// nothing.
+    pub fn warnings(&self) -> Vec<String> {
+        if self.nodes.len() < 2 {
+            return Vec::new();
+        }
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| !self.links.iter().any(|l| l.a == n.name || l.b == n.name))
+            .map(|(i, n)| format!("node[{i}]: {} has no link: no request reaches it and it reaches no one", n.name))
+            .collect()
+    }
+
     pub fn compile(&self) -> Result<Topology, String> {
         if self.nodes.is_empty() {
             return Err("node: no nodes".into());
@@ -567,13 +582,14 @@ impl Params {
         if (w.rate > 0.0 || w.closed_loop > 0) && groups.is_empty() {
             return Err("workload.rate: requests need at least one [[params.group]] to go to".into());
         }
-        for (service, &v) in &w.mix {
+        for service in w.mix.keys() {
             if !services.contains_key(service.as_str()) {
                 return Err(format!("workload.mix.{service}: no group serves {service:?}"));
             }
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(format!("workload.mix.{service}: {v} is not a finite weight ≥ 0"));
-            }
+        }
+        if !w.mix.is_empty() {
+            let mix: Vec<(&str, f64)> = w.mix.iter().map(|(s, &v)| (s.as_str(), v)).collect();
+            shares("workload.mix", &mix)?;
         }
         let weights: Vec<f64> = groups
             .iter()
@@ -589,12 +605,8 @@ impl Params {
                 Some(*acc)
             })
             .collect();
-        if w.priorities.iter().any(|p| !(p.is_finite() && *p >= 0.0)) || w.priorities.iter().sum::<f64>() <= 0.0 {
-            return Err(format!(
-                "workload.priorities: {:?} are not three weights ≥ 0 with a positive sum",
-                w.priorities
-            ));
-        }
+        let [low, normal, high] = w.priorities;
+        shares("workload.priorities", &[("low", low), ("normal", normal), ("high", high)])?;
         if !(w.service_scale.is_finite() && w.service_scale >= 0.0) {
             return Err(format!("workload.service_scale: {} is not a finite factor ≥ 0", w.service_scale));
         }

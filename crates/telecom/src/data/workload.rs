@@ -31,17 +31,26 @@ impl Default for OpMix {
 
 impl OpMix {
     pub fn validate(&self) -> Result<(), String> {
-        let w = [("read", self.read), ("write", self.write), ("cas", self.cas), ("append", self.append)];
-        for (name, v) in w {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(format!("ops.{name}: {v} is not a finite weight ≥ 0"));
-            }
-        }
-        if w.iter().map(|x| x.1).sum::<f64>() <= 0.0 {
-            return Err("ops: every weight is zero".into());
-        }
-        Ok(())
+        shares("ops", &[("read", self.read), ("write", self.write), ("cas", self.cas), ("append", self.append)])
     }
+}
+
+/// Checks that `weights` are shares: each in [0, 1], summing to 1 (a mix
+/// written as 3 : 1 is refused rather than read one way or another). The
+/// error names `field` and, for a bad sum, every share.
+pub fn shares(field: &str, weights: &[(&str, f64)]) -> Result<(), String> {
+    for (name, v) in weights {
+        if !(v.is_finite() && (0.0..=1.0).contains(v)) {
+            return Err(format!("{field}.{name}: {v} is not a share in [0, 1]"));
+        }
+    }
+    let sum: f64 = weights.iter().map(|w| w.1).sum();
+    if (sum - 1.0).abs() > 1e-9 {
+        let all: Vec<String> = weights.iter().map(|(name, v)| format!("{name} {v}")).collect();
+        let sum = (sum * 1e6).round() / 1e6;
+        return Err(format!("{field}: the shares sum to {sum}, not 1 ({})", all.join(", ")));
+    }
+    Ok(())
 }
 
 /// How a request's key is drawn from `keys` keys.
