@@ -17,11 +17,13 @@ pub enum AllocCmd {
         /// Instance file (JSON, or TOML with the same fields).
         #[arg(long)]
         instance: PathBuf,
+        /// The update rule: default (ours, which converges) or seed (the seed's, as written).
         #[arg(long, value_enum, default_value = "default")]
         rule: Rule,
         /// The seed rule's convergence threshold, relative to the largest need.
         #[arg(long, default_value_t = 1e-3)]
         epsilon: f64,
+        /// Stop after this many rounds, converged or not.
         #[arg(long, default_value_t = 1000)]
         max_rounds: u32,
         /// One JSON object instead of the summary and table.
@@ -30,18 +32,22 @@ pub enum AllocCmd {
     },
     /// Print a random instance (JSON), deterministic in the seed.
     Gen {
+        /// How many providers.
         #[arg(long)]
         providers: usize,
+        /// How many recipients.
         #[arg(long)]
         recipients: usize,
         /// Providers per recipient.
         #[arg(long)]
         degree: usize,
+        /// Random seed: the same seed, the same instance.
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
     /// Run the protocol as ledger, provider and recipient nodes in the simulator.
     Sim {
+        /// Instance file (JSON, or TOML with the same fields).
         #[arg(long)]
         instance: PathBuf,
         /// Faults, comma-separated: crash:ID@TIME, recover:ID@TIME (with its
@@ -52,11 +58,13 @@ pub enum AllocCmd {
         /// Barrier-free mode.
         #[arg(long = "async")]
         asynchronous: bool,
+        /// Random seed of the simulation (delays, loss): the same seed, the same run.
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Rounds of silence after which a recipient counts as gone.
         #[arg(long, default_value_t = 3)]
         silent_rounds: u32,
+        /// Print JSON instead of the readable output.
         #[arg(long)]
         json: bool,
         /// Write every event as a JSON line to this file (replay it with `agora replay`).
@@ -68,10 +76,13 @@ pub enum AllocCmd {
         /// How many instances (seeds 0..N).
         #[arg(long, default_value_t = 1000)]
         instances: u64,
+        /// The update rule: default (ours, which converges) or seed (the seed's, as written).
         #[arg(long, value_enum, default_value = "default")]
         rule: Rule,
+        /// Stop after this many rounds, converged or not.
         #[arg(long, default_value_t = 1000)]
         max_rounds: u32,
+        /// Print JSON instead of the readable output.
         #[arg(long)]
         json: bool,
     },

@@ -30,7 +30,9 @@ pub enum BenchCmd {
     /// Round trips per second and latency between two nodes, TLS beside plain TCP.
     Transport(crate::bench_net::TransportBenchArgs),
     /// The telecom seed's performance table in the closed-loop model that
-    /// yields it, and the throughput/latency trade-off (simulated).
+    /// yields it, the throughput/latency trade-off, and each replication
+    /// strategy alone: simulated, then on five real processes (--no-real
+    /// skips them).
     Telecom(crate::bench_telecom::TelecomBenchArgs),
     /// The linearizability checker on generated histories: 100,000
     /// operations from 20 clients, and single registers.
@@ -42,6 +44,7 @@ pub enum BenchCmd {
     /// One measurement in this process (used by `bench sim`).
     #[command(hide = true)]
     SimOne {
+        /// Nodes in the measured simulation.
         #[arg(long)]
         nodes: u32,
     },

@@ -25,6 +25,7 @@ pub struct AllocBenchArgs {
     /// Only the smaller case (for a quick look).
     #[arg(long)]
     pub quick: bool,
+    /// Print JSON instead of the readable output.
     #[arg(long)]
     pub json: bool,
 }

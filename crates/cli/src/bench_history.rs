@@ -18,11 +18,13 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Args, Debug)]
 pub struct HistoryBenchArgs {
+    /// Measurements per case; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
     /// Operations of the kv cases.
     #[arg(long, default_value_t = 100_000)]
     pub ops: usize,
+    /// Print JSON instead of the readable output.
     #[arg(long)]
     pub json: bool,
 }

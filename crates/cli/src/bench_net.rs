@@ -35,8 +35,10 @@ pub struct StorageBenchArgs {
     /// Where the files go (default: a temporary directory).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Measurements per case; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
+    /// Print JSON instead of the readable output.
     #[arg(long)]
     pub json: bool,
 }
@@ -191,8 +193,10 @@ pub struct TransportBenchArgs {
     /// How long each measurement runs.
     #[arg(long, default_value = "2s", value_parser = agora_core::duration_str::parse)]
     pub duration: Duration,
+    /// Measurements per case; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
+    /// Print JSON instead of the readable output.
     #[arg(long)]
     pub json: bool,
 }

@@ -46,6 +46,7 @@ pub struct PbftBenchArgs {
     /// Leave out the runs with a Byzantine replica.
     #[arg(long)]
     pub no_attacks: bool,
+    /// Print JSON instead of the readable output.
     #[arg(long)]
     pub json: bool,
 }

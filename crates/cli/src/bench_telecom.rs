@@ -46,6 +46,7 @@ pub struct TelecomBenchArgs {
     /// Part (d): requests each client keeps in flight.
     #[arg(long, default_value_t = 8)]
     pub in_flight: u32,
+    /// Print JSON instead of the readable output.
     #[arg(long)]
     pub json: bool,
 }

@@ -14,6 +14,7 @@ pub enum HistoryCmd {
     /// not (naming an operation that cannot be placed, or the cycle) or if
     /// the search ran past --timeout.
     Check {
+        /// The history file (EDN, or Jepsen's etcd log; see --format).
         file: PathBuf,
         /// register: read, write, cas of one integer; kv: get, put, append
         /// of strings under :key (both checked for linearizability);
@@ -28,6 +29,7 @@ pub enum HistoryCmd {
         /// Give up after this long (e.g. "30s"); the answer is then unknown.
         #[arg(long, default_value = "60s")]
         timeout: String,
+        /// Print JSON instead of the readable output.
         #[arg(long)]
         json: bool,
     },

@@ -19,6 +19,7 @@ pub enum KvCmd {
     Put {
         #[command(flatten)]
         target: Target,
+        /// The value to write (text).
         value: String,
     },
     /// Compare-and-set: write VALUE if the key holds EXPECTED.
@@ -28,6 +29,7 @@ pub enum KvCmd {
         /// The value the key must hold.
         #[arg(long)]
         expected: String,
+        /// The value to write if the key holds --expected.
         value: String,
     },
 }
@@ -43,6 +45,7 @@ pub struct Target {
     pub node: Option<String>,
     /// The group: a service name (`rpc`) or an index.
     pub group: String,
+    /// The key, within the group.
     pub key: String,
 }
 

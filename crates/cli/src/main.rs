@@ -52,9 +52,16 @@ enum Command {
     /// Manage a local cluster of node processes.
     #[command(subcommand)]
     Cluster(cluster::ClusterCmd),
+    /// Team formation: runs, elections, the applications and sweeps in the simulator.
     #[command(subcommand)]
     Teams(teams::TeamsCmd),
     /// The edge–core–cloud telecom system: analysis with the seed's formulas.
+    ///
+    /// The system itself runs from its scenario: `agora sim
+    /// scenarios/edge-core-cloud.toml` in the simulator (the main job: every
+    /// failure mode of the seed, with a report), `agora cluster up
+    /// scenarios/edge-core-cloud.toml` as real processes, `agora kv` against
+    /// a running cluster, `agora bench telecom` for its figures.
     #[command(subcommand)]
     Telecom(telecom::TelecomCmd),
     /// Client histories: linearizability (Jepsen EDN, Jepsen's etcd logs).
@@ -106,5 +113,37 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every command says what it does and every option what it takes:
+    /// `--help` is the first manual a user reads.
+    #[test]
+    fn every_command_and_option_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            if cmd.get_about().is_none() {
+                missing.push(format!("{path}: no description"));
+            }
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if !matches!(id, "help" | "version") && arg.get_help().is_none() {
+                    missing.push(format!("{path} {id}: no help"));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "agora", &mut missing);
+        assert!(missing.is_empty(), "{} without help:\n{}", missing.len(), missing.join("\n"));
+        // `telecom --help` leads to the main job.
+        let telecom = Cli::command().find_subcommand("telecom").unwrap().get_long_about().unwrap().to_string();
+        assert!(telecom.contains("agora sim scenarios/edge-core-cloud.toml"), "{telecom}");
     }
 }

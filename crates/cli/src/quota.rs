@@ -18,6 +18,7 @@ pub enum QuotaCmd {
 
 #[derive(clap::Args, Debug)]
 pub struct ReplayArgs {
+    /// The allocator: exponential (A1), polynomial (A2) or quasilinear (A3).
     #[arg(long, default_value = "quasilinear")]
     pub allocator: Allocator,
     /// Slot totals, e.g. `bytes=1048576,fds=64`; the first slot is the default.
@@ -30,8 +31,10 @@ pub struct ReplayArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct GuaranteeArgs {
+    /// The allocator: exponential (A1), polynomial (A2) or quasilinear (A3).
     #[arg(long, default_value = "quasilinear")]
     pub allocator: Allocator,
+    /// Search every n (peers already present) from 0 to this.
     #[arg(long, default_value_t = 64)]
     pub max_n: u64,
 }

@@ -18,11 +18,13 @@ pub enum TeamsCmd {
     /// Leader election over many seeds: success rate and messages. Implicit
     /// by default, with termination detection for non-leaders (TERM token).
     Le {
+        /// Nodes in the system.
         #[arg(long)]
         n: u32,
         /// Candidates are c·ln n in expectation.
         #[arg(long, default_value_t = 8.0)]
         c: f64,
+        /// Runs, with seeds 0 … seeds − 1.
         #[arg(long, default_value_t = 20)]
         seeds: u64,
         /// Explicit election: the leader then tells all n nodes.
@@ -32,30 +34,40 @@ pub enum TeamsCmd {
         /// leader (election succeeds with high probability, not always).
         #[arg(long, default_value_t = 1.0)]
         min_success: f64,
+        /// Print JSON instead of the readable output.
         #[arg(long)]
         json: bool,
     },
     /// Distributed trigger counting: an alarm exactly when w triggers occurred.
     Dtc {
+        /// Nodes in the system.
         #[arg(long)]
         n: u32,
+        /// An alarm is due at every w-th trigger.
         #[arg(long)]
         w: u64,
+        /// Triggers, at random nodes and times.
         #[arg(long)]
         triggers: u64,
+        /// Random seed: the same seed, the same run.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Print JSON instead of the readable output.
         #[arg(long)]
         json: bool,
     },
     /// Distributed matching: marked nodes paired, each told its partner (JSON).
     Match {
+        /// Nodes in the system.
         #[arg(long)]
         n: u32,
+        /// Nodes marked to be paired, drawn among the live ones.
         #[arg(long)]
         marked: usize,
+        /// Fraction of nodes faulty from the start.
         #[arg(long, default_value_t = 0.0)]
         fragile: f64,
+        /// Random seed: the same seed, the same run.
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// How partners learn of each other.
@@ -64,12 +76,16 @@ pub enum TeamsCmd {
     },
     /// Online matchmaking: players arriving at servers paired, servers told (JSON).
     Matchmaking {
+        /// Nodes in the system.
         #[arg(long)]
         n: u32,
+        /// Nodes that are servers players arrive at.
         #[arg(long)]
         servers: u32,
+        /// Players arriving over the run.
         #[arg(long)]
         players: u64,
+        /// Random seed: the same seed, the same run.
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// How servers learn of a match.
@@ -80,6 +96,7 @@ pub enum TeamsCmd {
     /// of each colour as --sizes says. The seed's super-token algorithm
     /// beside the direct baseline, over seeds 0 … seeds − 1.
     Vtf {
+        /// Nodes in the system.
         #[arg(long)]
         n: u32,
         /// Team size vector, one entry per colour, e.g. 2,3,1.
@@ -94,8 +111,10 @@ pub enum TeamsCmd {
         /// Who picks the delays: uniform, max or load.
         #[arg(long, default_value = "uniform")]
         adversary: AdversarySpec,
+        /// Runs, with seeds 0 … seeds − 1.
         #[arg(long, default_value_t = 10)]
         seeds: u64,
+        /// Print JSON instead of the readable output.
         #[arg(long)]
         json: bool,
     },
@@ -105,20 +124,27 @@ pub enum TeamsCmd {
     Sweep(SweepArgs),
     /// Checks the shard files in DIR are one complete sweep and writes its
     /// CSV files and plots there.
-    Merge { dir: PathBuf },
+    Merge {
+        /// The folder holding the shard files.
+        dir: PathBuf,
+    },
 }
 
 #[derive(clap::Args, Debug)]
 pub struct SweepArgs {
+    /// Smallest n of the sweep over n (n doubles up to --n-to).
     #[arg(long, default_value_t = 64)]
     pub n_from: u32,
+    /// Largest n of the sweep over n.
     #[arg(long, default_value_t = 16384)]
     pub n_to: u32,
     /// Runs per point.
     #[arg(long, default_value_t = 5)]
     pub seeds: u64,
+    /// Tokens per run.
     #[arg(long, default_value_t = 64)]
     pub tokens: u64,
+    /// Team size.
     #[arg(long, default_value_t = 2)]
     pub k: u64,
     /// n for the fragile-fraction sweep.
@@ -140,11 +166,13 @@ pub struct SweepArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
+    /// Nodes in the system.
     #[arg(long)]
     pub n: u32,
     /// Team size.
     #[arg(long, default_value_t = 2)]
     pub k: u64,
+    /// Tokens injected over the run.
     #[arg(long, default_value_t = 100)]
     pub tokens: u64,
     /// Injection schedule: over:UNITS (uniform random times in [0, UNITS)
@@ -158,13 +186,16 @@ pub struct RunArgs {
     /// messages in flight towards it gets the full unit).
     #[arg(long, default_value = "uniform")]
     pub adversary: AdversarySpec,
+    /// Random seed: the same seed, the same run.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// The graph's constant c in p = sqrt(c ln n / (ε n)).
     #[arg(long, default_value_t = 2.0)]
     pub c: f64,
+    /// The fault-tolerance margin ε: at most a 1 − ε fraction of nodes may be faulty.
     #[arg(long, default_value_t = 0.5)]
     pub epsilon: f64,
+    /// Print JSON instead of the readable output.
     #[arg(long)]
     pub json: bool,
     /// Write every event as a JSON line to this file (replay it with `agora replay`).

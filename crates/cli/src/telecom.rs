@@ -29,6 +29,7 @@ pub enum TelecomCmd {
         /// more bottlenecked); `corrected`: less throughput does.
         #[arg(long, value_enum, default_value = "seed")]
         reading: ReadingArg,
+        /// Print JSON instead of the readable output.
         #[arg(long)]
         json: bool,
     },
@@ -40,6 +41,7 @@ pub enum TelecomCmd {
         /// "cascade_risk", "dependency_count", "failure_mode"}]}.
         #[arg(long)]
         input: PathBuf,
+        /// Print JSON instead of the readable output.
         #[arg(long)]
         json: bool,
     },
@@ -53,6 +55,7 @@ pub enum TelecomCmd {
         /// "latency_ms", "throughput_mbps"}]}.
         #[arg(long)]
         input: PathBuf,
+        /// Print JSON instead of the readable output.
         #[arg(long)]
         json: bool,
     },
@@ -66,6 +69,7 @@ pub enum TelecomCmd {
         /// oldest (smallest start), priority (lowest) or work (least done).
         #[arg(long, value_enum, default_value = "oldest")]
         victim: VictimArg,
+        /// Print JSON instead of the readable output.
         #[arg(long)]
         json: bool,
     },
@@ -73,6 +77,7 @@ pub enum TelecomCmd {
     /// topology: detection time after a crash (p50/p99) and false
     /// suspicions per node-hour with no fault, for each threshold.
     Detector {
+        /// The phi thresholds to measure, comma-separated.
         #[arg(long, value_delimiter = ',', default_values_t = vec![4.0, 6.0, 8.0, 10.0, 12.0])]
         thresholds: Vec<f64>,
         /// Crash runs per threshold.
@@ -84,6 +89,7 @@ pub enum TelecomCmd {
         /// Fault-free simulated hours per threshold.
         #[arg(long, default_value_t = 1.0)]
         hours: f64,
+        /// Print JSON instead of the readable output.
         #[arg(long)]
         json: bool,
     },
@@ -91,10 +97,12 @@ pub enum TelecomCmd {
     /// times slower, one dead; latency, success and attempts per request
     /// for each strategy.
     Balance {
+        /// The strategies to compare, comma-separated.
         #[arg(long, value_delimiter = ',', default_values_t = vec![
             Strategy::RoundRobin, Strategy::WeightedRoundRobin, Strategy::LeastConnections,
             Strategy::ResourceAware, Strategy::P2cPeakEwma])]
         strategies: Vec<Strategy>,
+        /// Runs per strategy and case, with seeds 0 … seeds − 1.
         #[arg(long, default_value_t = 5)]
         seeds: u64,
         /// Requests per second.
@@ -103,18 +111,23 @@ pub enum TelecomCmd {
         /// Simulated seconds per run.
         #[arg(long, default_value_t = 10.0)]
         secs: f64,
+        /// Print JSON instead of the readable output.
         #[arg(long)]
         json: bool,
     },
     /// Writes a scenario with a generated topology of the seed's shape
     /// (edge nodes on two cores each, a ring of cores, clouds above) to stdout.
     Generate {
+        /// Edge nodes, each linked to two cores.
         #[arg(long, default_value_t = 200)]
         edges: u32,
+        /// Core nodes, in a ring.
         #[arg(long, default_value_t = 40)]
         cores: u32,
+        /// Cloud nodes, above the cores.
         #[arg(long, default_value_t = 10)]
         clouds: u32,
+        /// Random seed of the generated metrics and RTTs: the same seed, the same file.
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Simulated time of the scenario.
