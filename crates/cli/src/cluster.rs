@@ -241,7 +241,7 @@ fn plan_of(path: &str, src: &str, links: Option<Vec<Vec<agora_net::faults::LinkF
 
 /// The cluster file a scenario's nodes run with: its protocol and
 /// parameters, nodes `n0`… on loopback ports from `base`.
-fn cluster_from_scenario(path: &Path, src: &str, base: u16, out: &Path) -> Result<(PathBuf, Duration)> {
+fn cluster_from_scenario<P: Runnable>(path: &Path, src: &str, base: u16, out: &Path) -> Result<(PathBuf, Duration)> {
     let name = path.display().to_string();
     let t: toml::Table =
         toml::from_str(&agora_sim::scenario::head(src)).with_context(|| format!("{name} is not valid TOML"))?;
@@ -257,18 +257,25 @@ fn cluster_from_scenario(path: &Path, src: &str, base: u16, out: &Path) -> Resul
             cluster.insert(key.into(), v.clone());
         }
     }
+    // The protocol's names for its nodes (a topology's), else n0, n1, ….
+    let names = t
+        .get("params")
+        .and_then(|p| p.clone().try_into::<P::Params>().ok())
+        .and_then(|p| P::node_names(&p))
+        .filter(|names| names.len() == nodes as usize)
+        .unwrap_or_else(|| (0..nodes).map(|i| format!("n{i}")).collect());
     let mut list = Vec::new();
-    for i in 0..nodes as u32 {
+    for (i, name) in (0..nodes as u32).zip(names) {
         let port = |k: u32| -> Result<u16> {
             let p = base as u32 + 2 * i + k;
             let p =
                 u16::try_from(p).map_err(|_| anyhow::anyhow!("--base-port {base}: node {i} would need port {p}"))?;
             std::net::TcpListener::bind(("127.0.0.1", p))
-                .with_context(|| format!("--base-port {base}: port {p} for node n{i} is in use"))?;
+                .with_context(|| format!("--base-port {base}: port {p} for node {i} is in use"))?;
             Ok(p)
         };
         let mut n = toml::Table::new();
-        n.insert("name".into(), format!("n{i}").into());
+        n.insert("name".into(), name.into());
         n.insert("listen".into(), format!("127.0.0.1:{}", port(0)?).into());
         n.insert("http".into(), format!("127.0.0.1:{}", port(1)?).into());
         list.push(toml::Value::Table(n));
@@ -368,8 +375,8 @@ pub fn cluster(cmd: ClusterCmd) -> Result<bool> {
                 // A scenario: the same file, as real processes.
                 let stem = args.config.file_stem().map_or("scenario".into(), |s| s.to_string_lossy().into_owned());
                 let run = run_dir(&format!("{stem}-cluster"))?;
-                let (file, until) = cluster_from_scenario(&args.config, &src, args.base_port, run.path())?;
                 let protocol = protocol_of(&name, &src)?;
+                let (file, until) = with_protocol!(&protocol, P => cluster_from_scenario::<P>(&args.config, &src, args.base_port, run.path()))?;
                 let links = match args.no_link_emulation {
                     true => None,
                     false => Some(with_protocol!(&protocol, P => emulated_links::<P>(&name, &src))?),
@@ -598,7 +605,7 @@ fn up<P: Runnable>(args: &UpArgs, run: Option<&RealRun>) -> Result<bool> {
         }
         let mut statuses = Vec::new();
         if failed.is_none() {
-            statuses = print_status(&cf, begin).await;
+            statuses = print_status::<P>(&cf, begin).await;
             if let Some(report) = run.and_then(|r| P::cluster_report(&cf.params, &r.injected, &statuses)) {
                 print!("\n{report}");
             }
@@ -688,24 +695,25 @@ async fn apply<P>(
     spawn: &impl Fn(&str) -> Result<tokio::process::Child>,
 ) -> String {
     let http = |i: usize| cf.node.get(i).and_then(|n| n.http);
+    let name = |i: usize| cf.node.get(i).map_or_else(|| format!("node {i}"), |n| n.name.clone());
     // `shown`: what the log says was sent (a fault layer's JSON, with its links, is long).
     let send = |i: usize, method: &'static str, path: &'static str, body: String, shown: String| {
-        let (addr, token) = (http(i), token.to_string());
+        let (addr, token, node) = (http(i), token.to_string(), name(i));
         async move {
-            let Some(addr) = addr else { return format!("n{i} has no HTTP address") };
+            let Some(addr) = addr else { return format!("{node} has no HTTP address") };
             let r = tokio::task::spawn_blocking(move || {
                 probe::request_with_token(addr, method, path, Some(&body), Some(&token), Duration::from_secs(2))
             })
             .await;
             match r {
-                Ok(Ok((code, _))) if code < 300 => format!("{method} {path} on n{i}: {shown}"),
-                Ok(Ok((code, reply))) => format!("{method} {path} on n{i} refused (HTTP {code}): {}", reply.trim()),
-                _ => format!("{method} {path} on n{i} failed: the node did not answer"),
+                Ok(Ok((code, _))) if code < 300 => format!("{method} {path} on {node}: {shown}"),
+                Ok(Ok((code, reply))) => format!("{method} {path} on {node} refused (HTTP {code}): {}", reply.trim()),
+                _ => format!("{method} {path} on {node} failed: the node did not answer"),
             }
         }
     };
     let put_layer = |i: usize, layer: &agora_net::FaultLayer| {
-        send(i, "PUT", "/faults", serde_json::to_string(layer).unwrap_or_default(), summary(layer))
+        send(i, "PUT", "/faults", serde_json::to_string(layer).unwrap_or_default(), summary(layer, &name))
     };
     match action {
         Action::Kill(i) => {
@@ -713,19 +721,19 @@ async fn apply<P>(
             let _ = c.start_kill();
             let _ = c.wait().await;
             killed[*i] = true;
-            format!("killed n{i} (SIGKILL)")
+            format!("killed {} (SIGKILL)", name(*i))
         }
         Action::Restart(i, layer) => match spawn(&children[*i].0) {
             Ok(c) => {
                 children[*i].1 = c;
                 killed[*i] = false;
                 if *layer == agora_net::FaultLayer::default() {
-                    return format!("restarted n{i}");
+                    return format!("restarted {}", name(*i));
                 }
                 wait_ready(&cf.node[*i..=*i]).await;
-                format!("restarted n{i}; {}", put_layer(*i, layer).await)
+                format!("restarted {}; {}", name(*i), put_layer(*i, layer).await)
             }
-            Err(e) => format!("could not restart n{i}: {e}"),
+            Err(e) => format!("could not restart {}: {e}", name(*i)),
         },
         Action::Faults(i, layer) => put_layer(*i, layer).await,
         Action::Input(i, value) => send(*i, "POST", "/input", value.to_string(), value.to_string()).await,
@@ -733,7 +741,7 @@ async fn apply<P>(
 }
 
 /// A fault layer in a few words, for the log.
-fn summary(layer: &agora_net::FaultLayer) -> String {
+fn summary(layer: &agora_net::FaultLayer, name: &dyn Fn(usize) -> String) -> String {
     let mut parts = Vec::new();
     if layer.drop_rate > 0.0 || layer.receive_drop_rate > 0.0 {
         parts.push(format!("drops {} sent, {} received", layer.drop_rate, layer.receive_drop_rate));
@@ -742,7 +750,7 @@ fn summary(layer: &agora_net::FaultLayer) -> String {
         parts.push(format!("{} ms delay", layer.delay_ms));
     }
     if !layer.partition.is_empty() {
-        let cut: Vec<String> = layer.partition.iter().map(|p| format!("n{}", p.0)).collect();
+        let cut: Vec<String> = layer.partition.iter().map(|p| name(p.0 as usize)).collect();
         parts.push(format!("cut off from {}", cut.join(" ")));
     }
     if !layer.links.is_empty() {
@@ -752,7 +760,7 @@ fn summary(layer: &agora_net::FaultLayer) -> String {
             .links
             .iter()
             .filter(|l| l.drop_rate > 0.0)
-            .map(|l| format!("n{} {}", l.peer.0, l.drop_rate))
+            .map(|l| format!("{} {}", name(l.peer.0 as usize), l.drop_rate))
             .collect();
         let mut s = format!("{} links, {lo:.2}–{hi:.2} ms", layer.links.len());
         if !lossy.is_empty() {
@@ -788,11 +796,16 @@ pub(crate) async fn wait_ready(nodes: &[agora_net::config::NodeEntry]) {
     }
 }
 
-/// Prints each node's `/status` (outputs and protocol state) on stdout;
-/// returns them with when each node's process started, in seconds since
-/// `begin` (from its uptime).
-async fn print_status<P>(cf: &ClusterFile<P>, begin: tokio::time::Instant) -> Vec<Option<(f64, serde_json::Value)>> {
+/// Prints a line per node of its `/status` (uptime, outputs and the
+/// protocol's [`Runnable::status_line`]) on stdout; returns the statuses
+/// with when each node's process started, in seconds since `begin` (from
+/// its uptime).
+async fn print_status<P: Runnable>(
+    cf: &ClusterFile<P::Params>,
+    begin: tokio::time::Instant,
+) -> Vec<Option<(f64, serde_json::Value)>> {
     let mut out = Vec::new();
+    let mut rows = Vec::new();
     for n in &cf.node {
         let Some(addr) = n.http else {
             out.push(None);
@@ -801,16 +814,19 @@ async fn print_status<P>(cf: &ClusterFile<P>, begin: tokio::time::Instant) -> Ve
         let status = tokio::task::spawn_blocking(move || probe::get_json(addr, "/status")).await;
         match status {
             Ok(Ok(s)) => {
-                println!("{} outputs={} protocol={}", n.name, s["outputs"], s["protocol"]);
-                let started = begin.elapsed().as_secs_f64() - s["uptime_s"].as_f64().unwrap_or(0.0);
-                out.push(Some((started, s)));
+                let uptime = s["uptime_s"].as_f64().unwrap_or(0.0);
+                let line = P::status_line(&s);
+                let line = if line.is_empty() { String::new() } else { format!("; {line}") };
+                rows.push((n.name.clone(), format!("up {uptime:.1} s; {} outputs{line}", s["outputs"])));
+                out.push(Some((begin.elapsed().as_secs_f64() - uptime, s)));
             }
             _ => {
-                println!("{} status unavailable", n.name);
+                rows.push((n.name.clone(), "no status (not running)".into()));
                 out.push(None);
             }
         }
     }
+    print!("{}", table(&rows));
     out
 }
 

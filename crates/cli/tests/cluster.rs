@@ -61,7 +61,8 @@ fn cluster_up_starts_reports_and_stops_every_node() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     for i in 0..3 {
-        assert!(stdout.contains(&format!("n{i} outputs=5")), "{stdout}");
+        // One line per node: its name, uptime and outputs.
+        assert!(stdout.lines().any(|l| l.starts_with(&format!("n{i} ")) && l.contains("; 5 outputs")), "{stdout}");
     }
     assert!(stderr.contains("cluster stopped"), "{stderr}");
     // The ephemeral keys and token it made are gone with it.
@@ -133,7 +134,10 @@ fn ctrl_c_stops_cluster_up_cleanly() {
     let out = child.wait_with_output().unwrap();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stderr.contains("cluster stopped") && stdout.contains("n2 outputs=3"), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("cluster stopped") && stdout.lines().any(|l| l.starts_with("n2 ") && l.contains("; 3 outputs")),
+        "{stdout}\n{stderr}"
+    );
     std::thread::sleep(Duration::from_millis(200));
     assert!(addrs.iter().all(|a| delivered(a.1).is_none()), "every node process is gone");
 }

@@ -28,6 +28,17 @@ pub trait Runnable: Protocol + Sized {
     fn warnings(_params: &Self::Params) -> Vec<String> {
         Vec::new()
     }
+    /// The nodes' names, for protocols whose parameters name them (a
+    /// topology); None: `n0`, `n1`, ….
+    fn node_names(_params: &Self::Params) -> Option<Vec<String>> {
+        None
+    }
+    /// One line of a node's `/status` for a person (`agora cluster up`
+    /// prints it per node when the run ends); empty: nothing beyond the
+    /// node's outputs.
+    fn status_line(_status: &serde_json::Value) -> String {
+        String::new()
+    }
     /// Builds node `id` of `nodes`.
     fn build(params: &Self::Params, nodes: u32) -> Box<dyn FnMut(NodeId) -> Self + Send>;
     /// Installs the protocol's safety invariants on a simulation.
@@ -234,6 +245,12 @@ impl Runnable for agora_telecom::node::Node {
     }
     fn warnings(params: &Self::Params) -> Vec<String> {
         params.warnings()
+    }
+    fn node_names(params: &Self::Params) -> Option<Vec<String>> {
+        Some(params.nodes.iter().map(|n| n.name.clone()).collect())
+    }
+    fn status_line(status: &serde_json::Value) -> String {
+        crate::telecom::status_line(status)
     }
     fn build(params: &Self::Params, _nodes: u32) -> Box<dyn FnMut(NodeId) -> Self + Send> {
         let topo = Arc::new(params.compile().expect("validated before building"));

@@ -268,13 +268,16 @@ pub fn real_failures(
 }
 
 /// The clients' requests of a run on real processes, from each node's
-/// `/status`: issued, succeeded, failed by cause. (A client process that
-/// was restarted counts from its restart; serviceability needs the
-/// simulator's ground truth and is not judged here.)
+/// `/status`, in the words of the simulator's summary: issued, succeeded,
+/// failed by cause, latency of the successes. (A client process that was
+/// restarted counts from its restart; serviceability needs the simulator's
+/// ground truth and is not judged here.)
 pub fn real_requests(statuses: &[Option<(f64, serde_json::Value)>]) -> String {
     let (mut issued, mut succeeded) = (0, 0);
     let mut by_cause: std::collections::BTreeMap<String, u64> =
         node::Cause::ALL.iter().map(|c| (c.name().to_string(), 0)).collect();
+    // Each client's latencies as (µs, count) buckets, merged.
+    let mut latency_us: std::collections::BTreeMap<u64, u64> = Default::default();
     for (_, st) in statuses.iter().flatten() {
         let c = &st["protocol"]["client"];
         issued += c["requested"].as_u64().unwrap_or(0);
@@ -282,13 +285,71 @@ pub fn real_requests(statuses: &[Option<(f64, serde_json::Value)>]) -> String {
         for (cause, n) in c["failed_by_cause"].as_object().into_iter().flatten() {
             *by_cause.entry(cause.clone()).or_default() += n.as_u64().unwrap_or(0);
         }
+        for b in c["latency_us"].as_array().into_iter().flatten() {
+            if let (Some(us), Some(n)) = (b[0].as_u64(), b[1].as_u64()) {
+                *latency_us.entry(us).or_default() += n;
+            }
+        }
     }
     let failed: u64 = by_cause.values().sum();
     let causes = causes(&serde_json::to_value(&by_cause).unwrap_or_default());
     let open = issued.saturating_sub(succeeded + failed);
+    let ended = succeeded + failed;
+    let ratio = if ended == 0 { 0.0 } else { 100.0 * succeeded as f64 / ended as f64 };
+    let total: u64 = latency_us.values().sum();
+    let quantile_ms = |q: f64| {
+        let rank = (q * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        latency_us
+            .iter()
+            .find(|(_, &n)| {
+                seen += n;
+                seen >= rank
+            })
+            .map_or(0.0, |(&us, _)| us as f64 / 1000.0)
+    };
     format!(
-        "requests     {issued} issued, {succeeded} succeeded, {failed} failed, {open} in flight at the end; failed by {causes}\n"
+        "requests     {issued} issued, {succeeded} succeeded ({ratio:.2} % of those ended), {failed} failed, {open} in flight at the end; p50 {:.1} ms, p99 {:.1} ms\nfailed by    {causes}\n",
+        quantile_ms(0.5),
+        quantile_ms(0.99)
     )
+}
+
+/// A telecom node's `/status` in one line: what it served, whom it
+/// suspects, whether it is cut off or Byzantine, its client's requests and
+/// the groups it holds data for.
+pub fn status_line(status: &serde_json::Value) -> String {
+    let p = &status["protocol"];
+    let mut parts = vec![format!("served {}", p["server"]["served"].as_u64().unwrap_or(0))];
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_string)).collect()
+    };
+    let suspects = names(&p["control"]["suspects"]);
+    if !suspects.is_empty() {
+        parts.push(format!("suspects {}", suspects.join(" ")));
+    }
+    if p["control"]["isolated"].as_bool() == Some(true) {
+        parts.push("isolated".into());
+    }
+    if let Some(t) = p["server"]["byzantine_since_s"].as_f64() {
+        parts.push(format!("Byzantine since {t:.1} s"));
+    }
+    let c = &p["client"];
+    if !c.is_null() {
+        let n = |k: &str| c[k].as_u64().unwrap_or(0);
+        parts.push(format!("client {} requested, {} succeeded", n("requested"), n("succeeded")));
+    }
+    let mut groups: Vec<String> = Vec::new();
+    for strategy in p.as_object().into_iter().flat_map(|o| o.values()) {
+        for g in strategy["groups"].as_array().into_iter().flatten() {
+            groups.push(format!("{} ({} keys)", g["service"].as_str().unwrap_or("-"), g["keys"].as_u64().unwrap_or(0)));
+        }
+    }
+    if !groups.is_empty() {
+        groups.sort();
+        parts.push(format!("data {}", groups.join(", ")));
+    }
+    parts.join("; ")
 }
 
 /// The faults a run injected: (node, kind, time). Ends of faults (recover,

@@ -240,6 +240,14 @@ impl Replicas {
     }
 
     /// Where group `g`'s replica is, for the node's status.
+    /// Keys group `g` holds here: a PBFT group's are in its replica's machine.
+    pub(super) fn keys(&self, g: usize) -> usize {
+        match self.bft.get(g).and_then(|b| b.as_ref()).and_then(|b| b.replica()) {
+            Some(r) => r.machine().store.entries().count(),
+            None => self.stores[g].entries().count(),
+        }
+    }
+
     pub(super) fn bft_status(&self, g: usize) -> Option<serde_json::Value> {
         let b = self.bft.get(g)?.as_ref()?;
         let r = b.replica();

@@ -372,7 +372,7 @@ impl Protocol for Replicas {
         serde_json::json!({
             "strategy": self.strategy,
             "groups": self.kept.iter().enumerate().filter(|(_, k)| **k).map(|(g, _)| serde_json::json!({
-                "service": self.topo.groups[g].service, "keys": self.stores[g].entries().count(),
+                "service": self.topo.groups[g].service, "keys": self.keys(g),
             })).collect::<Vec<_>>(),
             "pbft": (0..self.bft.len()).filter_map(|g| self.bft_status(g)).collect::<Vec<_>>(),
             "causal": self.causal.iter().enumerate().filter_map(|(g, l)| {
