@@ -83,6 +83,12 @@ pub trait Protocol: Send + 'static {
     fn status(&self) -> serde_json::Value {
         serde_json::Value::Null
     }
+    /// Why this node should not be sent work, if it should not (cut off
+    /// from the others, known to lie): a runtime's health check (`/health`)
+    /// then fails with this reason, so a balancer in front stops using it.
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
     /// The call `output` answers, if it answers one. A runtime can hand an
     /// input that carries a call number (an HTTP client's request, say) and
     /// wait for the output that names it; the protocol puts the number in

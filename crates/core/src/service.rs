@@ -283,6 +283,13 @@ macro_rules! compose {
                         $( Output::$Variant(o) => <$Svc as Protocol>::answers(o), )+
                     }
                 }
+                fn health(&self) -> Result<(), String> {
+                    let sick: Vec<String> = [$( self.$field.health().map_err(|e| format!("{}: {e}", stringify!($field))) ),+]
+                        .into_iter()
+                        .filter_map(Result::err)
+                        .collect();
+                    if sick.is_empty() { Ok(()) } else { Err(sick.join("; ")) }
+                }
                 fn status(&self) -> $crate::serde_json::Value {
                     let mut m = $crate::serde_json::Map::new();
                     $( m.insert(stringify!($field).to_string(), self.$field.status()); )+

@@ -231,6 +231,9 @@ impl<P: Protocol> Host<P> {
                     Some(LoopMsg::Status(reply)) => {
                         let _ = reply.send(self.status());
                     }
+                    Some(LoopMsg::Health(reply)) => {
+                        let _ = reply.send(self.protocol.health());
+                    }
                     Some(LoopMsg::Synced(done)) => self.dispatch(|p, io| p.on_synced(done, io)),
                 },
             }

@@ -3,7 +3,7 @@
 //! | method | path | what |
 //! |---|---|---|
 //! | GET | `/` | JSON: the node's endpoints, its protocol's too |
-//! | GET | `/health` | `ok` while the node runs |
+//! | GET | `/health` | 200 `ok` while the node can take work; 503 and why when not |
 //! | GET | `/status` | JSON: node, protocol state, recent outputs, peers, faults |
 //! | GET | `/metrics` | Prometheus text |
 //! | POST | `/input` | JSON body: one protocol input |
@@ -49,7 +49,11 @@ impl<P: Protocol> Clone for App<P> {
 /// The node's own endpoints, for `GET /`.
 const ENDPOINTS: [Endpoint; 6] = [
     Endpoint { method: "GET", path: "/", what: "this list" },
-    Endpoint { method: "GET", path: "/health", what: "`ok` while the node runs (never needs the token)" },
+    Endpoint {
+        method: "GET",
+        path: "/health",
+        what: "200 `ok` while the node can take work, 503 and why when not: cut off, Byzantine, storage failing (never needs the token)",
+    },
     Endpoint { method: "GET", path: "/status", what: "the node, its protocol's state, recent outputs, peers, faults" },
     Endpoint { method: "GET", path: "/metrics", what: "Prometheus text" },
     Endpoint { method: "POST", path: "/input", what: "one protocol input (JSON); needs the token" },
@@ -79,7 +83,7 @@ pub(crate) async fn serve<P: Protocol>(
         .route("/faults", get(get_faults::<P>).put(put_faults::<P>))
         .route_layer(axum::middleware::from_fn_with_state(shared.clone(), authorize))
         // After the layer: always open, for readiness checks.
-        .route("/health", get(|| async { "ok\n" }))
+        .route("/health", get(health::<P>))
         .with_state(App { shared: shared.clone(), tx })
         .merge(own);
     let t = &shared.cfg.transport;
@@ -245,6 +249,26 @@ async fn status<P: Protocol>(State(app): State<App<P>>) -> Response {
     match answer.await {
         Ok(v) => Json(v).into_response(),
         Err(_) => unavailable(),
+    }
+}
+
+/// 200 `ok` while the node can take work; 503 with the reason when its
+/// storage fails, its event loop does not answer within a second, or the
+/// protocol says it should not be sent work ([`Protocol::health`]).
+async fn health<P: Protocol>(State(app): State<App<P>>) -> Response {
+    let sick = |why: String| (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response();
+    if app.shared.storage_failing.load(std::sync::atomic::Ordering::Relaxed) {
+        return sick("storage: the last commit to the disk failed".into());
+    }
+    let (reply, answer) = oneshot::channel();
+    if app.tx.send(LoopMsg::Health(reply)).is_err() {
+        return unavailable();
+    }
+    match tokio::time::timeout(std::time::Duration::from_secs(1), answer).await {
+        Ok(Ok(Ok(()))) => "ok\n".into_response(),
+        Ok(Ok(Err(why))) => sick(why),
+        Ok(Err(_)) => unavailable(),
+        Err(_) => sick("the event loop did not answer within 1 s".into()),
     }
 }
 

@@ -13,7 +13,7 @@ use crate::transport::{accept_loop, peer_task, Slotted};
 use agora_core::{NodeId, Protocol};
 use bytes::Bytes;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -96,6 +96,7 @@ pub async fn start_with<P: Protocol>(
         faults: Mutex::new(FaultLayer::default()),
         outputs: AtomicU64::new(0),
         reject_log: Mutex::default(),
+        storage_failing: AtomicBool::new(false),
         started: std::time::Instant::now(),
         cfg,
     });
@@ -124,7 +125,8 @@ pub async fn start_with<P: Protocol>(
     }
     let storage = {
         let (tx, s) = (loop_tx.clone(), shared.clone());
-        let done = move |d, committed: Option<crate::storage::Committed>| {
+        let done = move |d: agora_core::storage::SyncDone, committed: Option<crate::storage::Committed>| {
+            s.storage_failing.store(d.result.is_err(), Ordering::Relaxed);
             if let Some(c) = committed {
                 s.metrics.storage_commits.inc();
                 s.metrics.storage_commit_seconds.observe(c.took.as_secs_f64());

@@ -25,6 +25,9 @@ pub(crate) struct Shared {
     pub admission: Admission,
     /// Refused connections' log lines, throttled per reason.
     pub reject_log: Mutex<std::collections::HashMap<&'static str, crate::doors::Throttled>>,
+    /// The last commit to the storage backend failed (cleared by one that
+    /// succeeds): `/health` says so.
+    pub storage_failing: AtomicBool,
 }
 
 impl Shared {
@@ -86,6 +89,8 @@ pub(crate) enum LoopMsg<P: Protocol> {
         reply: oneshot::Sender<Result<P::Output, String>>,
     },
     Status(oneshot::Sender<serde_json::Value>),
+    /// The protocol's [`Protocol::health`].
+    Health(oneshot::Sender<Result<(), String>>),
     /// The storage thread finished a sync.
     Synced(agora_core::storage::SyncDone),
 }

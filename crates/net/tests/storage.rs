@@ -2,6 +2,7 @@
 //! reopen, what was not does not, syncs share commits, damage is reported,
 //! and etcd works the same as redb.
 
+mod common;
 use agora_core::storage::{DamageKind, DiskError, Durable, Space, StoreOp, SyncDone};
 use agora_net::storage::{Backend, Committed, Storage};
 use std::net::{SocketAddr, TcpListener};
@@ -201,4 +202,38 @@ fn etcd_keeps_what_was_synced_and_reports_when_it_is_gone() {
     drop(etcd);
     put(&s, b"k", b"v");
     assert_eq!(sync(&s, &rx, 9).result, Err(DiskError::Backend));
+}
+
+/// A node whose storage backend goes away fails its health check, naming
+/// the storage, so a balancer stops sending it work it cannot make durable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_fails_while_the_storage_backend_is_gone() {
+    use agora_broadcast::register::{Config, Register};
+    use agora_core::NodeId;
+    let Some(etcd) = start_etcd() else { return };
+    let peers = common::entries(2);
+    let backend = Backend::Etcd { addr: etcd.client, prefix: "agora/health".into() };
+    let cfg = Config { nodes: 2, writes: 1_000_000, interval: Duration::from_millis(20), ack_before_sync: false };
+    let server = agora_net::NodeConfig { storage: backend, ..common::node_cfg(&peers, 0) };
+    let nodes = [
+        agora_net::start(server, Register::new(cfg.clone(), NodeId(0))).await.unwrap(),
+        agora_net::start(common::node_cfg(&peers, 1), Register::new(cfg, NodeId(1))).await.unwrap(),
+    ];
+    let h = peers[0].http.unwrap();
+    let health = || common::http(h, "GET", "/health", String::new());
+    assert_eq!(health().await, (200, "ok\n".into()));
+    drop(etcd);
+    let start = Instant::now();
+    loop {
+        let (code, why) = health().await;
+        if code == 503 {
+            assert!(why.contains("storage"), "{why}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "still {code} {why}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for n in nodes {
+        n.stop().await;
+    }
 }

@@ -371,6 +371,16 @@ impl Protocol for Control {
         }
     }
 
+    fn health(&self) -> Result<(), String> {
+        match self.view.isolated {
+            true => Err(format!(
+                "isolated: its side of the network is a minority (it suspects {})",
+                self.suspects().map(|n| self.topo.name(n)).collect::<Vec<_>>().join(" ")
+            )),
+            false => Ok(()),
+        }
+    }
+
     fn status(&self) -> serde_json::Value {
         serde_json::json!({
             "node": self.topo.name(self.me),

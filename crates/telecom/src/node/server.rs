@@ -676,6 +676,13 @@ impl Protocol for Server {
         }
     }
 
+    fn health(&self) -> Result<(), String> {
+        match self.byzantine_since {
+            Some(t) => Err(format!("Byzantine: it has answered falsely since {:.3} s", t.as_secs_f64())),
+            None => Ok(()),
+        }
+    }
+
     fn status(&self) -> serde_json::Value {
         serde_json::json!({
             "served": self.stats.served,
