@@ -225,10 +225,14 @@ fn run_typed<P: Runnable>(args: &SimArgs, path: &str, src: &str) -> Result<bool>
             rows.push(("outcome".into(), outcome.to_string()));
         }
         rows.push(("trace hash".into(), hex(sim.trace_hash())));
+        // What the run was, then the protocol's report (its verdict
+        // first), then the run's messages and counters.
+        let details = rows.split_off(3);
         print!("{}", table(&rows));
         if let Some(r) = report {
-            print!("\n{r}");
+            print!("\n{r}\n");
         }
+        print!("{}", table(&details));
         match &violation {
             Some(v) => eprintln!("INVARIANT VIOLATED: {v}"),
             None => println!("invariants held after every event"),
