@@ -262,8 +262,13 @@ pub fn telecom(cmd: TelecomCmd) -> Result<bool> {
                 |i| rank::rank(i, reading),
                 |r: &rank::Ranking| {
                     let ranked = r.ranking.iter().enumerate();
-                    let mut rows: Vec<_> =
-                        ranked.map(|(i, x)| (format!("{}. {}", i + 1, x.node), format!("{:.4}", x.score))).collect();
+                    let scored = match reading {
+                        Reading::Seed => "the seed's formula as written (more throughput scores higher)",
+                        Reading::Corrected => "the corrected formula (less throughput scores higher)",
+                    };
+                    // `agora sim` ranks its run's measured metrics with the corrected formula.
+                    let mut rows = vec![("scored".to_string(), format!("the metrics given, by {scored}"))];
+                    rows.extend(ranked.map(|(i, x)| (format!("{}. {}", i + 1, x.node), format!("{:.4}", x.score))));
                     rows.extend(r.suggestions.iter().map(|s| ("suggestion".to_string(), s.clone())));
                     rows
                 },

@@ -126,13 +126,28 @@ pub fn rank(input: &Input, reading: Reading) -> Result<Ranking, InputError> {
     let mut suggestions = Vec::new();
     for &i in order.iter().filter(|&&i| top > 0.0 && score(i) >= top / 2.0) {
         let (j, _) = terms[i].iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).expect("six terms");
-        suggestions.push(format!("{}: {}", input.nodes[i].id, advice(j, reading)));
+        let (name, v) = (METRICS[j].0, values(&input.nodes[i])[j]);
+        // Scores scale each metric between the lowest and the highest node,
+        // so a spread of 1 % to 2 % CPU weighs as much as 10 % to 90 %.
+        let advice = if name.ends_with("_percent") && v < BUSY_PERCENT {
+            format!(
+                "{} weighs most in its score, but at {v:.1} % it is far from a limit: the nodes differ too little to act on",
+                if name == "cpu_percent" { "CPU" } else { "lock contention" }
+            )
+        } else {
+            advice(j, reading).to_string()
+        };
+        suggestions.push(format!("{}: {advice}", input.nodes[i].id));
     }
     Ok(Ranking {
         ranking: order.iter().map(|&i| Ranked { node: input.nodes[i].id.clone(), score: score(i) }).collect(),
         suggestions,
     })
 }
+
+/// Below this share a percentage metric (CPU, lock contention) is no
+/// bottleneck, however it compares with the other nodes'.
+pub const BUSY_PERCENT: f64 = 50.0;
 
 fn advice(metric: usize, reading: Reading) -> &'static str {
     match (metric, reading) {
@@ -173,6 +188,35 @@ mod tests {
                 n("Cloud1", 22.0, 1250.0, 72.0, 16.0, 300.0, 15.0),
             ],
         }
+    }
+
+    /// A node whose CPU is the highest of very idle nodes is not told to
+    /// add capacity.
+    #[test]
+    fn an_idle_node_is_not_told_to_add_capacity() {
+        let mut input = seed_table();
+        for (i, n) in input.nodes.iter_mut().enumerate() {
+            *n = NodeMetrics {
+                latency_ms: 10.0,
+                throughput_mbps: 500.0,
+                memory_gb: 8.0,
+                tx_per_s: 100.0,
+                lock_contention_percent: 5.0,
+                cpu_percent: 0.5 + i as f64 * 0.4,
+                ..n.clone()
+            };
+        }
+        let r = rank(&input, Reading::Corrected).unwrap();
+        assert_eq!(r.ranking[0].node, "Cloud1");
+        assert!(
+            r.suggestions[0].contains("CPU weighs most in its score, but at 2.1 % it is far from a limit"),
+            "{:?}",
+            r.suggestions
+        );
+        // Busy, it is.
+        input.nodes[4].cpu_percent = 90.0;
+        let r = rank(&input, Reading::Corrected).unwrap();
+        assert!(r.suggestions[0].contains("CPU weighs most: shed or move load"), "{:?}", r.suggestions);
     }
 
     #[test]

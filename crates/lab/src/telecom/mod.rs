@@ -375,6 +375,29 @@ fn injected(sim: &Sim<Node>) -> Vec<(NodeId, &'static str, Time)> {
     out
 }
 
+/// When each injected fault was on at its node: (node, start, end; None
+/// while it lasts to the end). A Byzantine turn never ends.
+fn fault_spans(sim: &Sim<Node>) -> Vec<(NodeId, Time, Option<Time>)> {
+    let mut spans: Vec<(NodeId, &'static str, Time, Option<Time>)> =
+        injected(sim).into_iter().map(|(n, kind, at)| (n, kind, at, None)).collect();
+    // Ends the spans of `kind` (at `node`, or anywhere) begun before `at`.
+    let mut end = |node: Option<NodeId>, kind: &str, at: Time| {
+        for s in spans.iter_mut().filter(|s| node.is_none_or(|n| s.0 == n) && s.1 == kind && s.2 < at) {
+            s.3.get_or_insert(at);
+        }
+    };
+    for (at, f) in sim.faults_applied() {
+        match f {
+            Fault::Recover { node, .. } => end(Some(*node), "crash", *at),
+            Fault::Omission { scope: Scope::Node(n), rate } if *rate == 0.0 => end(Some(*n), "omission", *at),
+            // A heal ends the partition; a new partition replaces it.
+            Fault::Heal | Fault::Partition(_) => end(None, "partition", *at),
+            _ => {}
+        }
+    }
+    spans.into_iter().map(|(n, _, start, end)| (n, start, end)).collect()
+}
+
 /// After every event, in each group PBFT orders: the correct replica the
 /// event concerned keeps its invariants and agrees with every other
 /// correct member on what was committed and executed at each sequence
@@ -490,10 +513,17 @@ fn outcome_of(topo: &Topology, sim: &Sim<Node>, reqs: &[history::Request]) -> Ou
         &faults.iter().map(|&(n, kind, at)| (name(n), kind, at.as_secs_f64())).collect::<Vec<_>>(),
         &detected,
     );
-    // A failover follows the latest fault at the member it leaves or at the
-    // client that left it (a client cut off by a partition loses members too).
+    // A failover follows a fault at the member it leaves or at the client
+    // that left it (a client cut off by a partition loses members too) if
+    // that fault is still on; otherwise it has no recovery time to report
+    // (a fault at another node, or one over, did not cause it).
+    let spans = fault_spans(sim);
     let last_fault_at = |from: NodeId, by: NodeId, t: Time| {
-        faults.iter().filter(|f| (f.0 == from || f.0 == by) && f.2 <= t).map(|f| f.2).max()
+        spans
+            .iter()
+            .filter(|f| (f.0 == from || f.0 == by) && f.1 <= t && f.2.is_none_or(|end| t <= end))
+            .map(|f| f.1)
+            .max()
     };
     let mut failovers = Vec::new();
     let mut cascade = Vec::new();
@@ -577,20 +607,33 @@ pub fn failures_table(failures: &[serde_json::Value]) -> String {
     let text = |v: &serde_json::Value| v.as_str().map(str::to_string).unwrap_or_else(|| "-".into());
     let secs = |v: &serde_json::Value| v.as_f64().map(|s| format!("{s:.3}")).unwrap_or_else(|| "-".into());
     let mut out = format!(
-        "{:<8} {:<10} {:>10} {:>10} {:>11}  {:<9} how\n",
+        "{:<8} {:<10} {:>10} {:>10} {:>11}  {:<9} detected as\n",
         "failure", "kind", "injected s", "detected s", "detection s", "by"
     );
     for f in failures {
+        let kind = text(&f["kind"]);
+        // The detector's reading, and whether it read the fault right: a
+        // node isolating itself is how a partition shows on its side.
+        let how = match (&f["how"], f["detected_at_s"].is_number()) {
+            (_, false) => "-".to_string(),
+            (serde_json::Value::Null, true) => "isolation".to_string(),
+            (how, true) => text(how),
+        };
+        let right = matches!(
+            (kind.as_str(), how.as_str()),
+            (_, "-") | ("crash", "crash" | "unresponsive") | ("partition", "isolation" | "crash" | "unresponsive")
+        ) || how == kind;
+        let how = if right { how } else { format!("{how}, not {kind}") };
         let _ = writeln!(
             out,
             "{:<8} {:<10} {:>10} {:>10} {:>11}  {:<9} {}",
             text(&f["node"]),
-            text(&f["kind"]),
+            kind,
             secs(&f["injected_at_s"]),
             secs(&f["detected_at_s"]),
             secs(&f["detection_s"]),
             text(&f["detected_by"]),
-            text(&f["how"])
+            how
         );
     }
     out
@@ -727,7 +770,11 @@ pub fn report(o: &serde_json::Value) -> String {
         .flatten()
         .map(|r| format!("{} {:.2}", text(&r["node"]), num(&r["score"])))
         .collect();
-    let _ = writeln!(out, "\nbottlenecks  {}", ranking.join(", "));
+    let _ = writeln!(
+        out,
+        "\nbottlenecks  {} (this run's measured metrics, the corrected formula; `agora telecom rank` scores a table you give)",
+        ranking.join(", ")
+    );
     for s in o["bottlenecks"]["suggestions"].as_array().into_iter().flatten() {
         let _ = writeln!(out, "             {}", text(s));
     }
@@ -852,8 +899,7 @@ fn cascade_table(cascade: &[serde_json::Value], end_s: f64) -> String {
     let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
     // Levels from healthy up, as the cascade orders them.
     let rank = |l: &str| ["healthy", "isolate", "shed", "emergency"].iter().position(|x| *x == l).unwrap_or(0);
-    let mut rows: std::collections::BTreeMap<(String, String), (usize, String, f64, Option<f64>)> =
-        Default::default();
+    let mut rows: std::collections::BTreeMap<(String, String), (usize, String, f64, Option<f64>)> = Default::default();
     for c in cascade {
         let (level, at) = (text(&c["level"]), c["at_s"].as_f64().unwrap_or(0.0));
         let row = rows.entry((text(&c["by"]), text(&c["service"]))).or_insert((0, "healthy".into(), 0.0, None));
@@ -874,8 +920,10 @@ fn cascade_table(cascade: &[serde_json::Value], end_s: f64) -> String {
     if rows.is_empty() {
         return "\ncascade      no level changed\n".into();
     }
-    let mut out =
-        format!("\n{:<8} {:<14} {:>11} {:<9} {:>16}\n", "cascade", "service", "transitions", "worst", "below healthy s");
+    let mut out = format!(
+        "\n{:<8} {:<14} {:>11} {:<9} {:>16}\n",
+        "cascade", "service", "transitions", "worst", "below healthy s"
+    );
     for ((by, service), (n, worst, below, since)) in rows {
         let below = below + since.map_or(0.0, |s| (end_s - s).max(0.0));
         out += &format!("{by:<8} {service:<14} {n:>11} {worst:<9} {below:>16.3}\n");
