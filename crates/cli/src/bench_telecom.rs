@@ -106,22 +106,27 @@ fn real_run(offered: f64, secs: f64, emulate: bool) -> Result<RealRow> {
 }
 
 /// Runs `sc` as real processes (`agora cluster up`, in a fresh 0700
-/// folder removed when it ends); its standard output.
-fn run_real(sc: &Scenario<Params>, emulate: bool) -> Result<String> {
+/// folder removed when it ends); the nodes' `/status` at the end.
+fn run_real(sc: &Scenario<Params>, emulate: bool) -> Result<Vec<serde_json::Value>> {
     let dir = crate::cluster::run_dir("bench-telecom")?;
     let file = dir.path().join("scenario.toml");
+    let status = dir.path().join("status.json");
     std::fs::write(&file, sc.to_toml())?;
     let exe = std::env::current_exe().context("cannot find the agora executable")?;
     let mut last = String::new();
     for _ in 0..5 {
         let base = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port().min(60_000);
         let mut cmd = std::process::Command::new(&exe);
-        cmd.args(["cluster", "up"]).arg(&file).args(["--base-port", &base.to_string()]);
+        cmd.args(["cluster", "up"])
+            .arg(&file)
+            .args(["--base-port", &base.to_string()])
+            .arg("--status-out")
+            .arg(&status);
         if !emulate {
             cmd.arg("--no-link-emulation");
         }
         let out = cmd.env("RUST_LOG", "warn").output()?;
-        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let stderr = String::from_utf8_lossy(&out.stderr);
         if stderr.contains("is in use") {
             last = stderr.into_owned();
             continue;
@@ -129,21 +134,20 @@ fn run_real(sc: &Scenario<Params>, emulate: bool) -> Result<String> {
         if !out.status.success() {
             bail!("the real cluster failed: {stderr}");
         }
-        return Ok(stdout.into_owned());
+        let text = std::fs::read_to_string(&status).context("the nodes' statuses")?;
+        return serde_json::from_str(&text).context("the nodes' statuses");
     }
     bail!("no free ports for the real cluster: {last}")
 }
 
-/// Merges the clients' histograms from `cluster up`'s status lines: the
-/// answered requests per second over `secs`, their p50 and p99, the failed.
-fn measure(stdout: &str, secs: f64) -> Result<Measured> {
+/// Merges the clients' histograms from the nodes' statuses: the answered
+/// requests per second over `secs`, their p50 and p99, the failed.
+fn measure(statuses: &[serde_json::Value], secs: f64) -> Result<Measured> {
     let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 2)?;
     let (mut ended, mut clients) = (0, 0);
     let mut failed_by_cause = std::collections::BTreeMap::new();
-    for line in stdout.lines() {
-        let Some((_, json)) = line.split_once(" protocol=") else { continue };
-        let status: serde_json::Value = serde_json::from_str(json).context("a node's status")?;
-        let c = &status["client"];
+    for status in statuses {
+        let c = &status["protocol"]["client"];
         if c.is_null() {
             continue;
         }

@@ -84,6 +84,10 @@ pub struct UpArgs {
     /// the cluster stops (telecom); the nodes' output logs go to DIR/outputs/.
     #[arg(long)]
     pub history: Option<PathBuf>,
+    /// Write every node's `/status` at the end to FILE, as a JSON list in
+    /// the file's node order (null for a node that did not answer).
+    #[arg(long, value_name = "FILE")]
+    pub status_out: Option<PathBuf>,
 }
 
 /// What `cluster up` does to a scenario's processes, and when (from the
@@ -606,6 +610,11 @@ fn up<P: Runnable>(args: &UpArgs, run: Option<&RealRun>) -> Result<bool> {
         let mut statuses = Vec::new();
         if failed.is_none() {
             statuses = print_status::<P>(&cf, begin).await;
+            if let Some(file) = &args.status_out {
+                let list: Vec<&serde_json::Value> = statuses.iter().map(|s| s.as_ref().map_or(&serde_json::Value::Null, |s| &s.1)).collect();
+                std::fs::write(file, serde_json::to_string(&list)?)
+                    .with_context(|| format!("--status-out: cannot write {}", file.display()))?;
+            }
             if let Some(report) = run.and_then(|r| P::cluster_report(&cf.params, &r.injected, &statuses)) {
                 print!("\n{report}");
             }
