@@ -882,10 +882,10 @@ fn verdict(r: &serde_json::Value) -> String {
         ("availability", format!("{available:.2} %"), "≥ 99 % (project)", met(available >= 100.0 * SERVICEABLE_TARGET)),
         ("wrong answers accepted", wrong.to_string(), "0", met(wrong == 0)),
     ];
-    let mut out = format!(
+    let mut out =
         "verdict      against the seed's targets (set for a run without faults) and the project's;\n             \
          availability is the share of serviceable requests that succeeded\n"
-    );
+            .to_string();
     for (what, value, target, verdict) in rows {
         out += &format!("  {what:<24} {value:>10}  {target:<18} {verdict}\n");
     }
@@ -896,24 +896,31 @@ fn verdict(r: &serde_json::Value) -> String {
 /// often its level changed, the worst it reached, and how long it spent
 /// below healthy up to `end_s`.
 fn cascade_table(cascade: &[serde_json::Value], end_s: f64) -> String {
-    let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+    /// One node's cascade for one service.
+    #[derive(Default)]
+    struct Row {
+        transitions: usize,
+        worst: usize,
+        below_s: f64,
+        since: Option<f64>,
+    }
     // Levels from healthy up, as the cascade orders them.
-    let rank = |l: &str| ["healthy", "isolate", "shed", "emergency"].iter().position(|x| *x == l).unwrap_or(0);
-    let mut rows: std::collections::BTreeMap<(String, String), (usize, String, f64, Option<f64>)> = Default::default();
+    const LEVELS: [&str; 4] = ["healthy", "isolate", "shed", "emergency"];
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+    let mut rows: std::collections::BTreeMap<(String, String), Row> = Default::default();
     for c in cascade {
-        let (level, at) = (text(&c["level"]), c["at_s"].as_f64().unwrap_or(0.0));
-        let row = rows.entry((text(&c["by"]), text(&c["service"]))).or_insert((0, "healthy".into(), 0.0, None));
-        row.0 += 1;
-        if rank(&level) > rank(&row.1) {
-            row.1 = level.clone();
-        }
+        let level = LEVELS.iter().position(|l| c["level"] == *l).unwrap_or(0);
+        let at = c["at_s"].as_f64().unwrap_or(0.0);
+        let row = rows.entry((text(&c["by"]), text(&c["service"]))).or_default();
+        row.transitions += 1;
+        row.worst = row.worst.max(level);
         // Time below healthy: from the first unhealthy level to the next healthy one.
-        match (level == "healthy", row.3) {
-            (true, Some(since)) => {
-                row.2 += at - since;
-                row.3 = None;
+        match (level, row.since) {
+            (0, Some(since)) => {
+                row.below_s += at - since;
+                row.since = None;
             }
-            (false, None) => row.3 = Some(at),
+            (1.., None) => row.since = Some(at),
             _ => {}
         }
     }
@@ -924,9 +931,9 @@ fn cascade_table(cascade: &[serde_json::Value], end_s: f64) -> String {
         "\n{:<8} {:<14} {:>11} {:<9} {:>16}\n",
         "cascade", "service", "transitions", "worst", "below healthy s"
     );
-    for ((by, service), (n, worst, below, since)) in rows {
-        let below = below + since.map_or(0.0, |s| (end_s - s).max(0.0));
-        out += &format!("{by:<8} {service:<14} {n:>11} {worst:<9} {below:>16.3}\n");
+    for ((by, service), r) in rows {
+        let below = r.below_s + r.since.map_or(0.0, |s| (end_s - s).max(0.0));
+        out += &format!("{by:<8} {service:<14} {:>11} {:<9} {below:>16.3}\n", r.transitions, LEVELS[r.worst]);
     }
     out
 }
