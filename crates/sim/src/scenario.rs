@@ -512,22 +512,18 @@ fn read_inputs(
         node: u32,
         value: Spanned<serde::de::IgnoredAny>,
     }
+    /// Entry `i`, at `r` in the file; errors name it as the file's `input[i]`.
+    fn parse<T: DeserializeOwned>(path: &str, src: &str, r: &std::ops::Range<usize>, i: usize) -> Result<T, FileError> {
+        config_file::parse_toml_part(path, src, &src[r.clone()], |at| at + r.start).map_err(|mut e| {
+            if let Some(field) = e.field.strip_prefix("input[0]") {
+                e.field = format!("input[{i}]{field}");
+            }
+            e
+        })
+    }
     let mut input = Vec::with_capacity(entries.len());
     for (i, r) in entries.iter().enumerate() {
         let text = &src[r.clone()];
-        fn parse<T: DeserializeOwned>(
-            path: &str,
-            src: &str,
-            r: &std::ops::Range<usize>,
-            i: usize,
-        ) -> Result<T, FileError> {
-            config_file::parse_toml_part(path, src, &src[r.clone()], |at| at + r.start).map_err(|mut e| {
-                if let Some(field) = e.field.strip_prefix("input[0]") {
-                    e.field = format!("input[{i}]{field}");
-                }
-                e
-            })
-        }
         let entry: Entry<Raw> = parse(path, src, r, i)?;
         let at_file = |span: std::ops::Range<usize>| span.start + r.start..span.end + r.start;
         // A value written after `value =` is kept as its text; one built
