@@ -1,6 +1,7 @@
 //! `/health` says whether a node can take work, so a balancer in front of
 //! the nodes stops sending to one that should not get it: 503 and why for
 //! a telecom node that is Byzantine or cut off, 200 again once it is back.
+//! And `/status` reads as an operator needs it.
 
 mod common;
 use agora_net::probe;
@@ -8,7 +9,7 @@ use common::*;
 use std::time::{Duration, Instant};
 
 #[test]
-fn health_fails_on_a_byzantine_or_cut_off_telecom_node_and_recovers() {
+fn health_fails_on_a_byzantine_or_cut_off_telecom_node_and_recovers_and_status_reads_plainly() {
     let dir = temp_dir("health");
     let (config, http) = telecom_cluster(&dir);
     let token = token(&config);
@@ -34,6 +35,21 @@ fn health_fails_on_a_byzantine_or_cut_off_telecom_node_and_recovers() {
     };
     wait("every node connected", &|| (0..5).all(connected));
     std::thread::sleep(Duration::from_millis(500));
+
+    // `/status` for an operator: groups by service, latency percentiles,
+    // and the node's start on the wall clock the nodes share.
+    let edge1 = || probe::get_json(http[0], "/status").unwrap();
+    wait("Edge1's client has answers", &|| edge1()["protocol"]["client"]["succeeded"].as_u64() > Some(0));
+    let s = edge1();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let started = s["started_unix_s"].as_f64().unwrap();
+    assert!(started <= now && now - started < 60.0, "{started} {now}");
+    let transactions = &s["protocol"]["control"]["groups"]["transactions"];
+    assert_eq!(transactions["members"], serde_json::json!(["Core1", "Core2", "Cloud1", "Edge1"]), "{transactions}");
+    assert_eq!(transactions["member"], true, "Edge1 holds the strong group: {transactions}");
+    let latency = &s["protocol"]["client"]["latency_ms"];
+    let (p50, p99) = (latency["p50"].as_f64().unwrap(), latency["p99"].as_f64().unwrap());
+    assert!(0.0 < p50 && p50 <= p99 && p99 <= latency["max"].as_f64().unwrap(), "{latency}");
 
     // Edge2 (n1) is cut off from everyone: once it sees its side is a
     // minority it fails its health check, and passes again after the heal.

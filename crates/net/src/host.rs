@@ -347,6 +347,12 @@ impl<P: Protocol> Host<P> {
             "node": s.cfg.name,
             "id": s.cfg.id.0,
             "uptime_s": s.uptime().as_secs_f64(),
+            // The protocol's times (`at_s`, `…_s`) are seconds on the node's
+            // clock, which starts with the process: this puts them on the
+            // wall clock every node shares (Unix seconds = started + at_s).
+            "started_unix_s": std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |now| now.as_secs_f64() - s.uptime().as_secs_f64()),
             "protocol": self.protocol.status(),
             "outputs": s.outputs.load(Ordering::Relaxed),
             "recent_outputs": self.recent,

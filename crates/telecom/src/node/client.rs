@@ -352,6 +352,8 @@ impl Protocol for Client {
             "requested": c.requested,
             "succeeded": c.finished.latency_us.len(),
             "failed_by_cause": c.finished.failed_by_cause,
+            "latency_ms": c.finished.percentiles_ms(),
+            // The histogram itself, mergeable across clients.
             "latency_us": c.finished.buckets(),
         })
     }
@@ -477,6 +479,16 @@ impl Ended {
         // 1 µs to 60 s at 1 % precision, larger values clamped.
         let latency_us = hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid bounds");
         Ended { count: 0, latency_us, seen: BTreeMap::new(), failed_by_cause: BTreeMap::new() }
+    }
+
+    /// The successes' latency percentiles in ms (null before any).
+    fn percentiles_ms(&self) -> serde_json::Value {
+        let h = &self.latency_us;
+        if h.is_empty() {
+            return serde_json::Value::Null;
+        }
+        let ms = |q: f64| h.value_at_quantile(q) as f64 / 1e3;
+        serde_json::json!({ "p50": ms(0.5), "p95": ms(0.95), "p99": ms(0.99), "max": h.max() as f64 / 1e3 })
     }
 
     /// The recorded latencies as (µs, count) pairs: mergeable across clients.

@@ -390,6 +390,13 @@ impl Protocol for Control {
                 "node": self.topo.name(*n), "how": how, "at_s": at.as_secs_f64(),
             })).collect::<Vec<_>>(),
             "isolations_s": self.isolations.iter().map(|t| t.as_secs_f64()).collect::<Vec<_>>(),
+            // Every replication group by its service: how it replicates and
+            // which nodes hold it (primary first).
+            "groups": self.topo.groups.iter().map(|g| (g.service.clone(), serde_json::json!({
+                "strategy": g.strategy, "consistency": g.consistency,
+                "members": g.members.iter().map(|&m| self.topo.name(m)).collect::<Vec<_>>(),
+                "member": g.members.contains(&self.me),
+            }))).collect::<serde_json::Map<_, _>>(),
         })
     }
 }
