@@ -74,9 +74,12 @@ pub enum FileKind {
 /// An error naming the right command when `src` is plainly the other kind
 /// of file (a cluster file given to `agora sim`, a scenario to `cluster up`).
 pub fn check_kind(path: &str, src: &str, want: FileKind) -> Result<()> {
-    // The parser names the error. Inputs are left out: they decide nothing.
-    let Ok(t) = toml::from_str::<toml::Table>(&agora_sim::scenario::head(src)) else { return Ok(()) };
-    let is_cluster = t.get("node").is_some_and(|n| n.is_array()) && !t.contains_key("nodes");
+    // The parser names the error. A cluster's nodes and a scenario's inputs
+    // are left out: big lists, which decide nothing but that they are there.
+    let node_tables = agora_core::config_file::cut_array_tables(src, "node");
+    let text = node_tables.as_ref().map_or(src, |c| c.rest.as_str());
+    let Ok(t) = toml::from_str::<toml::Table>(&agora_sim::scenario::head(text)) else { return Ok(()) };
+    let is_cluster = (node_tables.is_some() || t.get("node").is_some_and(|n| n.is_array())) && !t.contains_key("nodes");
     let is_scenario = t.get("nodes").is_some_and(|n| n.is_integer()) && !t.contains_key("node");
     match want {
         FileKind::Scenario if is_cluster => {

@@ -31,7 +31,7 @@
 //! public_key = "ed25519:…"      # every node's, or none with plaintext = true
 //! ```
 
-use agora_core::config_file::{parse_toml, FileError};
+use agora_core::config_file::{self, parse_toml, FileError};
 use agora_core::{duration_str, NodeId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -54,6 +54,8 @@ pub struct ClusterFile<P> {
     #[serde(default)]
     pub security: SecuritySection,
     pub params: P,
+    /// Empty only when missing, which [`ClusterFile::from_str`] refuses.
+    #[serde(default)]
     pub node: Vec<NodeEntry>,
     #[serde(skip)]
     pub path: String,
@@ -198,7 +200,42 @@ impl NodeConfig {
 
 impl<P: DeserializeOwned> ClusterFile<P> {
     pub fn from_str(path: &str, src: &str) -> Result<Self, FileError> {
-        let mut f: ClusterFile<P> = parse_toml(path, src)?;
+        // The `[[node]]` entries one by one: memory proportional to the
+        // file, however many nodes it lists.
+        let mut f: ClusterFile<P> = match config_file::cut_array_tables(src, "node") {
+            Some(cut) => {
+                let mut f: ClusterFile<P> =
+                    config_file::parse_toml_part(path, src, &cut.rest, |at| cut.file_offset(at))?;
+                if !f.node.is_empty() {
+                    let message = "given both as a key and as [[node]] tables".to_string();
+                    return Err(FileError {
+                        path: path.into(),
+                        line: None,
+                        column: None,
+                        field: "node".into(),
+                        message,
+                    });
+                }
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Entry {
+                    node: Vec<NodeEntry>,
+                }
+                f.node.reserve(cut.entries.len());
+                for (i, r) in cut.entries.iter().enumerate() {
+                    let entry: Entry = config_file::parse_toml_part(path, src, &src[r.clone()], |at| at + r.start)
+                        .map_err(|mut e| {
+                            if let Some(field) = e.field.strip_prefix("node[0]") {
+                                e.field = format!("node[{i}]{field}");
+                            }
+                            e
+                        })?;
+                    f.node.extend(entry.node);
+                }
+                f
+            }
+            None => parse_toml(path, src)?,
+        };
         f.path = path.to_string();
         f.validate()?;
         Ok(f)
@@ -382,5 +419,10 @@ mod tests {
         let shared = file(50) + "[[node]]\nname = \"m\"\nlisten = \"127.0.0.1:1100\"\n";
         let e = ClusterFile::<serde::de::IgnoredAny>::from_str("shared.toml", &shared).unwrap_err().to_string();
         assert!(e.contains("node[50]") && e.contains("shares an address with node[38] (n38)"), "{e}");
+        // Entries are parsed one by one: a bad one is named by its index
+        // and its line in the file.
+        let bad = file(3) + "[[node]]\nname = \"x\"\nlisten = \"nowhere\"\n";
+        let e = ClusterFile::<serde::de::IgnoredAny>::from_str("bad.toml", &bad).unwrap_err();
+        assert_eq!((e.field.as_str(), e.line), ("node[3].listen", Some(19)), "{e}");
     }
 }
