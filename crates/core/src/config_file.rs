@@ -105,6 +105,24 @@ pub fn parse_toml_part<T: DeserializeOwned>(
     })
 }
 
+/// Parses entry `i` of the `[[key]]` entries cut out of `src` (at `r`, see
+/// [`cut_array_tables`]) as `T`, which holds `key` as a list: errors are
+/// located in the file and name the entry `key[i]`.
+pub fn parse_entry<T: DeserializeOwned>(
+    path: &str,
+    src: &str,
+    key: &str,
+    i: usize,
+    r: &std::ops::Range<usize>,
+) -> Result<T, FileError> {
+    parse_toml_part(path, src, &src[r.clone()], |at| at + r.start).map_err(|mut e| {
+        if let Some(field) = e.field.strip_prefix(&format!("{key}[0]")) {
+            e.field = format!("{key}[{i}]{field}");
+        }
+        e
+    })
+}
+
 /// A TOML file with its `[[key]]` array of tables cut out, so that each
 /// entry is parsed on its own: the TOML parser holds its tokens and events
 /// for the whole text it parses, about 60 times the text's size, which for a

@@ -223,13 +223,7 @@ impl<P: DeserializeOwned> ClusterFile<P> {
                 }
                 f.node.reserve(cut.entries.len());
                 for (i, r) in cut.entries.iter().enumerate() {
-                    let entry: Entry = config_file::parse_toml_part(path, src, &src[r.clone()], |at| at + r.start)
-                        .map_err(|mut e| {
-                            if let Some(field) = e.field.strip_prefix("node[0]") {
-                                e.field = format!("node[{i}]{field}");
-                            }
-                            e
-                        })?;
+                    let entry: Entry = config_file::parse_entry(path, src, "node", i, r)?;
                     f.node.extend(entry.node);
                 }
                 f

@@ -512,19 +512,10 @@ fn read_inputs(
         node: u32,
         value: Spanned<serde::de::IgnoredAny>,
     }
-    /// Entry `i`, at `r` in the file; errors name it as the file's `input[i]`.
-    fn parse<T: DeserializeOwned>(path: &str, src: &str, r: &std::ops::Range<usize>, i: usize) -> Result<T, FileError> {
-        config_file::parse_toml_part(path, src, &src[r.clone()], |at| at + r.start).map_err(|mut e| {
-            if let Some(field) = e.field.strip_prefix("input[0]") {
-                e.field = format!("input[{i}]{field}");
-            }
-            e
-        })
-    }
     let mut input = Vec::with_capacity(entries.len());
     for (i, r) in entries.iter().enumerate() {
         let text = &src[r.clone()];
-        let entry: Entry<Raw> = parse(path, src, r, i)?;
+        let entry: Entry<Raw> = config_file::parse_entry(path, src, "input", i, r)?;
         let at_file = |span: std::ops::Range<usize>| span.start + r.start..span.end + r.start;
         // A value written after `value =` is kept as its text; one built
         // from tables (`[input.value]`, `value.x = …`) is parsed whole.
@@ -536,7 +527,7 @@ fn read_inputs(
                 input.push(Spanned::new(span, InputSpec { at, node, value }));
             }
         } else {
-            let entry: Entry<InputSpec> = parse(path, src, r, i)?;
+            let entry: Entry<InputSpec> = config_file::parse_entry(path, src, "input", i, r)?;
             input.extend(entry.input.into_iter().map(|spec| Spanned::new(at_file(spec.span()), spec.into_inner())));
         }
     }
