@@ -832,7 +832,7 @@ async fn print_status<P: Runnable>(
                 out.push(Some((begin.elapsed().as_secs_f64() - uptime, s)));
             }
             _ => {
-                rows.push((n.name.clone(), "no status (not running)".into()));
+                rows.push((n.name.clone(), "no status: the node did not answer (killed, or not up)".into()));
                 out.push(None);
             }
         }
