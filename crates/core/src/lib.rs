@@ -26,6 +26,7 @@ mod id;
 mod io;
 pub mod keys;
 mod protocol;
+pub mod reading;
 pub mod service;
 pub mod storage;
 mod time;

@@ -89,6 +89,12 @@ pub trait Protocol: Send + 'static {
     fn health(&self) -> Result<(), String> {
         Ok(())
     }
+    /// Gauges, counters and histograms only the protocol knows (whom it
+    /// suspects, which groups it serves, its clients' latencies), read when
+    /// a runtime is asked for its metrics (`/metrics`).
+    fn readings(&self, out: &mut Vec<crate::reading::Reading>) {
+        let _ = out;
+    }
     /// The call `output` answers, if it answers one. A runtime can hand an
     /// input that carries a call number (an HTTP client's request, say) and
     /// wait for the output that names it; the protocol puts the number in

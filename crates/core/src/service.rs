@@ -290,6 +290,9 @@ macro_rules! compose {
                         .collect();
                     if sick.is_empty() { Ok(()) } else { Err(sick.join("; ")) }
                 }
+                fn readings(&self, out: &mut Vec<$crate::reading::Reading>) {
+                    $( self.$field.readings(out); )+
+                }
                 fn status(&self) -> $crate::serde_json::Value {
                     let mut m = $crate::serde_json::Map::new();
                     $( m.insert(stringify!($field).to_string(), self.$field.status()); )+

@@ -234,6 +234,11 @@ impl<P: Protocol> Host<P> {
                     Some(LoopMsg::Health(reply)) => {
                         let _ = reply.send(self.protocol.health());
                     }
+                    Some(LoopMsg::Readings(reply)) => {
+                        let mut readings = Vec::new();
+                        self.protocol.readings(&mut readings);
+                        let _ = reply.send(readings);
+                    }
                     Some(LoopMsg::Synced(done)) => self.dispatch(|p, io| p.on_synced(done, io)),
                 },
             }

@@ -5,7 +5,7 @@
 //! | GET | `/` | JSON: the node's endpoints, its protocol's too |
 //! | GET | `/health` | 200 `ok` while the node can take work; 503 and why when not |
 //! | GET | `/status` | JSON: node, protocol state, recent outputs, peers, faults |
-//! | GET | `/metrics` | Prometheus text |
+//! | GET | `/metrics` | Prometheus text: the runtime's counters, then the protocol's readings |
 //! | POST | `/input` | JSON body: one protocol input |
 //! | GET, PUT | `/faults` | the transport fault layer (JSON) |
 //!
@@ -55,7 +55,7 @@ const ENDPOINTS: [Endpoint; 6] = [
         what: "200 `ok` while the node can take work, 503 and why when not: cut off, Byzantine, storage failing (never needs the token)",
     },
     Endpoint { method: "GET", path: "/status", what: "the node, its protocol's state, recent outputs, peers, faults" },
-    Endpoint { method: "GET", path: "/metrics", what: "Prometheus text" },
+    Endpoint { method: "GET", path: "/metrics", what: "Prometheus text: the runtime's counters, then the protocol's readings" },
     Endpoint { method: "POST", path: "/input", what: "one protocol input (JSON); needs the token" },
     Endpoint { method: "GET, PUT", path: "/faults", what: "the transport fault layer (JSON); PUT needs the token" },
 ];
@@ -272,10 +272,18 @@ async fn health<P: Protocol>(State(app): State<App<P>>) -> Response {
     }
 }
 
+/// The runtime's metrics and the protocol's readings; without the latter
+/// when the event loop does not answer within a second (the runtime's own
+/// are then what tells why).
 async fn metrics<P: Protocol>(State(app): State<App<P>>) -> Response {
+    let (reply, answer) = oneshot::channel();
+    let readings = match app.tx.send(LoopMsg::Readings(reply)) {
+        Ok(()) => tokio::time::timeout(std::time::Duration::from_secs(1), answer).await.ok().and_then(Result::ok),
+        Err(_) => None,
+    };
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        app.shared.metrics.encode(),
+        app.shared.metrics.encode(readings.unwrap_or_default()),
     )
         .into_response()
 }

@@ -1,12 +1,16 @@
 //! Per-node metrics in the Prometheus text format. Each node has its own
 //! registry, so several nodes can share a process.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use agora_core::reading::{Reading, Value};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
+use std::sync::{Arc, Mutex};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Kind {
@@ -66,6 +70,8 @@ pub struct Metrics {
     pub accept_failed: Family<Listener, Counter>,
     /// HTTP connections closed to make room for a new one at the cap.
     pub http_evicted: Counter,
+    /// The protocol's readings for the scrape being encoded.
+    readings: Arc<Mutex<Vec<Reading>>>,
 }
 
 impl Metrics {
@@ -89,8 +95,10 @@ impl Metrics {
             http_unauthorized: Counter::default(),
             accept_failed: Family::default(),
             http_evicted: Counter::default(),
+            readings: Arc::default(),
             registry: Registry::default(),
         };
+        registry.register_collector(Box::new(ProtocolReadings(m.readings.clone())));
         registry.register("messages_sent", "Messages the protocol sent, by kind", m.sent.clone());
         registry.register("messages_received", "Messages delivered to the protocol, by kind", m.received.clone());
         registry.register("messages_dropped", "Messages dropped by the runtime, by reason", m.dropped.clone());
@@ -139,7 +147,11 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    pub fn encode(&self) -> String {
+    /// The text of a scrape: the runtime's metrics, then the protocol's
+    /// `readings` ([`agora_core::Protocol::readings`]). Two scrapes at once
+    /// may each show the other's readings; both are current.
+    pub fn encode(&self, readings: Vec<Reading>) -> String {
+        *self.readings.lock().expect("readings lock") = readings;
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
@@ -154,8 +166,90 @@ impl Metrics {
     }
 }
 
+/// Encodes the protocol's readings, a family per name (in the order the
+/// protocol gave them).
+#[derive(Debug)]
+struct ProtocolReadings(Arc<Mutex<Vec<Reading>>>);
+
+impl Collector for ProtocolReadings {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let readings = std::mem::take(&mut *self.0.lock().expect("readings lock"));
+        let mut names: Vec<&'static str> = readings.iter().map(|r| r.name).collect();
+        let mut seen = std::collections::HashSet::new();
+        names.retain(|n| seen.insert(*n));
+        for name in names {
+            let family: Vec<&Reading> = readings.iter().filter(|r| r.name == name).collect();
+            let kind = match family[0].value {
+                Value::Gauge(_) => MetricType::Gauge,
+                Value::Counter(_) => MetricType::Counter,
+                Value::Histogram(_) => MetricType::Histogram,
+            };
+            let mut metric = encoder.encode_descriptor(name, family[0].help, None, kind)?;
+            for r in family {
+                // A reading without labels is the family's only one: no `{}`.
+                match r.labels.is_empty() {
+                    true => encode_value(&mut metric, r, kind)?,
+                    false => encode_value(&mut metric.encode_family(&r.labels)?, r, kind)?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn encode_value(m: &mut MetricEncoder, r: &Reading, kind: MetricType) -> Result<(), std::fmt::Error> {
+    match (&r.value, kind) {
+        (Value::Gauge(v), MetricType::Gauge) => m.encode_gauge(v),
+        (Value::Counter(v), MetricType::Counter) => m.encode_counter::<NoLabelSet, _, f64>(v, None),
+        (Value::Histogram(h), MetricType::Histogram) => {
+            m.encode_histogram::<NoLabelSet>(h.sum, h.count(), &h.buckets(), None)
+        }
+        _ => {
+            tracing::warn!(name = r.name, "a protocol reading of another kind than its family's is left out");
+            Ok(())
+        }
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_core::reading::Histogram as Buckets;
+
+    #[test]
+    fn a_protocols_readings_follow_the_runtimes_metrics_a_family_per_name() {
+        let mut h = Buckets::new(&[0.01, 0.1]);
+        h.observe(0.005);
+        h.observe(0.05);
+        h.observe(3.0);
+        let labels = |s: &str| vec![("service", s.to_string())];
+        let text = Metrics::new().encode(vec![
+            Reading::gauge("isolated", "cut off", vec![], 1.0),
+            Reading::counter("ended", "requests ended", labels("rpc"), 7),
+            Reading { name: "seconds", help: "latency", labels: labels("rpc"), value: Value::Histogram(h) },
+            Reading::counter("ended", "requests ended", labels("kv"), 2),
+            Reading::gauge("ended", "of another kind", labels("odd"), 1.0),
+        ]);
+        let ours = &text[text.find("# HELP agora_isolated").expect("the readings are there")..];
+        let expected = "# HELP agora_isolated cut off\n# TYPE agora_isolated gauge\nagora_isolated 1.0\n\
+            # HELP agora_ended requests ended\n# TYPE agora_ended counter\n\
+            agora_ended_total{service=\"rpc\"} 7\nagora_ended_total{service=\"kv\"} 2\n\
+            # HELP agora_seconds latency\n# TYPE agora_seconds histogram\n\
+            agora_seconds_sum{service=\"rpc\"} 3.055\nagora_seconds_count{service=\"rpc\"} 3\n\
+            agora_seconds_bucket{le=\"0.01\",service=\"rpc\"} 1\nagora_seconds_bucket{le=\"0.1\",service=\"rpc\"} 2\n\
+            agora_seconds_bucket{le=\"+Inf\",service=\"rpc\"} 3\n# EOF\n";
+        assert_eq!(ours, expected);
+        assert!(
+            text.find("# HELP agora_messages_sent") < text.find("# HELP agora_isolated"),
+            "the runtime's own come first"
+        );
+        // The next scrape has only what the protocol reads then.
+        assert!(!Metrics::new().encode(vec![]).contains("agora_isolated"));
     }
 }

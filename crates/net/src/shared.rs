@@ -91,6 +91,8 @@ pub(crate) enum LoopMsg<P: Protocol> {
     Status(oneshot::Sender<serde_json::Value>),
     /// The protocol's [`Protocol::health`].
     Health(oneshot::Sender<Result<(), String>>),
+    /// The protocol's [`Protocol::readings`], for a scrape.
+    Readings(oneshot::Sender<Vec<agora_core::reading::Reading>>),
     /// The storage thread finished a sync.
     Synced(agora_core::storage::SyncDone),
 }

@@ -95,3 +95,8 @@ pub fn telecom_cluster(dir: &std::path::Path) -> (PathBuf, Vec<SocketAddr>) {
     std::fs::write(&config, toml::to_string(&cluster).unwrap()).unwrap();
     (config, (0..5).map(|i| addrs[2 * i + 1]).collect())
 }
+
+/// The value of one series (`name{labels}` as written) in a `/metrics` text.
+pub fn metric(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| l.rsplit_once(' ').filter(|(s, _)| *s == series)?.1.parse().ok())
+}

@@ -26,6 +26,7 @@ use crate::data::kv::{Entry, Op, Reply, Seal, Sig, Store};
 use crate::route::View;
 use crate::rpc::{backoff, RetryBudget};
 use crate::topology::{Consistency, Redundancy, Topology};
+use agora_core::reading::{Histogram, Reading, Value, LATENCY_BOUNDS_S};
 use agora_core::{Io, Message, NodeId, Protocol, Time};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -343,6 +344,27 @@ impl Protocol for Client {
         }
     }
 
+    fn readings(&self, out: &mut Vec<Reading>) {
+        let Some(c) = &self.state else { return };
+        for (g, ended) in self.topo.groups.iter().zip(&c.finished.by_group) {
+            out.push(Reading {
+                name: "telecom_request_seconds",
+                help: "Time from due to answer of the requests this node's client completed, by service",
+                labels: vec![("service", g.service.clone())],
+                value: Value::Histogram(ended.latency_s.clone()),
+            });
+            let ok = std::iter::once(("ok", ended.latency_s.count()));
+            for (outcome, n) in ok.chain(Cause::ALL.iter().map(|c| (c.name(), ended.failed[*c as usize]))) {
+                out.push(Reading::counter(
+                    "telecom_requests_ended",
+                    "Requests this node's client ended, by service and outcome (ok or the failure's cause)",
+                    vec![("service", g.service.clone()), ("outcome", outcome.to_string())],
+                    n,
+                ));
+            }
+        }
+    }
+
     fn status(&self) -> serde_json::Value {
         let Some(c) = &self.state else { return serde_json::Value::Null };
         serde_json::json!({
@@ -438,6 +460,11 @@ impl Pending {
             }
         };
         ended.count += 1;
+        let group = &mut ended.by_group[self.group as usize];
+        match cause {
+            None => group.latency_s.observe(latency_us as f64 / 1e6),
+            Some(c) => group.failed[c as usize] += 1,
+        }
         if let Some(r) = &reply {
             ended.latency_us.saturating_record(latency_us.max(1));
             ended.seen.insert((self.group, self.key.clone()), r.entry.value.clone());
@@ -472,13 +499,30 @@ struct Ended {
     /// Failed requests by cause (those refused at once included), for the
     /// status a real run's report reads.
     failed_by_cause: BTreeMap<Cause, u64>,
+    /// The same by group, for `/metrics`.
+    by_group: Vec<GroupEnded>,
+}
+
+/// One group's ended requests: the successes' latencies, the failures by
+/// cause (indexed as [`Cause::ALL`]).
+#[derive(Clone, Debug)]
+struct GroupEnded {
+    latency_s: Histogram,
+    failed: [u64; Cause::ALL.len()],
 }
 
 impl Ended {
-    fn new() -> Self {
+    fn new(groups: usize) -> Self {
         // 1 µs to 60 s at 1 % precision, larger values clamped.
         let latency_us = hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid bounds");
-        Ended { count: 0, latency_us, seen: BTreeMap::new(), failed_by_cause: BTreeMap::new() }
+        let group = GroupEnded { latency_s: Histogram::new(LATENCY_BOUNDS_S), failed: [0; Cause::ALL.len()] };
+        Ended {
+            count: 0,
+            latency_us,
+            seen: BTreeMap::new(),
+            failed_by_cause: BTreeMap::new(),
+            by_group: vec![group; groups],
+        }
     }
 
     /// The successes' latency percentiles in ms (null before any).
@@ -562,7 +606,7 @@ impl State {
             next_id: 0,
             requested: 0,
             issued: 0,
-            finished: Ended::new(),
+            finished: Ended::new(topo.groups.len()),
             next_arrival: None,
             pending: BTreeMap::new(),
             balancer: Balancer::new(topo.params.balancer, &weights, topo.groups.len()),
@@ -1228,6 +1272,11 @@ mod tests {
             .collect();
         assert_eq!(timers.len(), 1, "one request timer is armed");
         (issued, timers[0])
+    }
+
+    #[test]
+    fn causes_are_listed_in_declaration_order_as_the_per_group_tallies_index_them() {
+        assert!(Cause::ALL.iter().enumerate().all(|(i, &c)| c as usize == i));
     }
 
     #[test]

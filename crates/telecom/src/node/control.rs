@@ -11,6 +11,7 @@
 use crate::phi::Phi;
 use crate::route::{Health, LinkState, View};
 use crate::topology::Topology;
+use agora_core::reading::Reading;
 use agora_core::{Io, Message, NodeId, Protocol, Time};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -378,6 +379,40 @@ impl Protocol for Control {
                 self.suspects().map(|n| self.topo.name(n)).collect::<Vec<_>>().join(" ")
             )),
             false => Ok(()),
+        }
+    }
+
+    fn readings(&self, out: &mut Vec<Reading>) {
+        let yes = |b: bool| if b { 1.0 } else { 0.0 };
+        out.push(Reading::gauge(
+            "telecom_isolated",
+            "1 while this node is on a minority side of the network (its /health then fails)",
+            vec![],
+            yes(self.view.isolated),
+        ));
+        for w in &self.watches {
+            out.push(Reading::gauge(
+                "telecom_suspected",
+                "1 while this node suspects the peer it watches",
+                vec![("peer", self.topo.name(w.node).to_string())],
+                yes(w.down),
+            ));
+        }
+        for g in &self.topo.groups {
+            let service = || vec![("service", g.service.clone())];
+            out.push(Reading::gauge(
+                "telecom_group_member",
+                "1 if this node holds a replica of the service's group",
+                service(),
+                yes(g.members.contains(&self.me)),
+            ));
+            let trusted = g.members.iter().filter(|&&m| !self.suspects().any(|s| s == m)).count();
+            out.push(Reading::gauge(
+                "telecom_group_members_trusted",
+                "Members of the service's group this node does not suspect",
+                service(),
+                trusted as f64,
+            ));
         }
     }
 

@@ -22,6 +22,7 @@ use crate::balance::Load;
 use crate::data::kv::{Entry, Op, Reply, Seal, Sig};
 use crate::route::View;
 use crate::topology::{Consistency, Redundancy, Topology};
+use agora_core::reading::Reading;
 use agora_core::{Io, Message, NodeId, Protocol, Time};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -681,6 +682,27 @@ impl Protocol for Server {
             Some(t) => Err(format!("Byzantine: it has answered falsely since {:.3} s", t.as_secs_f64())),
             None => Ok(()),
         }
+    }
+
+    fn readings(&self, out: &mut Vec<Reading>) {
+        out.push(Reading::gauge(
+            "telecom_byzantine",
+            "1 while this node's server answers falsely (a Byzantine fault; its /health then fails)",
+            vec![],
+            if self.byzantine_since.is_some() { 1.0 } else { 0.0 },
+        ));
+        out.push(Reading::gauge(
+            "telecom_server_busy_slots",
+            "Server slots serving a request now",
+            vec![],
+            self.busy as f64,
+        ));
+        out.push(Reading::gauge(
+            "telecom_server_queued",
+            "Requests waiting for a server slot",
+            vec![],
+            self.queue.len() as f64,
+        ));
     }
 
     fn status(&self) -> serde_json::Value {
