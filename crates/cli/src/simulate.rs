@@ -28,9 +28,10 @@ pub struct SimArgs {
     /// Write every event as a JSON line to this file (replay it with `agora replay`).
     #[arg(long)]
     pub trace: Option<PathBuf>,
-    /// Write a self-contained HTML report with charts to DIR/index.html
-    /// (protocols that have one: telecom).
-    #[arg(long, value_name = "DIR")]
+    /// Write a self-contained HTML report with charts: to PATH itself when
+    /// it ends in .html or .htm, else to PATH/index.html (protocols that
+    /// have one: telecom).
+    #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
     /// Write each replication group's client history to DIR/SERVICE.edn, as
     /// `agora history check --model kv` reads it (protocols with data: telecom).
@@ -126,13 +127,15 @@ fn run_typed<P: Runnable>(args: &SimArgs, path: &str, src: &str) -> Result<bool>
     let stats = sim.stats();
     let events_per_s = stats.events as f64 / wall.max(1e-9);
     let outcome = P::outcome(&sc.params, sc.nodes, &sim);
-    if let Some(dir) = &args.report {
+    if let Some(to) = &args.report {
         let title = if sc.name.is_empty() { path.to_string() } else { sc.name.clone() };
         let page = P::html(&sc.params, &sim, &title)
             .ok_or_else(|| anyhow::anyhow!("--report: the {} protocol has no HTML report", P::NAME))?
             .map_err(anyhow::Error::msg)?;
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let file = dir.join("index.html");
+        let file = report_file(to);
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
         std::fs::write(&file, page).with_context(|| format!("cannot write {}", file.display()))?;
         eprintln!("report: {}", file.display());
     }
@@ -341,4 +344,15 @@ fn service_counters(stats: &agora_sim::Stats) -> serde_json::Value {
         e[name] = v.into();
     }
     out.into()
+}
+
+/// Where `--report PATH` writes: PATH when it names an HTML file, else
+/// PATH/index.html.
+fn report_file(to: &Path) -> PathBuf {
+    let html = to.extension().is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
+    if html {
+        to.to_path_buf()
+    } else {
+        to.join("index.html")
+    }
 }

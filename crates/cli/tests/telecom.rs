@@ -322,9 +322,30 @@ fn the_html_report_renders_in_a_headless_browser() {
     assert!(out.status.success(), "{stderr}");
     let page = std::fs::read_to_string(dir.join("index.html")).unwrap();
     assert_eq!(page.matches("<svg").count(), 2, "two charts");
+    // Everything the terminal summary has.
+    assert!(page.contains("id=\"verdict\"") && page.contains("<td>p99 latency</td>"), "the verdict");
     assert!(page.contains("Core1</td><td>byzantine"), "the failures table");
     assert!(page.contains("id=\"accounting\"") && page.contains("<th>below quorum</th>"), "the accounting table");
     assert!(page.contains("<td>transactions</td>") && page.contains("Core2 crashed"), "by group and by window");
+    assert!(page.contains("<th>availability % (serviceable ok)</th>"), "each service's availability");
+    assert!(page.contains("id=\"nodes\"") && page.contains("<td>Cloud1</td><td>yes</td>"), "the nodes");
+    assert!(page.contains("id=\"bottlenecks\"") && page.contains("<tr><td>1</td>"), "the ranking");
+    assert!(page.contains("id=\"cascade\"") && page.contains("id=\"failovers\""), "failovers and cascade");
+    // The latency CDF on a log axis with its percentiles marked, and every
+    // fault shaded for as long as it was on, each in its own lane.
+    let latency = &page[page.find("id=\"latency\"").unwrap()..page.find("id=\"throughput\"").unwrap()];
+    assert!(latency.contains("log scale"), "a log axis");
+    for p in ["p50 ", "p95 ", "p99 "] {
+        assert!(latency.contains(p), "{p} marked");
+    }
+    let throughput = &page[page.find("id=\"throughput\"").unwrap()..];
+    for band in ["Edge1 crash 3.0–9.0 s", "Core1 byzantine 13.0–30.0 s", "Edge2 partition 24.0–27.0 s"] {
+        assert!(throughput.contains(band), "{band} shaded");
+    }
+    // `--report FILE.html` writes that file (no directory of that name).
+    let file = dir.join("run.html");
+    assert!(run(&["sim", &scenario(), "--report", file.to_str().unwrap()]).status.success());
+    assert!(std::fs::read_to_string(&file).is_ok_and(|p| p.contains("id=\"nodes\"")));
     // A protocol without a report says so.
     let broadcast = format!("{}/../../scenarios/broadcast.toml", env!("CARGO_MANIFEST_DIR"));
     let (_, stderr) = text(&run(&["sim", &broadcast, "--report", dir.to_str().unwrap()]));
@@ -339,7 +360,12 @@ fn the_html_report_renders_in_a_headless_browser() {
     let headless = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"];
     let dom = std::process::Command::new(browser).args(headless).arg("--dump-dom").arg(&url).output().unwrap();
     let dom = String::from_utf8_lossy(&dom.stdout);
-    assert!(dom.contains("<svg") && dom.contains("id=\"failures\""), "the browser's DOM lacks the charts: {dom:.400}");
+    for id in
+        ["verdict", "accounting", "nodes", "bottlenecks", "failures", "failovers", "cascade", "latency", "throughput"]
+    {
+        assert!(dom.contains(&format!("id=\"{id}\"")), "the browser's DOM lacks {id}: {dom:.400}");
+    }
+    assert_eq!(dom.matches("<svg").count(), 2, "the browser's DOM lacks the charts: {dom:.400}");
     let status = std::process::Command::new(browser)
         .args(headless)
         .arg(format!("--screenshot={}", shot.display()))

@@ -375,15 +375,28 @@ fn injected(sim: &Sim<Node>) -> Vec<(NodeId, &'static str, Time)> {
     out
 }
 
-/// When each injected fault was on at its node: (node, start, end; None
-/// while it lasts to the end). A Byzantine turn never ends.
-fn fault_spans(sim: &Sim<Node>) -> Vec<(NodeId, Time, Option<Time>)> {
-    let mut spans: Vec<(NodeId, &'static str, Time, Option<Time>)> =
-        injected(sim).into_iter().map(|(n, kind, at)| (n, kind, at, None)).collect();
+/// When each injected fault was on at its node.
+struct FaultSpan {
+    node: NodeId,
+    kind: &'static str,
+    start: Time,
+    /// None while it lasts to the end (a Byzantine turn never ends).
+    end: Option<Time>,
+}
+
+impl FaultSpan {
+    fn covers(&self, t: Time) -> bool {
+        self.start <= t && self.end.is_none_or(|end| t <= end)
+    }
+}
+
+fn fault_spans(sim: &Sim<Node>) -> Vec<FaultSpan> {
+    let mut spans: Vec<FaultSpan> =
+        injected(sim).into_iter().map(|(node, kind, start)| FaultSpan { node, kind, start, end: None }).collect();
     // Ends the spans of `kind` (at `node`, or anywhere) begun before `at`.
     let mut end = |node: Option<NodeId>, kind: &str, at: Time| {
-        for s in spans.iter_mut().filter(|s| node.is_none_or(|n| s.0 == n) && s.1 == kind && s.2 < at) {
-            s.3.get_or_insert(at);
+        for s in spans.iter_mut().filter(|s| node.is_none_or(|n| s.node == n) && s.kind == kind && s.start < at) {
+            s.end.get_or_insert(at);
         }
     };
     for (at, f) in sim.faults_applied() {
@@ -395,7 +408,7 @@ fn fault_spans(sim: &Sim<Node>) -> Vec<(NodeId, Time, Option<Time>)> {
             _ => {}
         }
     }
-    spans.into_iter().map(|(n, _, start, end)| (n, start, end)).collect()
+    spans
 }
 
 /// After every event, in each group PBFT orders: the correct replica the
@@ -519,11 +532,7 @@ fn outcome_of(topo: &Topology, sim: &Sim<Node>, reqs: &[history::Request]) -> Ou
     // (a fault at another node, or one over, did not cause it).
     let spans = fault_spans(sim);
     let last_fault_at = |from: NodeId, by: NodeId, t: Time| {
-        spans
-            .iter()
-            .filter(|f| (f.0 == from || f.0 == by) && f.1 <= t && f.2.is_none_or(|end| t <= end))
-            .map(|f| f.1)
-            .max()
+        spans.iter().filter(|f| (f.node == from || f.node == by) && f.covers(t)).map(|f| f.start).max()
     };
     let mut failovers = Vec::new();
     let mut cascade = Vec::new();
@@ -599,8 +608,6 @@ fn outcome_of(topo: &Topology, sim: &Sim<Node>, reqs: &[history::Request]) -> Ou
     }
 }
 
-/// The outcome as text tables (from its JSON form, so a saved `--json`
-/// report prints the same).
 /// The failures of a report (`FailureReport`s as JSON) as a table.
 pub fn failures_table(failures: &[serde_json::Value]) -> String {
     use std::fmt::Write;
@@ -611,19 +618,7 @@ pub fn failures_table(failures: &[serde_json::Value]) -> String {
         "failure", "kind", "injected s", "detected s", "detection s", "by"
     );
     for f in failures {
-        let kind = text(&f["kind"]);
-        // The detector's reading, and whether it read the fault right: a
-        // node isolating itself is how a partition shows on its side.
-        let how = match (&f["how"], f["detected_at_s"].is_number()) {
-            (_, false) => "-".to_string(),
-            (serde_json::Value::Null, true) => "isolation".to_string(),
-            (how, true) => text(how),
-        };
-        let right = matches!(
-            (kind.as_str(), how.as_str()),
-            (_, "-") | ("crash", "crash" | "unresponsive") | ("partition", "isolation" | "crash" | "unresponsive")
-        ) || how == kind;
-        let how = if right { how } else { format!("{how}, not {kind}") };
+        let (kind, how) = (text(&f["kind"]), detected_as(f));
         let _ = writeln!(
             out,
             "{:<8} {:<10} {:>10} {:>10} {:>11}  {:<9} {}",
@@ -637,6 +632,27 @@ pub fn failures_table(failures: &[serde_json::Value]) -> String {
         );
     }
     out
+}
+
+/// How a failure (a `FailureReport` as JSON) was detected — the detector's
+/// reading, and "X, not Y" when it read the fault as another kind (a node
+/// isolating itself is how a partition shows on its side).
+fn detected_as(f: &serde_json::Value) -> String {
+    let kind = f["kind"].as_str().unwrap_or("-");
+    let how = match (&f["how"], f["detected_at_s"].is_number()) {
+        (_, false) => "-",
+        (serde_json::Value::Null, true) => "isolation",
+        (how, true) => how.as_str().unwrap_or("-"),
+    };
+    let right = matches!(
+        (kind, how),
+        (_, "-") | ("crash", "crash" | "unresponsive") | ("partition", "isolation" | "crash" | "unresponsive")
+    ) || how == kind;
+    if right {
+        how.to_string()
+    } else {
+        format!("{how}, not {kind}")
+    }
 }
 
 /// Each group's history verdict (the JSON of [`history::GroupHistory`]s) in
@@ -705,6 +721,8 @@ pub fn real_histories(
     Ok((files.into_iter().collect(), format!("histories    {}", verdicts(&json))))
 }
 
+/// The outcome as text tables (from its JSON form, so a saved `--json`
+/// report prints the same).
 pub fn report(o: &serde_json::Value) -> String {
     use std::fmt::Write;
     let num = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
@@ -869,34 +887,61 @@ pub fn report(o: &serde_json::Value) -> String {
 /// without faults) and the project's (99 % of serviceable requests), then
 /// the wrong answers: the first lines of the summary.
 fn verdict(r: &serde_json::Value) -> String {
+    let mut out =
+        "verdict      against the seed's targets (set for a run without faults) and the project's;\n             \
+         availability is the share of serviceable requests that succeeded\n"
+            .to_string();
+    for (what, value, target, met) in verdict_rows(r) {
+        out += &format!("  {what:<24} {value:>10}  {target:<18} {}\n", if met { "met" } else { "MISSED" });
+    }
+    out
+}
+
+/// The verdict's rows: what, the run's value, the target, whether it is met.
+fn verdict_rows(r: &serde_json::Value) -> [(&'static str, String, &'static str, bool); 5] {
     let num = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
     let (failed, ended) = (num(&r["failed"]), num(&r["failed"]) + num(&r["succeeded"]));
     let error_rate = if ended > 0.0 { 100.0 * failed / ended } else { 0.0 };
     let available = 100.0 * num(&r["serviceable_ratio"]);
     let wrong = r["wrong_answers_accepted"].as_u64().unwrap_or(0);
-    let met = |ok: bool| if ok { "met" } else { "MISSED" };
-    let rows = [
-        ("p99 latency", format!("{:.1} ms", num(&r["p99_ms"])), "< 30 ms (seed)", met(num(&r["p99_ms"]) < 30.0)),
-        ("error rate (of ended)", format!("{error_rate:.2} %"), "< 0.1 % (seed)", met(error_rate < 0.1)),
-        ("availability", format!("{available:.2} %"), "> 99.9 % (seed)", met(available > 99.9)),
-        ("availability", format!("{available:.2} %"), "≥ 99 % (project)", met(available >= 100.0 * SERVICEABLE_TARGET)),
-        ("wrong answers accepted", wrong.to_string(), "0", met(wrong == 0)),
-    ];
-    let mut out =
-        "verdict      against the seed's targets (set for a run without faults) and the project's;\n             \
-         availability is the share of serviceable requests that succeeded\n"
-            .to_string();
-    for (what, value, target, verdict) in rows {
-        out += &format!("  {what:<24} {value:>10}  {target:<18} {verdict}\n");
-    }
-    out
+    [
+        ("p99 latency", format!("{:.1} ms", num(&r["p99_ms"])), "< 30 ms (seed)", num(&r["p99_ms"]) < 30.0),
+        ("error rate (of ended)", format!("{error_rate:.2} %"), "< 0.1 % (seed)", error_rate < 0.1),
+        ("availability", format!("{available:.2} %"), "> 99.9 % (seed)", available > 99.9),
+        ("availability", format!("{available:.2} %"), "≥ 99 % (project)", available >= 100.0 * SERVICEABLE_TARGET),
+        ("wrong answers accepted", wrong.to_string(), "0", wrong == 0),
+    ]
 }
 
 /// The cascade's transitions as a table, a row per node and service: how
 /// often its level changed, the worst it reached, and how long it spent
 /// below healthy up to `end_s`.
 fn cascade_table(cascade: &[serde_json::Value], end_s: f64) -> String {
-    /// One node's cascade for one service.
+    let rows = cascade_rows(cascade, end_s);
+    if rows.is_empty() {
+        return "\ncascade      no level changed\n".into();
+    }
+    let mut out = format!(
+        "\n{:<8} {:<14} {:>11} {:<9} {:>16}\n",
+        "cascade", "service", "transitions", "worst", "below healthy s"
+    );
+    for r in rows {
+        out += &format!("{:<8} {:<14} {:>11} {:<9} {:>16.3}\n", r.by, r.service, r.transitions, r.worst, r.below_s);
+    }
+    out
+}
+
+/// One node's cascade for one service over a run.
+struct CascadeRow {
+    by: String,
+    service: String,
+    transitions: usize,
+    worst: &'static str,
+    below_s: f64,
+}
+
+/// The cascade's transitions summed up by node and service.
+fn cascade_rows(cascade: &[serde_json::Value], end_s: f64) -> Vec<CascadeRow> {
     #[derive(Default)]
     struct Row {
         transitions: usize,
@@ -924,18 +969,15 @@ fn cascade_table(cascade: &[serde_json::Value], end_s: f64) -> String {
             _ => {}
         }
     }
-    if rows.is_empty() {
-        return "\ncascade      no level changed\n".into();
-    }
-    let mut out = format!(
-        "\n{:<8} {:<14} {:>11} {:<9} {:>16}\n",
-        "cascade", "service", "transitions", "worst", "below healthy s"
-    );
-    for ((by, service), r) in rows {
-        let below = r.below_s + r.since.map_or(0.0, |s| (end_s - s).max(0.0));
-        out += &format!("{by:<8} {service:<14} {:>11} {:<9} {below:>16.3}\n", r.transitions, LEVELS[r.worst]);
-    }
-    out
+    rows.into_iter()
+        .map(|((by, service), r)| CascadeRow {
+            by,
+            service,
+            transitions: r.transitions,
+            worst: LEVELS[r.worst],
+            below_s: r.below_s + r.since.map_or(0.0, |s| (end_s - s).max(0.0)),
+        })
+        .collect()
 }
 
 /// The share of serviceable requests that must succeed (issue 23's target).
@@ -963,7 +1005,7 @@ fn causes(map: &serde_json::Value) -> String {
 /// cause, as an HTML table.
 fn accounting_html(r: &Requests) -> String {
     let mut page = format!(
-        "<h2>Requests</h2>\n<p id=\"serviceable\">{} of {} serviceable requests succeeded ({:.2} %; target ≥ {:.0} %, the seed claims {SEED_AVAILABILITY_PERCENT} % availability).</p>\n<div style=\"overflow-x:auto\"><table id=\"accounting\"><tr><th>group / window</th><th>faults</th><th>issued</th><th>succeeded</th><th>serviceable</th><th>serviceable ok %</th>",
+        "<h2>Requests</h2>\n<p id=\"serviceable\">{} of {} serviceable requests succeeded ({:.2} %; target ≥ {:.0} %, the seed claims {SEED_AVAILABILITY_PERCENT} % availability).</p>\n<div style=\"overflow-x:auto\"><table id=\"accounting\"><tr><th>group / window</th><th>faults</th><th>issued</th><th>succeeded</th><th>serviceable</th><th>availability % (serviceable ok)</th>",
         r.total.serviceable_succeeded,
         r.total.serviceable,
         100.0 * r.serviceable_ratio,
@@ -999,65 +1041,81 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// A self-contained HTML page for a finished run: the summary, the failure
-/// and failover tables, and two SVG charts — the latency distribution (CDF
-/// of answered requests) and throughput over time with the injected
-/// failures marked.
+/// A self-contained HTML page for a finished run, with everything the
+/// terminal summary has: the verdict, requests by service and by fault
+/// window (each service's availability), the nodes, the bottleneck ranking,
+/// failures, failovers and the cascade; and two SVG charts — the latency
+/// distribution (CDF on a log axis, p50/p95/p99 marked) and throughput over
+/// time with each fault shaded while it was on.
 pub fn html(topo: &Topology, sim: &Sim<Node>, title: &str) -> Result<String, String> {
-    use crate::plot::{line_chart_svg, Series};
     let o = outcome(topo, sim);
-    let mut lat = answered_ms(sim);
-    lat.sort_by(f64::total_cmp);
-    let step = (lat.len() / 400).max(1);
-    let cdf: Vec<(f64, f64)> =
-        lat.iter().enumerate().step_by(step).map(|(i, &v)| (v, (i + 1) as f64 / lat.len() as f64)).collect();
-    let bucket = 0.5;
-    let (ok, failed) = per_second(sim, bucket);
-    let at = |v: &[f64]| v.iter().enumerate().map(|(i, &y)| (i as f64 * bucket, y)).collect::<Vec<_>>();
-    let top = ok.iter().chain(&failed).copied().fold(1.0, f64::max);
-    let mut series = vec![
-        Series { name: "answered / s".into(), points: at(&ok), fitted: false },
-        Series { name: "failed / s".into(), points: at(&failed), fitted: false },
-    ];
-    for f in &o.failures {
-        series.push(Series {
-            name: format!("{} {} at {:.1} s", f.node, f.kind, f.injected_at_s),
-            points: vec![(f.injected_at_s, 0.0), (f.injected_at_s, top)],
-            fitted: true,
-        });
-    }
-    let latency_svg = if cdf.is_empty() {
-        "<p>no request was answered</p>".to_string()
-    } else {
-        line_chart_svg(
-            "latency distribution",
-            "latency (ms)",
-            "fraction of answered requests",
-            &[Series { name: "CDF".into(), points: cdf, fitted: true }],
-        )
-        .map_err(|e| e.to_string())?
-    };
-    let throughput_svg = line_chart_svg("throughput over time", "simulated time (s)", "requests / s", &series)
-        .map_err(|e| e.to_string())?;
+    let json = serde_json::to_value(&o).map_err(|e| e.to_string())?;
     let r = &o.requests;
     let mut page = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\n<style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}#accounting{{font-size:72%}}#accounting td,#accounting th{{padding:2px 4px}}#accounting td:nth-child(2){{text-align:left;min-width:12em}}</style></head><body>\n<h1>{t}</h1>\n<p id=\"summary\">{} requests, {} answered ({:.2} %; {:.2} % of the serviceable), p50 {:.1} ms, p99 {:.1} ms; {} retries; {} wrong answers accepted. Balancing ({}): Jain index {:.3}, load CV {:.3}, {:.1} migrations/min. Simulated {:.1} s.</p>\n",
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\n<style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}table{{border-collapse:collapse;margin-bottom:1em}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}td:first-child{{text-align:left}}.missed{{color:#b00;font-weight:bold}}#accounting{{font-size:72%}}#accounting td,#accounting th{{padding:2px 4px}}#accounting td:nth-child(2){{text-align:left;min-width:12em}}</style></head><body>\n<h1>{t}</h1>\n<p id=\"summary\">{} requests, {} answered ({:.2} %; {:.2} % of the serviceable), p50 {:.1} ms, p99 {:.1} ms; {} retries; {} wrong answers accepted. Balancing ({}): Jain index {:.3}, load CV {:.3}, {:.1} migrations/min. Simulated {:.1} s.</p>\n",
         r.total.issued, r.total.succeeded, 100.0 * r.success_ratio, 100.0 * r.serviceable_ratio, r.p50_ms, r.p99_ms, r.retries, r.wrong_answers_accepted,
         o.load_balancing.strategy, o.load_balancing.load_balance_index, o.load_balancing.load_variance,
         o.load_balancing.migrations_per_minute, o.sim_time_s, t = esc(title),
     );
-    page += "<h2>Failures</h2>\n<table id=\"failures\"><tr><th>node</th><th>kind</th><th>injected s</th><th>detected s</th><th>by</th><th>how</th></tr>\n";
-    for f in &o.failures {
-        let opt = |v: Option<f64>| v.map_or("—".into(), |v| format!("{v:.3}"));
-        let how = f.how.map_or("—".to_string(), |h| format!("{h:?}").to_lowercase());
+    page += "<h2>Verdict</h2>\n<p>Against the seed's targets (set for a run without faults) and the project's; availability is the share of serviceable requests that succeeded.</p>\n<table id=\"verdict\"><tr><th>what</th><th>this run</th><th>target</th><th>verdict</th></tr>\n";
+    for (what, value, target, met) in verdict_rows(&json["requests"]) {
+        let verdict = if met { "<td>met</td>" } else { "<td class=\"missed\">MISSED</td>" };
+        page += &format!("<tr><td>{what}</td><td>{value}</td><td>{}</td>{verdict}</tr>\n", esc(target));
+    }
+    page += "</table>\n";
+    page += &accounting_html(r);
+    page += &nodes_html(&o);
+    page += &failures_html(&o, &json);
+    page += "<h2>Charts</h2>\n<div id=\"latency\">";
+    page += &latency_chart(sim)?;
+    page += "</div>\n<div id=\"throughput\">";
+    page += &throughput_chart(topo, sim, o.sim_time_s)?;
+    page += "</div>\n</body></html>\n";
+    Ok(page)
+}
+
+/// The nodes' measured metrics, and the bottleneck ranking over them.
+fn nodes_html(o: &Outcome) -> String {
+    let mut page = "<h2>Nodes</h2>\n<table id=\"nodes\"><tr><th>node</th><th>up</th><th>served</th><th>req/s</th><th>cpu %</th><th>latency ms</th><th>tx/s</th><th>max queue</th><th>shed</th></tr>\n".to_string();
+    for n in &o.nodes {
         page += &format!(
-            "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.2}</td><td>{:.2}</td><td>{:.1}</td><td>{}</td><td>{}</td></tr>\n",
+            esc(&n.node),
+            if n.up { "yes" } else { "no" },
+            n.served,
+            n.req_per_s,
+            n.cpu_percent,
+            n.latency_ms,
+            n.tx_per_s,
+            n.max_queue,
+            n.shed
+        );
+    }
+    page += "</table>\n<h2>Bottlenecks</h2>\n<p>The seed's score over this run's measured latency, CPU and transactions and the scenario's bandwidth, memory and locks, the corrected formula (less bandwidth is the bottleneck); <code>agora telecom rank</code> scores a table you give.</p>\n<table id=\"bottlenecks\"><tr><th>rank</th><th>node</th><th>score</th></tr>\n";
+    for (i, b) in o.bottlenecks.ranking.iter().enumerate() {
+        page += &format!("<tr><td>{}</td><td>{}</td><td>{:.2}</td></tr>\n", i + 1, esc(&b.node), b.score);
+    }
+    page += "</table>\n<ul id=\"suggestions\">";
+    for s in &o.bottlenecks.suggestions {
+        page += &format!("<li>{}</li>", esc(s));
+    }
+    page + "</ul>\n"
+}
+
+/// The failures with how each was detected, the failovers and the cascade.
+fn failures_html(o: &Outcome, json: &serde_json::Value) -> String {
+    let opt = |v: Option<f64>| v.map_or("—".into(), |v| format!("{v:.3}"));
+    let mut page = "<h2>Failures</h2>\n<table id=\"failures\"><tr><th>node</th><th>kind</th><th>injected s</th><th>detected s</th><th>detection s</th><th>by</th><th>detected as</th></tr>\n".to_string();
+    for (f, fj) in o.failures.iter().zip(json["failures"].as_array().into_iter().flatten()) {
+        page += &format!(
+            "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
             esc(&f.node),
             f.kind,
             f.injected_at_s,
             opt(f.detected_at_s),
+            opt(f.detection_s),
             esc(f.detected_by.as_deref().unwrap_or("—")),
-            how
+            esc(&detected_as(fj))
         );
     }
     page += "</table>\n<h2>Failovers</h2>\n<table id=\"failovers\"><tr><th>service</th><th>from</th><th>to</th><th>by</th><th>at s</th><th>recovery s</th></tr>\n";
@@ -1069,15 +1127,84 @@ pub fn html(topo: &Topology, sim: &Sim<Node>, title: &str) -> Result<String, Str
             esc(f.to.as_deref().unwrap_or("—")),
             esc(&f.by),
             f.at_s,
-            f.recovery_s.map_or("—".into(), |v| format!("{v:.3}"))
+            opt(f.recovery_s)
         );
     }
-    page += "</table>\n";
-    page += &accounting_html(r);
-    page += "<h2>Charts</h2>\n<div id=\"latency\">";
-    page += &latency_svg;
-    page += "</div>\n<div id=\"throughput\">";
-    page += &throughput_svg;
-    page += "</div>\n</body></html>\n";
-    Ok(page)
+    page += "</table>\n<h2>Cascade</h2>\n<table id=\"cascade\"><tr><th>node</th><th>service</th><th>transitions</th><th>worst level</th><th>below healthy s</th></tr>\n";
+    let cascade = json["cascade"].as_array().cloned().unwrap_or_default();
+    for c in cascade_rows(&cascade, o.sim_time_s) {
+        page += &format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td></tr>\n",
+            esc(&c.by),
+            esc(&c.service),
+            c.transitions,
+            c.worst,
+            c.below_s
+        );
+    }
+    page + "</table>\n"
+}
+
+/// The answered requests' latency CDF on a log axis, p50/p95/p99 marked.
+fn latency_chart(sim: &Sim<Node>) -> Result<String, String> {
+    use crate::plot::{Chart, Mark, Series};
+    let mut lat = answered_ms(sim);
+    lat.retain(|&v| v > 0.0);
+    if lat.is_empty() {
+        return Ok("<p>no request was answered</p>".into());
+    }
+    lat.sort_by(f64::total_cmp);
+    let n = lat.len();
+    let step = (n / 400).max(1);
+    let mut cdf: Vec<(f64, f64)> =
+        lat.iter().enumerate().step_by(step).map(|(i, &v)| (v, (i + 1) as f64 / n as f64)).collect();
+    cdf.push((lat[n - 1], 1.0));
+    // The nearest-rank percentile, as the summary's.
+    let at = |q: f64| lat[((q * n as f64).ceil() as usize).clamp(1, n) - 1];
+    let marks: Vec<Mark> = [("p50", 0.5), ("p95", 0.95), ("p99", 0.99)]
+        .map(|(p, q)| Mark { label: format!("{p} {:.1} ms", at(q)), x: at(q) })
+        .into();
+    let series = [Series { name: "CDF".into(), points: cdf, fitted: true }];
+    Chart {
+        title: "latency distribution",
+        x_label: "latency (ms, log scale)",
+        y_label: "fraction of answered requests",
+        series: &series,
+        log_x: true,
+        marks: &marks,
+        ..Chart::default()
+    }
+    .svg()
+    .map_err(|e| e.to_string())
+}
+
+/// Answered and failed requests per half second, each fault shaded from
+/// its injection to its end (or the run's, `end_s`).
+fn throughput_chart(topo: &Topology, sim: &Sim<Node>, end_s: f64) -> Result<String, String> {
+    use crate::plot::{Band, Chart, Series};
+    let bucket = 0.5;
+    let (ok, failed) = per_second(sim, bucket);
+    let at = |v: &[f64]| v.iter().enumerate().map(|(i, &y)| (i as f64 * bucket, y)).collect::<Vec<_>>();
+    let series = [
+        Series { name: "answered / s".into(), points: at(&ok), fitted: false },
+        Series { name: "failed / s".into(), points: at(&failed), fitted: false },
+    ];
+    let bands: Vec<Band> = fault_spans(sim)
+        .iter()
+        .map(|f| {
+            let (from, to) = (f.start.as_secs_f64(), f.end.map_or(end_s, Time::as_secs_f64));
+            let colour = ["crash", "omission", "byzantine", "partition"].iter().position(|k| *k == f.kind).unwrap_or(0);
+            Band { label: format!("{} {} {from:.1}–{to:.1} s", topo.name(f.node), f.kind), from, to, colour }
+        })
+        .collect();
+    Chart {
+        title: "throughput over time",
+        x_label: "simulated time (s)",
+        y_label: "requests / s",
+        series: &series,
+        bands: &bands,
+        ..Chart::default()
+    }
+    .svg()
+    .map_err(|e| e.to_string())
 }
