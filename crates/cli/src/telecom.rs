@@ -240,14 +240,9 @@ pub fn telecom(cmd: TelecomCmd) -> Result<bool> {
             Ok(true)
         }
         TelecomCmd::Generate { edges, cores, clouds, seed, until } => {
-            let params = agora_telecom::topology::generate(edges, cores, clouds, seed).map_err(anyhow::Error::msg)?;
             let until = agora_core::duration_str::parse(&until).map_err(|e| anyhow::anyhow!("--until: {e}"))?;
-            let n = params.nodes.len() as u32;
-            let mut sc = agora_sim::scenario::Scenario::new("telecom", n, params);
-            sc.name = format!("generated edge–core–cloud topology: {edges} edges, {cores} cores, {clouds} clouds");
-            sc.seed = seed;
-            sc.until = until;
-            sc.network.loss = 0.01;
+            let sc = agora_lab::telecom::experiments::generated_scenario(edges, cores, clouds, seed, until)
+                .map_err(anyhow::Error::msg)?;
             print!("{}", sc.to_toml());
             Ok(true)
         }

@@ -52,7 +52,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 /// A scenario whose protocol parameters are `P`.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario<P> {
     #[serde(default)]
@@ -94,7 +94,7 @@ fn default_until() -> Duration {
     Duration::from_secs(60)
 }
 
-#[derive(Debug, Deserialize, Serialize, Default)]
+#[derive(Clone, Debug, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkSpec {
     /// None: the default (1 ms constant), or — for a protocol that brings its
@@ -110,7 +110,7 @@ pub struct NetworkSpec {
     pub duplication: f64,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(tag = "model", rename_all = "snake_case", deny_unknown_fields)]
 pub enum DelaySpec {
     Constant {
@@ -350,7 +350,7 @@ impl FaultSpec {
 }
 
 /// Generic Byzantine behaviours, which need no knowledge of the protocol.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ByzantineSpec {
     pub node: u32,
@@ -373,7 +373,7 @@ pub enum Behaviour {
 /// One `[[input]]` entry: at `at`, `node` is handed `value`, the
 /// protocol's input as TOML (checked against its type when the scenario is
 /// typed, see [`Scenario::inputs`]).
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputSpec {
     #[serde(with = "duration_str")]

@@ -28,6 +28,25 @@ pub fn default_scenario() -> Scenario<Params> {
     registry::load::<Node>("edge-core-cloud.toml (embedded)", DEFAULT_SCENARIO).expect("the embedded scenario is valid")
 }
 
+/// A generated topology (`agora telecom generate`: `edges`, `cores` and
+/// `clouds` nodes of the default's shape) as a scenario without faults,
+/// running for `until` with 1 % loss on every link.
+pub fn generated_scenario(
+    edges: u32,
+    cores: u32,
+    clouds: u32,
+    seed: u64,
+    until: Duration,
+) -> Result<Scenario<Params>, String> {
+    let params = agora_telecom::topology::generate(edges, cores, clouds, seed)?;
+    let mut sc = Scenario::new("telecom", params.nodes.len() as u32, params);
+    sc.name = format!("generated edge–core–cloud topology: {edges} edges, {cores} cores, {clouds} clouds");
+    sc.seed = seed;
+    sc.until = until;
+    sc.network.loss = 0.01;
+    Ok(sc)
+}
+
 /// The default topology for `secs` seconds, no faults or inputs, every
 /// request to `service` (the tests' starting point).
 pub fn only(service: &str, secs: u64) -> Scenario<Params> {
