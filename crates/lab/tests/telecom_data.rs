@@ -163,27 +163,37 @@ fn crash(sc: &mut Scenario<Params>, node: u32, at_ms: u64) {
 }
 
 /// Each cause shows up where its fault is: a client cut off alone fails by
-/// minority side and is not serviceable; a group whose only member crashed
-/// has no replica and nothing serviceable; an overloaded server refuses at
-/// admission.
+/// minority side in a strong group, and is not serviceable there, while an
+/// eventual group it holds a replica of goes on serving it; a group whose
+/// only member crashed has no replica and nothing serviceable; an
+/// overloaded server refuses at admission.
 #[test]
 fn failures_carry_the_cause_their_fault_implies() {
     let outcome_of = |sc: &Scenario<Params>| {
         let sim = run(sc, 4);
         agora_lab::telecom::outcome(&sc.params.compile().unwrap(), &sim)
     };
-    let mut cut = only("load_balancer", 6);
-    cut.push_fault(FaultSpec {
-        kind: FaultKind::Partition,
-        at: Some(Duration::from_secs(2)),
-        groups: Some(vec![vec![1]]),
-        heal: Some(Duration::from_secs(4)),
-        ..Default::default()
-    });
-    let o = outcome_of(&cut);
+    let cut_off = |service: &str| {
+        let mut sc = only(service, 6);
+        sc.push_fault(FaultSpec {
+            kind: FaultKind::Partition,
+            at: Some(Duration::from_secs(2)),
+            groups: Some(vec![vec![1]]),
+            heal: Some(Duration::from_secs(4)),
+            ..Default::default()
+        });
+        outcome_of(&sc)
+    };
+    let o = cut_off("transactions");
     let w = window_with(&o, "partition");
     assert!(w.tally.failed_by_cause[&node::Cause::MinoritySide] > 50, "{w:?}");
     assert!(w.tally.serviceable < w.tally.issued, "Edge2's requests are not serviceable: {w:?}");
+    // Edge2 holds an rpc replica: cut off, it serves its own requests.
+    let o = cut_off("rpc");
+    let w = window_with(&o, "partition");
+    assert_eq!(w.tally.failed_by_cause[&node::Cause::MinoritySide], 0, "{w:?}");
+    assert_eq!(w.tally.serviceable, w.tally.issued - w.tally.in_flight_at_end, "{w:?}");
+    assert!(w.tally.serviceable_ratio() > 0.9, "{w:?}");
 
     // Analytics on Cloud1 alone (crashing its three members would leave
     // the edges a minority side).

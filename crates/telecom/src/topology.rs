@@ -381,6 +381,16 @@ pub struct Group {
 }
 
 impl Group {
+    /// Whether the members on a minority side of a partition serve the
+    /// group's requests: eventual and causal groups do (available under a
+    /// partition, as their consistency allows, reconciled when it heals);
+    /// a strong group, or a `sync` one that answers a write once a
+    /// majority holds it, refuses there, for it could not agree with the
+    /// majority.
+    pub fn serves_when_isolated(&self) -> bool {
+        self.consistency != Consistency::Strong && !self.sync
+    }
+
     /// The members a request needs to be served: a quorum for an n-way
     /// group (2f + 1 where PBFT orders it), the larger of R and W for a quorum group, one otherwise.
     pub fn needed(&self) -> usize {

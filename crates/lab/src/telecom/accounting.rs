@@ -28,6 +28,9 @@ pub struct Tally {
     /// Ended requests the system could have served, and those of them that succeeded.
     pub serviceable: u64,
     pub serviceable_succeeded: u64,
+    /// The serviceable requests that failed, by cause: what the system
+    /// could have served and did not.
+    pub serviceable_failed_by_cause: BTreeMap<Cause, u64>,
     /// Writes that succeeded and took effect (a cas that swapped).
     pub writes_acknowledged: u64,
     /// Those of them a later reply showed overwritten by another value at
@@ -57,6 +60,9 @@ impl Tally {
         if serviceable {
             self.serviceable += 1;
             self.serviceable_succeeded += ok as u64;
+            if !ok {
+                *self.serviceable_failed_by_cause.entry(end.cause.unwrap_or(Cause::Deadline)).or_default() += 1;
+            }
         }
     }
 

@@ -837,6 +837,7 @@ pub fn report(o: &serde_json::Value) -> String {
         SEED_AVAILABILITY_PERCENT
     );
     let _ = writeln!(out, "failed by    {}", causes(&r["failed_by_cause"]));
+    let _ = writeln!(out, "  of them serviceable: {}", causes(&r["serviceable_failed_by_cause"]));
     let lost: Vec<String> = r["groups"]
         .as_array()
         .into_iter()

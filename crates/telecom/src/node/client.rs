@@ -732,7 +732,7 @@ impl Client {
         let topo = self.topo.clone();
         io.count(counters::REQUESTS, 1);
         let now = io.now();
-        let isolated = self.view.isolated;
+        let isolated = self.view.isolated && !topo.groups[group as usize].serves_when_isolated();
         let c = self.state.as_mut().expect("only clients issue requests");
         let shed = match c.level[group as usize] {
             Level::Emergency => priority < 2,
@@ -1367,11 +1367,16 @@ mod tests {
         assert_eq!(n.check_input(&call(9, 1)), Ok(()));
         n.on_input(call(9, 1), &mut io);
         assert!(out.iter().any(|c| matches!(c, Command::Output(Output::Send(r)) if r.group == 1)), "sent");
-        // Refused at once (a minority side): its end names the call.
+        // On a minority side an eventual group is still served; a strong
+        // one is refused at once, and its end names the call.
         n.view.isolated = true;
         let mut out = Vec::new();
         let mut io = Io::new(NodeId(0), Time::ZERO, &mut rng, &mut out);
-        n.on_input(call(10, 1), &mut io);
+        n.on_input(call(11, 1), &mut io);
+        assert!(out.iter().any(|c| matches!(c, Command::Output(Output::Send(r)) if r.group == 1)), "sent");
+        let mut out = Vec::new();
+        let mut io = Io::new(NodeId(0), Time::ZERO, &mut rng, &mut out);
+        n.on_input(call(10, 0), &mut io);
         let done: Vec<&Output> = out
             .iter()
             .filter_map(|c| match c {

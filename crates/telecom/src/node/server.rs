@@ -373,7 +373,7 @@ impl Server {
             asked: r.asked,
             pbft: r.pbft,
         };
-        if self.view.isolated {
+        if self.view.isolated && !self.topo.groups[key.group as usize].serves_when_isolated() {
             self.reply(key, None, Status::Isolated, None, io);
         } else {
             let what = ToReplica::Admit { key, priority: r.priority, after: r.after };
