@@ -68,6 +68,31 @@ pub struct BottleneckAnalysis {
     pub score: f64,
 }
 
+/// The methods every result backed by JSON has — its failures and
+/// failovers typed, `to_dict()` and `result["key"]` — beside `$extra`.
+macro_rules! json_backed {
+    ($t:ty; $($extra:tt)*) => {
+        #[pymethods]
+        impl $t {
+            #[getter]
+            fn failures(&self) -> PyResult<Vec<FailureEvent>> {
+                list(&self.json["failures"], "failures")
+            }
+            #[getter]
+            fn failovers(&self) -> PyResult<Vec<FailoverEvent>> {
+                list(&self.json["failovers"], "failovers")
+            }
+            fn to_dict(&self, py: Python<'_>) -> PyResult<PyObject> {
+                to_py(py, &self.json)
+            }
+            fn __getitem__(&self, py: Python<'_>, key: &str) -> PyResult<PyObject> {
+                item(py, &self.json, key)
+            }
+            $($extra)*
+        }
+    };
+}
+
 macro_rules! repr {
     ($($t:ty),+) => {$(
         #[pymethods]
@@ -86,19 +111,11 @@ pub struct SimulationResult {
     pub json: serde_json::Value,
 }
 
-#[pymethods]
-impl SimulationResult {
+json_backed! {
+    SimulationResult;
     #[getter]
     fn sim_time_s(&self) -> f64 {
         self.json["sim_time_s"].as_f64().unwrap_or(0.0)
-    }
-    #[getter]
-    fn failures(&self) -> PyResult<Vec<FailureEvent>> {
-        list(&self.json["failures"], "failures")
-    }
-    #[getter]
-    fn failovers(&self) -> PyResult<Vec<FailoverEvent>> {
-        list(&self.json["failovers"], "failovers")
     }
     /// This run's nodes, ranked by the seed's score over their measured metrics.
     #[getter]
@@ -119,12 +136,6 @@ impl SimulationResult {
     #[getter]
     fn load_balancing(&self, py: Python<'_>) -> PyResult<PyObject> {
         item(py, &self.json, "load_balancing")
-    }
-    fn to_dict(&self, py: Python<'_>) -> PyResult<PyObject> {
-        to_py(py, &self.json)
-    }
-    fn __getitem__(&self, py: Python<'_>, key: &str) -> PyResult<PyObject> {
-        item(py, &self.json, key)
     }
     fn __repr__(&self) -> String {
         let r = &self.json["requests"];
@@ -151,8 +162,8 @@ pub struct SimulationState {
     pub time_step: f64,
 }
 
-#[pymethods]
-impl SimulationState {
+json_backed! {
+    SimulationState;
     #[getter]
     fn time_s(&self) -> f64 {
         self.json["time_s"].as_f64().unwrap_or(0.0)
@@ -166,24 +177,10 @@ impl SimulationState {
     fn nodes(&self, py: Python<'_>) -> PyResult<PyObject> {
         item(py, &self.json, "nodes")
     }
-    #[getter]
-    fn failures(&self) -> PyResult<Vec<FailureEvent>> {
-        list(&self.json["failures"], "failures")
-    }
-    #[getter]
-    fn failovers(&self) -> PyResult<Vec<FailoverEvent>> {
-        list(&self.json["failovers"], "failovers")
-    }
     /// (time s, answered requests/s) per time step.
     #[getter]
     fn throughput(&self) -> PyResult<Vec<(f64, f64)>> {
         list(&self.json["throughput"], "throughput")
-    }
-    fn to_dict(&self, py: Python<'_>) -> PyResult<PyObject> {
-        to_py(py, &self.json)
-    }
-    fn __getitem__(&self, py: Python<'_>, key: &str) -> PyResult<PyObject> {
-        item(py, &self.json, key)
     }
     fn __repr__(&self) -> String {
         format!("SimulationState({:.1} s, strategy {})", self.time_s(), self.strategy())
@@ -196,30 +193,16 @@ pub struct MultiNodeFailureScenario {
     pub json: serde_json::Value,
 }
 
-#[pymethods]
-impl MultiNodeFailureScenario {
+json_backed! {
+    MultiNodeFailureScenario;
     /// The nodes crashed, most critical first.
     #[getter]
     fn failed(&self) -> PyResult<Vec<String>> {
         list(&self.json["failed"], "failed")
     }
     #[getter]
-    fn failures(&self) -> PyResult<Vec<FailureEvent>> {
-        list(&self.json["failures"], "failures")
-    }
-    #[getter]
-    fn failovers(&self) -> PyResult<Vec<FailoverEvent>> {
-        list(&self.json["failovers"], "failovers")
-    }
-    #[getter]
     fn requests(&self, py: Python<'_>) -> PyResult<PyObject> {
         item(py, &self.json, "requests")
-    }
-    fn to_dict(&self, py: Python<'_>) -> PyResult<PyObject> {
-        to_py(py, &self.json)
-    }
-    fn __getitem__(&self, py: Python<'_>, key: &str) -> PyResult<PyObject> {
-        item(py, &self.json, key)
     }
 }
 
