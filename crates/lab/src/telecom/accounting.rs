@@ -40,7 +40,8 @@ pub struct Tally {
 
 impl Tally {
     fn new() -> Self {
-        Tally { failed_by_cause: Cause::ALL.iter().map(|&c| (c, 0)).collect(), ..Tally::default() }
+        let none = || Cause::ALL.iter().map(|&c| (c, 0)).collect();
+        Tally { failed_by_cause: none(), serviceable_failed_by_cause: none(), ..Tally::default() }
     }
 
     fn add(&mut self, r: &Request, serviceable: bool, lost: bool) {

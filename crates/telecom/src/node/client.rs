@@ -373,7 +373,7 @@ impl Protocol for Client {
             // Every request made, those refused at once included.
             "requested": c.requested,
             "succeeded": c.finished.latency_us.len(),
-            "failed_by_cause": c.finished.failed_by_cause,
+            "failed_by_cause": c.finished.failed_by_cause(),
             "latency_ms": c.finished.percentiles_ms(),
             // The histogram itself, mergeable across clients.
             "latency_us": c.finished.buckets(),
@@ -454,16 +454,12 @@ impl Pending {
         let ok = result.is_ok();
         let (reply, cause) = match result {
             Ok(r) => (Some(r), None),
-            Err(c) => {
-                *ended.failed_by_cause.entry(c).or_default() += 1;
-                (None, Some(c))
-            }
+            Err(c) => (None, Some(c)),
         };
         ended.count += 1;
-        let group = &mut ended.by_group[self.group as usize];
         match cause {
-            None => group.latency_s.observe(latency_us as f64 / 1e6),
-            Some(c) => group.failed[c as usize] += 1,
+            None => ended.by_group[self.group as usize].latency_s.observe(latency_us as f64 / 1e6),
+            Some(c) => ended.fail(self.group, c),
         }
         if let Some(r) = &reply {
             ended.latency_us.saturating_record(latency_us.max(1));
@@ -496,10 +492,9 @@ struct Ended {
     /// The value each (group, key) had in the latest reply: what a
     /// compare-and-set of this client expects.
     seen: BTreeMap<(u16, String), Vec<u8>>,
-    /// Failed requests by cause (those refused at once included), for the
-    /// status a real run's report reads.
-    failed_by_cause: BTreeMap<Cause, u64>,
-    /// The same by group, for `/metrics`.
+    /// By group: the successes' latencies and the failures by cause (those
+    /// refused at once included), for `/metrics` and — summed — the status
+    /// a real run's report reads.
     by_group: Vec<GroupEnded>,
 }
 
@@ -516,13 +511,18 @@ impl Ended {
         // 1 µs to 60 s at 1 % precision, larger values clamped.
         let latency_us = hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid bounds");
         let group = GroupEnded { latency_s: Histogram::new(LATENCY_BOUNDS_S), failed: [0; Cause::ALL.len()] };
-        Ended {
-            count: 0,
-            latency_us,
-            seen: BTreeMap::new(),
-            failed_by_cause: BTreeMap::new(),
-            by_group: vec![group; groups],
-        }
+        Ended { count: 0, latency_us, seen: BTreeMap::new(), by_group: vec![group; groups] }
+    }
+
+    /// A request of `group` failed by `cause`.
+    fn fail(&mut self, group: u16, cause: Cause) {
+        self.by_group[group as usize].failed[cause as usize] += 1;
+    }
+
+    /// The failures by cause over every group (the causes that occurred).
+    fn failed_by_cause(&self) -> BTreeMap<Cause, u64> {
+        let sum = |c: Cause| self.by_group.iter().map(|g| g.failed[c as usize]).sum::<u64>();
+        Cause::ALL.iter().map(|&c| (c, sum(c))).filter(|&(_, n)| n > 0).collect()
     }
 
     /// The successes' latency percentiles in ms (null before any).
@@ -751,7 +751,7 @@ impl Client {
             io.count(counters::SHED, 1);
             io.count(counters::FAILED, 1);
             let cause = if isolated { Cause::MinoritySide } else { Cause::Shed };
-            *c.finished.failed_by_cause.entry(cause).or_default() += 1;
+            c.finished.fail(group, cause);
             let cause = Some(cause);
             io.output(Output::Done {
                 id,
@@ -1389,6 +1389,15 @@ mod tests {
             "{done:?}"
         );
         assert_eq!(Client::answers(done[0]), Some(10));
+        // Counted where `/metrics` and `/status` read it, refused at once as it was.
+        let mut readings = Vec::new();
+        n.readings(&mut readings);
+        let refused = readings.iter().find(|r| {
+            r.name == "telecom_requests_ended"
+                && r.labels == [("service", "transactions".to_string()), ("outcome", "minority_side".to_string())]
+        });
+        assert_eq!(refused.map(|r| &r.value), Some(&Value::Counter(1)), "{readings:?}");
+        assert_eq!(n.status()["failed_by_cause"], serde_json::json!({ "minority_side": 1 }));
         // No such group; a node that is not a client (its writes would not verify).
         assert!(n.check_input(&call(1, 99)).unwrap_err().contains("no group 99"));
         // A node that is not a client serves reads, and refuses writes
