@@ -334,7 +334,9 @@ fn the_html_report_renders_in_a_headless_browser() {
     // The latency CDF on a log axis with its percentiles marked, and every
     // fault shaded for as long as it was on, each in its own lane.
     let latency = &page[page.find("id=\"latency\"").unwrap()..page.find("id=\"throughput\"").unwrap()];
-    assert!(latency.contains("log scale"), "a log axis");
+    // Ticks by decade (10, 100): a linear axis over this run's 5–700 ms would tick at 100, 200, ….
+    let tick = |v: &str| latency.contains(&format!(">\n{v}\n</text>"));
+    assert!(latency.contains("log scale") && tick("10.0") && tick("100.0") && !tick("200.0"), "a log axis");
     for p in ["p50 ", "p95 ", "p99 "] {
         assert!(latency.contains(p), "{p} marked");
     }
